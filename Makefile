@@ -1,0 +1,49 @@
+# Strata. `make test` installs what the tests need (kcat, MinIO) if missing, then
+# runs every test. MinIO is built from the Go module proxy into a cache directory
+# once (about six minutes) and reused after.
+
+GO      ?= go
+CACHE   ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/strata
+MINIO   ?= $(CACHE)/bin/minio
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build test test-short deps kcat minio vet fuzz run dev bench-quick clean
+
+all: build
+
+build:
+	$(GO) build -o strata ./cmd/strata
+
+run: build
+	./strata serve
+
+deps: kcat minio
+
+kcat:
+	@command -v kcat >/dev/null 2>&1 || { \
+	  echo "installing kcat from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
+
+minio: $(MINIO)
+
+$(MINIO):
+	@echo "building MinIO into $(CACHE)/bin (about six minutes the first time)"
+	@mkdir -p $(CACHE)/bin
+	GOBIN=$(CACHE)/bin $(GO) install github.com/minio/minio@latest
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+test: deps vet
+	STRATATEST_MINIO=$(MINIO) STRATATEST_REQUIRE_MINIO=1 STRATATEST_REQUIRE_KCAT=1 $(GO) test -race -timeout 25m ./...
+
+test-short: vet
+	$(GO) test -short ./...
+
+fuzz:
+	$(GO) test -run=^$$ -fuzz=FuzzValidateBatches -fuzztime=30s ./localstore
+	$(GO) test -run=^$$ -fuzz=FuzzRequestFrame -fuzztime=30s ./broker
+
+clean:
+	rm -f strata

@@ -1,0 +1,57 @@
+package config
+
+// This file is the package's contract with cmd/strata and the broker.
+
+// Source says where a config value came from, with the DescribeConfigs codes.
+type Source int8
+
+const (
+	SourceTopic        Source = 1 // DYNAMIC_TOPIC_CONFIG
+	SourceStaticBroker Source = 4 // STATIC_BROKER_CONFIG: properties file, --set, STRATA_ env
+	SourceDefault      Source = 5 // DEFAULT_CONFIG
+)
+
+// Type is a config's type, with the DescribeConfigs (v3+) codes.
+type Type int8
+
+const (
+	TypeBoolean  Type = 1
+	TypeString   Type = 2
+	TypeInt      Type = 3
+	TypeShort    Type = 4
+	TypeLong     Type = 5
+	TypeDouble   Type = 6
+	TypeList     Type = 7
+	TypeClass    Type = 8
+	TypePassword Type = 9
+)
+
+// Entry is one config as DescribeConfigs shows it.
+type Entry struct {
+	Name      string
+	Value     string
+	Source    Source
+	Type      Type
+	ReadOnly  bool
+	Sensitive bool
+	Doc       string
+}
+
+// Topic is a topic's effective configuration: broker defaults with the topic's
+// overrides applied. Field comments name the topic-level key.
+type Topic struct {
+	CleanupPolicy       string // cleanup.policy: delete | compact | compact,delete
+	RetentionMs         int64  // retention.ms (-1 = forever)
+	RetentionBytes      int64  // retention.bytes (-1 = no limit)
+	SegmentBytes        int64  // segment.bytes
+	SegmentMs           int64  // segment.ms
+	SegmentIndexBytes   int64  // segment.index.bytes
+	IndexIntervalBytes  int64  // index.interval.bytes
+	MaxMessageBytes     int64  // max.message.bytes
+	FlushMessages       int64  // flush.messages
+	FlushMs             int64  // flush.ms
+	TimestampType       string // message.timestamp.type: CreateTime | LogAppendTime
+	RemoteStorageEnable bool   // remote.storage.enable
+	LocalRetentionMs    int64  // local.retention.ms (-2 = retention.ms)
+	LocalRetentionBytes int64  // local.retention.bytes (-2 = retention.bytes)
+}
