@@ -191,14 +191,14 @@ func testRangeEdges(t *testing.T, s remotestore.Store) {
 		{1, -1, data[1:], nil},
 		{500, 1, data[500:501], nil},
 		{990, 10, data[990:], nil},
-		{995, 10, data[995:], nil},        // runs past the end: cut short
-		{0, 1 << 40, data, nil},           // far past the end
-		{999, -1, data[999:], nil},        // last byte
-		{size, -1, []byte{}, nil},         // at the end: empty
-		{size, 5, []byte{}, nil},          // at the end: empty
-		{size, 0, []byte{}, nil},          // at the end, zero length: empty
-		{500, 0, []byte{}, nil},           // zero length
-		{0, 0, []byte{}, nil},             // zero length
+		{995, 10, data[995:], nil}, // runs past the end: cut short
+		{0, 1 << 40, data, nil},    // far past the end
+		{999, -1, data[999:], nil}, // last byte
+		{size, -1, []byte{}, nil},  // at the end: empty
+		{size, 5, []byte{}, nil},   // at the end: empty
+		{size, 0, []byte{}, nil},   // at the end, zero length: empty
+		{500, 0, []byte{}, nil},    // zero length
+		{0, 0, []byte{}, nil},      // zero length
 		{size + 1, -1, nil, remotestore.ErrInvalidRange},
 		{size + 1, 0, nil, remotestore.ErrInvalidRange},
 		{size + 100, 10, nil, remotestore.ErrInvalidRange},
