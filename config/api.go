@@ -54,4 +54,11 @@ type Topic struct {
 	RemoteStorageEnable bool   // remote.storage.enable
 	LocalRetentionMs    int64  // local.retention.ms (-2 = retention.ms)
 	LocalRetentionBytes int64  // local.retention.bytes (-2 = retention.bytes)
+
+	// Added beyond the first contract, so the keys can take effect where
+	// their consumers apply them.
+	SegmentJitterMs             int64 // segment.jitter.ms
+	FileDeleteDelayMs           int64 // file.delete.delay.ms
+	MessageTimestampBeforeMaxMs int64 // message.timestamp.before.max.ms
+	MessageTimestampAfterMaxMs  int64 // message.timestamp.after.max.ms
 }

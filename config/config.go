@@ -1,0 +1,501 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Broker is the broker's static configuration. Field comments name the key.
+// Make one with Load or Default; fields may be changed afterwards (tests do),
+// and Resolve reads the topic defaults from the fields.
+type Broker struct {
+	BrokerID                     int32  // broker.id (default 0)
+	Listeners                    string // listeners (default PLAINTEXT://127.0.0.1:9092)
+	AdvertisedListeners          string // advertised.listeners (default: listeners)
+	LogDirs                      string // log.dirs (default ./data); log.dir is accepted too
+	NumPartitions                int32  // num.partitions (1)
+	DefaultReplicationFactor     int16  // default.replication.factor (1)
+	AutoCreateTopicsEnable       bool   // auto.create.topics.enable (true)
+	DeleteTopicEnable            bool   // delete.topic.enable (true)
+	LogRetentionCheckIntervalMs  int64  // log.retention.check.interval.ms (300000)
+	MessageMaxBytes              int64  // message.max.bytes (1048588)
+	SocketRequestMaxBytes        int64  // socket.request.max.bytes (104857600)
+	GroupMinSessionTimeoutMs     int64  // group.min.session.timeout.ms (6000)
+	GroupMaxSessionTimeoutMs     int64  // group.max.session.timeout.ms (1800000)
+	GroupInitialRebalanceDelayMs int64  // group.initial.rebalance.delay.ms (3000)
+	OffsetsRetentionMinutes      int64  // offsets.retention.minutes (10080)
+	MetricsListen                string // metrics.listen: host:port of the Prometheus endpoint ("" = off)
+	SendfileEnable               bool   // strata.sendfile.enable (true): false serves fetches by read+write
+
+	// Remote storage (tiering).
+	RemoteStorageURL                   string // remote.storage.url (default file://<log.dirs>/remote)
+	RemoteLogManagerTaskIntervalMs     int64  // remote.log.manager.task.interval.ms (30000)
+	RemoteLogManagerCopyMaxBytesPerSec int64  // remote.log.manager.copy.max.bytes.per.second (-1 = unlimited)
+	RemoteFetchMaxWaitMs               int64  // remote.fetch.max.wait.ms (500)
+	RemoteCacheDir                     string // remote.cache.dir (default <log.dirs>/remote-cache)
+	RemoteCacheMaxBytes                int64  // remote.cache.max.bytes (1 GiB)
+	RemoteChunkBytes                   int64  // remote.chunk.bytes (4 MiB)
+	RemoteReadaheadChunks              int64  // remote.readahead.chunks (2)
+	RemoteOrphanGraceMs                int64  // remote.orphan.grace.ms (3600000)
+
+	// Topic defaults, with their broker-level keys (log.*). Resolve applies them.
+	// MessageMaxBytes above is the default of max.message.bytes.
+	LogCleanupPolicy               string // log.cleanup.policy (delete)
+	CompressionType                string // compression.type (producer)
+	LogRetentionMs                 int64  // log.retention.ms, else .minutes, else .hours (168 h); -1 = forever
+	LogRetentionBytes              int64  // log.retention.bytes (-1 = no limit)
+	LogSegmentBytes                int64  // log.segment.bytes (1073741824)
+	LogRollMs                      int64  // log.roll.ms, else log.roll.hours (168 h)
+	LogRollJitterMs                int64  // log.roll.jitter.ms, else log.roll.jitter.hours (0)
+	LogIndexSizeMaxBytes           int64  // log.index.size.max.bytes (10485760)
+	LogIndexIntervalBytes          int64  // log.index.interval.bytes (4096)
+	LogFlushIntervalMessages       int64  // log.flush.interval.messages (MaxInt64)
+	LogFlushIntervalMs             int64  // log.flush.interval.ms (unset: MaxInt64, never)
+	LogSegmentDeleteDelayMs        int64  // log.segment.delete.delay.ms (60000)
+	LogMessageTimestampType        string // log.message.timestamp.type (CreateTime)
+	LogMessageTimestampBeforeMaxMs int64  // log.message.timestamp.before.max.ms (MaxInt64)
+	LogMessageTimestampAfterMaxMs  int64  // log.message.timestamp.after.max.ms (MaxInt64)
+	RemoteStorageEnable            bool   // remote.storage.enable (true)
+	LogLocalRetentionMs            int64  // log.local.retention.ms (-2 = retention.ms)
+	LogLocalRetentionBytes         int64  // log.local.retention.bytes (-2 = retention.bytes)
+
+	values map[string]string // every key as given (canonical form), for DescribeConfigs of the broker
+}
+
+// brokerFields reads the keys that have a field, in canonical form; the
+// others are read from values or their default.
+var brokerFields = map[string]func(b *Broker) string{
+	"broker.id":                           func(b *Broker) string { return i64(int64(b.BrokerID)) },
+	"listeners":                           func(b *Broker) string { return b.Listeners },
+	"advertised.listeners":                func(b *Broker) string { return b.AdvertisedListeners },
+	"log.dirs":                            func(b *Broker) string { return b.LogDirs },
+	"num.partitions":                      func(b *Broker) string { return i64(int64(b.NumPartitions)) },
+	"default.replication.factor":          func(b *Broker) string { return i64(int64(b.DefaultReplicationFactor)) },
+	"auto.create.topics.enable":           func(b *Broker) string { return strconv.FormatBool(b.AutoCreateTopicsEnable) },
+	"delete.topic.enable":                 func(b *Broker) string { return strconv.FormatBool(b.DeleteTopicEnable) },
+	"log.retention.check.interval.ms":     func(b *Broker) string { return i64(b.LogRetentionCheckIntervalMs) },
+	"message.max.bytes":                   func(b *Broker) string { return i64(b.MessageMaxBytes) },
+	"socket.request.max.bytes":            func(b *Broker) string { return i64(b.SocketRequestMaxBytes) },
+	"group.min.session.timeout.ms":        func(b *Broker) string { return i64(b.GroupMinSessionTimeoutMs) },
+	"group.max.session.timeout.ms":        func(b *Broker) string { return i64(b.GroupMaxSessionTimeoutMs) },
+	"group.initial.rebalance.delay.ms":    func(b *Broker) string { return i64(b.GroupInitialRebalanceDelayMs) },
+	"offsets.retention.minutes":           func(b *Broker) string { return i64(b.OffsetsRetentionMinutes) },
+	"metrics.listen":                      func(b *Broker) string { return b.MetricsListen },
+	"strata.sendfile.enable":              func(b *Broker) string { return strconv.FormatBool(b.SendfileEnable) },
+	"remote.storage.url":                  func(b *Broker) string { return b.RemoteStorageURL },
+	"remote.log.manager.task.interval.ms": func(b *Broker) string { return i64(b.RemoteLogManagerTaskIntervalMs) },
+	"remote.log.manager.copy.max.bytes.per.second": func(b *Broker) string {
+		return i64(b.RemoteLogManagerCopyMaxBytesPerSec)
+	},
+	"remote.fetch.max.wait.ms":            func(b *Broker) string { return i64(b.RemoteFetchMaxWaitMs) },
+	"remote.cache.dir":                    func(b *Broker) string { return b.RemoteCacheDir },
+	"remote.cache.max.bytes":              func(b *Broker) string { return i64(b.RemoteCacheMaxBytes) },
+	"remote.chunk.bytes":                  func(b *Broker) string { return i64(b.RemoteChunkBytes) },
+	"remote.readahead.chunks":             func(b *Broker) string { return i64(b.RemoteReadaheadChunks) },
+	"remote.orphan.grace.ms":              func(b *Broker) string { return i64(b.RemoteOrphanGraceMs) },
+	"log.cleanup.policy":                  func(b *Broker) string { return b.LogCleanupPolicy },
+	"compression.type":                    func(b *Broker) string { return b.CompressionType },
+	"log.retention.ms":                    func(b *Broker) string { return i64(b.LogRetentionMs) },
+	"log.retention.bytes":                 func(b *Broker) string { return i64(b.LogRetentionBytes) },
+	"log.segment.bytes":                   func(b *Broker) string { return i64(b.LogSegmentBytes) },
+	"log.roll.ms":                         func(b *Broker) string { return i64(b.LogRollMs) },
+	"log.roll.jitter.ms":                  func(b *Broker) string { return i64(b.LogRollJitterMs) },
+	"log.index.size.max.bytes":            func(b *Broker) string { return i64(b.LogIndexSizeMaxBytes) },
+	"log.index.interval.bytes":            func(b *Broker) string { return i64(b.LogIndexIntervalBytes) },
+	"log.flush.interval.messages":         func(b *Broker) string { return i64(b.LogFlushIntervalMessages) },
+	"log.flush.interval.ms":               func(b *Broker) string { return i64(b.LogFlushIntervalMs) },
+	"log.segment.delete.delay.ms":         func(b *Broker) string { return i64(b.LogSegmentDeleteDelayMs) },
+	"log.message.timestamp.type":          func(b *Broker) string { return b.LogMessageTimestampType },
+	"log.message.timestamp.before.max.ms": func(b *Broker) string { return i64(b.LogMessageTimestampBeforeMaxMs) },
+	"log.message.timestamp.after.max.ms":  func(b *Broker) string { return i64(b.LogMessageTimestampAfterMaxMs) },
+	"remote.storage.enable":               func(b *Broker) string { return strconv.FormatBool(b.RemoteStorageEnable) },
+	"log.local.retention.ms":              func(b *Broker) string { return i64(b.LogLocalRetentionMs) },
+	"log.local.retention.bytes":           func(b *Broker) string { return i64(b.LogLocalRetentionBytes) },
+}
+
+func i64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// EnvPrefix starts the environment variables Load reads.
+const EnvPrefix = "STRATA_"
+
+// EnvKey maps an environment variable name to its key: STRATA_LOG_RETENTION_MS
+// is log.retention.ms. Strata's own keys (strata.*) may drop their prefix:
+// STRATA_SENDFILE_ENABLE and STRATA_STRATA_SENDFILE_ENABLE both set
+// strata.sendfile.enable.
+func EnvKey(name string) string {
+	key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "_", ".")
+	if _, ok := brokerByName[key]; !ok {
+		if _, ok := brokerByName["strata."+key]; ok {
+			return "strata." + key
+		}
+	}
+	return key
+}
+
+// EnvName is the environment variable for key: log.retention.ms is STRATA_LOG_RETENTION_MS.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Default is the configuration with every key at its default.
+func Default() *Broker {
+	b, err := Load("", nil, nil)
+	if err != nil {
+		panic(err) // the defaults are valid; TestDefaults keeps them so
+	}
+	return b
+}
+
+// loader collects the keys as given, layer by layer.
+type loader struct {
+	given  map[string]string // canonical values
+	origin map[string]string // where each was set
+}
+
+func (l *loader) set(key, raw, origin string) error {
+	s, ok := brokerByName[key]
+	if !ok {
+		e := unknownBrokerKey(key)
+		e.Origin = origin
+		return e
+	}
+	v, err := s.parse(key, raw)
+	if err != nil {
+		err.Origin = origin
+		return err
+	}
+	l.given[key], l.origin[key] = v, origin
+	return nil
+}
+
+func unknownBrokerKey(key string) *Error {
+	msg := fmt.Sprintf("unknown key %q", key)
+	if hint := brokerKeyHint(key); hint != "" {
+		msg += " (" + hint + ")"
+	}
+	return &Error{Key: key, Msg: msg}
+}
+
+// brokerKeyHint suggests what an unknown broker key may have meant.
+func brokerKeyHint(key string) string {
+	if t, ok := topicByName[key]; ok && t.synonyms[0] != key {
+		return fmt.Sprintf("%s is a topic config; the broker default is %s", key, t.synonyms[0])
+	}
+	if near := suggest(key, brokerNames()); near != "" {
+		return fmt.Sprintf("did you mean %q?", near)
+	}
+	return ""
+}
+
+// Load builds the configuration from defaults, then the properties file at path
+// (if non-empty), then STRATA_ environment variables (STRATA_LOG_RETENTION_MS for
+// log.retention.ms), then sets ("key=value", from --set). An unknown key or a bad
+// value is an error that names the key and what is allowed; errors are *Error.
+func Load(path string, environ []string, sets []string) (*Broker, error) {
+	l := &loader{given: map[string]string{}, origin: map[string]string{}}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: cannot read %q: %w", path, err)
+		}
+		props, err := ParseProperties(string(data))
+		if err != nil {
+			return nil, fmt.Errorf("config: %s %w", path, err)
+		}
+		for _, p := range props {
+			if err := l.set(p.Key, p.Value, fmt.Sprintf("%s line %d", path, p.Line)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Sorted, so two variables for one key apply in a fixed order.
+	env := slices.Clone(environ)
+	slices.Sort(env)
+	for _, kv := range env {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		key := EnvKey(name)
+		if _, known := brokerByName[key]; !known {
+			msg := fmt.Sprintf("unknown environment variable %s (key %q", name, key)
+			if hint := brokerKeyHint(key); hint != "" {
+				msg += "; " + hint
+			}
+			return nil, &Error{Key: key, Msg: msg + ")"}
+		}
+		if err := l.set(key, val, "environment variable "+name); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range sets {
+		key, val, ok := strings.Cut(s, "=")
+		if !ok {
+			return nil, &Error{Key: strings.TrimSpace(s), Msg: fmt.Sprintf("--set %q: want key=value", s), Origin: "--set"}
+		}
+		if err := l.set(strings.TrimSpace(key), val, "--set"); err != nil {
+			return nil, err
+		}
+	}
+	return l.build()
+}
+
+// build turns the given keys into a Broker and checks what spans keys.
+func (l *loader) build() (*Broker, error) {
+	get := func(name string) string {
+		if v, ok := l.given[name]; ok {
+			return v
+		}
+		return brokerByName[name].def
+	}
+	num := func(name string) int64 {
+		n, _ := strconv.ParseInt(get(name), 10, 64) // parse validated it
+		return n
+	}
+	boolean := func(name string) bool { return get(name) == "true" }
+	isSet := func(name string) bool { _, ok := l.given[name]; return ok }
+	// orMs is Kafka's "ms key, else coarser keys" rule; any negative is -1.
+	orMs := func(ms string, coarse ...string) int64 {
+		if isSet(ms) {
+			return num(ms)
+		}
+		for i := 0; i < len(coarse); i += 2 {
+			unit, _ := strconv.ParseInt(coarse[i+1], 10, 64)
+			if isSet(coarse[i]) || i+2 == len(coarse) {
+				if n := num(coarse[i]); n >= 0 {
+					return n * unit
+				}
+				return -1
+			}
+		}
+		return -1
+	}
+
+	b := &Broker{
+		BrokerID:                     int32(num("broker.id")),
+		Listeners:                    get("listeners"),
+		AdvertisedListeners:          get("advertised.listeners"),
+		LogDirs:                      get("log.dir"),
+		NumPartitions:                int32(num("num.partitions")),
+		DefaultReplicationFactor:     int16(num("default.replication.factor")),
+		AutoCreateTopicsEnable:       boolean("auto.create.topics.enable"),
+		DeleteTopicEnable:            boolean("delete.topic.enable"),
+		LogRetentionCheckIntervalMs:  num("log.retention.check.interval.ms"),
+		MessageMaxBytes:              num("message.max.bytes"),
+		SocketRequestMaxBytes:        num("socket.request.max.bytes"),
+		GroupMinSessionTimeoutMs:     num("group.min.session.timeout.ms"),
+		GroupMaxSessionTimeoutMs:     num("group.max.session.timeout.ms"),
+		GroupInitialRebalanceDelayMs: num("group.initial.rebalance.delay.ms"),
+		OffsetsRetentionMinutes:      num("offsets.retention.minutes"),
+		MetricsListen:                get("metrics.listen"),
+		SendfileEnable:               boolean("strata.sendfile.enable"),
+
+		RemoteStorageURL:                   get("remote.storage.url"),
+		RemoteLogManagerTaskIntervalMs:     num("remote.log.manager.task.interval.ms"),
+		RemoteLogManagerCopyMaxBytesPerSec: num("remote.log.manager.copy.max.bytes.per.second"),
+		RemoteFetchMaxWaitMs:               num("remote.fetch.max.wait.ms"),
+		RemoteCacheDir:                     get("remote.cache.dir"),
+		RemoteCacheMaxBytes:                num("remote.cache.max.bytes"),
+		RemoteChunkBytes:                   num("remote.chunk.bytes"),
+		RemoteReadaheadChunks:              num("remote.readahead.chunks"),
+		RemoteOrphanGraceMs:                num("remote.orphan.grace.ms"),
+
+		LogCleanupPolicy:               get("log.cleanup.policy"),
+		CompressionType:                get("compression.type"),
+		LogRetentionMs:                 orMs("log.retention.ms", "log.retention.minutes", i64(minuteMs), "log.retention.hours", i64(hourMs)),
+		LogRetentionBytes:              num("log.retention.bytes"),
+		LogSegmentBytes:                num("log.segment.bytes"),
+		LogRollMs:                      orMs("log.roll.ms", "log.roll.hours", i64(hourMs)),
+		LogRollJitterMs:                orMs("log.roll.jitter.ms", "log.roll.jitter.hours", i64(hourMs)),
+		LogIndexSizeMaxBytes:           num("log.index.size.max.bytes"),
+		LogIndexIntervalBytes:          num("log.index.interval.bytes"),
+		LogFlushIntervalMessages:       num("log.flush.interval.messages"),
+		LogFlushIntervalMs:             math.MaxInt64,
+		LogSegmentDeleteDelayMs:        num("log.segment.delete.delay.ms"),
+		LogMessageTimestampType:        get("log.message.timestamp.type"),
+		LogMessageTimestampBeforeMaxMs: num("log.message.timestamp.before.max.ms"),
+		LogMessageTimestampAfterMaxMs:  num("log.message.timestamp.after.max.ms"),
+		RemoteStorageEnable:            boolean("remote.storage.enable"),
+		LogLocalRetentionMs:            num("log.local.retention.ms"),
+		LogLocalRetentionBytes:         num("log.local.retention.bytes"),
+
+		values: l.given,
+	}
+	if isSet("log.dirs") {
+		b.LogDirs = get("log.dirs")
+	}
+	if isSet("log.flush.interval.ms") {
+		b.LogFlushIntervalMs = num("log.flush.interval.ms")
+	}
+	if b.RemoteStorageURL == "" {
+		dir, err := filepath.Abs(filepath.Join(b.LogDir(), "remote"))
+		if err != nil {
+			return nil, fmt.Errorf("config: remote.storage.url: cannot make the default from log.dirs: %w", err)
+		}
+		b.RemoteStorageURL = (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String()
+	}
+	if b.RemoteCacheDir == "" {
+		b.RemoteCacheDir = filepath.Join(b.LogDir(), "remote-cache")
+	}
+
+	// Checks that span keys.
+	if b.GroupMinSessionTimeoutMs > b.GroupMaxSessionTimeoutMs {
+		return nil, l.spanError("group.min.session.timeout.ms", "group.max.session.timeout.ms",
+			"%d is above group.max.session.timeout.ms (%d) (allowed: 0 to %d)", b.GroupMinSessionTimeoutMs, b.GroupMaxSessionTimeoutMs, b.GroupMaxSessionTimeoutMs)
+	}
+	if b.RemoteCacheMaxBytes < b.RemoteChunkBytes {
+		return nil, l.spanError("remote.cache.max.bytes", "remote.chunk.bytes",
+			"%d cannot hold one chunk of remote.chunk.bytes (%d) (allowed: %d to %d)", b.RemoteCacheMaxBytes, b.RemoteChunkBytes, b.RemoteChunkBytes, int64(math.MaxInt64))
+	}
+	if _, err := b.resolve(nil, l.origin); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// spanError reports a check between two keys under the one that was set
+// (the first, if both or neither were).
+func (l *loader) spanError(a, other, format string, args ...any) *Error {
+	key := a
+	if _, ok := l.given[a]; !ok {
+		if _, ok := l.given[other]; ok {
+			key = other
+		}
+	}
+	e := valueError(a, l.given[a], format, args...)
+	e.Key, e.Origin = key, l.origin[key]
+	return e
+}
+
+// ListenAddress is the host:port of the PLAINTEXT listener in listeners.
+func (b *Broker) ListenAddress() (string, error) {
+	l := b.Listeners
+	if l == "" {
+		l = defaultListeners
+	}
+	host, port, why := parseListener(strings.TrimSpace(l))
+	if why != "" {
+		return "", &Error{Key: "listeners", Value: l, Msg: "listeners: " + why + " (allowed: PLAINTEXT://host:port)"}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// Advertised is the host and port that Metadata answers with: advertised.listeners,
+// else listeners, with a wildcard host replaced by 127.0.0.1. port 0 means "the
+// port actually bound", which the broker fills in.
+func (b *Broker) Advertised() (host string, port int32, err error) {
+	key, l := "advertised.listeners", strings.TrimSpace(b.AdvertisedListeners)
+	if l == "" {
+		key, l = "listeners", strings.TrimSpace(b.Listeners)
+	}
+	if l == "" {
+		l = defaultListeners
+	}
+	h, p, why := parseListener(l)
+	if why != "" {
+		return "", 0, &Error{Key: key, Value: l, Msg: key + ": " + why + " (allowed: PLAINTEXT://host:port)"}
+	}
+	switch h {
+	case "", "0.0.0.0", "::":
+		h = "127.0.0.1"
+	}
+	return h, int32(p), nil
+}
+
+// LogDir is the single directory of log.dirs.
+func (b *Broker) LogDir() string {
+	if d := strings.TrimSpace(b.LogDirs); d != "" {
+		return d
+	}
+	return defaultLogDir
+}
+
+// brokerValue is a broker key's effective value, canonical.
+func (b *Broker) brokerValue(name string) string {
+	if f, ok := brokerFields[name]; ok {
+		return f(b)
+	}
+	if v, ok := b.values[name]; ok {
+		return v
+	}
+	return brokerByName[name].def
+}
+
+// DescribeBroker lists every broker config with value and source. Kafka keys
+// that do not apply to one node appear only when set.
+func (b *Broker) DescribeBroker() []Entry {
+	var out []Entry
+	for _, s := range brokerSpecs {
+		_, set := b.values[s.name]
+		if s.compat && !set {
+			continue
+		}
+		e := Entry{
+			Name:     s.name,
+			Value:    b.brokerValue(s.name),
+			Source:   SourceDefault,
+			Type:     s.kind.typ(),
+			ReadOnly: true, // no dynamic broker configs
+			Doc:      s.doc,
+		}
+		if set {
+			e.Source = SourceStaticBroker
+		}
+		if s.noEffect {
+			e.Doc += " Accepted for compatibility, no effect."
+		}
+		if s.name == "remote.storage.url" {
+			if u, err := url.Parse(e.Value); err == nil {
+				e.Value = u.Redacted() // s3://key:secret@host hides the secret
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func brokerNames() []string {
+	names := make([]string, len(brokerSpecs))
+	for i, s := range brokerSpecs {
+		names[i] = s.name
+	}
+	return names
+}
+
+// suggest returns the name closest to key within an edit distance of 2.
+func suggest(key string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(key, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

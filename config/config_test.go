@@ -1,0 +1,485 @@
+package config
+
+import (
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "server.properties")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustLoad(t *testing.T, path string, env, sets []string) *Broker {
+	t.Helper()
+	b, err := Load(path, env, sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDefaults(t *testing.T) {
+	b := Default()
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"broker.id", b.BrokerID, int32(0)},
+		{"listeners", b.Listeners, "PLAINTEXT://127.0.0.1:9092"},
+		{"log dir", b.LogDir(), "./data"},
+		{"num.partitions", b.NumPartitions, int32(1)},
+		{"default.replication.factor", b.DefaultReplicationFactor, int16(1)},
+		{"auto create", b.AutoCreateTopicsEnable, true},
+		{"delete topic", b.DeleteTopicEnable, true},
+		{"retention check", b.LogRetentionCheckIntervalMs, int64(300000)},
+		{"message.max.bytes", b.MessageMaxBytes, int64(1048588)},
+		{"socket.request.max.bytes", b.SocketRequestMaxBytes, int64(104857600)},
+		{"group min", b.GroupMinSessionTimeoutMs, int64(6000)},
+		{"group max", b.GroupMaxSessionTimeoutMs, int64(1800000)},
+		{"rebalance delay", b.GroupInitialRebalanceDelayMs, int64(3000)},
+		{"offsets retention", b.OffsetsRetentionMinutes, int64(10080)},
+		{"metrics", b.MetricsListen, ""},
+		{"sendfile", b.SendfileEnable, true},
+		{"task interval", b.RemoteLogManagerTaskIntervalMs, int64(30000)},
+		{"copy rate", b.RemoteLogManagerCopyMaxBytesPerSec, int64(-1)},
+		{"remote wait", b.RemoteFetchMaxWaitMs, int64(500)},
+		{"cache dir", b.RemoteCacheDir, filepath.Join("data", "remote-cache")},
+		{"cache bytes", b.RemoteCacheMaxBytes, int64(1 << 30)},
+		{"chunk", b.RemoteChunkBytes, int64(4 << 20)},
+		{"readahead", b.RemoteReadaheadChunks, int64(2)},
+		{"grace", b.RemoteOrphanGraceMs, int64(3600000)},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if !strings.HasPrefix(b.RemoteStorageURL, "file:///") || !strings.HasSuffix(b.RemoteStorageURL, "/data/remote") {
+		t.Errorf("remote.storage.url = %q, want file:///<abs>/data/remote", b.RemoteStorageURL)
+	}
+	topic, err := b.Resolve(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Topic{
+		CleanupPolicy: "delete", RetentionMs: 168 * hourMs, RetentionBytes: -1, SegmentBytes: 1073741824,
+		SegmentMs: 168 * hourMs, SegmentIndexBytes: 10485760, IndexIntervalBytes: 4096, MaxMessageBytes: 1048588,
+		FlushMessages: math.MaxInt64, FlushMs: math.MaxInt64, TimestampType: "CreateTime", RemoteStorageEnable: true,
+		LocalRetentionMs: -2, LocalRetentionBytes: -2, SegmentJitterMs: 0, FileDeleteDelayMs: 60000,
+		MessageTimestampBeforeMaxMs: math.MaxInt64, MessageTimestampAfterMaxMs: math.MaxInt64,
+	}
+	if topic != want {
+		t.Errorf("Resolve(nil) = %+v\nwant %+v", topic, want)
+	}
+	if ms, bytes := topic.LocalRetention(); ms != 168*hourMs || bytes != -1 {
+		t.Errorf("LocalRetention = %d, %d", ms, bytes)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "log.segment.bytes=1000\nlog.retention.bytes=1\nnum.partitions=2\nbroker.id=7\n")
+	env := []string{
+		"STRATA_LOG_RETENTION_BYTES=2", "STRATA_NUM_PARTITIONS=3", "PATH=/bin", "STRATATEST_MINIO=x",
+		"STRATA_SENDFILE_ENABLE=false",
+	}
+	sets := []string{"num.partitions=4", "auto.create.topics.enable = FALSE", "num.partitions=5"}
+	b := mustLoad(t, file, env, sets)
+	if b.LogSegmentBytes != 1000 || b.LogRetentionBytes != 2 || b.NumPartitions != 5 || b.BrokerID != 7 {
+		t.Errorf("segment %d (file), retention.bytes %d (env), partitions %d (last --set), id %d",
+			b.LogSegmentBytes, b.LogRetentionBytes, b.NumPartitions, b.BrokerID)
+	}
+	if b.AutoCreateTopicsEnable || b.SendfileEnable {
+		t.Errorf("auto create %v, sendfile %v: want false, false", b.AutoCreateTopicsEnable, b.SendfileEnable)
+	}
+	if b := mustLoad(t, "", []string{"STRATA_STRATA_SENDFILE_ENABLE=false"}, nil); b.SendfileEnable {
+		t.Error("STRATA_STRATA_SENDFILE_ENABLE ignored")
+	}
+}
+
+func TestDerivedDurations(t *testing.T) {
+	cases := []struct {
+		sets                    []string
+		retention, roll, jitter int64
+		flushMs                 int64
+	}{
+		{nil, 168 * hourMs, 168 * hourMs, 0, math.MaxInt64},
+		{[]string{"log.retention.hours=1"}, hourMs, 168 * hourMs, 0, math.MaxInt64},
+		{[]string{"log.retention.hours=1", "log.retention.minutes=2"}, 2 * minuteMs, 168 * hourMs, 0, math.MaxInt64},
+		{[]string{"log.retention.hours=1", "log.retention.minutes=2", "log.retention.ms=3"}, 3, 168 * hourMs, 0, math.MaxInt64},
+		{[]string{"log.retention.ms=-1", "log.retention.hours=1"}, -1, 168 * hourMs, 0, math.MaxInt64},
+		{[]string{"log.retention.hours=-1"}, -1, 168 * hourMs, 0, math.MaxInt64},
+		{[]string{"log.retention.minutes=-1"}, -1, 168 * hourMs, 0, math.MaxInt64},
+		{[]string{"log.roll.hours=2", "log.roll.jitter.hours=1"}, 168 * hourMs, 2 * hourMs, hourMs, math.MaxInt64},
+		{[]string{"log.roll.hours=2", "log.roll.ms=5", "log.roll.jitter.hours=1", "log.roll.jitter.ms=4"}, 168 * hourMs, 5, 4, math.MaxInt64},
+		{[]string{"log.flush.interval.ms=1000"}, 168 * hourMs, 168 * hourMs, 0, 1000},
+	}
+	for _, c := range cases {
+		b := mustLoad(t, "", nil, c.sets)
+		topic, err := b.Resolve(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if topic.RetentionMs != c.retention || topic.SegmentMs != c.roll || topic.SegmentJitterMs != c.jitter || topic.FlushMs != c.flushMs {
+			t.Errorf("%v: retention %d roll %d jitter %d flush %d; want %d %d %d %d", c.sets,
+				topic.RetentionMs, topic.SegmentMs, topic.SegmentJitterMs, topic.FlushMs, c.retention, c.roll, c.jitter, c.flushMs)
+		}
+	}
+}
+
+// TestLoadErrors: every error names the key (or variable), says what is
+// allowed, and where the value was set.
+func TestLoadErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		file string
+		env  []string
+		sets []string
+		want []string
+	}{
+		{"not an integer", "", nil, []string{"log.segment.bytes=12x"},
+			[]string{`config: log.segment.bytes: "12x" is not an integer (allowed: 14 to 2147483647); from --set`}},
+		{"below range", "", nil, []string{"log.segment.bytes=13"}, []string{"log.segment.bytes: 13 is out of range (allowed: 14 to 2147483647)"}},
+		{"above int32", "", nil, []string{"log.segment.bytes=2147483648"}, []string{"log.segment.bytes: 2147483648 is out of range"}},
+		{"long overflow", "", nil, []string{"log.retention.ms=9223372036854775808"}, []string{"log.retention.ms: 9223372036854775808 is out of range"}},
+		{"unknown key", "", nil, []string{"log.segmnt.bytes=1"}, []string{`config: unknown key "log.segmnt.bytes" (did you mean "log.segment.bytes"?); from --set`}},
+		{"topic key at broker level", "", nil, []string{"retention.ms=1"}, []string{`unknown key "retention.ms"`, "broker default is log.retention.ms"}},
+		{"unknown key in file", "broker.id=1\n\nnope=2\n", nil, nil, []string{`unknown key "nope"`, "server.properties line 3"}},
+		{"bad value in file", "num.partitions = 0\n", nil, nil, []string{"num.partitions: 0 is out of range (allowed: 1 to 2147483647)", "line 1"}},
+		{"malformed escape in file", "a=\\uXYZW\n", nil, nil, []string{"server.properties", "line 1", `malformed \uXXXX`}},
+		{"unknown env", "", []string{"STRATA_LOG_SEGMNT_BYTES=5"}, nil, []string{"STRATA_LOG_SEGMNT_BYTES", `"log.segmnt.bytes"`, "did you mean"}},
+		{"bad env value", "", []string{"STRATA_NUM_PARTITIONS=many"}, nil, []string{`num.partitions: "many" is not an integer`, "environment variable STRATA_NUM_PARTITIONS"}},
+		{"set without =", "", nil, []string{"log.segment.bytes"}, []string{`--set "log.segment.bytes": want key=value`}},
+		{"boolean", "", nil, []string{"delete.topic.enable=yes"}, []string{`delete.topic.enable: "yes" is not a boolean (allowed: true, false)`}},
+		{"listener scheme", "", nil, []string{"listeners=SSL://:9093"}, []string{"listeners:", "Strata serves PLAINTEXT only", "allowed: PLAINTEXT://host:port"}},
+		{"two listeners", "", nil, []string{"listeners=PLAINTEXT://:9092,PLAINTEXT://:9093"}, []string{"listeners:", "serves one"}},
+		{"listener port", "", nil, []string{"listeners=PLAINTEXT://host:99999"}, []string{"listeners:", "bad port"}},
+		{"listener no port", "", nil, []string{"listeners=PLAINTEXT://host"}, []string{"listeners:", "host:port"}},
+		{"advertised", "", nil, []string{"advertised.listeners=localhost:9092"}, []string{"advertised.listeners:", "NAME://host:port"}},
+		{"two log dirs", "", nil, []string{"log.dirs=/a,/b"}, []string{"log.dirs:", "Strata uses one"}},
+		{"empty log dir", "", nil, []string{"log.dir= "}, []string{"log.dir:", "empty"}},
+		{"replication factor", "", nil, []string{"default.replication.factor=3"}, []string{"default.replication.factor: 3 is out of range (allowed: 1: Strata is a single node)"}},
+		{"compaction", "", nil, []string{"log.cleanup.policy=compact,delete"}, []string{`log.cleanup.policy: "compact" is not supported: Strata has no log compaction (allowed: delete)`}},
+		{"cleanup policy value", "", nil, []string{"log.cleanup.policy=remove"}, []string{`log.cleanup.policy: "remove" is not allowed (allowed: delete)`}},
+		{"compression", "", nil, []string{"compression.type=zstd"}, []string{`compression.type: "zstd" is not supported: Strata stores batches as produced`, "(allowed: producer)"}},
+		{"timestamp type", "", nil, []string{"log.message.timestamp.type=createtime"}, []string{"log.message.timestamp.type:", "allowed: CreateTime, LogAppendTime"}},
+		{"ratio", "", nil, []string{"log.cleaner.min.cleanable.ratio=1.5"}, []string{"log.cleaner.min.cleanable.ratio: 1.5 is out of range (allowed: 0 to 1)"}},
+		{"metrics.listen", "", nil, []string{"metrics.listen=9100"}, []string{"metrics.listen:", "host:port"}},
+		{"remote url", "", nil, []string{"remote.storage.url=/just/a/path"}, []string{"remote.storage.url:", "scheme"}},
+		{"copy rate zero", "", nil, []string{"remote.log.manager.copy.max.bytes.per.second=0"}, []string{"remote.log.manager.copy.max.bytes.per.second:", "stop uploads", "allowed: -1 (unlimited) or 1"}},
+		{"chunk size", "", nil, []string{"remote.chunk.bytes=0"}, []string{"remote.chunk.bytes: 0 is out of range (allowed: 1 to 1073741824)"}},
+		{"cache below chunk", "", nil, []string{"remote.cache.max.bytes=100"}, []string{"remote.cache.max.bytes: 100 cannot hold one chunk", "from --set"}},
+		{"session timeouts", "", nil, []string{"group.max.session.timeout.ms=5000"}, []string{"group.min.session.timeout.ms: 6000 is above group.max.session.timeout.ms (5000)", "from --set"}},
+		{"local retention above retention", "", nil, []string{"log.retention.ms=1000", "log.local.retention.ms=2000"},
+			[]string{"log.local.retention.ms: 2000 is more than log.retention.ms (1000)", "allowed: -2, or 0 to 1000", "from --set"}},
+		{"local retention unlimited", "", nil, []string{"log.retention.bytes=1000", "log.local.retention.bytes=-1"},
+			[]string{"log.local.retention.bytes: -1 (unlimited) is not allowed while log.retention.bytes is 1000"}},
+		{"compat key validated", "", nil, []string{"num.io.threads=0"}, []string{"num.io.threads: 0 is out of range (allowed: 1 to 2147483647)"}},
+		{"local retention below -2", "", nil, []string{"log.local.retention.ms=-3"}, []string{"log.local.retention.ms: -3 is out of range"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := ""
+			if c.file != "" {
+				path = writeFile(t, c.file)
+			}
+			_, err := Load(path, c.env, c.sets)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\n lacks %q", err, w)
+				}
+			}
+		})
+	}
+	// Errors are *Error with the key.
+	_, err := Load("", nil, []string{"log.segment.bytes=1"})
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Key != "log.segment.bytes" || ce.Value != "1" || ce.Origin != "--set" {
+		t.Errorf("error %#v", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.properties"), nil, nil); err == nil || !strings.Contains(err.Error(), "missing.properties") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestLocalRetentionOnlyCheckedWhenTiered(t *testing.T) {
+	// Kafka checks local.retention.* against retention.* only with remote storage on.
+	mustLoad(t, "", nil, []string{"remote.storage.enable=false", "log.retention.ms=1000", "log.local.retention.ms=2000"})
+	b := mustLoad(t, "", nil, []string{"log.retention.ms=1000"})
+	if err := b.ValidateTopicConfigs(map[string]string{"local.retention.ms": "1000"}); err != nil {
+		t.Errorf("equal local retention: %v", err)
+	}
+	if err := b.ValidateTopicConfigs(map[string]string{"local.retention.ms": "-1", "retention.ms": "-1"}); err != nil {
+		t.Errorf("both unlimited: %v", err)
+	}
+	if err := b.ValidateTopicConfigs(map[string]string{"local.retention.ms": "5000", "remote.storage.enable": "false"}); err != nil {
+		t.Errorf("not tiered: %v", err)
+	}
+}
+
+func TestCompatKeys(t *testing.T) {
+	file := writeFile(t, `# a trimmed Kafka sample server.properties
+broker.id=0
+num.network.threads=3
+num.io.threads=8
+socket.send.buffer.bytes=102400
+socket.receive.buffer.bytes=102400
+socket.request.max.bytes=104857600
+log.dirs=/tmp/kafka-logs
+num.partitions=1
+num.recovery.threads.per.data.dir=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+log.retention.hours=168
+log.segment.bytes=1073741824
+log.retention.check.interval.ms=300000
+zookeeper.connect=localhost:2181
+zookeeper.connection.timeout.ms=18000
+group.initial.rebalance.delay.ms=0
+`)
+	b := mustLoad(t, file, nil, nil)
+	if b.LogDir() != "/tmp/kafka-logs" || b.GroupInitialRebalanceDelayMs != 0 {
+		t.Errorf("log dir %q, delay %d", b.LogDir(), b.GroupInitialRebalanceDelayMs)
+	}
+	entries := map[string]Entry{}
+	for _, e := range b.DescribeBroker() {
+		entries[e.Name] = e
+	}
+	if e, ok := entries["num.io.threads"]; !ok || e.Source != SourceStaticBroker || !strings.Contains(e.Doc, "no effect") {
+		t.Errorf("num.io.threads entry = %+v", e)
+	}
+	for _, e := range Default().DescribeBroker() {
+		if e.Name == "num.io.threads" {
+			t.Error("unset compatibility key listed")
+		}
+	}
+}
+
+func TestListeners(t *testing.T) {
+	cases := []struct {
+		sets   []string
+		listen string
+		host   string
+		port   int32
+	}{
+		{nil, "127.0.0.1:9092", "127.0.0.1", 9092},
+		{[]string{"listeners=PLAINTEXT://:0"}, ":0", "127.0.0.1", 0},
+		{[]string{"listeners=PLAINTEXT://0.0.0.0:9092"}, "0.0.0.0:9092", "127.0.0.1", 9092},
+		{[]string{"listeners=plaintext://[::]:9092"}, "[::]:9092", "127.0.0.1", 9092},
+		{[]string{"listeners=PLAINTEXT://[::1]:9092"}, "[::1]:9092", "::1", 9092},
+		{[]string{"listeners=PLAINTEXT://0.0.0.0:9092", "advertised.listeners=PLAINTEXT://broker.example:19092"}, "0.0.0.0:9092", "broker.example", 19092},
+		{[]string{"advertised.listeners=PLAINTEXT://:9093"}, "127.0.0.1:9092", "127.0.0.1", 9093},
+	}
+	for _, c := range cases {
+		b := mustLoad(t, "", nil, c.sets)
+		addr, err := b.ListenAddress()
+		if err != nil || addr != c.listen {
+			t.Errorf("%v: ListenAddress = %q, %v; want %q", c.sets, addr, err, c.listen)
+		}
+		host, port, err := b.Advertised()
+		if err != nil || host != c.host || port != c.port {
+			t.Errorf("%v: Advertised = %q %d %v; want %q %d", c.sets, host, port, err, c.host, c.port)
+		}
+	}
+	// A field changed after Load is checked when used.
+	b := Default()
+	b.Listeners = "SSL://x:1"
+	if _, err := b.ListenAddress(); err == nil || !strings.Contains(err.Error(), "listeners") {
+		t.Errorf("ListenAddress on a bad field: %v", err)
+	}
+}
+
+func TestLogDir(t *testing.T) {
+	cases := []struct {
+		sets []string
+		want string
+	}{
+		{nil, "./data"},
+		{[]string{"log.dir=/var/lib/strata"}, "/var/lib/strata"},
+		{[]string{"log.dirs= /srv/strata ", "log.dir=/ignored"}, "/srv/strata"},
+	}
+	for _, c := range cases {
+		b := mustLoad(t, "", nil, c.sets)
+		if got := b.LogDir(); got != c.want {
+			t.Errorf("%v: LogDir = %q, want %q", c.sets, got, c.want)
+		}
+	}
+	b := mustLoad(t, "", nil, []string{"log.dirs=/srv/strata"})
+	if b.RemoteStorageURL != "file:///srv/strata/remote" || b.RemoteCacheDir != "/srv/strata/remote-cache" {
+		t.Errorf("remote defaults from log.dirs: %q, %q", b.RemoteStorageURL, b.RemoteCacheDir)
+	}
+	b = mustLoad(t, "", nil, []string{"log.dirs=/srv/strata", "remote.storage.url=s3://bucket/prefix", "remote.cache.dir=/cache"})
+	if b.RemoteStorageURL != "s3://bucket/prefix" || b.RemoteCacheDir != "/cache" {
+		t.Errorf("explicit remote: %q, %q", b.RemoteStorageURL, b.RemoteCacheDir)
+	}
+}
+
+func TestResolveAndDescribeTopic(t *testing.T) {
+	b := mustLoad(t, "", nil, []string{"log.retention.hours=1", "log.segment.bytes=2048", "message.max.bytes=500"})
+	overrides := map[string]string{"segment.bytes": " 1024 ", "cleanup.policy": "delete", "min.insync.replicas": "2"}
+	topic, err := b.Resolve(overrides)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topic.SegmentBytes != 1024 || topic.RetentionMs != hourMs || topic.MaxMessageBytes != 500 || topic.IndexIntervalBytes != 4096 {
+		t.Errorf("Resolve = %+v", topic)
+	}
+	want := map[string]struct {
+		value  string
+		source Source
+		typ    Type
+	}{
+		"segment.bytes":             {"1024", SourceTopic, TypeInt},
+		"cleanup.policy":            {"delete", SourceTopic, TypeList},
+		"min.insync.replicas":       {"2", SourceTopic, TypeInt},
+		"retention.ms":              {"3600000", SourceStaticBroker, TypeLong}, // via log.retention.hours
+		"max.message.bytes":         {"500", SourceStaticBroker, TypeInt},
+		"retention.bytes":           {"-1", SourceDefault, TypeLong},
+		"segment.ms":                {"604800000", SourceDefault, TypeLong},
+		"remote.storage.enable":     {"true", SourceDefault, TypeBoolean},
+		"min.cleanable.dirty.ratio": {"0.5", SourceDefault, TypeDouble},
+		"flush.ms":                  {"9223372036854775807", SourceDefault, TypeLong},
+		"compression.type":          {"producer", SourceDefault, TypeString},
+	}
+	entries := b.DescribeTopic(overrides)
+	if len(entries) != len(topicSpecs) {
+		t.Errorf("DescribeTopic lists %d keys, want %d", len(entries), len(topicSpecs))
+	}
+	for _, e := range entries {
+		if !IsTopicConfig(e.Name) || e.ReadOnly || e.Doc == "" {
+			t.Errorf("entry %+v", e)
+		}
+		w, ok := want[e.Name]
+		if !ok {
+			continue
+		}
+		if e.Value != w.value || e.Source != w.source || e.Type != w.typ {
+			t.Errorf("%s = %q source %d type %d; want %q %d %d", e.Name, e.Value, e.Source, e.Type, w.value, w.source, w.typ)
+		}
+		delete(want, e.Name)
+	}
+	if len(want) != 0 {
+		t.Errorf("missing entries: %v", want)
+	}
+
+	// A field changed after Load is what Resolve applies.
+	b.LogSegmentBytes = 4096
+	if topic, _ := b.Resolve(nil); topic.SegmentBytes != 4096 {
+		t.Errorf("field change ignored: %d", topic.SegmentBytes)
+	}
+}
+
+func TestValidateTopicConfigs(t *testing.T) {
+	b := Default()
+	ok := []map[string]string{
+		nil,
+		{"retention.ms": "-1", "retention.bytes": "1048576", "segment.bytes": "14", "segment.ms": "1"},
+		{"message.timestamp.type": "LogAppendTime", "compression.type": "producer", "preallocate": "TRUE"},
+		{"local.retention.ms": "1000", "local.retention.bytes": "-2", "min.cleanable.dirty.ratio": "0"},
+		{"unclean.leader.election.enable": "false", "max.compaction.lag.ms": "1", "min.compaction.lag.ms": "0", "delete.retention.ms": "0"},
+	}
+	for _, o := range ok {
+		if err := b.ValidateTopicConfigs(o); err != nil {
+			t.Errorf("%v: %v", o, err)
+		}
+	}
+	bad := []struct {
+		o    map[string]string
+		want string
+	}{
+		{map[string]string{"cleanup.policy": "compact"}, `config: cleanup.policy: "compact" is not supported: Strata has no log compaction (allowed: delete)`},
+		{map[string]string{"compression.type": "gzip"}, `config: compression.type: "gzip" is not supported: Strata stores batches as produced and never recompresses them (allowed: producer)`},
+		{map[string]string{"segment.bytes": "13"}, "config: segment.bytes: 13 is out of range (allowed: 14 to 2147483647)"},
+		{map[string]string{"segment.ms": "0"}, "config: segment.ms: 0 is out of range"},
+		{map[string]string{"retention.ms": "-2"}, "config: retention.ms: -2 is out of range"},
+		{map[string]string{"flush.messages": "0"}, "config: flush.messages: 0 is out of range (allowed: 1 to 9223372036854775807)"},
+		{map[string]string{"segment.index.bytes": "3"}, "config: segment.index.bytes: 3 is out of range (allowed: 4 to 2147483647)"},
+		{map[string]string{"max.message.bytes": "big"}, `config: max.message.bytes: "big" is not an integer`},
+		{map[string]string{"min.insync.replicas": "0"}, "config: min.insync.replicas: 0 is out of range"},
+		{map[string]string{"preallocate": "1"}, `config: preallocate: "1" is not a boolean`},
+		{map[string]string{"message.timestamp.type": "Now"}, `config: message.timestamp.type: "Now" is not allowed (allowed: CreateTime, LogAppendTime)`},
+		{map[string]string{"retention.ms": "1000", "local.retention.ms": "2000"}, "config: local.retention.ms: 2000 is more than retention.ms (1000)"},
+		{map[string]string{"retention.bytes": "10", "local.retention.bytes": "-1"}, "config: local.retention.bytes: -1 (unlimited) is not allowed while retention.bytes is 10"},
+		{map[string]string{"retention.mss": "1"}, `config: unknown topic config "retention.mss" (did you mean "retention.ms"?)`},
+		{map[string]string{"log.retention.ms": "1"}, `config: unknown topic config "log.retention.ms" (log.retention.ms is a broker config; the topic config is retention.ms)`},
+		{map[string]string{"message.max.bytes": "1"}, "the topic config is max.message.bytes"},
+	}
+	for _, c := range bad {
+		err := b.ValidateTopicConfigs(c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v\nwant %q", c.o, err, c.want)
+		}
+		if _, rerr := b.Resolve(c.o); rerr == nil {
+			t.Errorf("%v: Resolve accepted what ValidateTopicConfigs refused", c.o)
+		}
+	}
+}
+
+func TestDescribeBroker(t *testing.T) {
+	b := mustLoad(t, "", nil, []string{"log.retention.minutes=5", "remote.storage.url=s3://AKID:secret@minio:9000/bucket"})
+	got := map[string]Entry{}
+	for _, e := range b.DescribeBroker() {
+		if !e.ReadOnly {
+			t.Errorf("%s not read-only", e.Name)
+		}
+		got[e.Name] = e
+	}
+	for _, s := range brokerSpecs {
+		if _, ok := got[s.name]; !ok && !s.compat {
+			t.Errorf("DescribeBroker lacks %s", s.name)
+		}
+	}
+	check := func(name, value string, src Source) {
+		t.Helper()
+		if e := got[name]; e.Value != value || e.Source != src {
+			t.Errorf("%s = %q source %d; want %q %d", name, e.Value, e.Source, value, src)
+		}
+	}
+	check("log.retention.minutes", "5", SourceStaticBroker)
+	check("log.retention.ms", "300000", SourceDefault) // derived, not set
+	check("log.retention.hours", "168", SourceDefault)
+	check("num.partitions", "1", SourceDefault)
+	check("remote.storage.url", "s3://AKID:xxxxx@minio:9000/bucket", SourceStaticBroker)
+	check("log.cleaner.min.cleanable.ratio", "0.5", SourceDefault)
+}
+
+func TestEnvNames(t *testing.T) {
+	for _, s := range brokerSpecs {
+		if got := EnvKey(EnvName(s.name)); got != s.name {
+			t.Errorf("EnvKey(EnvName(%q)) = %q", s.name, got)
+		}
+	}
+	if EnvKey("STRATA_SENDFILE_ENABLE") != "strata.sendfile.enable" {
+		t.Error("short form of strata.* keys")
+	}
+}
+
+// TestDocListsEveryKey keeps doc.go the complete reference.
+func TestDocListsEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range brokerSpecs {
+		if !strings.Contains(string(doc), s.name+" ") {
+			t.Errorf("doc.go does not document %s", s.name)
+		}
+	}
+	for _, s := range topicSpecs {
+		if !strings.Contains(string(doc), s.name+" ") {
+			t.Errorf("doc.go does not document %s", s.name)
+		}
+	}
+}

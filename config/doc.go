@@ -1,0 +1,147 @@
+// Package config is Strata's configuration: the broker's static keys, Kafka's
+// broker-level topic defaults, and the topic-level keys of CreateTopics,
+// AlterConfigs and DescribeConfigs. Names, defaults and ranges are Kafka's
+// unless this page says otherwise.
+//
+// # Sources
+//
+// Load applies, each over the previous:
+//
+//  1. the defaults below;
+//  2. a Java properties file (strata serve --config FILE): "key=value",
+//     "key: value" or "key value"; '#' and '!' comment lines; a trailing '\'
+//     continues a line; escapes \t \n \r \f \uXXXX; see ParseProperties;
+//  3. environment variables STRATA_<KEY>: the key upper-cased with '.' as '_'
+//     (STRATA_LOG_RETENTION_MS sets log.retention.ms; STRATA_SENDFILE_ENABLE
+//     sets strata.sendfile.enable). Any other STRATA_ variable is an error;
+//  4. --set key=value, in order.
+//
+// An unknown key or a bad value stops Load with an *Error naming the key, what
+// is allowed and where it was set, for example
+//
+//	config: log.segment.bytes: "12x" is not an integer (allowed: 14 to 2147483647); from --set
+//	config: unknown key "log.segmnt.bytes" (did you mean "log.segment.bytes"?); from server.properties line 3
+//
+// Values are trimmed before they are parsed, as Kafka does; booleans are true
+// or false in any case; integers are decimal. Where two keys set one value
+// (log.retention.ms, .minutes, .hours), the finer one wins, as in Kafka.
+//
+// # Broker keys
+//
+//	key                                  default                       allowed
+//	broker.id                            0                             0 to 2147483647
+//	listeners                            PLAINTEXT://127.0.0.1:9092    one PLAINTEXT://host:port; empty host or 0.0.0.0: every interface; port 0: a free port
+//	advertised.listeners                 (listeners)                   one PLAINTEXT://host:port, or empty; a wildcard host is advertised as 127.0.0.1
+//	log.dirs                             (log.dir)                     one directory: Strata has no JBOD
+//	log.dir                              ./data                        one directory; used if log.dirs is unset
+//	num.partitions                       1                             1 to 2147483647
+//	default.replication.factor           1                             1: Strata is a single node
+//	auto.create.topics.enable            true                          true, false
+//	delete.topic.enable                  true                          true, false
+//	log.retention.check.interval.ms      300000                        1 to 9223372036854775807
+//	message.max.bytes                    1048588                       0 to 2147483647; default of max.message.bytes
+//	socket.request.max.bytes             104857600                     1 to 2147483647
+//	group.min.session.timeout.ms         6000                          0 to group.max.session.timeout.ms
+//	group.max.session.timeout.ms         1800000                       0 to 2147483647
+//	group.initial.rebalance.delay.ms     3000                          0 to 2147483647
+//	offsets.retention.minutes            10080                         1 to 2147483647
+//	metrics.listen                       "" (off)                      host:port of the Prometheus endpoint, or empty (Strata)
+//	strata.sendfile.enable               true                          true, false; false serves fetches by read+write (Strata)
+//
+// Remote storage (Strata's own keys, beside Kafka's remote.log.manager.*):
+//
+//	remote.storage.url                   file://<abs log dir>/remote   a URL with a scheme (file, s3, ...: the remotestore package decides)
+//	remote.log.manager.task.interval.ms  30000                         1 to 9223372036854775807
+//	remote.log.manager.copy.max.bytes.per.second  -1 (unlimited)       -1, or 1 to 9223372036854775807 (Kafka's default is Long.MAX; 0 would stop uploads)
+//	remote.fetch.max.wait.ms             500                           1 to 2147483647
+//	remote.cache.dir                     <log dir>/remote-cache        a directory
+//	remote.cache.max.bytes               1073741824 (1 GiB)            remote.chunk.bytes to 9223372036854775807
+//	remote.chunk.bytes                   4194304 (4 MiB)               1 to 1073741824
+//	remote.readahead.chunks              2                             0 to 9223372036854775807
+//	remote.orphan.grace.ms               3600000                       0 to 9223372036854775807
+//
+// remote.storage.url may carry credentials (s3://key:secret@host/bucket);
+// DescribeConfigs shows it with the secret redacted.
+//
+// # Topic keys and their broker defaults
+//
+// Each topic key's default is its broker key's value. DescribeTopic reports the
+// source: SourceTopic for an override, SourceStaticBroker when a broker key for
+// it was set, SourceDefault otherwise.
+//
+//	topic key                        broker key(s)                         default               allowed
+//	cleanup.policy                   log.cleanup.policy                    delete                delete (Strata has no log compaction: compact is refused)
+//	compression.type                 compression.type                      producer              producer (batches are stored as produced: gzip, snappy, lz4, zstd, uncompressed are refused)
+//	delete.retention.ms              log.cleaner.delete.retention.ms       86400000              0 to 9223372036854775807
+//	file.delete.delay.ms             log.segment.delete.delay.ms           60000                 0 to 9223372036854775807
+//	flush.messages                   log.flush.interval.messages           9223372036854775807   1 to 9223372036854775807
+//	flush.ms                         log.flush.interval.ms                 9223372036854775807   0 to 9223372036854775807 (unset broker key: never)
+//	index.interval.bytes             log.index.interval.bytes              4096                  0 to 2147483647
+//	max.message.bytes                message.max.bytes                     1048588               0 to 2147483647
+//	message.timestamp.type           log.message.timestamp.type            CreateTime            CreateTime, LogAppendTime
+//	message.timestamp.before.max.ms  log.message.timestamp.before.max.ms   9223372036854775807   0 to 9223372036854775807
+//	message.timestamp.after.max.ms   log.message.timestamp.after.max.ms    9223372036854775807   0 to 9223372036854775807
+//	min.insync.replicas              min.insync.replicas                   1                     1 to 2147483647
+//	preallocate                      log.preallocate                       false                 true, false
+//	retention.bytes                  log.retention.bytes                   -1 (no limit)         -1 to 9223372036854775807
+//	retention.ms                     log.retention.ms                      (from .minutes/.hours) -1 (forever) to 9223372036854775807
+//	                                 log.retention.minutes                 (from .hours)         -1 to 2147483647
+//	                                 log.retention.hours                   168                   -1 to 2147483647
+//	segment.bytes                    log.segment.bytes                     1073741824            14 to 2147483647
+//	segment.index.bytes              log.index.size.max.bytes              10485760              4 to 2147483647
+//	segment.jitter.ms                log.roll.jitter.ms                    (from .hours)         0 to 9223372036854775807
+//	                                 log.roll.jitter.hours                 0                     0 to 2147483647
+//	segment.ms                       log.roll.ms                           (from .hours)         1 to 9223372036854775807
+//	                                 log.roll.hours                        168                   1 to 2147483647
+//	unclean.leader.election.enable   unclean.leader.election.enable        false                 true, false
+//	remote.storage.enable            remote.storage.enable                 true (Kafka: false)   true, false
+//	local.retention.ms               log.local.retention.ms                -2 (= retention.ms)   -2 to 9223372036854775807, see below
+//	local.retention.bytes            log.local.retention.bytes             -2 (= retention.bytes) -2 to 9223372036854775807, see below
+//	max.compaction.lag.ms            log.cleaner.max.compaction.lag.ms     9223372036854775807   1 to 9223372036854775807
+//	min.compaction.lag.ms            log.cleaner.min.compaction.lag.ms     0                     0 to 9223372036854775807
+//	min.cleanable.dirty.ratio        log.cleaner.min.cleanable.ratio       0.5                   0 to 1
+//
+// segment.bytes keeps Kafka's lower bound of 14 bytes (Kafka 4 raised it to
+// 1 MiB): tiny segments are useful in tests, and a segment smaller than a batch
+// simply holds one batch. In production each closed segment becomes an object
+// upload, so small values cost object-store requests.
+//
+// With remote.storage.enable true, Kafka's rule holds for the resolved values:
+// when retention.ms is not -1 and local.retention.ms is not -2,
+// local.retention.ms must be 0 to retention.ms (not -1); the same for the
+// bytes pair. Topic.LocalRetention resolves -2.
+//
+// # Accepted for compatibility, no effect
+//
+// These topic keys (and their broker keys) validate as in Kafka and change
+// nothing: delete.retention.ms, max.compaction.lag.ms, min.compaction.lag.ms
+// and min.cleanable.dirty.ratio (compaction only), min.insync.replicas (one
+// replica is always the whole ISR, so acks=all is acks=1),
+// unclean.leader.election.enable (one replica is always the leader),
+// preallocate (segments grow as written).
+//
+// These broker keys from Kafka's sample server.properties do not apply to one
+// node; they are accepted and validated as Kafka does so a Kafka file needs few
+// edits, and DescribeConfigs lists them only when set:
+//
+//	num.network.threads                       3
+//	num.io.threads                            8
+//	socket.send.buffer.bytes                  102400
+//	socket.receive.buffer.bytes               102400
+//	num.recovery.threads.per.data.dir         1
+//	offsets.topic.replication.factor          3
+//	transaction.state.log.replication.factor  3
+//	transaction.state.log.min.isr             2
+//	zookeeper.connect                         ""
+//	zookeeper.connection.timeout.ms           18000
+//
+// Any other key is an error.
+//
+// # Topic fields consumers apply
+//
+// Resolve fills Topic; the keys without a "no effect" note above take effect
+// only where the package that owns the behaviour reads the field: localstore
+// (segment.*, index.interval.bytes, flush.*, file.delete.delay.ms,
+// local.retention.*), the broker (max.message.bytes, message.timestamp.*),
+// the tier (remote.storage.enable, retention.*).
+package config

@@ -1,0 +1,447 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// kind is how a key's value parses; each maps to a DescribeConfigs Type.
+type kind uint8
+
+const (
+	kindInt   kind = iota // 32-bit
+	kindShort             // 16-bit
+	kindLong              // 64-bit
+	kindBool
+	kindString
+	kindList // comma-separated
+	kindDouble
+)
+
+func (k kind) typ() Type {
+	return [...]Type{TypeInt, TypeShort, TypeLong, TypeBoolean, TypeString, TypeList, TypeDouble}[k]
+}
+
+// spec describes one key: how it parses, what it allows, its default.
+type spec struct {
+	name     string
+	kind     kind
+	def      string // default, already in canonical form
+	null     bool   // Kafka's null default: unset means "derived from another key"
+	min, max int64  // integers (set by the constructors to the type's range)
+	minF     float64
+	maxF     float64
+	allowed  string            // replaces the generated "allowed" text
+	oneOf    []string          // strings and list elements (case-sensitive, as in Kafka)
+	refuse   map[string]string // value -> why Strata does not support it
+	check    func(v string) string
+	doc      string
+	noEffect bool   // accepted for Kafka compatibility, changes nothing
+	compat   bool   // a Kafka key that does not apply to one node (listed in doc.go)
+	topic    string // the topic key this broker key is the default of
+}
+
+// Error is a configuration error: an unknown key or a bad value. The message
+// names the key and what is allowed.
+type Error struct {
+	Key    string // the key (or, for an unknown STRATA_ variable, the key it maps to)
+	Value  string // the value as given; empty for an unknown key
+	Msg    string // the message without the "config: " prefix
+	Origin string // where it was set: "server.properties line 3", "environment variable STRATA_X", "--set"; empty for topic configs
+}
+
+func (e *Error) Error() string {
+	if e.Origin == "" {
+		return "config: " + e.Msg
+	}
+	return "config: " + e.Msg + "; from " + e.Origin
+}
+
+func valueError(key, value, format string, args ...any) *Error {
+	return &Error{Key: key, Value: value, Msg: key + ": " + fmt.Sprintf(format, args...)}
+}
+
+// allowedText is what an error message offers as allowed.
+func (s *spec) allowedText() string {
+	switch {
+	case s.allowed != "":
+		return s.allowed
+	case s.kind == kindBool:
+		return "true, false"
+	case s.kind == kindDouble:
+		return fmt.Sprintf("%g to %g", s.minF, s.maxF)
+	case s.kind == kindString || s.kind == kindList:
+		return strings.Join(s.oneOf, ", ")
+	}
+	return fmt.Sprintf("%d to %d", s.min, s.max)
+}
+
+// parse validates a raw value for key name (s.name, or the topic key that s
+// validates) and returns it in canonical form. Values are trimmed first, as
+// Kafka's ConfigDef does.
+func (s *spec) parse(name, raw string) (string, *Error) {
+	v := strings.TrimSpace(raw)
+	bad := func(format string, args ...any) (string, *Error) {
+		return "", valueError(name, raw, format+" (allowed: %s)", append(args, s.allowedText())...)
+	}
+	switch s.kind {
+	case kindInt, kindShort, kindLong:
+		bits := map[kind]int{kindInt: 32, kindShort: 16, kindLong: 64}[s.kind]
+		n, err := strconv.ParseInt(v, 10, bits)
+		if err != nil {
+			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+				return bad("%s is out of range", v)
+			}
+			return bad("%q is not an integer", raw)
+		}
+		if n < s.min || n > s.max {
+			return bad("%d is out of range", n)
+		}
+		v = strconv.FormatInt(n, 10)
+	case kindDouble:
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(f) {
+			return bad("%q is not a number", raw)
+		}
+		if f < s.minF || f > s.maxF {
+			return bad("%s is out of range", v)
+		}
+		v = strconv.FormatFloat(f, 'g', -1, 64)
+	case kindBool:
+		switch strings.ToLower(v) {
+		case "true":
+			v = "true"
+		case "false":
+			v = "false"
+		default:
+			return bad("%q is not a boolean", raw)
+		}
+	case kindString:
+		if why, ok := s.refuse[v]; ok {
+			return bad("%q is not supported: %s", v, why)
+		}
+		if s.oneOf != nil && !contains(s.oneOf, v) {
+			return bad("%q is not allowed", v)
+		}
+	case kindList:
+		var elems []string
+		if v != "" {
+			for e := range strings.SplitSeq(v, ",") {
+				e = strings.TrimSpace(e)
+				if why, ok := s.refuse[e]; ok {
+					return bad("%q is not supported: %s", e, why)
+				}
+				if s.oneOf != nil && !contains(s.oneOf, e) {
+					return bad("%q is not allowed", e)
+				}
+				elems = append(elems, e)
+			}
+		}
+		if len(elems) == 0 && s.oneOf != nil {
+			return bad("an empty list is not allowed")
+		}
+		v = strings.Join(elems, ",")
+	}
+	if s.check != nil {
+		if why := s.check(v); why != "" {
+			return bad("%s", why)
+		}
+	}
+	return v, nil
+}
+
+func contains(list []string, v string) bool {
+	for _, e := range list {
+		if e == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Constructors keep the tables below readable.
+
+func intKey(name string, def, min, max int64, doc string) *spec {
+	return &spec{name: name, kind: kindInt, def: strconv.FormatInt(def, 10), min: min, max: max, doc: doc}
+}
+
+func longKey(name string, def, min int64, doc string) *spec {
+	return &spec{name: name, kind: kindLong, def: strconv.FormatInt(def, 10), min: min, max: math.MaxInt64, doc: doc}
+}
+
+func boolKey(name string, def bool, doc string) *spec {
+	return &spec{name: name, kind: kindBool, def: strconv.FormatBool(def), doc: doc}
+}
+
+func stringKey(name, def, doc string) *spec {
+	return &spec{name: name, kind: kindString, def: def, doc: doc}
+}
+
+// Option-style modifiers.
+
+func (s *spec) nullDefault() *spec          { s.null, s.def = true, ""; return s }
+func (s *spec) allow(text string) *spec     { s.allowed = text; return s }
+func (s *spec) defaults(topic string) *spec { s.topic = topic; return s }
+func (s *spec) ineffective() *spec          { s.noEffect = true; return s }
+func (s *spec) compatOnly() *spec           { s.noEffect, s.compat = true, true; return s }
+func (s *spec) checked(f func(string) string) *spec {
+	s.check = f
+	return s
+}
+
+const (
+	maxInt32 = math.MaxInt32
+	maxInt64 = math.MaxInt64
+	hourMs   = 3600000
+	minuteMs = 60000
+)
+
+// Reasons given when a Kafka value is refused.
+const (
+	noCompaction = "Strata has no log compaction"
+	noRecompress = "Strata stores batches as produced and never recompresses them"
+)
+
+// Defaults named in several places.
+const (
+	defaultListeners = "PLAINTEXT://127.0.0.1:9092"
+	defaultLogDir    = "./data"
+)
+
+// brokerSpecs lists every broker key, in the order DescribeBroker and doc.go
+// show them.
+var brokerSpecs = []*spec{
+	// Server.
+	intKey("broker.id", 0, 0, maxInt32, "The id of this broker in Metadata responses."),
+	stringKey("listeners", defaultListeners, "The one listener: PLAINTEXT://host:port; an empty host or 0.0.0.0 binds every interface, port 0 a free port.").
+		allow("PLAINTEXT://host:port").checked(checkListener),
+	stringKey("advertised.listeners", "", "The listener Metadata answers with; empty: listeners, with a wildcard host replaced by 127.0.0.1.").
+		allow("PLAINTEXT://host:port, or empty").checked(checkListener),
+	stringKey("log.dirs", "", "The data directory (one only). Overrides log.dir.").
+		allow("a single directory").nullDefault().checked(checkLogDir),
+	stringKey("log.dir", defaultLogDir, "The data directory if log.dirs is not set.").
+		allow("a single directory").checked(checkLogDir),
+	intKey("num.partitions", 1, 1, maxInt32, "Partitions of an auto-created topic, or of CreateTopics with -1."),
+	{name: "default.replication.factor", kind: kindShort, def: "1", min: 1, max: 1, allowed: "1: Strata is a single node",
+		doc: "Replication factor of auto-created topics; one node holds one replica."},
+	boolKey("auto.create.topics.enable", true, "Create a topic on Metadata or Produce for an unknown name."),
+	boolKey("delete.topic.enable", true, "Allow DeleteTopics."),
+	longKey("log.retention.check.interval.ms", 300000, 1, "How often retention (local and remote) runs."),
+	intKey("message.max.bytes", 1048588, 0, maxInt32, "Largest record batch accepted; the default of the topic key max.message.bytes.").defaults("max.message.bytes"),
+	intKey("socket.request.max.bytes", 104857600, 1, maxInt32, "Largest request accepted; a larger request closes the connection."),
+	intKey("group.min.session.timeout.ms", 6000, 0, maxInt32, "Smallest session timeout a group member may ask for."),
+	intKey("group.max.session.timeout.ms", 1800000, 0, maxInt32, "Largest session timeout a group member may ask for."),
+	intKey("group.initial.rebalance.delay.ms", 3000, 0, maxInt32, "How long the first rebalance of an empty group waits for more members."),
+	intKey("offsets.retention.minutes", 10080, 1, maxInt32, "How long committed offsets of an empty group are kept."),
+	stringKey("metrics.listen", "", "host:port of the Prometheus /metrics endpoint; empty: off.").
+		allow("host:port, or empty").checked(checkHostPort),
+	boolKey("strata.sendfile.enable", true, "Serve fetches with sendfile; false copies through user space (read+write)."),
+
+	// Remote storage.
+	stringKey("remote.storage.url", "", "The object store: file://<dir>, s3://bucket/prefix, ... ; default file://<log dir>/remote (absolute).").
+		allow("a URL with a scheme, or empty for the default").checked(checkURL),
+	longKey("remote.log.manager.task.interval.ms", 30000, 1, "How often the tiering manager looks for segments to copy and delete."),
+	longKey("remote.log.manager.copy.max.bytes.per.second", -1, -1, "Upload bandwidth limit; -1: unlimited.").
+		allow("-1 (unlimited) or 1 to 9223372036854775807").checked(func(v string) string {
+		if v == "0" {
+			return "0 would stop uploads"
+		}
+		return ""
+	}),
+	intKey("remote.fetch.max.wait.ms", 500, 1, maxInt32, "Longest a fetch served from the remote tier waits for its data."),
+	stringKey("remote.cache.dir", "", "Directory of the remote chunk cache; default <log dir>/remote-cache."),
+	longKey("remote.cache.max.bytes", 1<<30, 1, "Bound of the chunk cache on disk; at least remote.chunk.bytes."),
+	{name: "remote.chunk.bytes", kind: kindLong, def: strconv.Itoa(4 << 20), min: 1, max: 1 << 30,
+		doc: "Size of a ranged read from the object store, and of a cache entry."},
+	longKey("remote.readahead.chunks", 2, 0, "Chunks fetched ahead of a sequential remote reader."),
+	longKey("remote.orphan.grace.ms", 3600000, 0, "Age an object without an index entry must reach before the reconciler deletes it."),
+
+	// Topic defaults.
+	{name: "log.cleanup.policy", kind: kindList, def: "delete", oneOf: []string{"delete"},
+		refuse: map[string]string{"compact": noCompaction}, doc: "Default cleanup.policy."},
+	{name: "compression.type", kind: kindString, def: "producer", oneOf: []string{"producer"},
+		refuse: map[string]string{"uncompressed": noRecompress, "gzip": noRecompress, "snappy": noRecompress, "lz4": noRecompress, "zstd": noRecompress},
+		doc:    "Default compression.type.", topic: "compression.type"},
+	longKey("log.cleaner.delete.retention.ms", 86400000, 0, "Default delete.retention.ms.").ineffective(),
+	longKey("log.segment.delete.delay.ms", 60000, 0, "Default file.delete.delay.ms."),
+	longKey("log.flush.interval.messages", maxInt64, 1, "Default flush.messages."),
+	longKey("log.flush.interval.ms", 0, 0, "Default flush.ms; unset: never (9223372036854775807).").nullDefault(),
+	intKey("log.index.interval.bytes", 4096, 0, maxInt32, "Default index.interval.bytes."),
+	{name: "log.message.timestamp.type", kind: kindString, def: "CreateTime", oneOf: []string{"CreateTime", "LogAppendTime"},
+		doc: "Default message.timestamp.type."},
+	longKey("log.message.timestamp.before.max.ms", maxInt64, 0, "Default message.timestamp.before.max.ms."),
+	longKey("log.message.timestamp.after.max.ms", maxInt64, 0, "Default message.timestamp.after.max.ms."),
+	intKey("min.insync.replicas", 1, 1, maxInt32, "Default min.insync.replicas.").ineffective(),
+	boolKey("log.preallocate", false, "Default preallocate.").ineffective(),
+	longKey("log.retention.bytes", -1, -1, "Default retention.bytes; -1: no limit."),
+	longKey("log.retention.ms", 0, -1, "Default retention.ms; unset: log.retention.minutes, else log.retention.hours. -1: forever.").nullDefault(),
+	intKey("log.retention.minutes", 0, -1, maxInt32, "Default retention.ms in minutes, if log.retention.ms is unset.").nullDefault(),
+	intKey("log.retention.hours", 168, -1, maxInt32, "Default retention.ms in hours, if log.retention.ms and log.retention.minutes are unset."),
+	intKey("log.segment.bytes", 1073741824, 14, maxInt32, "Default segment.bytes."),
+	intKey("log.index.size.max.bytes", 10485760, 4, maxInt32, "Default segment.index.bytes."),
+	longKey("log.roll.jitter.ms", 0, 0, "Default segment.jitter.ms; unset: log.roll.jitter.hours.").nullDefault(),
+	intKey("log.roll.jitter.hours", 0, 0, maxInt32, "Default segment.jitter.ms in hours, if log.roll.jitter.ms is unset."),
+	longKey("log.roll.ms", 0, 1, "Default segment.ms; unset: log.roll.hours.").nullDefault(),
+	intKey("log.roll.hours", 168, 1, maxInt32, "Default segment.ms in hours, if log.roll.ms is unset."),
+	boolKey("unclean.leader.election.enable", false, "Default unclean.leader.election.enable.").ineffective(),
+	boolKey("remote.storage.enable", true, "Default remote.storage.enable: tier closed segments to the object store (on by default in Strata)."),
+	longKey("log.local.retention.ms", -2, -2, "Default local.retention.ms; -2: the topic's retention.ms."),
+	longKey("log.local.retention.bytes", -2, -2, "Default local.retention.bytes; -2: the topic's retention.bytes."),
+	longKey("log.cleaner.max.compaction.lag.ms", maxInt64, 1, "Default max.compaction.lag.ms.").ineffective(),
+	longKey("log.cleaner.min.compaction.lag.ms", 0, 0, "Default min.compaction.lag.ms.").ineffective(),
+	{name: "log.cleaner.min.cleanable.ratio", kind: kindDouble, def: "0.5", minF: 0, maxF: 1, noEffect: true,
+		doc: "Default min.cleanable.dirty.ratio."},
+
+	// Kafka keys that do not apply to one node: accepted so a Kafka
+	// server.properties needs few edits, validated as Kafka does, no effect.
+	intKey("num.network.threads", 3, 1, maxInt32, "Kafka's network thread count; Strata runs a goroutine per connection.").compatOnly(),
+	intKey("num.io.threads", 8, 1, maxInt32, "Kafka's request handler thread count; Strata handles requests on the connection's goroutine.").compatOnly(),
+	intKey("socket.send.buffer.bytes", 102400, -1, maxInt32, "Kafka's SO_SNDBUF; Strata leaves the OS default.").compatOnly(),
+	intKey("socket.receive.buffer.bytes", 102400, -1, maxInt32, "Kafka's SO_RCVBUF; Strata leaves the OS default.").compatOnly(),
+	intKey("num.recovery.threads.per.data.dir", 1, 1, maxInt32, "Kafka's log recovery threads; Strata has one data directory.").compatOnly(),
+	{name: "offsets.topic.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16, noEffect: true, compat: true,
+		doc: "Kafka's __consumer_offsets replication; Strata keeps offsets in its metadata store."},
+	{name: "transaction.state.log.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16, noEffect: true, compat: true,
+		doc: "Kafka's __transaction_state replication; Strata has no transaction log."},
+	intKey("transaction.state.log.min.isr", 2, 1, maxInt32, "Kafka's __transaction_state min ISR; Strata has no transaction log.").compatOnly(),
+	stringKey("zookeeper.connect", "", "Kafka's ZooKeeper address; Strata needs none.").compatOnly(),
+	intKey("zookeeper.connection.timeout.ms", 18000, 0, maxInt32, "Kafka's ZooKeeper timeout; Strata needs none.").compatOnly(),
+}
+
+// topicSpec is a topic-level key; its values validate as its broker synonym's do.
+type topicSpec struct {
+	name     string
+	synonyms []string // broker keys that set the default, highest precedence first
+	noEffect bool
+	doc      string
+	base     *spec // validation: the first synonym's spec, or its own
+}
+
+// topicSpecs lists every topic key, in Kafka's documentation order.
+var topicSpecs = []*topicSpec{
+	{name: "cleanup.policy", synonyms: []string{"log.cleanup.policy"}, doc: "delete only: segments past retention are deleted."},
+	{name: "compression.type", synonyms: []string{"compression.type"}, doc: "producer only: batches are stored as produced."},
+	{name: "delete.retention.ms", synonyms: []string{"log.cleaner.delete.retention.ms"}, noEffect: true, doc: "Tombstone retention of compacted topics."},
+	{name: "file.delete.delay.ms", synonyms: []string{"log.segment.delete.delay.ms"}, doc: "Delay before a deleted segment's files are removed."},
+	{name: "flush.messages", synonyms: []string{"log.flush.interval.messages"}, doc: "fsync after this many messages."},
+	{name: "flush.ms", synonyms: []string{"log.flush.interval.ms"}, doc: "fsync after this many milliseconds."},
+	{name: "index.interval.bytes", synonyms: []string{"log.index.interval.bytes"}, doc: "Bytes between offset and time index entries."},
+	{name: "max.message.bytes", synonyms: []string{"message.max.bytes"}, doc: "Largest record batch accepted."},
+	{name: "message.timestamp.type", synonyms: []string{"log.message.timestamp.type"}, doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's time."},
+	{name: "message.timestamp.before.max.ms", synonyms: []string{"log.message.timestamp.before.max.ms"}, doc: "Largest age of a CreateTime timestamp accepted."},
+	{name: "message.timestamp.after.max.ms", synonyms: []string{"log.message.timestamp.after.max.ms"}, doc: "Largest lead of a CreateTime timestamp over the broker's clock."},
+	{name: "min.insync.replicas", synonyms: []string{"min.insync.replicas"}, noEffect: true, doc: "With one replica, acks=all is acks=1."},
+	{name: "preallocate", synonyms: []string{"log.preallocate"}, noEffect: true, doc: "Segments are not preallocated."},
+	{name: "retention.bytes", synonyms: []string{"log.retention.bytes"}, doc: "Size limit of a partition's whole log (local and remote); -1: none."},
+	{name: "retention.ms", synonyms: []string{"log.retention.ms", "log.retention.minutes", "log.retention.hours"}, doc: "Age limit of the whole log; -1: forever."},
+	{name: "segment.bytes", synonyms: []string{"log.segment.bytes"}, doc: "Size at which the active segment rolls."},
+	{name: "segment.index.bytes", synonyms: []string{"log.index.size.max.bytes"}, doc: "Largest offset index of a segment; a full index rolls the segment."},
+	{name: "segment.jitter.ms", synonyms: []string{"log.roll.jitter.ms", "log.roll.jitter.hours"}, doc: "Random amount taken off segment.ms, so partitions do not roll together."},
+	{name: "segment.ms", synonyms: []string{"log.roll.ms", "log.roll.hours"}, doc: "Age at which the active segment rolls."},
+	{name: "unclean.leader.election.enable", synonyms: []string{"unclean.leader.election.enable"}, noEffect: true, doc: "One replica is always the leader."},
+	{name: "remote.storage.enable", synonyms: []string{"remote.storage.enable"}, doc: "Tier closed segments to the object store."},
+	{name: "local.retention.ms", synonyms: []string{"log.local.retention.ms"}, doc: "Age limit of the local copy of tiered segments; -2: retention.ms."},
+	{name: "local.retention.bytes", synonyms: []string{"log.local.retention.bytes"}, doc: "Size limit of the local log; -2: retention.bytes."},
+	{name: "max.compaction.lag.ms", synonyms: []string{"log.cleaner.max.compaction.lag.ms"}, noEffect: true, doc: "Compaction only."},
+	{name: "min.compaction.lag.ms", synonyms: []string{"log.cleaner.min.compaction.lag.ms"}, noEffect: true, doc: "Compaction only."},
+	{name: "min.cleanable.dirty.ratio", synonyms: []string{"log.cleaner.min.cleanable.ratio"}, noEffect: true, doc: "Compaction only."},
+}
+
+var (
+	brokerByName = map[string]*spec{}
+	topicByName  = map[string]*topicSpec{}
+)
+
+func init() {
+	for _, s := range brokerSpecs {
+		if s.max == 0 && s.min == 0 && (s.kind == kindInt || s.kind == kindLong || s.kind == kindShort) {
+			panic("config: key without a range: " + s.name)
+		}
+		brokerByName[s.name] = s
+	}
+	for _, t := range topicSpecs {
+		t.base = brokerByName[t.synonyms[0]]
+		for _, syn := range t.synonyms {
+			brokerByName[syn].topic = t.name
+		}
+		topicByName[t.name] = t
+	}
+}
+
+// IsTopicConfig reports whether key is a topic-level config name.
+func IsTopicConfig(key string) bool {
+	_, ok := topicByName[key]
+	return ok
+}
+
+// Listener and path checks.
+
+// parseListener splits PLAINTEXT://host:port.
+func parseListener(v string) (host string, port int, why string) {
+	if strings.Contains(v, ",") {
+		return "", 0, fmt.Sprintf("%q names several listeners: Strata serves one", v)
+	}
+	name, hostport, ok := strings.Cut(v, "://")
+	if !ok {
+		return "", 0, fmt.Sprintf("%q is not NAME://host:port", v)
+	}
+	if !strings.EqualFold(name, "PLAINTEXT") {
+		return "", 0, fmt.Sprintf("%q is not supported: Strata serves PLAINTEXT only", v)
+	}
+	h, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", 0, fmt.Sprintf("%q has no valid host:port", v)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || n > 65535 {
+		return "", 0, fmt.Sprintf("%q has a bad port (0 to 65535)", v)
+	}
+	return h, n, ""
+}
+
+func checkListener(v string) string {
+	if v == "" {
+		return ""
+	}
+	_, _, why := parseListener(v)
+	return why
+}
+
+func checkLogDir(v string) string {
+	if strings.Contains(v, ",") {
+		return fmt.Sprintf("%q names several directories: Strata uses one", v)
+	}
+	if v == "" {
+		return "the directory is empty"
+	}
+	return ""
+}
+
+func checkHostPort(v string) string {
+	if v == "" {
+		return ""
+	}
+	_, p, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port", v)
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("%q has a bad port (0 to 65535)", v)
+	}
+	return ""
+}
+
+func checkURL(v string) string {
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme == "" {
+		return fmt.Sprintf("%q is not a URL with a scheme", v)
+	}
+	return ""
+}

@@ -1,0 +1,175 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+)
+
+// Resolve returns a topic's effective configuration for the given overrides:
+// each key from the overrides if present, else from the broker default. Errors
+// are *Error and name the key: an unknown key, a bad value, or
+// local.retention.* above retention.* (Kafka's rule, checked when
+// remote.storage.enable is true).
+func (b *Broker) Resolve(overrides map[string]string) (Topic, error) {
+	return b.resolve(overrides, nil)
+}
+
+// ValidateTopicConfigs checks topic-level overrides (CreateTopics, AlterConfigs):
+// each key known, each value valid, and the result consistent with the broker
+// defaults. The error names the key and what is allowed.
+func (b *Broker) ValidateTopicConfigs(overrides map[string]string) error {
+	_, err := b.resolve(overrides, nil)
+	return err
+}
+
+// resolve is Resolve; origins (from Load) says where broker keys were set, for
+// errors about the broker defaults.
+func (b *Broker) resolve(overrides map[string]string, origins map[string]string) (Topic, error) {
+	for _, k := range sortedKeys(overrides) {
+		if !IsTopicConfig(k) {
+			return Topic{}, unknownTopicKey(k)
+		}
+	}
+	v := make(map[string]int64, len(topicSpecs))
+	s := make(map[string]string, len(topicSpecs))
+	names := make(map[string]string, len(topicSpecs)) // the key each value came from, for errors
+	for _, ts := range topicSpecs {
+		name, raw := ts.name, ""
+		if o, ok := overrides[ts.name]; ok {
+			raw = o
+		} else {
+			name = b.setSynonym(ts)
+			raw = b.brokerValue(ts.synonyms[0])
+		}
+		val, err := ts.base.parse(name, raw)
+		if err != nil {
+			err.Origin = origins[name]
+			return Topic{}, err
+		}
+		names[ts.name], s[ts.name] = name, val
+		if n, err := strconv.ParseInt(val, 10, 64); err == nil {
+			v[ts.name] = n
+		}
+	}
+	t := Topic{
+		CleanupPolicy:               s["cleanup.policy"],
+		RetentionMs:                 v["retention.ms"],
+		RetentionBytes:              v["retention.bytes"],
+		SegmentBytes:                v["segment.bytes"],
+		SegmentMs:                   v["segment.ms"],
+		SegmentIndexBytes:           v["segment.index.bytes"],
+		IndexIntervalBytes:          v["index.interval.bytes"],
+		MaxMessageBytes:             v["max.message.bytes"],
+		FlushMessages:               v["flush.messages"],
+		FlushMs:                     v["flush.ms"],
+		TimestampType:               s["message.timestamp.type"],
+		RemoteStorageEnable:         s["remote.storage.enable"] == "true",
+		LocalRetentionMs:            v["local.retention.ms"],
+		LocalRetentionBytes:         v["local.retention.bytes"],
+		SegmentJitterMs:             v["segment.jitter.ms"],
+		FileDeleteDelayMs:           v["file.delete.delay.ms"],
+		MessageTimestampBeforeMaxMs: v["message.timestamp.before.max.ms"],
+		MessageTimestampAfterMaxMs:  v["message.timestamp.after.max.ms"],
+	}
+	if t.RemoteStorageEnable {
+		for _, p := range [][2]string{{"local.retention.ms", "retention.ms"}, {"local.retention.bytes", "retention.bytes"}} {
+			local, total := v[p[0]], v[p[1]]
+			if total == -1 || local == -2 {
+				continue
+			}
+			var why string
+			switch {
+			case local == -1:
+				why = fmt.Sprintf("-1 (unlimited) is not allowed while %s is %d", names[p[1]], total)
+			case local > total:
+				why = fmt.Sprintf("%d is more than %s (%d)", local, names[p[1]], total)
+			default:
+				continue
+			}
+			key := names[p[0]]
+			e := valueError(key, s[p[0]], "%s: the local log cannot outlive the whole log (allowed: -2, or 0 to %d)", why, total)
+			e.Origin = origins[key]
+			return Topic{}, e
+		}
+	}
+	return t, nil
+}
+
+// setSynonym is the broker key a topic default comes from: the first synonym
+// that was set explicitly, else the first.
+func (b *Broker) setSynonym(ts *topicSpec) string {
+	for _, syn := range ts.synonyms {
+		if _, ok := b.values[syn]; ok {
+			return syn
+		}
+	}
+	return ts.synonyms[0]
+}
+
+func unknownTopicKey(key string) *Error {
+	msg := fmt.Sprintf("unknown topic config %q", key)
+	if s, ok := brokerByName[key]; ok && s.topic != "" {
+		msg += fmt.Sprintf(" (%s is a broker config; the topic config is %s)", key, s.topic)
+	} else if _, ok := brokerByName[key]; ok {
+		msg += fmt.Sprintf(" (%s is a broker config)", key)
+	} else {
+		names := make([]string, len(topicSpecs))
+		for i, t := range topicSpecs {
+			names[i] = t.name
+		}
+		if near := suggest(key, names); near != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", near)
+		}
+	}
+	return &Error{Key: key, Msg: msg}
+}
+
+// DescribeTopic lists every topic-level config with value and source: the
+// override (SourceTopic), else the broker default, SourceStaticBroker if a
+// broker key for it was set explicitly, SourceDefault if not. An override that
+// does not validate is shown as given.
+func (b *Broker) DescribeTopic(overrides map[string]string) []Entry {
+	out := make([]Entry, 0, len(topicSpecs))
+	for _, ts := range topicSpecs {
+		e := Entry{Name: ts.name, Type: ts.base.kind.typ(), Doc: ts.doc}
+		if ts.noEffect {
+			e.Doc += " Accepted for compatibility, no effect."
+		}
+		if raw, ok := overrides[ts.name]; ok {
+			e.Source, e.Value = SourceTopic, raw
+			if v, err := ts.base.parse(ts.name, raw); err == nil {
+				e.Value = v
+			}
+		} else {
+			e.Source, e.Value = SourceDefault, b.brokerValue(ts.synonyms[0])
+			if _, ok := b.values[b.setSynonym(ts)]; ok {
+				e.Source = SourceStaticBroker
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// LocalRetention returns local.retention.ms and local.retention.bytes with -2
+// replaced by retention.ms and retention.bytes.
+func (t Topic) LocalRetention() (ms, bytes int64) {
+	ms, bytes = t.LocalRetentionMs, t.LocalRetentionBytes
+	if ms == -2 {
+		ms = t.RetentionMs
+	}
+	if bytes == -2 {
+		bytes = t.RetentionBytes
+	}
+	return ms, bytes
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
