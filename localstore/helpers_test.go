@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
@@ -217,4 +217,18 @@ func fileSize(t testing.TB, p string) int64 {
 	return fi.Size()
 }
 
-var _ = io.EOF
+var testingWriteCorpus = os.Getenv("STRATA_WRITE_CORPUS")
+
+// writeCorpus writes seeds in go's fuzz corpus format.
+func writeCorpus(t *testing.T, seeds [][]byte) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzValidateBatches")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range seeds {
+		data := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
