@@ -1,0 +1,123 @@
+package s3
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Sizes and defaults of Config.
+const (
+	// MinPartSize is S3's smallest part of a multipart upload (but the last).
+	MinPartSize = 5 << 20
+	// MaxParts is S3's largest number of parts in one upload.
+	MaxParts = 10000
+
+	DefaultRegion             = "us-east-1"
+	DefaultPartSize           = 16 << 20
+	DefaultMultipartThreshold = 16 << 20
+	DefaultConcurrency        = 4
+	DefaultMaxAttempts        = 3
+)
+
+// Config configures a Store. Fill what you need and call New, which applies
+// the defaults named beside each field and validates.
+type Config struct {
+	Bucket string
+	// Endpoint is the base URL of an S3-compatible service, such as
+	// "http://127.0.0.1:9000" for MinIO; empty for AWS.
+	Endpoint string
+	// Region of the bucket (default us-east-1).
+	Region string
+	// PathStyle addresses buckets as endpoint/bucket rather than
+	// bucket.endpoint, as MinIO and most S3-compatible stores want.
+	PathStyle bool
+	// AccessKey and SecretKey (and SessionToken) are static credentials;
+	// when empty, the AWS default chain is used (environment, shared
+	// files, web identity, instance role).
+	AccessKey    string
+	SecretKey    string
+	SessionToken string
+	// Profile picks a profile of the shared AWS files (default chain only).
+	Profile string
+
+	// MultipartThreshold: objects of this size or more upload in parts of
+	// PartSize (defaults 16 MiB each; PartSize at least 5 MiB).
+	MultipartThreshold int64
+	PartSize           int64
+	// Concurrency is the number of parts uploaded at once (default 4);
+	// a multipart Put holds that many part buffers in memory.
+	Concurrency int
+	// MaxAttempts is the AWS SDK's attempts per HTTP request (default 3).
+	// The SDK retries single requests, parts included; wrap the store
+	// with remotestore.WithRetries to retry whole operations as well.
+	MaxAttempts int
+	// HTTPClient replaces the SDK's HTTP client (nil: the SDK default).
+	HTTPClient *http.Client
+	// Observer, if set, sees every HTTP request the SDK sends.
+	Observer Observer
+}
+
+// Observer sees every HTTP request the SDK sends, retries and the parts of
+// multipart uploads included. operation is the S3 API name (PutObject,
+// UploadPart, GetObject, ...); status is the HTTP status, 0 when no response
+// came (err says why). It must be safe for concurrent use.
+type Observer interface {
+	ObserveRequest(operation string, status int, took time.Duration, err error)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(operation string, status int, took time.Duration, err error)
+
+// ObserveRequest calls f.
+func (f ObserverFunc) ObserveRequest(operation string, status int, took time.Duration, err error) {
+	f(operation, status, took, err)
+}
+
+// withDefaults returns c with the zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Region == "" {
+		c.Region = DefaultRegion
+	}
+	if c.PartSize == 0 {
+		c.PartSize = DefaultPartSize
+	}
+	if c.MultipartThreshold == 0 {
+		c.MultipartThreshold = DefaultMultipartThreshold
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	return c
+}
+
+// Validate reports the first problem of c (after defaults).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Bucket == "":
+		return errors.New("remotestore/s3: no bucket")
+	case c.PartSize < MinPartSize:
+		return fmt.Errorf("remotestore/s3: part size %d is below S3's minimum of %d", c.PartSize, MinPartSize)
+	case c.MultipartThreshold < 1:
+		return fmt.Errorf("remotestore/s3: multipart threshold %d must be positive", c.MultipartThreshold)
+	case c.Concurrency < 1:
+		return fmt.Errorf("remotestore/s3: concurrency %d must be positive", c.Concurrency)
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("remotestore/s3: max attempts %d must be positive", c.MaxAttempts)
+	case (c.AccessKey == "") != (c.SecretKey == ""):
+		return errors.New("remotestore/s3: give both access key and secret key, or neither")
+	}
+	if c.Endpoint != "" {
+		u, err := url.Parse(c.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("remotestore/s3: endpoint %q is not an http(s) URL", c.Endpoint)
+		}
+	}
+	return nil
+}
