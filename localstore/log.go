@@ -21,8 +21,9 @@ import (
 // mu, which readers hold only long enough to pick a segment and copy its
 // bounds. Lock order: wr, then mu.
 type Log struct {
-	dir    string
-	logger *slog.Logger
+	dir      string
+	logger   *slog.Logger
+	readBufs sync.Pool // *[]byte of readBufSize, for scanning headers in Read
 
 	wr struct {
 		sync.Mutex
@@ -420,7 +421,7 @@ func (l *Log) Read(offset int64, maxBytes int64, minOneBatch bool) (Slice, error
 	s.acquire()
 	l.mu.RUnlock()
 
-	pos, end, err := locate(s, offset, size, idx, maxBytes, minOneBatch)
+	pos, end, err := l.locate(s, offset, size, idx, maxBytes, minOneBatch)
 	if err != nil || end == pos {
 		s.release()
 		return Slice{}, err
@@ -428,18 +429,58 @@ func (l *Log) Read(offset int64, maxBytes int64, minOneBatch bool) (Slice, error
 	return Slice{File: s.f, Pos: pos, Len: end - pos, Release: s.releaser()}, nil
 }
 
+// headerReader reads batch headers of one segment through a buffer, so a
+// scan over small batches costs one pread per buffer, not one per batch.
+type headerReader struct {
+	f     *os.File
+	size  int64  // readable bytes of the segment
+	buf   []byte // holds the file's bytes from start
+	start int64
+	n     int
+}
+
+// header returns the batch header at pos, a batch boundary below size.
+func (r *headerReader) header(pos int64) (BatchHeader, error) {
+	if pos < r.start || pos+HeaderSize > r.start+int64(r.n) {
+		want := min(int64(cap(r.buf)), r.size-pos)
+		if want < HeaderSize {
+			return BatchHeader{}, fmt.Errorf("%w: batch header at position %d of %q runs past %d", ErrStorage, pos, r.f.Name(), r.size)
+		}
+		n, err := r.f.ReadAt(r.buf[:want], pos)
+		if n < HeaderSize {
+			return BatchHeader{}, storageErr("read", r.f.Name(), err)
+		}
+		r.start, r.n = pos, n
+	}
+	h := parseHeader(r.buf[pos-r.start:])
+	if h.Magic != 2 || h.Length < minBatchLength || pos+h.TotalSize() > r.size {
+		return h, fmt.Errorf("%w: bad batch header at position %d of %q", ErrStorage, pos, r.f.Name())
+	}
+	return h, nil
+}
+
+// readBufSize is the buffer a Read scans batch headers through: about one
+// index interval, so the scan to the wanted batch is usually one pread.
+const readBufSize = 8 << 10
+
 // locate finds the batch of s holding offset and the end of the whole
 // batches after it that fit in maxBytes. s holds a reference for the caller.
-func locate(s *segment, offset, size int64, idx []byte, maxBytes int64, minOneBatch bool) (pos, end int64, err error) {
-	var buf [HeaderSize]byte
+func (l *Log) locate(s *segment, offset, size int64, idx []byte, maxBytes int64, minOneBatch bool) (pos, end int64, err error) {
+	bp, _ := l.readBufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, readBufSize)
+		bp = &b
+	}
+	defer l.readBufs.Put(bp)
+	r := headerReader{f: s.f, size: size, buf: *bp}
 	pos = lookupOffset(idx, uint32(offset-s.base))
 	var h BatchHeader
 	for {
 		if pos >= size {
 			return 0, 0, fmt.Errorf("%w: offset %d not found in %q", ErrStorage, offset, s.logPath)
 		}
-		if h, err = readHeaderAt(s.f, pos, buf[:]); err != nil {
-			return 0, 0, storageErr("read", s.logPath, err)
+		if h, err = r.header(pos); err != nil {
+			return 0, 0, err
 		}
 		if h.lastOffset() >= offset {
 			break
@@ -447,9 +488,6 @@ func locate(s *segment, offset, size int64, idx []byte, maxBytes int64, minOneBa
 		pos += h.TotalSize()
 	}
 	end = pos + h.TotalSize()
-	if end > size {
-		return 0, 0, fmt.Errorf("%w: batch at position %d of %q runs past its end", ErrStorage, pos, s.logPath)
-	}
 	if h.TotalSize() > maxBytes && !minOneBatch {
 		return pos, pos, nil
 	}
@@ -461,8 +499,8 @@ func locate(s *segment, offset, size int64, idx []byte, maxBytes int64, minOneBa
 		end = b
 	}
 	for end < limit {
-		if h, err = readHeaderAt(s.f, end, buf[:]); err != nil {
-			return 0, 0, storageErr("read", s.logPath, err)
+		if h, err = r.header(end); err != nil {
+			return 0, 0, err
 		}
 		if end+h.TotalSize() > limit {
 			break

@@ -1,0 +1,25 @@
+// Package localstore is one partition's log on local disk, laid out as Kafka
+// lays it out: segments named by their 20-digit base offset, each a .log of v2
+// record batches exactly as they came on the wire, an offset index (.index)
+// and a time index (.timeindex) with an entry every index.interval.bytes, and
+// producer-state snapshots (.snapshot). layout.go names every file and format.
+//
+// Append assigns offsets by rewriting each batch's baseOffset (outside the
+// CRC), checks idempotent producer sequences against the last five batches of
+// each producer id, and writes the bytes with one pwrite; readers see a batch
+// only after it is wholly written. Read returns a Slice of a segment file on
+// batch boundaries, for sendfile; the Slice holds a reference, so the file
+// stays open until it is released even if the segment is deleted meanwhile.
+//
+// Writers serialize on Log.wr and publish under Log.mu, which readers hold
+// only to pick a segment; file reads use pread, never a shared seek offset.
+//
+// Open recovers: leftover temporary files are removed and unknown files
+// skipped; the active segment, and after an unclean shutdown (no
+// clean-shutdown marker) every segment past the recovery point, is scanned
+// batch by batch, a torn or corrupt tail is truncated at the last batch whose
+// CRC holds (segments after a truncated one are removed), and indexes that do
+// not match their segment are rebuilt. Producer state comes from the newest
+// valid snapshot at or below the log end, plus a replay of the batch headers
+// after it.
+package localstore
