@@ -29,7 +29,8 @@ type Config struct {
 	// Endpoint is the base URL of an S3-compatible service, such as
 	// "http://127.0.0.1:9000" for MinIO; empty for AWS.
 	Endpoint string
-	// Region of the bucket (default us-east-1).
+	// Region of the bucket; empty: the AWS chain's (AWS_REGION, profile),
+	// else us-east-1.
 	Region string
 	// PathStyle addresses buckets as endpoint/bucket rather than
 	// bucket.endpoint, as MinIO and most S3-compatible stores want.
@@ -78,9 +79,6 @@ func (f ObserverFunc) ObserveRequest(operation string, status int, took time.Dur
 
 // withDefaults returns c with the zero fields set to their defaults.
 func (c Config) withDefaults() Config {
-	if c.Region == "" {
-		c.Region = DefaultRegion
-	}
 	if c.PartSize == 0 {
 		c.PartSize = DefaultPartSize
 	}

@@ -57,7 +57,6 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	loadOpts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRegion(cfg.Region),
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = cfg.MaxAttempts
@@ -69,6 +68,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}),
 		awsconfig.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		awsconfig.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+	}
+	if cfg.Region != "" {
+		loadOpts = append(loadOpts, awsconfig.WithRegion(cfg.Region))
 	}
 	if cfg.AccessKey != "" {
 		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(
@@ -84,6 +86,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remotestore/s3: loading AWS configuration: %w", err)
 	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = DefaultRegion
+	}
+	cfg.Region = awsCfg.Region
 	client := awss3.NewFromConfig(awsCfg, func(o *awss3.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
