@@ -1,0 +1,160 @@
+// Package tier is the tiering manager: it uploads closed segments to the object
+// store, applies local and remote retention, and serves reads below the local
+// log start from the remote tier.
+package tier
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stratalog/strata/tier/tierapi"
+)
+
+// The types the broker shares with the tier live in tierapi, so the broker
+// builds without the tier's implementation; these aliases keep one name here.
+var (
+	ErrUnavailable      = tierapi.ErrUnavailable
+	ErrOffsetOutOfRange = tierapi.ErrOffsetOutOfRange
+)
+
+// PartitionLog is what the tier needs of one partition (see tierapi).
+type PartitionLog = tierapi.PartitionLog
+
+// Config holds the tiering manager's settings, resolved from the broker's
+// configuration. New applies the default named beside each field whose zero
+// value would be meaningless.
+type Config struct {
+	// CacheDir is the chunk cache directory (remote.cache.dir); required.
+	CacheDir string
+	// CacheMaxBytes bounds the chunk cache on disk (remote.cache.max.bytes,
+	// default 1 GiB).
+	CacheMaxBytes int64
+	// ChunkBytes is the target size of a chunk, the unit of a ranged GET and
+	// of a cache entry (remote.chunk.bytes, default 4 MiB). It applies to
+	// segments uploaded from now on: each sidecar records its own chunk table.
+	ChunkBytes int64
+	// ReadaheadChunks is how many chunks after the one read are prefetched
+	// (remote.readahead.chunks; 0: none).
+	ReadaheadChunks int
+	// CopyMaxBytesPerSecond limits upload bandwidth, all uploads together
+	// (remote.log.manager.copy.max.bytes.per.second; <= 0: unlimited).
+	CopyMaxBytesPerSecond int64
+	// UploadConcurrency is the number of partitions uploading at once
+	// (default 2). One partition uploads one segment at a time, in order.
+	UploadConcurrency int
+	// FetchMaxWait bounds a remote read (remote.fetch.max.wait.ms, default 500ms).
+	FetchMaxWait time.Duration
+	// OrphanGrace is the age an object without an index entry must reach
+	// before the reconciler deletes it (remote.orphan.grace.ms; 0: none).
+	OrphanGrace time.Duration
+	// ReconcileInterval is how often the manager reconciles the bucket with
+	// the index (default 1h; < 0: never).
+	ReconcileInterval time.Duration
+	// SidecarCacheBytes bounds the decoded sidecars kept in memory (default 64 MiB).
+	SidecarCacheBytes int64
+	// RetryBackoff and MaxRetryBackoff bound the wait before a partition whose
+	// upload or delete failed is tried again; it doubles per failure
+	// (defaults 1s and 5m).
+	RetryBackoff, MaxRetryBackoff time.Duration
+	// Now is the clock (default time.Now); for tests.
+	Now func() time.Time
+}
+
+// Config defaults.
+const (
+	DefaultCacheMaxBytes     = 1 << 30
+	DefaultChunkBytes        = 4 << 20
+	DefaultUploadConcurrency = 2
+	DefaultFetchMaxWait      = 500 * time.Millisecond
+	DefaultReconcileInterval = time.Hour
+	DefaultSidecarCacheBytes = 64 << 20
+	DefaultRetryBackoff      = time.Second
+	DefaultMaxRetryBackoff   = 5 * time.Minute
+)
+
+func (c Config) withDefaults() Config {
+	if c.CacheMaxBytes <= 0 {
+		c.CacheMaxBytes = DefaultCacheMaxBytes
+	}
+	if c.ChunkBytes <= 0 {
+		c.ChunkBytes = DefaultChunkBytes
+	}
+	if c.UploadConcurrency <= 0 {
+		c.UploadConcurrency = DefaultUploadConcurrency
+	}
+	if c.FetchMaxWait <= 0 {
+		c.FetchMaxWait = DefaultFetchMaxWait
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = DefaultReconcileInterval
+	}
+	if c.SidecarCacheBytes <= 0 {
+		c.SidecarCacheBytes = DefaultSidecarCacheBytes
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.MaxRetryBackoff < c.RetryBackoff {
+		c.MaxRetryBackoff = max(DefaultMaxRetryBackoff, c.RetryBackoff)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports the first problem of c (after defaults).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.CacheDir == "":
+		return errors.New("tier: no cache directory")
+	case c.ChunkBytes > 1<<30:
+		return fmt.Errorf("tier: chunk bytes %d above 1 GiB", c.ChunkBytes)
+	case c.CacheMaxBytes < c.ChunkBytes:
+		return fmt.Errorf("tier: cache max bytes %d below chunk bytes %d", c.CacheMaxBytes, c.ChunkBytes)
+	case c.ReadaheadChunks < 0:
+		return fmt.Errorf("tier: readahead chunks %d", c.ReadaheadChunks)
+	case c.OrphanGrace < 0:
+		return fmt.Errorf("tier: orphan grace %v", c.OrphanGrace)
+	}
+	return nil
+}
+
+// PartitionStatus is one partition as `strata tier inspect` shows it.
+type PartitionStatus struct {
+	Topic     string
+	Partition int32
+	// Local lists the local segments, as of the last management round (empty
+	// if the manager has not seen the partition's log yet).
+	Local []LocalSegmentStatus
+	// Remote lists the remote index, every state included.
+	Remote []RemoteSegmentStatus
+	// LogStartOffset and HighestOffset are the remote tier's first offset and
+	// last copied offset; -1 when nothing is copied.
+	LogStartOffset, HighestOffset int64
+	// CopyLagBytes and CopyLagSegments measure the closed local segments
+	// still waiting for upload.
+	CopyLagBytes    int64
+	CopyLagSegments int
+	// LastError is the last upload or delete error, empty after a success.
+	LastError string
+}
+
+// LocalSegmentStatus is a local segment.
+type LocalSegmentStatus struct {
+	BaseOffset, NextOffset, Size int64
+	Active                       bool
+	Uploaded                     bool // a COPY_FINISHED entry covers it
+}
+
+// RemoteSegmentStatus is a remote index entry.
+type RemoteSegmentStatus struct {
+	BaseOffset, EndOffset, Size int64
+	State                       string // COPY_STARTED, COPY_FINISHED, DELETE_STARTED
+	UploadID                    string
+	CRC32C                      uint32
+	MaxTimestamp                int64
+	LogKey, SidecarKey          string
+}

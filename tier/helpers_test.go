@@ -1,0 +1,339 @@
+package tier
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/localstore"
+	"github.com/stratalog/strata/metadata"
+	"github.com/stratalog/strata/remotestore"
+	"github.com/stratalog/strata/remotestore/faultstore"
+	"github.com/stratalog/strata/remotestore/mem"
+)
+
+const testTopic = "events"
+
+// makeBatch encodes a v2 record batch of n records (base offset 0, which the
+// log overwrites) with timestamps ts, ts+1, ... and a real CRC-32C.
+func makeBatch(t testing.TB, n int, ts int64, tag string) []byte {
+	t.Helper()
+	var recs []byte
+	for i := range n {
+		r := kmsg.Record{
+			TimestampDelta64: int64(i),
+			OffsetDelta:      int32(i),
+			Key:              fmt.Appendf(nil, "k%d", i),
+			Value:            bytes.Repeat(fmt.Appendf(nil, "%s-%d|", tag, i), 8),
+		}
+		body := r.AppendTo(nil)
+		r.Length = int32(len(body) - 1) // the zero Length took one byte
+		recs = r.AppendTo(recs)
+	}
+	b := kmsg.RecordBatch{
+		Magic: 2, LastOffsetDelta: int32(n - 1), FirstTimestamp: ts, MaxTimestamp: ts + int64(n-1),
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(n), Records: recs,
+	}
+	b.Length = int32(localstore.HeaderSize - 12 + len(recs))
+	raw := b.AppendTo(nil)
+	crc := crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli))
+	binary.BigEndian.PutUint32(raw[17:], crc)
+	return raw
+}
+
+// env is a partition log, a faulty in-memory store, a metadata store and
+// a manager over them.
+type env struct {
+	t        *testing.T
+	dir      string
+	mem      *mem.Store
+	fault    *faultstore.Store
+	store    remotestore.Store
+	meta     *metadata.Store
+	log      *localstore.Log
+	cfg      Config
+	reg      *prometheus.Registry
+	m        *Manager
+	clock    *fakeClock
+	pl       PartitionLog
+	nextTs   int64
+	appended [][]byte // every batch as stored, in offset order
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func newEnv(t *testing.T, tweak func(*Config)) *env {
+	t.Helper()
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir, mem: mem.New(), clock: &fakeClock{now: time.Now()}, nextTs: 1_000_000}
+	e.fault = faultstore.New(e.mem)
+	e.store = e.fault
+	meta, err := metadata.Open(filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	e.meta = meta
+	if err := meta.CreateTopic(metadata.Topic{Name: testTopic, Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := localstore.Open(filepath.Join(dir, "logs", testTopic+"-0"), localstore.Config{SegmentBytes: 1 << 30}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	e.log = l
+	e.pl = PartitionLog{Topic: testTopic, Partition: 0, Log: l, Remote: true,
+		RetentionMs: -1, RetentionBytes: -1, LocalRetentionMs: -1, LocalRetentionBytes: -1}
+	e.cfg = Config{
+		CacheDir: filepath.Join(dir, "cache"), CacheMaxBytes: 64 << 20, ChunkBytes: 2048,
+		ReadaheadChunks: 0, FetchMaxWait: 5 * time.Second, ReconcileInterval: -1,
+		RetryBackoff: time.Millisecond, MaxRetryBackoff: 10 * time.Millisecond, Now: e.clock.Now,
+	}
+	if tweak != nil {
+		tweak(&e.cfg)
+	}
+	e.open()
+	return e
+}
+
+// open (re)starts the manager.
+func (e *env) open() {
+	e.t.Helper()
+	if e.m != nil {
+		e.m.Close()
+	}
+	e.reg = prometheus.NewRegistry()
+	m, err := New(e.cfg, e.store, e.meta, nil, e.reg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.m = m
+	e.t.Cleanup(func() { m.Close() })
+}
+
+// segment appends batches batches of records records each, then rolls.
+func (e *env) segment(batches, records int) {
+	e.t.Helper()
+	for range batches {
+		b := makeBatch(e.t, records, e.nextTs, fmt.Sprintf("b%d", len(e.appended)))
+		e.nextTs += int64(records)
+		res, err := e.log.Append(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		binary.BigEndian.PutUint64(b, uint64(res.BaseOffset))
+		e.appended = append(e.appended, b)
+	}
+	if err := e.log.Roll(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// active appends records to the active segment without rolling.
+func (e *env) active(records int) {
+	e.t.Helper()
+	b := makeBatch(e.t, records, e.nextTs, "active")
+	e.nextTs += int64(records)
+	res, err := e.log.Append(b)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	binary.BigEndian.PutUint64(b, uint64(res.BaseOffset))
+	e.appended = append(e.appended, b)
+}
+
+// manage runs one round for the partition and waits for it.
+func (e *env) manage() {
+	e.m.Manage(context.Background(), []PartitionLog{e.pl})
+	e.m.waitIdle()
+}
+
+func (e *env) remote() []metadata.RemoteSegment {
+	e.t.Helper()
+	segs, err := e.meta.RemoteSegments(testTopic, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return segs
+}
+
+func (e *env) keys() []string {
+	e.t.Helper()
+	var keys []string
+	if err := e.mem.List(context.Background(), "", func(o remotestore.ObjectInfo) error {
+		keys = append(keys, o.Key)
+		return nil
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	return keys
+}
+
+func (e *env) object(key string) []byte {
+	e.t.Helper()
+	rc, err := e.mem.GetRange(context.Background(), key, 0, -1)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+// batchesFrom returns the appended batches whose offsets are >= from,
+// concatenated, up to (not including) offset to.
+func (e *env) bytesBetween(from, to int64) []byte {
+	var out []byte
+	for _, b := range e.appended {
+		h, _ := localstore.ParseBatchHeader(b)
+		last := h.BaseOffset + int64(h.LastOffsetDelta)
+		if last >= from && h.BaseOffset < to {
+			out = append(out, b...)
+		}
+	}
+	return out
+}
+
+// readAll reads the remote tier from offset from up to offset to, slice by
+// slice, and returns the bytes.
+func (e *env) readAll(from, to, maxBytes int64) []byte {
+	e.t.Helper()
+	var out []byte
+	for off := from; off < to; {
+		sl, err := e.m.Read(context.Background(), testTopic, 0, off, maxBytes, true)
+		if err != nil {
+			e.t.Fatalf("read at %d: %v", off, err)
+		}
+		b := sliceBytes(e.t, sl)
+		if len(b) == 0 {
+			e.t.Fatalf("read at %d: empty", off)
+		}
+		out = append(out, b...)
+		off = lastOffset(e.t, b) + 1
+	}
+	return out
+}
+
+func sliceBytes(t testing.TB, sl localstore.Slice) []byte {
+	t.Helper()
+	defer sl.Done()
+	if sl.Len == 0 {
+		return nil
+	}
+	b := make([]byte, sl.Len)
+	if _, err := sl.File.ReadAt(b, sl.Pos); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// lastOffset is the last offset of the last batch in b (whole batches).
+func lastOffset(t testing.TB, b []byte) int64 {
+	t.Helper()
+	var last int64 = -1
+	for len(b) > 0 {
+		h, err := localstore.ParseBatchHeader(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = h.BaseOffset + int64(h.LastOffsetDelta)
+		b = b[h.TotalSize():]
+	}
+	return last
+}
+
+func countBatches(t testing.TB, b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		h, err := localstore.ParseBatchHeader(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = b[h.TotalSize():]
+		n++
+	}
+	return n
+}
+
+func gauge(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		var v float64
+		for _, m := range mf.GetMetric() {
+			v += metricValue(m)
+		}
+		return v
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+func metricValue(m *dto.Metric) float64 {
+	switch {
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
+	}
+	return 0
+}
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,440 @@
+package tier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stratalog/strata/localstore"
+	"github.com/stratalog/strata/metadata"
+)
+
+// rollbackTimeout bounds the deletes that undo a failed upload, which run
+// even when the round's context is cancelled.
+const rollbackTimeout = 30 * time.Second
+
+// Manage records the partitions' logs and settings and queues a round for
+// each partition that tiers (or still has remote segments). It never waits
+// for the store: rounds run on the upload workers, at most one per partition
+// at a time and Config.UploadConcurrency in all.
+func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
+	m.jobs.Lock()
+	defer m.jobs.Unlock()
+	if m.jobs.closed {
+		return
+	}
+	for _, pl := range parts {
+		if pl.Log == nil {
+			continue
+		}
+		ps := m.part(tp{pl.Topic, pl.Partition})
+		ps.log, ps.hasLog = pl, true
+		if ps.queued || ps.deleted {
+			continue
+		}
+		if !pl.Remote && len(m.viewOf(ps).segs) == 0 {
+			continue
+		}
+		ps.queued = true
+		m.jobs.queue = append(m.jobs.queue, ps)
+	}
+	m.jobs.cond.Broadcast()
+}
+
+// worker runs queued rounds until Close.
+func (m *Manager) worker() {
+	defer m.wg.Done()
+	m.jobs.Lock()
+	for {
+		for len(m.jobs.queue) == 0 && !m.jobs.closed {
+			m.jobs.cond.Wait()
+		}
+		if m.jobs.closed {
+			m.jobs.Unlock()
+			return
+		}
+		ps := m.jobs.queue[0]
+		m.jobs.queue = m.jobs.queue[1:]
+		m.jobs.running++
+		m.jobs.Unlock()
+
+		m.round(ps)
+
+		m.jobs.Lock()
+		m.jobs.running--
+		ps.queued = false
+		m.jobs.cond.Broadcast()
+	}
+}
+
+// waitIdle waits until no round is queued or running (tests).
+func (m *Manager) waitIdle() {
+	m.jobs.Lock()
+	defer m.jobs.Unlock()
+	for (len(m.jobs.queue) > 0 || m.jobs.running > 0) && !m.jobs.closed {
+		m.jobs.cond.Wait()
+	}
+}
+
+// round is one management round of a partition: finish interrupted work,
+// upload what is eligible in offset order, apply remote then local retention,
+// persist the log start offset. After a failure the store work waits for the
+// partition's backoff; local retention (disk only) goes on.
+func (m *Manager) round(ps *partState) {
+	ps.opMu.Lock()
+	defer ps.opMu.Unlock()
+	m.jobs.Lock()
+	if ps.deleted || m.jobs.closed {
+		m.jobs.Unlock()
+		return
+	}
+	pl := ps.log
+	ctx, cancel := context.WithCancel(m.ctx)
+	ps.cancel = cancel
+	storeDue := !m.cfg.Now().Before(ps.retryAt)
+	m.jobs.Unlock()
+	defer cancel()
+
+	if storeDue {
+		err := m.finishPending(ctx, ps)
+		if err == nil && pl.Remote {
+			err = m.uploadEligible(ctx, ps, pl)
+		}
+		if err == nil {
+			err = m.remoteRetention(ctx, ps, pl)
+		}
+		if ctx.Err() == nil {
+			m.noteResult(ps, err)
+		}
+	}
+	if pl.Remote {
+		if err := m.localRetention(ps, pl); err != nil {
+			m.logger.Warn("local retention", "topic", pl.Topic, "partition", pl.Partition, "err", err)
+		}
+	}
+	m.persistLogStart(ps, pl)
+	m.updateLag(ps, pl)
+}
+
+// noteResult records a round's outcome: the backoff of the partition, the
+// store_available gauge, and one log line per outage.
+func (m *Manager) noteResult(ps *partState, err error) {
+	m.jobs.Lock()
+	defer m.jobs.Unlock()
+	if err == nil {
+		ps.failures, ps.retryAt, ps.lastErr = 0, time.Time{}, ""
+		if m.jobs.outage {
+			m.jobs.outage = false
+			m.logger.Info("remote tier operations succeed again")
+		}
+		m.m.storeAvailable.Set(1)
+		return
+	}
+	ps.failures++
+	backoff := m.cfg.RetryBackoff
+	for i := 1; i < ps.failures && backoff < m.cfg.MaxRetryBackoff; i++ {
+		backoff *= 2
+	}
+	backoff = min(backoff, m.cfg.MaxRetryBackoff)
+	ps.retryAt = m.cfg.Now().Add(backoff)
+	ps.lastErr = err.Error()
+	m.m.storeAvailable.Set(0)
+	if !m.jobs.outage {
+		m.jobs.outage = true
+		m.logger.Warn("remote tier operation failed; segments wait on local disk and are retried with backoff",
+			"topic", ps.key.topic, "partition", ps.key.partition, "retry_in", backoff, "err", err)
+	} else {
+		m.logger.Debug("remote tier operation failed", "topic", ps.key.topic, "partition", ps.key.partition,
+			"retry_in", backoff, "err", err)
+	}
+}
+
+// eligible returns the closed, non-empty local segments not yet in the
+// remote tier, in offset order.
+func eligible(pl PartitionLog, highest int64) []localstore.SegmentInfo {
+	leo := pl.Log.LogEndOffset()
+	var out []localstore.SegmentInfo
+	for _, s := range pl.Log.Segments() {
+		if s.Active || s.Size == 0 || s.NextOffset > leo || s.BaseOffset <= highest {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// uploadEligible uploads the eligible segments one after the other: segment
+// N+1 only once N is COPY_FINISHED.
+func (m *Manager) uploadEligible(ctx context.Context, ps *partState, pl PartitionLog) error {
+	for {
+		segs := eligible(pl, m.viewOf(ps).highest)
+		if len(segs) == 0 {
+			return nil
+		}
+		if err := m.upload(ctx, ps, segs[0]); err != nil {
+			return err
+		}
+		m.updateLag(ps, pl)
+	}
+}
+
+// upload copies one closed segment: COPY_STARTED, the .log (rate-limited)
+// and the .idx under fresh keys, COPY_FINISHED. On any error it deletes what
+// it put and drops the entry; the segment stays local and is retried.
+func (m *Manager) upload(ctx context.Context, ps *partState, si localstore.SegmentInfo) (err error) {
+	key := ps.key
+	f, err := os.Open(si.LogPath)
+	if err != nil {
+		return fmt.Errorf("tier: cannot open segment %q: %w", si.LogPath, err)
+	}
+	defer f.Close()
+	sc, err := buildSidecar(io.NewSectionReader(f, 0, si.Size), key.topic, key.partition,
+		si.BaseOffset, si.NextOffset-1, si.Size, m.cfg.ChunkBytes)
+	if err != nil {
+		return fmt.Errorf("tier: cannot index segment %q: %w", si.LogPath, err)
+	}
+	idx := sc.encode()
+
+	seg := metadata.RemoteSegment{
+		BaseOffset: si.BaseOffset, EndOffset: si.NextOffset - 1,
+		FirstTimestamp: sc.FirstTimestamp, MaxTimestamp: sc.MaxTimestamp,
+		Size: si.Size, UploadID: newUploadID(), State: metadata.CopyStarted,
+	}
+	if !si.RolledAt.IsZero() {
+		seg.RolledAtMs = si.RolledAt.UnixMilli()
+	}
+	if err := m.putEntry(ps, seg); err != nil {
+		return err
+	}
+	m.m.copyRequests.Inc()
+	logK := logKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
+	idxK := sidecarKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
+	defer func() {
+		if err == nil {
+			return
+		}
+		m.m.copyErrors.Inc()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		defer cancel()
+		if derr := m.deleteObjects(rctx, key, seg); derr != nil {
+			m.logger.Debug("cannot delete the objects of a failed upload; the reconciler will", "key", logK, "err", derr)
+		}
+		if derr := m.dropEntry(ps, seg); derr != nil {
+			m.logger.Warn("cannot drop the entry of a failed upload", "key", logK, "err", derr)
+		}
+	}()
+
+	var body io.ReadSeeker = io.NewSectionReader(f, 0, si.Size)
+	if m.limiter != nil {
+		body = &limitedReader{ctx: ctx, r: body, b: m.limiter}
+	}
+	if err := m.store.Put(ctx, logK, body, si.Size); err != nil {
+		return fmt.Errorf("tier: cannot upload %q: %w", logK, err)
+	}
+	if err := m.store.Put(ctx, idxK, bytes.NewReader(idx), int64(len(idx))); err != nil {
+		return fmt.Errorf("tier: cannot upload %q: %w", idxK, err)
+	}
+	seg.State, seg.CRC32C = metadata.CopyFinished, sc.LogCRC
+	if err := m.putEntry(ps, seg); err != nil {
+		return err
+	}
+	m.sidecars.put(idxK, sc)
+	m.m.copyBytes.Add(float64(si.Size))
+	if !si.RolledAt.IsZero() {
+		m.m.timeToTier.Observe(max(0, m.cfg.Now().Sub(si.RolledAt).Seconds()))
+	}
+	m.logger.Debug("segment copied", "topic", key.topic, "partition", key.partition,
+		"base", seg.BaseOffset, "end", seg.EndOffset, "bytes", seg.Size, "key", logK)
+	return nil
+}
+
+// remoteRetention applies retention.ms / retention.bytes to the whole log:
+// the remote segments, then the local segments not yet uploaded (each offset
+// range counted once). Remote segments below the cut go through
+// DELETE_STARTED; local segments below it are deleted too.
+func (m *Manager) remoteRetention(ctx context.Context, ps *partState, pl PartitionLog) error {
+	if pl.RetentionMs < 0 && pl.RetentionBytes < 0 {
+		return nil
+	}
+	v := m.viewOf(ps)
+	var (
+		items []localstore.RetentionItem
+		total int64
+	)
+	for _, s := range v.finished {
+		items = append(items, localstore.RetentionItem{NextOffset: s.EndOffset + 1, Size: s.Size, MaxTimestamp: s.MaxTimestamp})
+		total += s.Size
+	}
+	for _, s := range pl.Log.Segments() {
+		if s.BaseOffset <= v.highest {
+			continue // its range is counted in the remote tier
+		}
+		total += s.Size
+		// The active segment goes by time only (rolled first), as in Kafka.
+		if s.Active && (s.Size == 0 || pl.RetentionMs < 0) {
+			continue
+		}
+		items = append(items, localstore.RetentionItem{NextOffset: s.NextOffset, Size: s.Size, MaxTimestamp: s.MaxTimestamp})
+	}
+	cut := localstore.RetentionCutoff(items, total, m.cfg.Now().UnixMilli(), pl.RetentionMs, pl.RetentionBytes)
+	if cut < 0 {
+		return nil
+	}
+	for _, s := range v.finished {
+		if s.EndOffset >= cut {
+			break
+		}
+		if err := m.deleteRemote(ctx, ps, s); err != nil {
+			return err
+		}
+		m.logger.Debug("remote retention deleted a segment", "topic", pl.Topic, "partition", pl.Partition,
+			"base", s.BaseOffset, "end", s.EndOffset)
+	}
+	if pl.Remote && pl.Log.LogStartOffset() < cut {
+		if _, err := pl.Log.DeleteSegmentsBefore(cut); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// localRetention deletes local closed segments that a COPY_FINISHED entry
+// covers and that are beyond local.retention.ms / local.retention.bytes.
+func (m *Manager) localRetention(ps *partState, pl PartitionLog) error {
+	if pl.LocalRetentionMs < 0 && pl.LocalRetentionBytes < 0 {
+		return nil
+	}
+	highest := m.viewOf(ps).highest
+	var (
+		items []localstore.RetentionItem
+		total int64
+	)
+	segs := pl.Log.Segments()
+	for _, s := range segs {
+		total += s.Size
+	}
+	for _, s := range segs {
+		if s.Active || s.NextOffset-1 > highest {
+			break // not uploaded: it stays
+		}
+		items = append(items, localstore.RetentionItem{NextOffset: s.NextOffset, Size: s.Size, MaxTimestamp: s.MaxTimestamp})
+	}
+	cut := localstore.RetentionCutoff(items, total, m.cfg.Now().UnixMilli(), pl.LocalRetentionMs, pl.LocalRetentionBytes)
+	if cut <= pl.Log.LogStartOffset() {
+		return nil
+	}
+	_, err := pl.Log.DeleteSegmentsBefore(cut)
+	return err
+}
+
+// persistLogStart records the whole log's start offset in the metadata store
+// when it moved.
+func (m *Manager) persistLogStart(ps *partState, pl PartitionLog) {
+	start := pl.Log.LogStartOffset()
+	if v := m.viewOf(ps); v.start >= 0 {
+		start = min(start, v.start)
+	}
+	m.jobs.Lock()
+	same := ps.persistedStart == start
+	m.jobs.Unlock()
+	if same {
+		return
+	}
+	if err := m.meta.SetLogStartOffset(pl.Topic, pl.Partition, start); err != nil {
+		if !errors.Is(err, metadata.ErrTopicNotFound) && !errors.Is(err, metadata.ErrNotFound) {
+			m.logger.Warn("cannot persist the log start offset", "topic", pl.Topic, "partition", pl.Partition, "err", err)
+		}
+		return
+	}
+	m.jobs.Lock()
+	ps.persistedStart = start
+	m.jobs.Unlock()
+}
+
+// updateLag recomputes the partition's copy lag and the totals.
+func (m *Manager) updateLag(ps *partState, pl PartitionLog) {
+	var (
+		lagBytes int64
+		lagSegs  int
+	)
+	if pl.Remote {
+		for _, s := range eligible(pl, m.viewOf(ps).highest) {
+			lagBytes += s.Size
+			lagSegs++
+		}
+	}
+	m.jobs.Lock()
+	defer m.jobs.Unlock()
+	m.jobs.lagBytes += lagBytes - ps.lagBytes
+	m.jobs.lagSegs += lagSegs - ps.lagSegs
+	ps.lagBytes, ps.lagSegs = lagBytes, lagSegs
+	m.m.copyLagBytes.Set(float64(m.jobs.lagBytes))
+	m.m.copyLagSegs.Set(float64(m.jobs.lagSegs))
+}
+
+// tokenBucket limits bytes per second across every upload. Reservations
+// may drive the balance negative; the reserver then waits it back to zero.
+type tokenBucket struct {
+	rate, burst float64
+	step        int
+	mu          struct {
+		sync.Mutex
+		tokens float64
+		last   time.Time
+	}
+}
+
+func newTokenBucket(bytesPerSec int64) *tokenBucket {
+	rate := float64(bytesPerSec)
+	step := int(min(64<<10, max(1, bytesPerSec/10)))
+	b := &tokenBucket{rate: rate, burst: max(float64(step), rate/10), step: step}
+	b.mu.tokens, b.mu.last = b.burst, time.Now()
+	return b
+}
+
+// wait reserves n bytes and sleeps until they are covered.
+func (b *tokenBucket) wait(ctx context.Context, n int) error {
+	b.mu.Lock()
+	now := time.Now()
+	b.mu.tokens = min(b.burst, b.mu.tokens+now.Sub(b.mu.last).Seconds()*b.rate)
+	b.mu.last = now
+	b.mu.tokens -= float64(n)
+	deficit := -b.mu.tokens
+	b.mu.Unlock()
+	if deficit <= 0 {
+		return nil
+	}
+	t := time.NewTimer(time.Duration(deficit / b.rate * float64(time.Second)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// limitedReader paces reads of an upload body through the bucket. Seek
+// passes through, so a retrying Put can rewind it.
+type limitedReader struct {
+	ctx context.Context
+	r   io.ReadSeeker
+	b   *tokenBucket
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if len(p) > l.b.step {
+		p = p[:l.b.step]
+	}
+	if err := l.b.wait(l.ctx, len(p)); err != nil {
+		return 0, err
+	}
+	return l.r.Read(p)
+}
+
+func (l *limitedReader) Seek(off int64, whence int) (int64, error) { return l.r.Seek(off, whence) }
