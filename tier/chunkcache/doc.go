@@ -1,0 +1,87 @@
+// Package chunkcache is the disk cache of byte ranges ("chunks") of remote
+// segment objects. The tier reads below the local log start through it, and
+// the broker sends the cached bytes to consumers with sendfile, like a local
+// segment file.
+//
+// # Chunks
+//
+// A Chunk is a byte range of one object with the CRC-32C (Castagnoli) its
+// bytes must have. The caller (package tier) chooses the chunk boundaries so
+// every chunk holds whole record batches; this package never parses Kafka
+// data. Get returns an *os.File holding exactly the chunk's bytes, position 0
+// at the chunk start, and a release func that closes it. Each caller gets its
+// own file descriptor, so no two fetches in flight share a seek offset.
+//
+// # Misses and read-ahead
+//
+// A miss makes one ranged GET per chunk, however many callers wait for it:
+// concurrent Gets and Prefetches of the same chunk share one download (a
+// "flight"). The bytes go to a temp file in the cache directory, are checked
+// against the chunk's CRC-32C, and only then renamed into place, so a file
+// under a chunk name was always whole when it was renamed. A CRC mismatch, or
+// a body shorter or longer than the chunk, is an error wrapping
+// ErrCorruptChunk: it is counted, logged, never served and never cached, and
+// the next Get fetches again. Fetch errors are returned wrapped, without
+// retrying (the store passed in retries already).
+//
+// A download does not belong to the caller that started it: when a waiter's
+// context ends, that waiter returns at once and the download goes on for the
+// others, and for the cache, until it completes, fails, hits
+// Config.FetchTimeout, or Close cancels it. A consumer that timed out and
+// retries then finds the chunk cached instead of restarting the GET from
+// zero; the price is at most one chunk of bandwidth for a reader that never
+// comes back.
+//
+// Prefetch queues a read-ahead download for Config.ReadaheadWorkers workers.
+// It never blocks: a chunk already cached or in flight is skipped, and a
+// request that finds the queue full is dropped.
+//
+// # Eviction
+//
+// Chunks are evicted least recently used first, to keep the bytes of cached
+// chunks within Config.MaxBytes. A chunk is pinned from the moment its
+// download ends until every waiter has opened it, so it cannot be evicted in
+// between. Eviction unlinks the file; a holder keeps reading it until release
+// (POSIX unlink semantics), so those bytes stay on disk until then. Downloads
+// in progress use up to one chunk each on top of MaxBytes.
+//
+// # Directory layout
+//
+// The cache directory (remote.cache.dir) belongs to one Cache: New takes an
+// advisory lock on it.
+//
+//	<dir>/LOCK            flock'd while a Cache has the directory open
+//	<dir>/<32 hex>.chunk  one whole chunk, renamed into place after its CRC held
+//	<dir>/<random>.tmp    a download in progress
+//
+// A chunk's file name is the first 128 bits of the SHA-256 of its key, object
+// key, offset, length and CRC, in hex: any key is safe (no path traversal),
+// and a chunk redefined under the same key (a new remote.chunk.bytes, say)
+// never matches a file cached under the old definition.
+//
+// On New, temp files are removed, empty chunk files are removed, and other
+// chunk files are indexed, oldest modification time least recently used,
+// then evicted down to MaxBytes. Files were not fsynced, so a chunk file kept
+// from a previous run may have lost bytes to a crash of the machine: its size
+// and CRC are checked the first time a Get asks for it, and a file that fails
+// is removed, counted as corrupt and fetched again. Unknown files are left
+// alone.
+//
+// # Metrics
+//
+// New registers with the prometheus.Registerer it is given (none if nil):
+//
+//	strata_remote_cache_hits_total             Gets served from the cache
+//	strata_remote_cache_misses_total           Gets that waited for a download
+//	strata_remote_cache_bytes                  bytes of cached chunks (gauge)
+//	strata_remote_cache_entries                cached chunks (gauge)
+//	strata_remote_cache_evictions_total        chunks evicted to stay within max bytes
+//	strata_remote_cache_fetches_total          downloads started
+//	strata_remote_cache_fetch_failures_total   downloads that cached nothing (store error, timeout, corrupt, disk)
+//	strata_remote_cache_fetch_bytes_total      bytes read from the object store
+//	strata_remote_cache_fetch_seconds          histogram of successful downloads, GET to rename
+//	strata_remote_cache_corrupt_chunks_total   chunks whose bytes failed their CRC or length, fetched or on disk
+//	strata_remote_cache_readahead_total{result} Prefetch requests: fetched, skipped (cached or in flight), dropped (queue full or closed)
+//
+// Stats returns the same counters as plain numbers.
+package chunkcache

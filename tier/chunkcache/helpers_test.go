@@ -1,0 +1,258 @@
+package chunkcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeStore is an in-memory object store whose Fetch counts calls and can
+// fail, stall or corrupt them.
+type fakeStore struct {
+	objects map[string][]byte // read-only once tests start
+
+	calls    atomic.Int64
+	inFlight atomic.Int64
+
+	mu struct {
+		sync.Mutex
+		errs    []error       // returned by the next calls, in order
+		corrupt int           // the next this many calls flip a byte
+		gate    chan struct{} // when set, calls wait for it to close (or ctx)
+		delay   time.Duration
+	}
+}
+
+func newFakeStore(objects map[string][]byte) *fakeStore {
+	return &fakeStore{objects: objects}
+}
+
+// failNext makes the next call return err.
+func (s *fakeStore) failNext(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.errs = append(s.mu.errs, err)
+}
+
+func (s *fakeStore) corruptNext(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.corrupt += n
+}
+
+// hold makes calls wait until the returned func is called.
+func (s *fakeStore) hold() (release func()) {
+	g := make(chan struct{})
+	s.mu.Lock()
+	s.mu.gate = g
+	s.mu.Unlock()
+	return sync.OnceFunc(func() {
+		s.mu.Lock()
+		if s.mu.gate == g {
+			s.mu.gate = nil
+		}
+		s.mu.Unlock()
+		close(g)
+	})
+}
+
+func (s *fakeStore) setDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.delay = d
+}
+
+func (s *fakeStore) Fetch(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	s.calls.Add(1)
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	s.mu.Lock()
+	gate, delay := s.mu.gate, s.mu.delay
+	var injected error
+	if len(s.mu.errs) > 0 {
+		injected, s.mu.errs = s.mu.errs[0], s.mu.errs[1:]
+	}
+	corrupt := s.mu.corrupt > 0
+	if corrupt {
+		s.mu.corrupt--
+	}
+	s.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if injected != nil {
+		return nil, injected
+	}
+	obj, ok := s.objects[key]
+	if !ok {
+		return nil, fmt.Errorf("fake: %q: %w", key, errNotFound)
+	}
+	if off > int64(len(obj)) {
+		return nil, fmt.Errorf("fake: %q: offset %d past %d", key, off, len(obj))
+	}
+	b := bytes.Clone(obj[off:min(off+length, int64(len(obj)))])
+	if corrupt && len(b) > 0 {
+		b[len(b)/2] ^= 0x40
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+var errNotFound = errors.New("not found")
+
+// fixture is a cache over a fake store holding one object "obj" of
+// nChunks chunks of chunkSize bytes.
+type fixture struct {
+	t         *testing.T
+	dir       string
+	store     *fakeStore
+	obj       []byte
+	chunkSize int64
+	cache     *Cache
+}
+
+const testObject = "topic/0/00000000000000000000-u1.log"
+
+func newFixture(t *testing.T, nChunks int, chunkSize int64, cfg Config) *fixture {
+	t.Helper()
+	obj := make([]byte, int64(nChunks)*chunkSize)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range obj {
+		obj[i] = byte(rng.Uint32())
+	}
+	f := &fixture{
+		t:         t,
+		dir:       cfg.Dir,
+		store:     newFakeStore(map[string][]byte{testObject: obj}),
+		obj:       obj,
+		chunkSize: chunkSize,
+	}
+	if f.dir == "" {
+		f.dir = t.TempDir()
+	}
+	cfg.Dir = f.dir
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = int64(nChunks) * chunkSize
+	}
+	f.open(cfg)
+	return f
+}
+
+// open (re)opens the cache on f.dir with cfg, closing it at cleanup.
+func (f *fixture) open(cfg Config) {
+	f.t.Helper()
+	cfg.Dir = f.dir
+	c, err := New(cfg, f.store.Fetch, nil, nil)
+	if err != nil {
+		f.t.Fatalf("New: %v", err)
+	}
+	f.cache = c
+	f.t.Cleanup(func() { c.Close() })
+}
+
+// chunk returns chunk i of the object.
+func (f *fixture) chunk(i int) Chunk {
+	off := int64(i) * f.chunkSize
+	return Chunk{
+		Key:       fmt.Sprintf("u1/%d", i),
+		ObjectKey: testObject,
+		Offset:    off,
+		Length:    f.chunkSize,
+		CRC32C:    crc32.Checksum(f.obj[off:off+f.chunkSize], castagnoli),
+	}
+}
+
+func (f *fixture) want(i int) []byte {
+	off := int64(i) * f.chunkSize
+	return f.obj[off : off+f.chunkSize]
+}
+
+// get Gets chunk i, checks the bytes and releases the file.
+func (f *fixture) get(i int) {
+	f.t.Helper()
+	if err := f.check(i); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// check is get for goroutines other than the test's: it returns the error.
+func (f *fixture) check(i int) error {
+	file, release, err := f.cache.Get(context.Background(), f.chunk(i))
+	if err != nil {
+		return fmt.Errorf("Get(%d): %w", i, err)
+	}
+	defer release()
+	return readEqual(file, f.want(i))
+}
+
+// checkFile reads file from its current offset, which must be 0, and
+// compares the bytes.
+func checkFile(t testing.TB, file *os.File, want []byte) {
+	t.Helper()
+	if err := readEqual(file, want); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readEqual(file *os.File, want []byte) error {
+	got, err := io.ReadAll(file)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", file.Name(), err)
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("read %d bytes from %s, not the %d bytes of the chunk", len(got), file.Name(), len(want))
+	}
+	return nil
+}
+
+// waitFor polls cond for up to 5s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// dirFiles lists the names in dir, LOCK excluded, and their total size.
+func dirFiles(t *testing.T, dir string) (names []string, total int64) {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		if de.Name() == lockFileName {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, de.Name())
+		total += fi.Size()
+	}
+	return names, total
+}
