@@ -1,0 +1,248 @@
+package tier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stratalog/strata/remotestore"
+	"github.com/stratalog/strata/remotestore/faultstore"
+)
+
+// tiered builds three uploaded segments of 6 batches of 10 records, deletes
+// them locally, and leaves an active segment at offset 180.
+func tiered(t *testing.T, tweak func(*Config)) *env {
+	e := newEnv(t, tweak)
+	e.pl.LocalRetentionBytes = 0
+	for range 3 {
+		e.segment(6, 10)
+	}
+	e.active(10)
+	e.manage()
+	if len(e.remote()) != 3 || e.log.LogStartOffset() != 180 {
+		t.Fatalf("setup: remote %+v, local start %d", e.remote(), e.log.LogStartOffset())
+	}
+	return e
+}
+
+func TestReadAcrossSegmentsByteIdentical(t *testing.T) {
+	e := tiered(t, nil)
+	want := e.bytesBetween(0, 180)
+	for _, maxBytes := range []int64{1, 700, 3000, 1 << 20} {
+		got := e.readAll(0, 180, maxBytes)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("maxBytes %d: %d bytes read, want %d identical", maxBytes, len(got), len(want))
+		}
+	}
+	// An offset in the middle of a batch serves that whole batch.
+	sl, err := e.m.Read(context.Background(), testTopic, 0, 65, 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := sliceBytes(t, sl)
+	if !bytes.Equal(b, e.bytesBetween(65, 66)) {
+		t.Errorf("read at 65 gave %d bytes", len(b))
+	}
+	// Never past the end of a chunk (chunks are 2048 bytes here).
+	sl, err = e.m.Read(context.Background(), testTopic, 0, 0, 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sl.Len > 2048 {
+		t.Errorf("slice of %d bytes crosses a chunk", sl.Len)
+	}
+	sl.Done()
+	sl.Done() // Release twice is harmless
+	if v := gauge(t, e.reg, "strata_tier_remote_fetch_requests_total"); v == 0 {
+		t.Error("no fetch requests counted")
+	}
+}
+
+func TestReadMinOneBatch(t *testing.T) {
+	e := tiered(t, nil)
+	sl, err := e.m.Read(context.Background(), testTopic, 0, 0, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sl.Len != 0 {
+		t.Errorf("maxBytes 1 without minOneBatch: %d bytes", sl.Len)
+	}
+	sl.Done()
+	sl, err = e.m.Read(context.Background(), testTopic, 0, 0, 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := sliceBytes(t, sl)
+	if countBatches(t, b) != 1 || !bytes.Equal(b, e.appended[0]) {
+		t.Errorf("minOneBatch gave %d batches", countBatches(t, b))
+	}
+}
+
+func TestReadOutOfRange(t *testing.T) {
+	e := tiered(t, nil)
+	for _, off := range []int64{180, 500} {
+		if _, err := e.m.Read(context.Background(), testTopic, 0, off, 100, true); !errors.Is(err, ErrOffsetOutOfRange) {
+			t.Errorf("offset %d: %v", off, err)
+		}
+	}
+	if _, err := e.m.Read(context.Background(), "nope", 0, 0, 100, true); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Errorf("unknown topic: %v", err)
+	}
+}
+
+// settle waits until the chunk cache has no download in progress.
+func settle(t *testing.T, e *env) {
+	t.Helper()
+	idle := func() bool {
+		st := e.m.cache.Stats()
+		return st.Fetches == st.FetchFailures+st.Entries+st.Evictions
+	}
+	eventually(t, "cache downloads", func() bool {
+		if !idle() {
+			return false
+		}
+		time.Sleep(30 * time.Millisecond)
+		return idle()
+	})
+}
+
+func TestReadAhead(t *testing.T) {
+	e := tiered(t, func(c *Config) { c.ReadaheadChunks, c.ChunkBytes = 2, 1024 })
+	segs := e.remote()
+	sc := e.m.sidecars.get(sidecarKey(testTopic, 0, 0, segs[0].UploadID))
+	if sc == nil || len(sc.Chunks) < 4 {
+		t.Fatalf("want a cached sidecar with at least 4 chunks")
+	}
+	read := func(off int64) {
+		t.Helper()
+		sl, err := e.m.Read(context.Background(), testTopic, 0, off, 1, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sl.Done()
+	}
+	read(0)
+	settle(t, e)
+	if st := e.m.cache.Stats(); st.Entries != 3 || st.Misses != 1 {
+		t.Fatalf("after one read with read-ahead 2: %+v", st)
+	}
+	// The prefetched chunks are hits.
+	for c := 1; c <= 2; c++ {
+		read(sc.Batches[sc.Chunks[c].FirstBatch].BaseOffset)
+	}
+	if st := e.m.cache.Stats(); st.Misses != 1 || st.Hits != 2 {
+		t.Fatalf("reads of prefetched chunks: %+v", st)
+	}
+
+	// Reading the last chunk of the first segment prefetches the next
+	// segment's first chunks, loading its sidecar first.
+	e.m.sidecars.remove(sidecarKey(testTopic, 0, 60, segs[1].UploadID))
+	last := sc.Chunks[len(sc.Chunks)-1]
+	read(sc.Batches[last.FirstBatch].BaseOffset)
+	eventually(t, "the next sidecar", func() bool {
+		return e.m.sidecars.get(sidecarKey(testTopic, 0, 60, segs[1].UploadID)) != nil
+	})
+	settle(t, e)
+	misses := e.m.cache.Stats().Misses
+	read(60)
+	if st := e.m.cache.Stats(); st.Misses != misses {
+		t.Fatalf("first chunk of the next segment not prefetched: %+v", st)
+	}
+}
+
+func TestReadStoreDown(t *testing.T) {
+	e := tiered(t, nil)
+	e.open() // a cold sidecar cache
+	remove := e.fault.Inject(faultstore.Fault{})
+	sl, err := e.m.Read(context.Background(), testTopic, 0, 0, 1<<20, true)
+	if !errors.Is(err, ErrUnavailable) || sl.File != nil {
+		t.Fatalf("store down: %+v, %v", sl, err)
+	}
+	if v := gauge(t, e.reg, "strata_tier_store_available"); v != 0 {
+		t.Errorf("store available %v", v)
+	}
+	// A body that fails part-way serves nothing either.
+	remove()
+	remove = e.fault.Inject(faultstore.Fault{Op: remotestore.OpGetRange, Mode: faultstore.MidBody, BodyBytes: 100, KeyPrefix: logKey(testTopic, 0, 0, e.remote()[0].UploadID)})
+	if _, err := e.m.Read(context.Background(), testTopic, 0, 0, 1<<20, true); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("mid-body failure: %v", err)
+	}
+	remove()
+	got := e.readAll(0, 180, 1<<20)
+	if !bytes.Equal(got, e.bytesBetween(0, 180)) {
+		t.Fatal("reads after the store came back differ")
+	}
+	if v := gauge(t, e.reg, "strata_tier_store_available"); v != 1 {
+		t.Errorf("store available %v", v)
+	}
+}
+
+func TestReadCorruptChunkNeverServed(t *testing.T) {
+	e := tiered(t, nil)
+	e.open()
+	seg := e.remote()[0]
+	k := logKey(testTopic, 0, seg.BaseOffset, seg.UploadID)
+	data := e.object(k)
+	data[100] ^= 0xff
+	if err := e.mem.Delete(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mem.Put(context.Background(), k, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	sl, err := e.m.Read(context.Background(), testTopic, 0, 0, 1<<20, true)
+	if !errors.Is(err, ErrUnavailable) || sl.File != nil {
+		t.Fatalf("corrupt chunk: %+v, %v", sl, err)
+	}
+	// The next segment is fine.
+	if _, err := e.m.Read(context.Background(), testTopic, 0, 60, 1<<20, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadBoundedByFetchMaxWait(t *testing.T) {
+	e := tiered(t, func(c *Config) { c.FetchMaxWait = 50 * time.Millisecond })
+	slow := &slowStore{Store: e.fault, delay: time.Second}
+	e.store = slow
+	e.open()
+	start := time.Now()
+	_, err := e.m.Read(context.Background(), testTopic, 0, 0, 1<<20, true)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("slow store: %v", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("read took %v with remote.fetch.max.wait.ms 50", d)
+	}
+}
+
+type slowStore struct {
+	remotestore.Store
+	delay time.Duration
+}
+
+func (s *slowStore) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Store.GetRange(ctx, key, off, length)
+}
+
+func TestOffsetForTimestamp(t *testing.T) {
+	e := tiered(t, nil)
+	e.open() // cold caches
+	// Records carry timestamps 1_000_000 + offset.
+	for _, tc := range []struct{ ts, off int64 }{{0, 0}, {1_000_000, 0}, {1_000_065, 65}, {1_000_179, 179}} {
+		off, ts, ok, err := e.m.OffsetForTimestamp(context.Background(), testTopic, 0, tc.ts)
+		if err != nil || !ok || off != tc.off || ts != 1_000_000+tc.off {
+			t.Errorf("ts %d: %d %d %v %v, want offset %d", tc.ts, off, ts, ok, err, tc.off)
+		}
+	}
+	if _, _, ok, err := e.m.OffsetForTimestamp(context.Background(), testTopic, 0, 1_000_180); ok || err != nil {
+		t.Errorf("past the remote tier: %v %v", ok, err)
+	}
+}

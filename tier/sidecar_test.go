@@ -1,0 +1,217 @@
+package tier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"hash/crc32"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratalog/strata/metadata"
+)
+
+func testSidecar(t testing.TB, chunkBytes int64) (*sidecar, []byte) {
+	t.Helper()
+	var out []byte
+	off := int64(100)
+	for i := range 7 {
+		b := makeBatch(t, 1+i, int64(1000+i*10), "x")
+		putBase(b, off)
+		off += int64(i + 1)
+		out = append(out, b...)
+	}
+	sc, err := buildSidecar(bytes.NewReader(out), "t", 3, 100, off-1, int64(len(out)), chunkBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc, out
+}
+
+func putBase(b []byte, off int64) {
+	for i := range 8 {
+		b[i] = byte(off >> (56 - 8*i))
+	}
+}
+
+func TestSidecarRoundTrip(t *testing.T) {
+	for _, cb := range []int64{1, 1000, 3000, 1 << 20} {
+		sc, seg := testSidecar(t, cb)
+		enc := sc.encode()
+		dec, err := decodeSidecar(enc)
+		if err != nil {
+			t.Fatalf("chunk bytes %d: %v", cb, err)
+		}
+		if len(dec.Batches) != 7 || dec.EndOffset != 127 || dec.Size != int64(len(seg)) || dec.FirstTimestamp != 1000 || dec.MaxTimestamp != 1066 {
+			t.Errorf("chunk bytes %d: %+v", cb, dec)
+		}
+		for i, c := range dec.Chunks {
+			if c.Len > cb && c.NumBatches != 1 {
+				t.Errorf("chunk bytes %d: chunk %d has %d bytes in %d batches", cb, i, c.Len, c.NumBatches)
+			}
+			if got := crc(seg[c.Pos : c.Pos+c.Len]); got != c.CRC {
+				t.Errorf("chunk %d crc", i)
+			}
+		}
+		if dec.LogCRC != crc(seg) {
+			t.Error("log crc")
+		}
+		if b := dec.findBatch(104); dec.Batches[b].BaseOffset != 103 {
+			t.Errorf("findBatch(104) = batch at %d", dec.Batches[b].BaseOffset)
+		}
+		if b := dec.findBatch(128); b != 7 {
+			t.Errorf("findBatch past the end = %d", b)
+		}
+	}
+}
+
+func crc(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+func TestSidecarRejectsDamage(t *testing.T) {
+	sc, _ := testSidecar(t, 1000)
+	enc := sc.encode()
+	for i := range enc {
+		bad := bytes.Clone(enc)
+		bad[i] ^= 0x40
+		if _, err := decodeSidecar(bad); !errors.Is(err, errBadSidecar) {
+			t.Fatalf("flipping byte %d: %v", i, err)
+		}
+	}
+	for n := range len(enc) {
+		if _, err := decodeSidecar(enc[:n]); !errors.Is(err, errBadSidecar) {
+			t.Fatalf("truncated to %d: %v", n, err)
+		}
+	}
+}
+
+func TestBuildSidecarRejectsBadSegment(t *testing.T) {
+	_, seg := testSidecar(t, 1000)
+	if _, err := buildSidecar(bytes.NewReader(seg[:len(seg)-3]), "t", 3, 100, 127, int64(len(seg)-3), 1000); err == nil {
+		t.Error("a torn segment was indexed")
+	}
+	if _, err := buildSidecar(bytes.NewReader(seg), "t", 3, 100, 120, int64(len(seg)), 1000); err == nil {
+		t.Error("a batch past the end offset was accepted")
+	}
+}
+
+func FuzzDecodeSidecar(f *testing.F) {
+	sc, _ := testSidecar(f, 1000)
+	f.Add(sc.encode())
+	f.Add([]byte(sidecarMagic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sc, err := decodeSidecar(b)
+		if err != nil {
+			return
+		}
+		if err := sc.check(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(sc.encode(), b) {
+			t.Fatal("decode/encode does not round-trip")
+		}
+	})
+}
+
+func TestKeys(t *testing.T) {
+	k := logKey("orders", 7, 1234, "0123456789abcdef")
+	want := partitionHash("orders", 7) + "/orders/7/00000000000000001234-0123456789abcdef.log"
+	if k != want {
+		t.Fatalf("%s, want %s", k, want)
+	}
+	n, ok := parseKey(k)
+	if !ok || n.Topic != "orders" || n.Partition != 7 || n.Base != 1234 || n.UploadID != "0123456789abcdef" || n.Suffix != logSuffix {
+		t.Fatalf("%+v %v", n, ok)
+	}
+	if _, ok := parseKey(sidecarKey("orders", 7, 1234, "0123456789abcdef")); !ok {
+		t.Error("sidecar key")
+	}
+	for _, bad := range []string{
+		"README", "0000/orders/7/00000000000000001234-0123456789abcdef.log",
+		strings.Replace(k, ".log", ".tmp", 1), strings.Replace(k, "/7/", "/07/", 1),
+		strings.Replace(k, "abcdef.log", "ABCDEF.log", 1), strings.Replace(k, "-0123", "_0123", 1),
+		"x/" + k,
+	} {
+		if n, ok := parseKey(bad); ok {
+			t.Errorf("%q parsed as %+v", bad, n)
+		}
+	}
+	if a, b := newUploadID(), newUploadID(); a == b || len(a) != uploadIDLen {
+		t.Errorf("upload ids %q %q", a, b)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	b := newTokenBucket(400 << 10) // 400 KiB/s
+	data := make([]byte, 200<<10)
+	r := &limitedReader{ctx: context.Background(), r: bytes.NewReader(data), b: b}
+	start := time.Now()
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		t.Fatal(err)
+	}
+	// 200 KiB at 400 KiB/s, less the initial burst of 40 KiB: about 0.4s.
+	if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
+		t.Errorf("200 KiB at 400 KiB/s took %v", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r = &limitedReader{ctx: ctx, r: bytes.NewReader(data), b: b}
+	if _, err := io.Copy(io.Discard, r); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+}
+
+func TestUploadRateLimited(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.CopyMaxBytesPerSecond = 64 << 10 })
+	for range 4 {
+		e.segment(10, 10)
+	}
+	var total int64
+	for _, s := range e.log.Segments() {
+		total += s.Size
+	}
+	start := time.Now()
+	e.manage()
+	min := time.Duration(float64(total-(64<<10)/10) / float64(64<<10) * float64(time.Second))
+	if d := time.Since(start); d < min*8/10 {
+		t.Errorf("%d bytes uploaded in %v at 64 KiB/s (want >= %v)", total, d, min)
+	}
+	if len(e.remote()) != 4 {
+		t.Fatal(e.remote())
+	}
+}
+
+func TestManageDoesNotBlockAndCloseStops(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.CopyMaxBytesPerSecond = 1 << 10 })
+	for range 3 {
+		e.segment(10, 10)
+	}
+	start := time.Now()
+	e.m.Manage(context.Background(), []PartitionLog{e.pl})
+	e.m.Manage(context.Background(), []PartitionLog{e.pl})
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("Manage blocked for %v", d)
+	}
+	time.Sleep(50 * time.Millisecond)
+	start = time.Now()
+	if err := e.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	// The cut upload left no entry behind but a COPY_STARTED one at most,
+	// which the next start rolls back.
+	e.m = nil
+	e.cfg.CopyMaxBytesPerSecond = 0
+	e.open()
+	for _, s := range e.remote() {
+		if s.State != metadata.CopyFinished {
+			t.Errorf("entry %+v after restart", s)
+		}
+	}
+	if e.mem.Len() != 0 {
+		t.Errorf("objects after restart: %v", e.keys())
+	}
+}
