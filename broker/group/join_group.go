@@ -123,7 +123,9 @@ func (j joinArgs) newMember(id string) *member {
 }
 
 // join runs a JoinGroup against the group: it returns either the response to
-// send now or a channel that will carry it once the rebalance completes.
+// send now or a channel that will carry it once the rebalance completes. The
+// channel is taken before the join can complete (a member whose arrival
+// completes the rebalance is answered, and its joinCh cleared, inside join).
 // Requires g.mu.
 func (g *group) join(j joinArgs) (*kmsg.JoinGroupResponse, chan *kmsg.JoinGroupResponse) {
 	req := j.req
@@ -148,8 +150,9 @@ func (g *group) join(j joinArgs) (*kmsg.JoinGroupResponse, chan *kmsg.JoinGroupR
 				return g.rejoinStatic(oldID, j)
 			}
 			m := j.newMember(newMemberID(*j.instanceID))
+			ch := m.joinCh
 			g.addMember(m)
-			return nil, m.joinCh
+			return nil, ch
 		}
 		id := newMemberID(j.client.id)
 		if req.Version >= 4 {
@@ -157,14 +160,16 @@ func (g *group) join(j joinArgs) (*kmsg.JoinGroupResponse, chan *kmsg.JoinGroupR
 			return fail(kerr.MemberIDRequired, id)
 		}
 		m := j.newMember(id)
+		ch := m.joinCh
 		g.addMember(m)
-		return nil, m.joinCh
+		return nil, ch
 	}
 
 	if j.instanceID == nil && g.removePending(req.MemberID) {
 		m := j.newMember(req.MemberID)
+		ch := m.joinCh
 		g.addMember(m)
-		return nil, m.joinCh
+		return nil, ch
 	}
 	m, err := g.validateMember(req.MemberID, j.instanceID)
 	if err != nil {
@@ -173,23 +178,26 @@ func (g *group) join(j joinArgs) (*kmsg.JoinGroupResponse, chan *kmsg.JoinGroupR
 	switch g.mu.state {
 	case statePreparingRebalance:
 		g.updateMember(m, j)
+		ch := m.joinCh
 		g.tryCompleteJoin()
-		return nil, m.joinCh
+		return nil, ch
 	case stateCompletingRebalance:
 		if m.matches(req.Protocols) {
 			// It probably missed the response: send it again.
 			return g.joinResponse(m, req.Version, m.id == g.mu.leader), nil
 		}
 		g.updateMember(m, j)
+		ch := m.joinCh
 		g.prepareRebalance("member " + m.id + " rejoined with new metadata")
-		return nil, m.joinCh
+		return nil, ch
 	case stateStable:
 		if m.id != g.mu.leader && m.matches(req.Protocols) {
 			return g.joinResponse(m, req.Version, false), nil
 		}
 		g.updateMember(m, j)
+		ch := m.joinCh
 		g.prepareRebalance("member " + m.id + " rejoined")
-		return nil, m.joinCh
+		return nil, ch
 	}
 	return fail(kerr.UnknownMemberID, req.MemberID)
 }
@@ -242,6 +250,10 @@ func (g *group) rejoinStatic(oldID string, j joinArgs) (*kmsg.JoinGroupResponse,
 			}
 			return resp, nil
 		}
+	}
+	ch := m.joinCh
+	switch g.mu.state {
+	case stateStable:
 		g.prepareRebalance("static member " + m.id + " rejoined with new metadata")
 	case stateCompletingRebalance:
 		// The leader may be assigning to the old member id: start over.
@@ -249,5 +261,5 @@ func (g *group) rejoinStatic(oldID string, j joinArgs) (*kmsg.JoinGroupResponse,
 	default:
 		g.tryCompleteJoin()
 	}
-	return nil, m.joinCh
+	return nil, ch
 }
