@@ -1,7 +1,7 @@
-// Package tier is the tiering manager: it uploads closed segments to the object
-// store, applies local and remote retention, and serves reads below the local
-// log start from the remote tier.
 package tier
+
+// This file is the package's contract with the broker and cmd/strata; the
+// package doc is in doc.go.
 
 import (
 	"errors"

@@ -1,0 +1,288 @@
+package broker
+
+// Fetch (key 1), versions 4-17.
+//
+// v4 is the first version with v2 record batches. Per partition the broker
+// takes a slice of a segment file: from the local log when the offset is at or
+// above the local log start, else from the remote tier (a cached chunk file).
+// Limits: the request's max bytes over all partitions and each partition's max
+// bytes, except that the first partition with data returns at least one whole
+// batch (KIP-74). When fewer than min bytes are ready, the fetch parks until an
+// append to one of its partitions or max wait. Sessions (v7+, KIP-227) are in
+// fetch_session.go. The response is written by fetch_writer.go: headers from
+// memory, record sets with sendfile. v13+ names topics by ID. Leader epoch is
+// always 0: a CurrentLeaderEpoch above it is UNKNOWN_LEADER_EPOCH.
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/localstore"
+	"github.com/stratalog/strata/tier/tierapi"
+)
+
+// fetchPart is one partition of a fetch, with its result.
+type fetchPart struct {
+	key         sessKey
+	p           *partition // nil: unknown
+	offset      int64
+	maxBytes    int32
+	leaderEpoch int32
+	sess        *sessPart // nil outside a session
+
+	err      *kerr.Error
+	hw       int64
+	logStart int64
+	slice    localstore.Slice
+}
+
+func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, req *kmsg.FetchRequest) (kmsg.Response, error) {
+	if req.ReplicaID >= 0 && req.Version < 15 {
+		// A follower fetch: no replication on one node.
+		return s.fetchError(c, hdr, req.Version, kerr.NotLeaderForPartition, 0)
+	}
+	parts, sess, full, ferr := s.fetchSet(req)
+	if ferr != nil {
+		return s.fetchError(c, hdr, req.Version, ferr, 0)
+	}
+	if sess != nil {
+		defer sess.inUse.Unlock()
+	}
+	sessionID := int32(0)
+	if sess != nil {
+		sessionID = sess.id
+	}
+
+	maxBytes := int64(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = 1<<31 - 1
+	}
+	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
+	deadline := time.Now().Add(maxWait)
+	var w *waiter
+	for {
+		total, errored := s.readParts(ctx, parts, maxBytes)
+		if total >= int64(req.MinBytes) || errored || maxWait <= 0 || !time.Now().Before(deadline) || ctx.Err() != nil {
+			break
+		}
+		// Not enough yet: release what was read, park until an append or the deadline.
+		for i := range parts {
+			parts[i].slice.Done()
+			parts[i].slice = localstore.Slice{}
+		}
+		if w == nil {
+			w = newWaiter()
+			for i := range parts {
+				if parts[i].p != nil {
+					parts[i].p.watch(w)
+				}
+			}
+			defer func() {
+				for i := range parts {
+					if parts[i].p != nil {
+						parts[i].p.unwatch(w)
+					}
+				}
+			}()
+			continue // an append may have landed between the read and the watch
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-w.ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	defer func() {
+		for i := range parts {
+			parts[i].slice.Done()
+		}
+	}()
+
+	// In an incremental session, answer only partitions with news.
+	out := parts
+	if sess != nil {
+		gotData := map[sessKey]bool{}
+		if !full {
+			out = out[:0:0]
+		}
+		for i := range parts {
+			fp := &parts[i]
+			sp := fp.sess
+			code := int16(0)
+			if fp.err != nil {
+				code = fp.err.Code
+			}
+			changed := !sp.sent || fp.slice.Len > 0 || code != 0 || sp.sentHW != fp.hw || sp.sentLogStart != fp.logStart || sp.sentErr != code
+			if fp.slice.Len > 0 {
+				gotData[fp.key] = true
+			}
+			sp.sent, sp.sentHW, sp.sentLogStart, sp.sentErr = true, fp.hw, fp.logStart, code
+			if !full && changed {
+				out = append(out, *fp)
+			}
+		}
+		sess.rotate(gotData)
+	}
+	s.metrics.fetchRequests.Inc()
+	return nil, s.writeFetchResponse(c, hdr, req.Version, 0, sessionID, out)
+}
+
+// fetchError answers a whole fetch with one top-level error (v7+), or with the
+// error on every partition before sessions existed.
+func (s *Server) fetchError(c *conn, hdr requestHeader, version int16, e *kerr.Error, sessionID int32) (kmsg.Response, error) {
+	return nil, s.writeFetchResponse(c, hdr, version, e.Code, sessionID, nil)
+}
+
+// fetchSet resolves the request's partitions, through its session if it has
+// one. A returned session is locked; the caller unlocks it.
+func (s *Server) fetchSet(req *kmsg.FetchRequest) (parts []fetchPart, sess *fetchSession, full bool, ferr *kerr.Error) {
+	byID := req.Version >= 13
+	reqParts := func(yield func(sessPart)) {
+		for _, rt := range req.Topics {
+			for _, rp := range rt.Partitions {
+				k := sessKey{index: rp.Partition}
+				if byID {
+					k.id = rt.TopicID
+				} else {
+					k.name = rt.Topic
+				}
+				yield(sessPart{key: k, fetchOffset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes, currentLeaderEpoch: rp.CurrentLeaderEpoch})
+			}
+		}
+	}
+	resolve := func(sp sessPart) fetchPart {
+		fp := fetchPart{key: sp.key, offset: sp.fetchOffset, maxBytes: sp.maxBytes, leaderEpoch: sp.currentLeaderEpoch}
+		var t *topic
+		if byID {
+			t = s.topics.getByID(sp.key.id)
+		} else {
+			t = s.topics.get(sp.key.name)
+		}
+		if t != nil {
+			fp.p = t.partition(sp.key.index)
+		}
+		return fp
+	}
+
+	if req.Version < 7 || req.SessionEpoch == -1 {
+		if req.Version >= 7 && req.SessionID != 0 {
+			s.fetches.remove(req.SessionID)
+		}
+		reqParts(func(sp sessPart) { parts = append(parts, resolve(sp)) })
+		return parts, nil, true, nil
+	}
+	if req.SessionEpoch == 0 {
+		if req.SessionID != 0 {
+			s.fetches.remove(req.SessionID)
+		}
+		sess = s.fetches.create()
+		sess.inUse.Lock()
+		reqParts(func(sp sessPart) { sess.upsert(sp) })
+		full = true
+	} else {
+		sess = s.fetches.get(req.SessionID)
+		if sess == nil {
+			return nil, nil, false, kerr.FetchSessionIDNotFound
+		}
+		sess.inUse.Lock()
+		if sess.epoch != req.SessionEpoch {
+			sess.inUse.Unlock()
+			return nil, nil, false, kerr.InvalidFetchSessionEpoch
+		}
+		reqParts(func(sp sessPart) { sess.upsert(sp) })
+		for _, ft := range req.ForgottenTopics {
+			for _, idx := range ft.Partitions {
+				k := sessKey{index: idx}
+				if byID {
+					k.id = ft.TopicID
+				} else {
+					k.name = ft.Topic
+				}
+				sess.forget(k)
+			}
+		}
+	}
+	sess.epoch = nextEpoch(sess.epoch)
+	// A client re-sends a partition whenever its fetch offset moves, so the
+	// cached offsets are current.
+	for _, sp := range sess.parts {
+		fp := resolve(*sp)
+		fp.sess = sp
+		parts = append(parts, fp)
+	}
+	return parts, sess, full, nil
+}
+
+// readParts reads every partition's slice within the limits; it returns the
+// bytes read and whether any partition has an error.
+func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int64) (total int64, errored bool) {
+	minOne := true
+	for i := range parts {
+		fp := &parts[i]
+		fp.err = nil
+		fp.hw, fp.logStart = -1, -1
+		if fp.p == nil {
+			fp.err = kerr.UnknownTopicOrPartition
+			if fp.key.name == "" {
+				fp.err = kerr.UnknownTopicID
+			}
+			errored = true
+			continue
+		}
+		if fp.leaderEpoch > 0 {
+			fp.err = kerr.UnknownLeaderEpoch
+			errored = true
+			continue
+		}
+		l := fp.p.log
+		fp.hw = l.LogEndOffset()
+		fp.logStart = s.logStartOffset(fp.p)
+		limit := min(int64(fp.maxBytes), maxBytes-total)
+		if limit <= 0 && !minOne {
+			continue
+		}
+		limit = max(limit, 0)
+		var sl localstore.Slice
+		var err error
+		if fp.offset < l.LogStartOffset() && s.tier != nil && fp.offset >= fp.logStart {
+			sl, err = s.tier.Read(ctx, fp.p.topic.name, fp.p.index, fp.offset, limit, minOne)
+			if err == nil {
+				s.metrics.remoteFetchBytes.Add(float64(sl.Len))
+			}
+		} else {
+			sl, err = l.Read(fp.offset, limit, minOne)
+		}
+		if err != nil {
+			fp.err = fetchError(err)
+			errored = true
+			if fp.err == kerr.UnknownServerError || fp.err == kerr.KafkaStorageError {
+				s.log.Warn("fetch failed", "topic", fp.p.topic.name, "partition", fp.p.index, "offset", fp.offset, "err", err)
+			}
+			continue
+		}
+		fp.slice = sl
+		if sl.Len > 0 {
+			minOne = false
+			total += sl.Len
+		}
+	}
+	return total, errored
+}
+
+func fetchError(err error) *kerr.Error {
+	switch {
+	case errors.Is(err, localstore.ErrOffsetOutOfRange), errors.Is(err, tierapi.ErrOffsetOutOfRange):
+		return kerr.OffsetOutOfRange
+	case errors.Is(err, localstore.ErrClosed):
+		return kerr.NotLeaderForPartition
+	case errors.Is(err, tierapi.ErrUnavailable), errors.Is(err, localstore.ErrStorage), errors.Is(err, context.DeadlineExceeded):
+		return kerr.KafkaStorageError
+	}
+	return kerr.UnknownServerError
+}

@@ -1,0 +1,49 @@
+package broker
+
+import (
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// handle routes one decoded request to its handler. A nil response with a nil
+// error means nothing is to be written (acks=0, or the handler wrote it).
+func (s *Server) handle(c *conn, hdr requestHeader, req kmsg.Request) (kmsg.Response, error) {
+	ctx := s.ctx
+	switch r := req.(type) {
+	case *kmsg.ApiVersionsRequest:
+		return s.handleApiVersions(ctx, c, r)
+	case *kmsg.MetadataRequest:
+		return s.handleMetadata(ctx, c, r)
+	case *kmsg.ProduceRequest:
+		return s.handleProduce(ctx, c, r)
+	case *kmsg.FetchRequest:
+		return s.handleFetch(ctx, c, hdr, r)
+	case *kmsg.ListOffsetsRequest:
+		return s.handleListOffsets(ctx, c, r)
+	case *kmsg.FindCoordinatorRequest:
+		return s.handleFindCoordinator(ctx, c, r)
+	case *kmsg.CreateTopicsRequest:
+		return s.handleCreateTopics(ctx, c, r)
+	case *kmsg.DeleteTopicsRequest:
+		return s.handleDeleteTopics(ctx, c, r)
+	case *kmsg.CreatePartitionsRequest:
+		return s.handleCreatePartitions(ctx, c, r)
+	case *kmsg.InitProducerIDRequest:
+		return s.handleInitProducerID(ctx, c, r)
+	case *kmsg.OffsetForLeaderEpochRequest:
+		return s.handleOffsetForLeaderEpoch(ctx, c, r)
+	case *kmsg.DescribeConfigsRequest:
+		return s.handleDescribeConfigs(ctx, c, r)
+	case *kmsg.AlterConfigsRequest:
+		return s.handleAlterConfigs(ctx, c, r)
+	case *kmsg.IncrementalAlterConfigsRequest:
+		return s.handleIncrementalAlterConfigs(ctx, c, r)
+	case *kmsg.DescribeClusterRequest:
+		return s.handleDescribeCluster(ctx, c, r)
+	}
+	if resp, ok := s.groups.Handle(ctx, req); ok {
+		return resp, nil
+	}
+	return nil, fmt.Errorf("%w: api key %d has no handler", errFrame, hdr.key)
+}

@@ -1,0 +1,142 @@
+package broker
+
+// ListOffsets (key 2), versions 0-10.
+//
+// Special timestamps: -1 latest (the high watermark), -2 earliest (the log
+// start, remote tier included), -3 the record with the largest timestamp
+// (KIP-734, v7+), -4 the local log start (KIP-405, v8+), -5 the last offset in
+// the remote tier (KIP-1005, v9+; -1 when nothing is tiered). A timestamp finds
+// the first record at or after it, in the remote tier first, then locally. v0
+// answers with the old offsets array. Leader epoch 0: a CurrentLeaderEpoch above
+// it is UNKNOWN_LEADER_EPOCH.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func (s *Server) handleListOffsets(ctx context.Context, _ *conn, req *kmsg.ListOffsetsRequest) (kmsg.Response, error) {
+	resp := kmsg.NewPtrListOffsetsResponse()
+	resp.Version = req.Version
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		t := s.topics.get(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
+			var p *partition
+			if t != nil {
+				p = t.partition(rp.Partition)
+			}
+			switch {
+			case p == nil:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case rp.CurrentLeaderEpoch > 0:
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			default:
+				off, ts, err := s.listOffset(ctx, p, rp.Timestamp, req.Version)
+				if err != nil {
+					sp.ErrorCode = err.Code
+				} else {
+					sp.Offset, sp.Timestamp = off, ts
+					if off >= 0 {
+						sp.LeaderEpoch = 0
+					}
+					if req.Version == 0 && off >= 0 {
+						sp.OldStyleOffsets = []int64{off}
+					}
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}
+
+// listOffset answers one partition; offset -1 means "no such offset".
+func (s *Server) listOffset(ctx context.Context, p *partition, ts int64, version int16) (int64, int64, *kerr.Error) {
+	l := p.log
+	switch {
+	case ts == -1:
+		return l.LogEndOffset(), -1, nil
+	case ts == -2:
+		return s.logStartOffset(p), -1, nil
+	case ts == -3 && version >= 7:
+		off, mts, ok, err := l.MaxTimestamp()
+		if err != nil {
+			return -1, -1, kerr.KafkaStorageError
+		}
+		if !ok {
+			return -1, -1, nil
+		}
+		return off, mts, nil
+	case ts == -4 && version >= 8:
+		return l.LogStartOffset(), -1, nil
+	case ts == -5 && version >= 9:
+		if s.tier != nil {
+			if off, ok := s.tier.HighestOffset(p.topic.name, p.index); ok {
+				return off, -1, nil
+			}
+		}
+		return -1, -1, nil
+	case ts < 0:
+		return -1, -1, kerr.InvalidRequest
+	}
+	if s.tier != nil && s.logStartOffset(p) < l.LogStartOffset() {
+		off, fts, ok, err := s.tier.OffsetForTimestamp(ctx, p.topic.name, p.index, ts)
+		if err != nil {
+			return -1, -1, kerr.KafkaStorageError
+		}
+		if ok {
+			return off, fts, nil
+		}
+	}
+	off, fts, ok, err := l.OffsetForTimestamp(ts)
+	if err != nil {
+		return -1, -1, kerr.KafkaStorageError
+	}
+	if !ok {
+		return -1, -1, nil
+	}
+	return off, fts, nil
+}
+
+// OffsetForLeaderEpoch (key 23), versions 0-4.
+//
+// The log has one leader epoch, 0, from its first offset: epoch 0 (or an older
+// one a client may carry, -1 excluded) ends at the log end offset; a later
+// epoch is unknown (UNDEFINED: epoch -1, offset -1), as Kafka answers.
+func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, _ *conn, req *kmsg.OffsetForLeaderEpochRequest) (kmsg.Response, error) {
+	resp := kmsg.NewPtrOffsetForLeaderEpochResponse()
+	resp.Version = req.Version
+	for _, rt := range req.Topics {
+		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		st.Topic = rt.Topic
+		t := s.topics.get(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.LeaderEpoch, sp.EndOffset = -1, -1
+			var p *partition
+			if t != nil {
+				p = t.partition(rp.Partition)
+			}
+			switch {
+			case p == nil:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case rp.CurrentLeaderEpoch > 0:
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case rp.LeaderEpoch == 0:
+				sp.LeaderEpoch, sp.EndOffset = 0, p.log.LogEndOffset()
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}

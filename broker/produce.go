@@ -1,0 +1,209 @@
+package broker
+
+// Produce (key 0), versions 3-13.
+//
+// v3 is the first version with v2 record batches, which is all the log stores.
+// Each partition's records are validated whole (magic, length, CRC-32C, record
+// count, max.message.bytes) before anything is written; the log then assigns
+// offsets by rewriting baseOffset and appends the bytes as they came, compressed
+// or not. acks 0, 1 and -1 are accepted; on one node -1 means appended and
+// flushed as flush.messages / flush.ms say. A retried idempotent batch is
+// answered with its original offset. v13 names topics by ID. Transactions are
+// not supported: transactional batches get TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/localstore"
+)
+
+func (s *Server) handleProduce(_ context.Context, _ *conn, req *kmsg.ProduceRequest) (kmsg.Response, error) {
+	resp := kmsg.NewPtrProduceResponse()
+	resp.Version = req.Version
+	acksOK := req.Acks == 0 || req.Acks == 1 || req.Acks == -1
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		var t *topic
+		if req.Version >= 13 {
+			t = s.topics.getByID(rt.TopicID)
+		} else {
+			t = s.topics.get(rt.Topic)
+		}
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
+			var err *kerr.Error
+			var msg string
+			switch {
+			case !acksOK:
+				err = kerr.InvalidRequiredAcks
+			case req.TransactionID != nil:
+				err, msg = kerr.TransactionalIDAuthorizationFailed, "transactions are not supported"
+			case t == nil && req.Version >= 13:
+				err = kerr.UnknownTopicID
+			case t == nil:
+				err = kerr.UnknownTopicOrPartition
+				if validTopicName(rt.Topic) != nil {
+					err = kerr.InvalidTopicException
+				}
+			case t.partition(rp.Partition) == nil:
+				err = kerr.UnknownTopicOrPartition
+			default:
+				p := t.partition(rp.Partition)
+				res, aerr := s.produceTo(p, rp.Records)
+				if aerr != nil {
+					err, msg = produceError(aerr), aerr.Error()
+					s.log.Debug("produce rejected", "topic", t.name, "partition", rp.Partition, "err", aerr)
+				} else {
+					sp.BaseOffset = res.BaseOffset
+					sp.LogAppendTime = res.LogAppendTime
+					sp.LogStartOffset = s.logStartOffset(p)
+					s.metrics.produceBytes.Add(float64(len(rp.Records)))
+				}
+			}
+			if err != nil {
+				sp.ErrorCode = err.Code
+				if msg != "" {
+					sp.ErrorMessage = &msg
+				}
+				s.metrics.produceErrors.Inc()
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	if req.Acks == 0 {
+		return nil, nil
+	}
+	return resp, nil
+}
+
+// produceTo validates and appends one partition's records and wakes its fetches.
+func (s *Server) produceTo(p *partition, records []byte) (localstore.AppendResult, error) {
+	cfg := p.topic.cfg.Load().eff
+	hdrs, err := localstore.ValidateBatches(records, cfg.MaxMessageBytes)
+	if err != nil {
+		return localstore.AppendResult{}, err
+	}
+	pos := 0
+	for _, h := range hdrs {
+		if h.Transactional() || h.Control() {
+			return localstore.AppendResult{}, errTransactional
+		}
+		// Every batch is stamped with the leader epoch of this broker (0); the
+		// CRC does not cover it. Consumers use it for OffsetForLeaderEpoch.
+		binary.BigEndian.PutUint32(records[pos+12:], 0)
+		pos += int(h.TotalSize())
+	}
+	res, err := p.log.Append(records)
+	if err != nil {
+		return res, err
+	}
+	if !res.Duplicate {
+		p.notify()
+	}
+	return res, nil
+}
+
+var errTransactional = errors.New("transactional and control batches are not supported")
+
+// produceError maps an append error to its Kafka error code.
+func produceError(err error) *kerr.Error {
+	switch {
+	case errors.Is(err, errTransactional):
+		return kerr.TransactionalIDAuthorizationFailed
+	case errors.Is(err, localstore.ErrCorruptBatch):
+		return kerr.CorruptMessage
+	case errors.Is(err, localstore.ErrBatchTooLarge):
+		return kerr.MessageTooLarge
+	case errors.Is(err, localstore.ErrInvalidRecord):
+		return kerr.InvalidRecord
+	case errors.Is(err, localstore.ErrUnsupportedMagic):
+		return kerr.UnsupportedForMessageFormat
+	case errors.Is(err, localstore.ErrOutOfOrderSequence):
+		return kerr.OutOfOrderSequenceNumber
+	case errors.Is(err, localstore.ErrInvalidProducerEpoch):
+		return kerr.InvalidProducerEpoch
+	case errors.Is(err, localstore.ErrUnknownProducerID):
+		return kerr.UnknownProducerID
+	case errors.Is(err, localstore.ErrInvalidTimestamp):
+		return kerr.InvalidTimestamp
+	case errors.Is(err, localstore.ErrClosed):
+		return kerr.NotLeaderForPartition // the partition went away (topic deleted)
+	case errors.Is(err, localstore.ErrStorage):
+		return kerr.KafkaStorageError
+	}
+	return kerr.UnknownServerError
+}
+
+// logStartOffset is the partition's first offset, remote tier included.
+func (s *Server) logStartOffset(p *partition) int64 {
+	if s.tier != nil {
+		if off, ok := s.tier.LogStartOffset(p.topic.name, p.index); ok {
+			return off
+		}
+	}
+	return p.log.LogStartOffset()
+}
+
+// producerIDs hands out producer ids from blocks reserved in the metadata store,
+// so an InitProducerId costs a bbolt write once per block.
+type producerIDs struct {
+	meta interface{ AllocateProducerIDs(int64) (int64, error) }
+	mu   sync.Mutex // guards next, end
+	next int64
+	end  int64
+}
+
+const producerIDBlock = 1000
+
+func (p *producerIDs) allocate() (int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.next >= p.end {
+		first, err := p.meta.AllocateProducerIDs(producerIDBlock)
+		if err != nil {
+			return -1, err
+		}
+		p.next, p.end = first, first+producerIDBlock
+	}
+	id := p.next
+	p.next++
+	return id, nil
+}
+
+// InitProducerId (key 22), versions 0-5.
+//
+// Idempotent producers only: a new producer id with epoch 0, or, when a client
+// asks to bump the epoch of the id it has (v3+, KIP-360), the same id with the
+// next epoch (a fresh id when the epoch would overflow). A transactional id is
+// refused: transactions are not supported.
+func (s *Server) handleInitProducerID(_ context.Context, _ *conn, req *kmsg.InitProducerIDRequest) (kmsg.Response, error) {
+	resp := kmsg.NewPtrInitProducerIDResponse()
+	resp.Version = req.Version
+	resp.ProducerID, resp.ProducerEpoch = -1, -1
+	if req.TransactionalID != nil {
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return resp, nil
+	}
+	if req.Version >= 3 && req.ProducerID >= 0 && req.ProducerEpoch >= 0 && req.ProducerEpoch < 32766 {
+		resp.ProducerID, resp.ProducerEpoch = req.ProducerID, req.ProducerEpoch+1
+		return resp, nil
+	}
+	id, err := s.pids.allocate()
+	if err != nil {
+		s.log.Error("cannot allocate producer id", "err", err)
+		resp.ErrorCode = kerr.KafkaStorageError.Code
+		return resp, nil
+	}
+	resp.ProducerID, resp.ProducerEpoch = id, 0
+	return resp, nil
+}

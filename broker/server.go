@@ -1,0 +1,417 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/broker/group"
+	"github.com/stratalog/strata/config"
+	"github.com/stratalog/strata/metadata"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("broker: server closed")
+
+// Options are the optional parts of a Server.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *Metrics // nil: a private registry
+	// Tier serves offsets below the local log start and decides when local
+	// segments may go. nil: no remote tier (local retention is plain retention).
+	Tier Tier
+}
+
+// Server is one Strata broker.
+type Server struct {
+	cfg     *config.Broker
+	log     *slog.Logger
+	meta    *metadata.Store
+	topics  *registry
+	groups  *group.Coordinator
+	fetches *fetchSessions
+	metrics *Metrics
+	tier    Tier
+	pids    producerIDs
+
+	advHost string
+
+	ctx    context.Context // cancelled at Shutdown: ends long polls and group waits
+	cancel context.CancelFunc
+
+	mu struct {
+		sync.Mutex
+		listeners map[net.Listener]struct{}
+		conns     map[net.Conn]struct{}
+		advPort   int32
+		closed    bool
+	}
+	wg sync.WaitGroup // connection and background goroutines
+}
+
+// New opens the broker's metadata and logs. Call Serve to accept clients and
+// Shutdown to stop.
+func New(cfg *config.Broker, opts Options) (*Server, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	host, port, err := cfg.Advertised()
+	if err != nil {
+		return nil, err
+	}
+	metrics := opts.Metrics
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	meta, err := metadata.Open(filepath.Join(cfg.LogDir(), "meta.db"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     logger,
+		meta:    meta,
+		metrics: metrics,
+		tier:    opts.Tier,
+		advHost: host,
+		fetches: newFetchSessions(1000),
+	}
+	s.pids.meta = meta
+	s.mu.advPort = port
+	s.mu.listeners = map[net.Listener]struct{}{}
+	s.mu.conns = map[net.Conn]struct{}{}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	s.topics, err = openRegistry(cfg, meta, logger)
+	if err != nil {
+		meta.Close()
+		return nil, err
+	}
+	s.groups = group.New(group.Config{
+		MinSessionTimeout:             ms(cfg.GroupMinSessionTimeoutMs),
+		MaxSessionTimeout:             ms(cfg.GroupMaxSessionTimeoutMs),
+		InitialRebalanceDelay:         ms(cfg.GroupInitialRebalanceDelayMs),
+		OffsetsRetention:              time.Duration(cfg.OffsetsRetentionMinutes) * time.Minute,
+		OffsetsRetentionCheckInterval: 10 * time.Minute,
+	}, meta, s.topics, logger.With("component", "groups"))
+
+	s.wg.Add(1)
+	go s.housekeeping()
+	return s, nil
+}
+
+func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+
+// Config returns the broker's configuration.
+func (s *Server) Config() *config.Broker { return s.cfg }
+
+// Metadata returns the broker's metadata store (the tier shares it).
+func (s *Server) Metadata() *metadata.Store { return s.meta }
+
+// ListenAndServe listens on the configured listener and serves.
+func (s *Server) ListenAndServe() error {
+	addr, err := s.cfg.ListenAddress()
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("broker: cannot listen on %s: %w", addr, err)
+	}
+	return s.Serve(l)
+}
+
+// Serve accepts connections on l until Shutdown. If the advertised port is 0, the
+// port l is bound to is advertised.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	if s.mu.advPort == 0 {
+		if ta, ok := l.Addr().(*net.TCPAddr); ok {
+			s.mu.advPort = int32(ta.Port)
+		}
+	}
+	s.mu.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	s.log.Info("serving", "addr", l.Addr().String())
+
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.mu.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.mu.Lock()
+		if s.mu.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		s.mu.conns[nc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(nc)
+	}
+}
+
+// Addr is the advertised host:port.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return net.JoinHostPort(s.advHost, fmt.Sprint(s.mu.advPort))
+}
+
+func (s *Server) advertised() (string, int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.advHost, s.mu.advPort
+}
+
+// Shutdown stops accepting, closes every connection, waits for the goroutines
+// (bounded by ctx) and closes the logs and metadata cleanly.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.mu.closed = true
+	for l := range s.mu.listeners {
+		l.Close()
+	}
+	for c := range s.mu.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.groups.Close()
+	if cerr := s.topics.close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if cerr := s.meta.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close is Shutdown without waiting.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// requestHeader is a decoded request header.
+type requestHeader struct {
+	key      int16
+	version  int16
+	corrID   int32
+	clientID string
+}
+
+// errFrame is a request the connection cannot continue after.
+var errFrame = errors.New("broker: bad request frame")
+
+// parseRequest decodes one request frame (without its 4-byte size). It never
+// panics; on error the connection is closed and nothing has been applied.
+func parseRequest(frame []byte) (hdr requestHeader, req kmsg.Request, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", errFrame, r)
+		}
+	}()
+	if len(frame) < 10 {
+		return hdr, nil, fmt.Errorf("%w: %d bytes is shorter than a request header", errFrame, len(frame))
+	}
+	hdr.key = int16(binary.BigEndian.Uint16(frame[0:]))
+	hdr.version = int16(binary.BigEndian.Uint16(frame[2:]))
+	hdr.corrID = int32(binary.BigEndian.Uint32(frame[4:]))
+	n := int16(binary.BigEndian.Uint16(frame[8:]))
+	body := frame[10:]
+	if n > 0 {
+		if int(n) > len(body) {
+			return hdr, nil, fmt.Errorf("%w: client id runs past the frame", errFrame)
+		}
+		hdr.clientID = string(body[:n])
+		body = body[n:]
+	}
+	req = kmsg.RequestForKey(hdr.key)
+	if req == nil {
+		return hdr, nil, fmt.Errorf("%w: unknown api key %d", errFrame, hdr.key)
+	}
+	if !versionServed(hdr.key, hdr.version) {
+		return hdr, req, errUnsupportedVersion
+	}
+	req.SetVersion(hdr.version)
+	if req.IsFlexible() {
+		body, err = skipTags(body)
+		if err != nil {
+			return hdr, nil, err
+		}
+	}
+	if err := req.ReadFrom(body); err != nil {
+		return hdr, nil, fmt.Errorf("%w: %s v%d: %v", errFrame, kmsg.NameForKey(hdr.key), hdr.version, err)
+	}
+	return hdr, req, nil
+}
+
+var errUnsupportedVersion = errors.New("broker: unsupported version")
+
+// skipTags skips a tagged-field section of a flexible request header.
+func skipTags(b []byte) ([]byte, error) {
+	num, n := binary.Uvarint(b)
+	if n <= 0 {
+		return nil, fmt.Errorf("%w: bad tagged fields", errFrame)
+	}
+	b = b[n:]
+	for i := uint64(0); i < num; i++ {
+		if _, n = binary.Uvarint(b); n <= 0 {
+			return nil, fmt.Errorf("%w: bad tag", errFrame)
+		}
+		b = b[n:]
+		size, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < size {
+			return nil, fmt.Errorf("%w: bad tag size", errFrame)
+		}
+		b = b[n+int(size):]
+	}
+	return b, nil
+}
+
+// conn is one client connection. Requests are handled one at a time, in order,
+// as Kafka does: a long poll or a JoinGroup holds the requests behind it.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	br  *bufio.Reader
+	buf []byte // reused response buffer
+}
+
+func (s *Server) serveConn(nc net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.mu.conns, nc)
+		s.mu.Unlock()
+		nc.Close()
+	}()
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	c := &conn{s: s, nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}
+	s.metrics.connections.Inc()
+	defer s.metrics.connections.Dec()
+	for {
+		err := c.serveOne()
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			s.log.Warn("closing connection", "remote", nc.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+}
+
+// maxIdle is how long a connection may sit without a request (connections.max.idle.ms).
+const maxIdle = 10 * time.Minute
+
+func (c *conn) serveOne() error {
+	c.nc.SetReadDeadline(time.Now().Add(maxIdle))
+	var sz [4]byte
+	if _, err := io.ReadFull(c.br, sz[:]); err != nil {
+		return err
+	}
+	size := int32(binary.BigEndian.Uint32(sz[:]))
+	if size < 0 || int64(size) > c.s.cfg.SocketRequestMaxBytes {
+		c.s.metrics.badFrames.Inc()
+		return fmt.Errorf("%w: frame of %d bytes (socket.request.max.bytes is %d)", errFrame, size, c.s.cfg.SocketRequestMaxBytes)
+	}
+	// A frame may be large; read it with a deadline so a stalled sender cannot
+	// hold the goroutine forever.
+	c.nc.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	frame := make([]byte, size)
+	if _, err := io.ReadFull(c.br, frame); err != nil {
+		return fmt.Errorf("%w: truncated frame: %v", errFrame, err)
+	}
+	c.nc.SetReadDeadline(time.Time{})
+
+	hdr, req, err := parseRequest(frame)
+	if errors.Is(err, errUnsupportedVersion) && hdr.key == apiKeyApiVersions {
+		// KIP-511: answer at v0 with our range so the client can retry.
+		resp := c.s.apiVersionsResponse(0)
+		resp.ErrorCode = 35 // UNSUPPORTED_VERSION
+		return c.writeResponse(hdr, resp)
+	}
+	if err != nil {
+		c.s.metrics.badFrames.Inc()
+		return fmt.Errorf("%s (key %d v%d from %q): %w", kmsg.NameForKey(hdr.key), hdr.key, hdr.version, hdr.clientID, err)
+	}
+	start := time.Now()
+	resp, err := c.s.handle(c, hdr, req)
+	if err != nil {
+		return err
+	}
+	c.s.metrics.observeRequest(hdr.key, time.Since(start))
+	if resp == nil { // acks=0 produce, or a response written by the handler itself
+		return nil
+	}
+	return c.writeResponse(hdr, resp)
+}
+
+// writeResponse frames and writes resp at the version its handler set (the
+// request's, except for the KIP-511 ApiVersions fallback at v0).
+func (c *conn) writeResponse(hdr requestHeader, resp kmsg.Response) error {
+	b := c.buf[:0]
+	b = append(b, 0, 0, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(hdr.corrID))
+	if resp.IsFlexible() && hdr.key != apiKeyApiVersions {
+		b = append(b, 0) // empty tagged fields in the response header
+	}
+	b = resp.AppendTo(b)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	if cap(b) <= 1<<20 {
+		c.buf = b
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(2 * time.Minute))
+	_, err := c.nc.Write(b)
+	c.nc.SetWriteDeadline(time.Time{})
+	return err
+}

@@ -1,0 +1,32 @@
+// Package tierapi holds the types the broker and the tiering manager share, so
+// the broker depends on them without depending on the tier's implementation.
+package tierapi
+
+import (
+	"errors"
+
+	"github.com/stratalog/strata/localstore"
+)
+
+// Errors the broker maps to Kafka codes.
+var (
+	// ErrUnavailable: the object store cannot be read now. Fetches get a
+	// retriable error (KAFKA_STORAGE_ERROR), never partial data.
+	ErrUnavailable = errors.New("tier: remote tier unavailable")
+	// ErrOffsetOutOfRange: no remote segment holds the offset.
+	ErrOffsetOutOfRange = errors.New("tier: offset not in the remote tier")
+)
+
+// PartitionLog is what the tier needs of one partition, handed over by the broker
+// at each management round.
+type PartitionLog struct {
+	Topic     string
+	Partition int32
+	Log       *localstore.Log
+	// Remote reports whether the topic tiers now (remote.storage.enable).
+	Remote bool
+	// Retention settings, resolved: local.* = -2 already replaced by retention.*;
+	// -1 means no limit.
+	RetentionMs, RetentionBytes           int64
+	LocalRetentionMs, LocalRetentionBytes int64
+}
