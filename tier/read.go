@@ -32,7 +32,15 @@ func (m *Manager) Read(ctx context.Context, topic string, partition int32, offse
 	m.m.fetchRequests.Inc()
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.FetchMaxWait)
 	defer cancel()
-	sl, err := m.read(ctx, tp{topic, partition}, offset, maxBytes, minOneBatch)
+	key := tp{topic, partition}
+	sl, err := m.read(ctx, key, offset, maxBytes, minOneBatch)
+	if err != nil && !errors.Is(err, ErrOffsetOutOfRange) {
+		// Remote retention may have deleted the segment meanwhile: then the
+		// offset is out of range, not the store unavailable.
+		if _, _, lerr := m.locate(key, offset); lerr != nil {
+			err = fmt.Errorf("%w (%w)", lerr, err)
+		}
+	}
 	m.m.fetchSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if !errors.Is(err, ErrOffsetOutOfRange) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/remotestore/faultstore"
 )
@@ -246,3 +247,13 @@ func TestOffsetForTimestamp(t *testing.T) {
 		t.Errorf("past the remote tier: %v %v", ok, err)
 	}
 }
+
+// The broker's Tier interface, restated: tier cannot import broker.
+var _ interface {
+	LogStartOffset(topic string, partition int32) (int64, bool)
+	HighestOffset(topic string, partition int32) (int64, bool)
+	Read(ctx context.Context, topic string, partition int32, offset, maxBytes int64, minOneBatch bool) (localstore.Slice, error)
+	OffsetForTimestamp(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, ok bool, err error)
+	Manage(ctx context.Context, parts []PartitionLog)
+	DeleteTopic(ctx context.Context, topic string, partitions int32) error
+} = (*Manager)(nil)

@@ -219,6 +219,9 @@ func (m *Manager) upload(ctx context.Context, ps *partState, si localstore.Segme
 			return
 		}
 		m.m.copyErrors.Inc()
+		if m.ctx.Err() != nil {
+			return // closing: the COPY_STARTED entry is rolled back at the next start
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 		defer cancel()
 		if derr := m.deleteObjects(rctx, key, seg); derr != nil {

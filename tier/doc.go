@@ -1,0 +1,146 @@
+// Package tier is the tiering manager: it uploads closed segments to the
+// object store, applies local and remote retention, serves reads below the
+// local log start from the remote tier, and keeps the bucket and the remote
+// index (package metadata, bbolt) in agreement.
+//
+// # Rounds
+//
+// The broker calls Manage every remote.log.manager.task.interval.ms with
+// every partition. Manage only queues a round per partition; rounds run on
+// Config.UploadConcurrency workers, one round per partition at a time. A round:
+//
+//  1. rolls back leftover COPY_STARTED entries and finishes DELETE_STARTED ones;
+//  2. uploads the eligible segments (closed, non-empty, entirely below the log
+//     end offset, above the highest remote offset) one after the other, in
+//     offset order: segment N+1 only once N is COPY_FINISHED;
+//  3. applies remote retention (retention.ms / retention.bytes) to the whole
+//     log: the COPY_FINISHED remote segments plus the local segments not yet
+//     uploaded, each offset range counted once, through
+//     localstore.RetentionCutoff. Remote segments below the cut are deleted
+//     through the state machine, local segments below it with
+//     Log.DeleteSegmentsBefore;
+//  4. applies local retention (local.retention.ms / local.retention.bytes) to
+//     the local closed segments a COPY_FINISHED entry covers, and only those
+//     (local.retention.bytes 0: delete as soon as uploaded);
+//  5. persists the log start offset (metadata SetLogStartOffset) when it moved.
+//
+// After a store error the partition's store work (1-3) waits for an
+// exponential backoff (Config.RetryBackoff doubling to MaxRetryBackoff); the
+// segments wait on local disk, local retention (4) goes on. The first failure
+// of an outage is logged as a warning, the recovery as info, the rest at debug;
+// strata_tier_store_available and strata_tier_copy_lag_* say so meanwhile.
+//
+// # State machine
+//
+// Each remote segment has one entry in the partition's remote index, keyed by
+// its base offset:
+//
+//	(none) --COPY_STARTED--> COPY_FINISHED --DELETE_STARTED--> (none)
+//	            |
+//	            +-- upload failed / crashed: objects deleted, entry dropped
+//
+// An upload writes COPY_STARTED (base, end, sizes, timestamps, roll time, a
+// fresh upload id) before its first object, puts the .log (rate-limited by
+// a token bucket over its reader, Config.CopyMaxBytesPerSecond) then the .idx,
+// and writes COPY_FINISHED with the CRC-32C of the .log. Only COPY_FINISHED
+// segments are read, counted by LogStartOffset / HighestOffset and allow
+// local deletion. A delete writes DELETE_STARTED (the segment stops being
+// served), deletes both objects, then drops the entry. The manager keeps an
+// in-memory copy of the index, loaded by New and replaced after each bbolt
+// write, so LogStartOffset, HighestOffset and the offset lookup of Read cost
+// no bbolt transaction.
+//
+// # Crash safety
+//
+// Keys are never reused: the upload id makes every attempt's keys unique, so
+// a retry never overwrites, and never races, the objects of an earlier attempt.
+// Every object the tier writes is owned by an index entry written before it
+// (COPY_STARTED), so after a crash at any point:
+//
+//   - before COPY_STARTED: nothing was written;
+//   - after COPY_STARTED, before COPY_FINISHED: New (or the next round, if the
+//     store is down at start-up) deletes the attempt's two keys, which are
+//     known from the entry, and drops the entry; the segment is still local
+//     (local retention needs COPY_FINISHED) and is uploaded again;
+//   - after COPY_FINISHED: the segment is complete;
+//   - after DELETE_STARTED: the delete is finished (deleting is idempotent).
+//
+// What can still leak is an object whose entry is gone: a roll-back whose
+// delete failed, the objects of a deleted topic (the broker drops the topic's
+// index with the topic) whose delete failed, attempts reported by Recover.
+// Reconcile, run every Config.ReconcileInterval, lists the bucket and deletes
+// the tier's keys that no entry owns once they are older than
+// Config.OrphanGrace. Keys that do not parse as the tier's are never touched.
+//
+// # Bucket layout
+//
+// Keys are relative to the store New is given (a deployment prefix is
+// remotestore.WithPrefix's business):
+//
+//	<hash>/<topic>/<partition>/<20-digit base>-<upload id>.log
+//	<hash>/<topic>/<partition>/<20-digit base>-<upload id>.idx
+//
+// hash is the low 16 bits of CRC-32C("<topic>/<partition>") in 4 hex digits,
+// spreading partitions over S3 key prefixes; the upload id is 16 random hex
+// digits. The .log object is byte-identical to the local segment file. The
+// .idx (sidecar) holds everything else, so Recover can rebuild the index from
+// a listing alone.
+//
+// # Sidecar
+//
+// Version 1, big-endian, fixed-width fields (see sidecar.go for the exact
+// layout): magic "STRATIDX", version, topic, partition, base and end offsets,
+// size, first and max timestamps, the CRC-32C of the whole .log, the chunk
+// size it was cut with, the batch list (position, base offset, last offset,
+// max timestamp of every batch) and the chunk table (first batch, batch count,
+// position, length, CRC-32C of every chunk), then a CRC-32C of all of it.
+// Chunks are runs of whole batches of at most remote.chunk.bytes (at least one
+// batch each), fixed at upload: a later remote.chunk.bytes applies to new
+// segments only. A sidecar is checked on decode (checksum, ordering, chunks
+// tiling the batches and the object) and against its index entry (offsets,
+// size, CRC).
+//
+// # Reads
+//
+// Read: offset -> the COPY_FINISHED segment holding it (below the remote start
+// or in a gap: ErrOffsetOutOfRange) -> its sidecar (fetched once, kept in a
+// byte-bounded LRU, Config.SidecarCacheBytes) -> the batch holding the offset
+// (binary search) -> its chunk -> the chunk cache (package chunkcache: one GET
+// per chunk however many readers wait, CRC-32C checked before anything is
+// served) -> a localstore.Slice over the cached chunk file from that batch:
+// whole batches, at most maxBytes (at least one batch if minOneBatch), never
+// past the chunk end. The next Config.ReadaheadChunks chunks are prefetched,
+// into the next segment too (its sidecar loaded in the background). A read is
+// bounded by Config.FetchMaxWait; any store, cache or checksum failure is
+// ErrUnavailable and serves nothing. OffsetForTimestamp narrows by the max
+// timestamps of the index, then of the sidecar's batches, then decodes the
+// batch (localstore.ForEachRecord).
+//
+// # Operations
+//
+// Status describes a topic's partitions (local and remote segments, states,
+// copy lag) for `strata tier inspect`; Recover rebuilds the index from the
+// bucket (`strata tier recover`); Reconcile deletes orphans (`strata tier
+// reconcile`, dry run available).
+//
+// # Metrics
+//
+// New registers, with the prometheus.Registerer it is given:
+//
+//	strata_tier_copy_bytes_total             segment bytes copied (COPY_FINISHED)
+//	strata_tier_copy_requests_total          segment uploads started
+//	strata_tier_copy_errors_total            segment uploads failed and rolled back
+//	strata_tier_copy_lag_bytes               bytes of closed local segments waiting for upload
+//	strata_tier_copy_lag_segments            closed local segments waiting for upload
+//	strata_tier_delete_lag_segments          entries in DELETE_STARTED
+//	strata_tier_remote_fetch_bytes_total     bytes served by Read
+//	strata_tier_remote_fetch_requests_total  Read calls
+//	strata_tier_remote_fetch_errors_total    Read calls that failed (out of range excluded)
+//	strata_tier_remote_fetch_seconds         histogram of Read latency
+//	strata_tier_remote_log_bytes             bytes of COPY_FINISHED segments
+//	strata_tier_time_to_tier_seconds         histogram of segment roll to COPY_FINISHED
+//	strata_tier_store_available              1 if the last store operation succeeded, else 0
+//
+// The chunk cache registers its own strata_remote_cache_* series (see
+// package chunkcache).
+package tier
