@@ -1,0 +1,164 @@
+// Package e2e runs the strata binary as a subprocess against real clients:
+// kcat (librdkafka) and franz-go, including kill -9 crashes.
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// strataBin builds the binary once per test run.
+func strataBin(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "strata-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "strata")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/strata").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a strata broker subprocess.
+type proc struct {
+	t    testing.TB
+	dir  string
+	port int
+	sets []string
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+	mu   sync.Mutex
+}
+
+func (p *proc) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
+
+// startProc starts strata serve on a free port with its data in a temp dir.
+func startProc(t testing.TB, sets ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, dir: t.TempDir(), port: freePort(t), sets: sets}
+	p.start()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("broker log:\n%s", p.logs.String())
+		}
+	})
+	return p
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(b)
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	args := []string{"serve",
+		"--set", "listeners=PLAINTEXT://" + p.addr(),
+		"--set", "log.dirs=" + p.dir,
+		"--set", "group.initial.rebalance.delay.ms=0",
+	}
+	for _, s := range p.sets {
+		args = append(args, "--set", s)
+	}
+	if p.logs == nil {
+		p.logs = &bytes.Buffer{}
+	}
+	cmd := exec.Command(strataBin(p.t), args...)
+	cmd.Stdout = lockedWriter{&p.mu, p.logs}
+	cmd.Stderr = lockedWriter{&p.mu, p.logs}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.cmd = cmd
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", p.addr(), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("broker did not listen on %s within 20s; log:\n%s", p.addr(), p.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill9 kills the broker without warning.
+func (p *proc) kill9() {
+	if p.cmd == nil {
+		return
+	}
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	p.cmd.Wait()
+	p.cmd = nil
+}
+
+// stop asks the broker to shut down cleanly, then kills it after 20s.
+func (p *proc) stop() {
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		p.t.Errorf("broker did not stop within 20s of SIGTERM")
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	p.cmd = nil
+}
