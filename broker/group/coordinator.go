@@ -110,9 +110,13 @@ type Coordinator struct {
 	topics Topics
 	log    *slog.Logger
 
-	closed atomic.Bool    // set first by Close; no timer is armed after it
+	closed atomic.Bool    // set by Close, under timers; requests are refused after it
 	done   chan struct{}  // closed by Close: wakes blocked JoinGroup/SyncGroup calls
 	wg     sync.WaitGroup // armed timers, running timer callbacks, the expiry loop
+
+	// timers orders arming a timer (wg.Add) before Close's wg.Wait: once
+	// Close has set closed under it, nothing is armed. A leaf lock.
+	timers sync.Mutex
 
 	mu struct {
 		sync.Mutex
@@ -173,7 +177,10 @@ func clientFrom(ctx context.Context) clientInfo {
 // Handle serves one group API request and returns its response at the
 // request's version. JoinGroup and SyncGroup block until the rebalance step
 // they wait for completes, ctx is done or the coordinator closes. ok is false
-// for API keys this package does not serve.
+// for API keys this package does not serve. The broker should pass a ctx
+// made with WithClient: member ids and DescribeGroups use the client id and
+// address. The request's version is trusted: the broker checks it against
+// Versions first.
 func (c *Coordinator) Handle(ctx context.Context, req kmsg.Request) (resp kmsg.Response, ok bool) {
 	switch req := req.(type) {
 	case *kmsg.OffsetCommitRequest:
@@ -204,7 +211,10 @@ func (c *Coordinator) Handle(ctx context.Context, req kmsg.Request) (resp kmsg.R
 // SyncGroup calls with COORDINATOR_NOT_AVAILABLE and waits until no goroutine
 // of the coordinator is left. Later requests get COORDINATOR_NOT_AVAILABLE.
 func (c *Coordinator) Close() {
-	if c.closed.Swap(true) {
+	c.timers.Lock()
+	already := c.closed.Swap(true)
+	c.timers.Unlock()
+	if already {
 		c.wg.Wait()
 		return
 	}
@@ -224,9 +234,12 @@ func (c *Coordinator) Close() {
 }
 
 // schedule arms f to run after d, replacing (and stopping) *t. Callers hold
-// the lock of the group that owns *t. After Close it arms nothing.
+// the lock of the group that owns *t; schedule takes c.timers. After Close
+// it arms nothing.
 func (c *Coordinator) schedule(t **time.Timer, d time.Duration, f func()) {
 	c.cancel(t)
+	c.timers.Lock()
+	defer c.timers.Unlock()
 	if c.closed.Load() {
 		return
 	}

@@ -2,6 +2,7 @@ package group
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -290,6 +291,8 @@ func TestStaticMemberRejoin(t *testing.T) {
 				t.Errorf("static rejoin: %+v", resp)
 			}
 			wantErr(t, "old incarnation heartbeat", old.heartbeat(), kerr.FencedInstanceID)
+			wantErr(t, "old incarnation commit", commitAs(t, c, &old, "t1", 0, 1), kerr.FencedInstanceID)
+			wantErr(t, "old incarnation sync", old.sync(nil).ErrorCode, kerr.FencedInstanceID)
 			wantErr(t, "leader heartbeat: no rebalance", leader.heartbeat(), nil)
 			sr := follower.sync(nil)
 			wantErr(t, "rejoined sync", sr.ErrorCode, nil)
@@ -468,4 +471,24 @@ func TestVersionsAndUnknownKeys(t *testing.T) {
 	if len(Versions()) != 10 {
 		t.Errorf("%d keys", len(Versions()))
 	}
+}
+
+// TestNoGoroutineOutlivesClose: timers and the expiry loop are gone once
+// Close returns.
+func TestNoGoroutineOutlivesClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	cfg := testConfig()
+	cfg.OffsetsRetentionCheckInterval = time.Millisecond
+	c := New(cfg, newMemStore(), testTopics, nil)
+	v := clientVersions[3]
+	a := newMember(t, c, v, "g", "a", "t1")
+	b := newMember(t, c, v, "g", "b", "t1")
+	a.session, b.session = 20*time.Millisecond, 20*time.Millisecond
+	joinAndSync(t, a, b)
+	pending := newMember(t, c, v, "g", "p", "t1")
+	pending.joinOnce() // a pending member id with its timer
+	time.Sleep(5 * time.Millisecond)
+	c.Close()
+	// A goroutine that has called wg.Done may take a moment to exit.
+	eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
 }
