@@ -215,3 +215,24 @@ func TestManageDoesNotBlockAndCloseStops(t *testing.T) {
 		t.Errorf("objects after restart: %v", e.keys())
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{CacheDir: "c"}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c := ok.withDefaults(); c.ChunkBytes != DefaultChunkBytes || c.UploadConcurrency != 2 || c.FetchMaxWait != DefaultFetchMaxWait {
+		t.Errorf("defaults %+v", c)
+	}
+	for _, bad := range []Config{
+		{},
+		{CacheDir: "c", ChunkBytes: 2 << 30},
+		{CacheDir: "c", CacheMaxBytes: 10, ChunkBytes: 100},
+		{CacheDir: "c", ReadaheadChunks: -1},
+		{CacheDir: "c", OrphanGrace: -time.Second},
+	} {
+		if bad.Validate() == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
