@@ -2,8 +2,11 @@ package broker
 
 import (
 	"fmt"
+	"net"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/broker/group"
 )
 
 // handle routes one decoded request to its handler. A nil response with a nil
@@ -42,7 +45,8 @@ func (s *Server) handle(c *conn, hdr requestHeader, req kmsg.Request) (kmsg.Resp
 	case *kmsg.DescribeClusterRequest:
 		return s.handleDescribeCluster(ctx, c, r)
 	}
-	if resp, ok := s.groups.Handle(ctx, req); ok {
+	host, _, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
+	if resp, ok := s.groups.Handle(group.WithClient(ctx, hdr.clientID, "/"+host), req); ok {
 		return resp, nil
 	}
 	return nil, fmt.Errorf("%w: api key %d has no handler", errFrame, hdr.key)

@@ -31,7 +31,7 @@ type Metrics struct {
 	fetchBytes       prometheus.Counter
 	sendfileBytes    countingCounter
 	copiedBytes      countingCounter
-	remoteFetchBytes prometheus.Counter
+	remoteFetchBytes countingCounter
 }
 
 // countingCounter is a Prometheus counter whose value tests and the
@@ -64,11 +64,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		fetchBytes:       f("strata_broker_fetch_bytes_total", "Record bytes sent to consumers."),
 		sendfileBytes:    countingCounter{f("strata_broker_fetch_sendfile_bytes_total", "Record bytes sent with sendfile."), new(atomic.Int64)},
 		copiedBytes:      countingCounter{f("strata_broker_fetch_copied_bytes_total", "Record bytes read into memory and written."), new(atomic.Int64)},
-		remoteFetchBytes: f("strata_broker_remote_fetch_bytes_total", "Record bytes served from the remote tier."),
+		remoteFetchBytes: countingCounter{f("strata_broker_remote_fetch_bytes_total", "Record bytes served from the remote tier."), new(atomic.Int64)},
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.badFrames, m.requestSeconds, m.produceBytes, m.produceErrors,
-			m.fetchRequests, m.fetchBytes, m.sendfileBytes.Counter, m.copiedBytes.Counter, m.remoteFetchBytes)
+			m.fetchRequests, m.fetchBytes, m.sendfileBytes.Counter, m.copiedBytes.Counter, m.remoteFetchBytes.Counter)
 	}
 	return m
 }
@@ -97,3 +97,6 @@ func (m *Metrics) CopiedBytes() int64 { return m.copiedBytes.n.Load() }
 
 // Metrics returns the server's metrics.
 func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// RemoteFetchBytes is how many record bytes were served from the remote tier.
+func (m *Metrics) RemoteFetchBytes() int64 { return m.remoteFetchBytes.n.Load() }

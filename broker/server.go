@@ -9,15 +9,19 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratalog/strata/broker/group"
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/metadata"
+	"github.com/stratalog/strata/remotestore/backend"
+	"github.com/stratalog/strata/tier"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -25,11 +29,13 @@ var ErrServerClosed = errors.New("broker: server closed")
 
 // Options are the optional parts of a Server.
 type Options struct {
-	Logger  *slog.Logger
-	Metrics *Metrics // nil: a private registry
-	// Tier serves offsets below the local log start and decides when local
-	// segments may go. nil: no remote tier (local retention is plain retention).
+	Logger *slog.Logger
+	// Registerer receives the broker's and the tier's metrics (nil: none).
+	Registerer prometheus.Registerer
+	// Tier replaces the tier the broker builds from remote.storage.url (tests).
 	Tier Tier
+	// NoTier runs without a remote tier: retention is plain local retention.
+	NoTier bool
 }
 
 // Server is one Strata broker.
@@ -42,6 +48,8 @@ type Server struct {
 	fetches *fetchSessions
 	metrics *Metrics
 	tier    Tier
+	tierMgr *tier.Manager
+	closers []func() error // the tier and its store, closed after the broker stops
 	pids    producerIDs
 
 	advHost string
@@ -59,8 +67,8 @@ type Server struct {
 	wg sync.WaitGroup // connection and background goroutines
 }
 
-// New opens the broker's metadata and logs. Call Serve to accept clients and
-// Shutdown to stop.
+// New opens the broker's metadata, its logs and its remote tier. Call Serve to
+// accept clients and Shutdown to stop.
 func New(cfg *config.Broker, opts Options) (*Server, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -70,9 +78,8 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	metrics := opts.Metrics
-	if metrics == nil {
-		metrics = NewMetrics(nil)
+	if err := os.MkdirAll(cfg.LogDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("broker: cannot create log dir %q: %w", cfg.LogDir(), err)
 	}
 	meta, err := metadata.Open(filepath.Join(cfg.LogDir(), "meta.db"))
 	if err != nil {
@@ -82,7 +89,7 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 		cfg:     cfg,
 		log:     logger,
 		meta:    meta,
-		metrics: metrics,
+		metrics: NewMetrics(opts.Registerer),
 		tier:    opts.Tier,
 		advHost: host,
 		fetches: newFetchSessions(1000),
@@ -92,11 +99,19 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[net.Conn]struct{}{}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	fail := func(err error) (*Server, error) {
+		s.closeAll()
+		return nil, err
+	}
 
+	if s.tier == nil && !opts.NoTier {
+		if err := s.openTier(opts.Registerer); err != nil {
+			return fail(err)
+		}
+	}
 	s.topics, err = openRegistry(cfg, meta, logger)
 	if err != nil {
-		meta.Close()
-		return nil, err
+		return fail(err)
 	}
 	s.groups = group.New(group.Config{
 		MinSessionTimeout:             ms(cfg.GroupMinSessionTimeoutMs),
@@ -110,6 +125,65 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	go s.housekeeping()
 	return s, nil
 }
+
+// openTier opens remote.storage.url and the tiering manager over it.
+func (s *Server) openTier(reg prometheus.Registerer) error {
+	cfg := s.cfg
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("remote.storage.url: %w", err)
+	}
+	mgr, err := tier.New(tier.Config{
+		CacheDir:              cfg.RemoteCacheDir,
+		CacheMaxBytes:         cfg.RemoteCacheMaxBytes,
+		ChunkBytes:            cfg.RemoteChunkBytes,
+		ReadaheadChunks:       int(cfg.RemoteReadaheadChunks),
+		CopyMaxBytesPerSecond: cfg.RemoteLogManagerCopyMaxBytesPerSec,
+		FetchMaxWait:          ms(cfg.RemoteFetchMaxWaitMs),
+		OrphanGrace:           ms(cfg.RemoteOrphanGraceMs),
+	}, store, s.meta, s.log.With("component", "tier"), reg)
+	if err != nil {
+		if c, ok := store.(io.Closer); ok {
+			c.Close()
+		}
+		return err
+	}
+	s.tier = mgr
+	s.tierMgr = mgr
+	s.closers = append(s.closers, mgr.Close)
+	if c, ok := store.(io.Closer); ok {
+		s.closers = append(s.closers, c.Close)
+	}
+	s.log.Info("remote tier", "url", backend.Redact(cfg.RemoteStorageURL))
+	return nil
+}
+
+// closeAll closes the logs, the tier and the metadata, in that order.
+func (s *Server) closeAll() error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if s.groups != nil {
+		s.groups.Close()
+	}
+	for _, c := range s.closers {
+		keep(c())
+	}
+	if s.topics != nil {
+		keep(s.topics.close())
+	}
+	keep(s.meta.Close())
+	return first
+}
+
+// TierManager is the tiering manager the broker built, nil when it runs
+// without one or was given its own.
+func (s *Server) TierManager() *tier.Manager { return s.tierMgr }
 
 func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 
@@ -221,11 +295,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	s.groups.Close()
-	if cerr := s.topics.close(); cerr != nil && err == nil {
-		err = cerr
-	}
-	if cerr := s.meta.Close(); cerr != nil && err == nil {
+	if cerr := s.closeAll(); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,9 +104,6 @@ func openRegistry(cfg *config.Broker, meta *metadata.Store, logger *slog.Logger)
 	r := &registry{cfg: cfg, meta: meta, log: logger, dir: cfg.LogDir()}
 	r.mu.byName = map[string]*topic{}
 	r.mu.byID = map[[16]byte]*topic{}
-	if err := os.MkdirAll(r.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("broker: cannot create log dir %q: %w", r.dir, err)
-	}
 	// Finish deletions a crash interrupted.
 	entries, err := os.ReadDir(r.dir)
 	if err != nil {
@@ -380,4 +378,14 @@ func (r *registry) close() error {
 		}
 	}
 	return first
+}
+
+// TopicNames lists the topics, sorted.
+func (s *Server) TopicNames() []string {
+	var names []string
+	for _, t := range s.topics.all() {
+		names = append(names, t.name)
+	}
+	sort.Strings(names)
+	return names
 }

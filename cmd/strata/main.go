@@ -1,6 +1,7 @@
 // Command strata is the Strata broker and its tools.
 //
 //	strata serve [--config server.properties] [--set key=value ...]
+//	strata tier ls|recover|reconcile
 //	strata segments dump FILE
 //	strata version
 package main
@@ -33,6 +34,9 @@ const usage = `strata: a Kafka-compatible broker with tiered storage
 
 Usage:
   strata serve [--config FILE] [--set key=value]...   start the broker
+  strata tier ls [TOPIC] [--config FILE] [--set k=v]  local and remote segments per partition, with copy lag
+  strata tier recover [--config FILE] [--set k=v]     rebuild the remote index (meta.db) from the bucket alone
+  strata tier reconcile [--dry-run] [--grace DUR] ... list, and delete, objects no index entry owns
   strata segments dump FILE                            print a segment's batches and index entries
   strata version
 
@@ -64,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "tier":
+		return tierCommand(args[1:], stdout, stderr)
 	case "segments":
 		if len(args) != 3 || args[1] != "dump" {
 			return errors.New("usage: strata segments dump FILE")
@@ -106,14 +112,7 @@ func serve(args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	opts := broker.Options{Logger: logger, Metrics: broker.NewMetrics(reg)}
-	closeTier, err := setupTier(cfg, &opts, reg, logger)
-	if err != nil {
-		return err
-	}
-	defer closeTier()
-
-	srv, err := broker.New(cfg, opts)
+	srv, err := broker.New(cfg, broker.Options{Logger: logger, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -125,6 +124,7 @@ func serve(args []string, stderr io.Writer) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/v1/tier", tierStatusHandler(srv))
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go hs.Serve(ml)
 		defer hs.Close()

@@ -1,16 +1,321 @@
 package main
 
 import (
-	"log/slog"
-
-	"github.com/prometheus/client_golang/prometheus"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/stratalog/strata/broker"
 	"github.com/stratalog/strata/config"
+	"github.com/stratalog/strata/metadata"
+	"github.com/stratalog/strata/remotestore/backend"
+	"github.com/stratalog/strata/tier"
 )
 
-// setupTier opens the remote tier named by remote.storage.url, if any topic
-// may tier, and puts it in opts. It returns what closes it.
-func setupTier(cfg *config.Broker, opts *broker.Options, reg prometheus.Registerer, logger *slog.Logger) (func(), error) {
-	return func() {}, nil
+// tierFlags are the flags every tier subcommand takes: the broker's config.
+type tierFlags struct {
+	fs      *flag.FlagSet
+	cfgPath *string
+	sets    multiFlag
+	dryRun  *bool
+	grace   *time.Duration
+}
+
+func newTierFlags(name string, stderr io.Writer) *tierFlags {
+	f := &tierFlags{fs: flag.NewFlagSet("tier "+name, flag.ContinueOnError)}
+	f.fs.SetOutput(stderr)
+	f.cfgPath = f.fs.String("config", "", "the broker's properties file")
+	f.fs.Var(&f.sets, "set", "key=value, as for strata serve (repeatable)")
+	f.dryRun = f.fs.Bool("dry-run", false, "reconcile: list orphans without deleting them")
+	f.grace = f.fs.Duration("grace", -1, "reconcile: minimum age of an orphan (default remote.orphan.grace.ms)")
+	return f
+}
+
+// parseInterspersed parses flags and positional arguments in any order.
+func (f *tierFlags) parseInterspersed(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if f.fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, f.fs.Arg(0))
+		args = f.fs.Args()[1:]
+	}
+}
+
+func tierCommand(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: strata tier ls|recover|reconcile [flags]")
+	}
+	f := newTierFlags(args[0], stderr)
+	pos, err := f.parseInterspersed(args[1:])
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*f.cfgPath, os.Environ(), f.sets)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	switch args[0] {
+	case "ls":
+		topic := ""
+		if len(pos) > 0 {
+			topic = pos[0]
+		}
+		return tierLs(ctx, cfg, topic, stdout)
+	case "recover":
+		return tierRecover(ctx, cfg, stdout)
+	case "reconcile":
+		grace := *f.grace
+		if grace < 0 {
+			grace = time.Duration(cfg.RemoteOrphanGraceMs) * time.Millisecond
+		}
+		return tierReconcile(ctx, cfg, grace, *f.dryRun, stdout)
+	}
+	return fmt.Errorf("unknown tier command %q (ls, recover, reconcile)", args[0])
+}
+
+// openOffline opens meta.db and the bucket for a command that needs the broker stopped.
+func openOffline(ctx context.Context, cfg *config.Broker, what string) (*metadata.Store, func(), error) {
+	meta, err := metadata.Open(filepath.Join(cfg.LogDir(), "meta.db"))
+	if errors.Is(err, metadata.ErrLocked) {
+		return nil, nil, fmt.Errorf("%s needs the broker stopped: %w", what, err)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return meta, func() { meta.Close() }, nil
+}
+
+func tierRecover(ctx context.Context, cfg *config.Broker, stdout io.Writer) error {
+	meta, done, err := openOffline(ctx, cfg, "tier recover")
+	if err != nil {
+		return err
+	}
+	defer done()
+	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{})
+	if err != nil {
+		return fmt.Errorf("remote.storage.url: %w", err)
+	}
+	rep, err := tier.Recover(ctx, store, meta, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "recovered %d remote segments in %d partitions\n", rep.Segments, len(rep.Partitions))
+	for _, t := range rep.CreatedTopics {
+		fmt.Fprintf(stdout, "created topic %s (default configs)\n", t)
+	}
+	for _, t := range rep.GrownTopics {
+		fmt.Fprintf(stdout, "raised the partition count of %s\n", t)
+	}
+	for _, o := range rep.Orphans {
+		fmt.Fprintf(stdout, "orphan (reconcile deletes it after the grace period): %s\n", o)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(stdout, "skipped: %s\n", p)
+	}
+	return nil
+}
+
+func tierReconcile(ctx context.Context, cfg *config.Broker, grace time.Duration, dryRun bool, stdout io.Writer) error {
+	meta, done, err := openOffline(ctx, cfg, "tier reconcile")
+	if err != nil {
+		return err
+	}
+	defer done()
+	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{})
+	if err != nil {
+		return fmt.Errorf("remote.storage.url: %w", err)
+	}
+	keys, err := tier.Reconcile(ctx, store, meta, grace, dryRun)
+	if err != nil {
+		return err
+	}
+	verb := "deleted"
+	if dryRun {
+		verb = "would delete"
+	}
+	for _, k := range keys {
+		fmt.Fprintf(stdout, "%s %s\n", verb, k)
+	}
+	fmt.Fprintf(stdout, "%d orphans (grace %s)\n", len(keys), grace)
+	return nil
+}
+
+// tierLs asks the running broker (through metrics.listen) or, when none runs,
+// reads meta.db and the partition directories without changing anything.
+func tierLs(ctx context.Context, cfg *config.Broker, topic string, stdout io.Writer) error {
+	meta, err := metadata.Open(filepath.Join(cfg.LogDir(), "meta.db"))
+	var sts []tier.PartitionStatus
+	switch {
+	case errors.Is(err, metadata.ErrLocked):
+		if cfg.MetricsListen == "" {
+			return errors.New("the broker is running and metrics.listen is not set: set it to query the running broker, or stop the broker")
+		}
+		sts, err = fetchTierStatus(ctx, cfg.MetricsListen, topic)
+		if err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		defer meta.Close()
+		sts, err = offlineStatus(meta, cfg.LogDir(), topic)
+		if err != nil {
+			return err
+		}
+	}
+	printStatus(stdout, sts)
+	return nil
+}
+
+func fetchTierStatus(ctx context.Context, addr, topic string) ([]tier.PartitionStatus, error) {
+	u := "http://" + addr + "/v1/tier?topic=" + url.QueryEscape(topic)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("asking the running broker: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("asking the running broker: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	var sts []tier.PartitionStatus
+	return sts, json.NewDecoder(resp.Body).Decode(&sts)
+}
+
+// tierStatusHandler serves /v1/tier?topic=T (every topic when empty) as JSON.
+func tierStatusHandler(srv *broker.Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		mgr := srv.TierManager()
+		if mgr == nil {
+			http.Error(w, "this broker runs without a remote tier", http.StatusNotFound)
+			return
+		}
+		topics := []string{r.URL.Query().Get("topic")}
+		if topics[0] == "" {
+			topics = srv.TopicNames()
+		}
+		var out []tier.PartitionStatus
+		for _, t := range topics {
+			out = append(out, mgr.Status(t)...)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(out)
+	}
+}
+
+// offlineStatus builds the status from meta.db and the segment files on disk.
+func offlineStatus(meta *metadata.Store, logDir, topic string) ([]tier.PartitionStatus, error) {
+	topics, err := meta.Topics()
+	if err != nil {
+		return nil, err
+	}
+	var out []tier.PartitionStatus
+	for _, t := range topics {
+		if topic != "" && t.Name != topic {
+			continue
+		}
+		for p := int32(0); p < t.Partitions; p++ {
+			st := tier.PartitionStatus{Topic: t.Name, Partition: p, LogStartOffset: -1, HighestOffset: -1}
+			segs, err := meta.RemoteSegments(t.Name, p)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range segs {
+				st.Remote = append(st.Remote, tier.RemoteSegmentStatus{BaseOffset: s.BaseOffset, EndOffset: s.EndOffset, Size: s.Size,
+					State: s.State.String(), UploadID: s.UploadID, CRC32C: s.CRC32C, MaxTimestamp: s.MaxTimestamp})
+				if s.State == metadata.CopyFinished {
+					if st.LogStartOffset < 0 {
+						st.LogStartOffset = s.BaseOffset
+					}
+					st.HighestOffset = s.EndOffset
+				}
+			}
+			st.Local = localSegmentFiles(filepath.Join(logDir, t.Name+"-"+strconv.Itoa(int(p))), st.HighestOffset)
+			for i, l := range st.Local {
+				if i < len(st.Local)-1 && !l.Uploaded {
+					st.CopyLagSegments++
+					st.CopyLagBytes += l.Size
+				}
+			}
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// localSegmentFiles lists a partition directory's .log files; the last is active.
+func localSegmentFiles(dir string, highest int64) []tier.LocalSegmentStatus {
+	ents, _ := os.ReadDir(dir)
+	var out []tier.LocalSegmentStatus
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".log") || len(name) != 24 {
+			continue
+		}
+		base, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
+		if err != nil {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, tier.LocalSegmentStatus{BaseOffset: base, Size: info.Size(), NextOffset: -1})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].BaseOffset < out[j].BaseOffset })
+	for i := range out {
+		if i+1 < len(out) {
+			out[i].NextOffset = out[i+1].BaseOffset
+			out[i].Uploaded = out[i].NextOffset-1 <= highest
+		} else {
+			out[i].Active = true
+		}
+	}
+	return out
+}
+
+func printStatus(w io.Writer, sts []tier.PartitionStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, st := range sts {
+		fmt.Fprintf(tw, "%s/%d\tremote start %d\tlatest tiered %d\tcopy lag %d segments, %d bytes\t%s\n",
+			st.Topic, st.Partition, st.LogStartOffset, st.HighestOffset, st.CopyLagSegments, st.CopyLagBytes, st.LastError)
+		for _, r := range st.Remote {
+			fmt.Fprintf(tw, "  remote\t%d-%d\t%d bytes\t%s\tupload %s\n", r.BaseOffset, r.EndOffset, r.Size, r.State, r.UploadID)
+		}
+		for _, l := range st.Local {
+			state := "closed"
+			switch {
+			case l.Active:
+				state = "active"
+			case l.Uploaded:
+				state = "closed, uploaded"
+			}
+			end := "-"
+			if l.NextOffset >= 0 {
+				end = strconv.FormatInt(l.NextOffset-1, 10)
+			}
+			fmt.Fprintf(tw, "  local\t%d-%s\t%d bytes\t%s\t\n", l.BaseOffset, end, l.Size, state)
+		}
+	}
+	tw.Flush()
 }
