@@ -70,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return serve(args[1:], stderr)
 	case "tier":
 		return tierCommand(args[1:], stdout, stderr)
+	case "bench":
+		return benchCommand(args[1:], stdout, stderr)
 	case "segments":
 		if len(args) != 3 || args[1] != "dump" {
 			return errors.New("usage: strata segments dump FILE")

@@ -1,0 +1,251 @@
+package bench
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ProduceCase is one produce workload.
+type ProduceCase struct {
+	RecordBytes int    `json:"record_bytes"`
+	Partitions  int    `json:"partitions"`
+	Acks        string `json:"acks"` // "0", "1" or "all"
+	BatchBytes  int    `json:"batch_bytes"`
+}
+
+func (c ProduceCase) String() string {
+	return fmt.Sprintf("rec=%dB parts=%d acks=%s batch=%s", c.RecordBytes, c.Partitions, c.Acks, sizeStr(int64(c.BatchBytes)))
+}
+
+// Config is one benchmark run. Defaults gives the full run, Quick the small one.
+type Config struct {
+	// Brokers, if set, is a running broker to measure (host:port,...);
+	// the harness then skips what needs the broker in-process (CPU split,
+	// sendfile off, cold replay set-up through the tier, raw sendfile).
+	Brokers []string
+	// S3 tiers to a MinIO child process (internal/minioserver) instead of
+	// the embedded file:// store.
+	S3 bool
+	// Dir is the working directory (empty: a temporary one, removed after).
+	Dir string
+	// Out is where the report, charts and profiles go (empty: none written).
+	Out string
+
+	// Headline is the produce case the baselines, kfake and hot consume use.
+	Headline ProduceCase
+	// Variants are the other produce cases (one factor changed each).
+	Variants []ProduceCase
+	// ProduceBytes is the payload produced per produce case.
+	ProduceBytes int64
+	// ColdBytes is the payload of the tiered topic; ColdSegmentBytes its segment.bytes.
+	ColdBytes        int64
+	ColdSegmentBytes int64
+	ColdPartitions   int
+	// ChunkBytes is remote.chunk.bytes; Readahead remote.readahead.chunks.
+	ChunkBytes int64
+	Readahead  int
+	// TaskInterval is remote.log.manager.task.interval.ms: it bounds time to tier.
+	TaskInterval time.Duration
+	// LatencyRate records/s for LatencyDuration, records of LatencyRecordBytes.
+	LatencyRate        int
+	LatencyDuration    time.Duration
+	LatencyRecordBytes int
+	// ManyPartitions are the partition counts of the scaling workload, each
+	// producing ManyBytes in total.
+	ManyPartitions []int
+	ManyBytes      int64
+
+	// MinPhase is the least duration of the hot-consume phases and raw
+	// sendfile (whole passes repeat), for steady rates and CPU profiles.
+	MinPhase time.Duration
+
+	Prices PriceTable
+}
+
+// Defaults is the full run.
+func Defaults() Config {
+	h := ProduceCase{RecordBytes: 1024, Partitions: 4, Acks: "1", BatchBytes: 1 << 20}
+	return Config{
+		Headline:           h,
+		Variants:           variants(h),
+		ProduceBytes:       512 << 20,
+		ColdBytes:          512 << 20,
+		ColdSegmentBytes:   16 << 20,
+		ColdPartitions:     4,
+		ChunkBytes:         4 << 20,
+		Readahead:          2,
+		TaskInterval:       200 * time.Millisecond,
+		LatencyRate:        5000,
+		LatencyDuration:    20 * time.Second,
+		LatencyRecordBytes: 1024,
+		ManyPartitions:     []int{1, 100, 1000},
+		ManyBytes:          128 << 20,
+		MinPhase:           5 * time.Second,
+		Prices:             DefaultPrices(),
+	}
+}
+
+// Quick is the run of `strata bench --quick`: the same workloads, smaller.
+func Quick() Config {
+	c := Defaults()
+	c.ProduceBytes = 256 << 20
+	c.ColdBytes = 128 << 20
+	c.ColdSegmentBytes = 8 << 20
+	c.MinPhase = 2 * time.Second
+	c.LatencyRate = 2000
+	c.LatencyDuration = 5 * time.Second
+	c.ManyPartitions = []int{1, 10, 100}
+	c.ManyBytes = 16 << 20
+	return c
+}
+
+// variants changes one factor of h at a time.
+func variants(h ProduceCase) []ProduceCase {
+	var vs []ProduceCase
+	add := func(f func(*ProduceCase)) {
+		c := h
+		f(&c)
+		vs = append(vs, c)
+	}
+	add(func(c *ProduceCase) { c.RecordBytes = 100 })
+	add(func(c *ProduceCase) { c.RecordBytes = 10 << 10 })
+	add(func(c *ProduceCase) { c.Partitions = 1 })
+	add(func(c *ProduceCase) { c.Partitions = 16 })
+	add(func(c *ProduceCase) { c.Acks = "0" })
+	add(func(c *ProduceCase) { c.Acks = "all" })
+	add(func(c *ProduceCase) { c.BatchBytes = 16 << 10 })
+	return vs
+}
+
+// Validate reports a configuration the harness cannot run.
+func (c *Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("bench: "+format, args...))
+		}
+	}
+	for _, pc := range append([]ProduceCase{c.Headline}, c.Variants...) {
+		check(pc.RecordBytes >= 16, "record size %d: at least 16 bytes", pc.RecordBytes)
+		check(pc.Partitions >= 1, "partitions %d: at least 1", pc.Partitions)
+		check(pc.Acks == "0" || pc.Acks == "1" || pc.Acks == "all", "acks %q: 0, 1 or all", pc.Acks)
+		check(pc.BatchBytes >= pc.RecordBytes+128, "batch %d bytes: smaller than a record", pc.BatchBytes)
+	}
+	check(c.ProduceBytes > 0 && c.ColdBytes > 0 && c.ManyBytes > 0, "byte counts must be positive")
+	check(c.ColdSegmentBytes >= 1024, "cold segment bytes %d: at least 1024", c.ColdSegmentBytes)
+	check(c.ColdBytes >= 2*c.ColdSegmentBytes*int64(c.ColdPartitions), "cold bytes must fill at least two segments per partition")
+	check(c.ColdPartitions >= 1, "cold partitions: at least 1")
+	check(c.ChunkBytes > 0 && c.Readahead >= 0, "chunk bytes and readahead")
+	check(c.TaskInterval > 0, "task interval must be positive")
+	check(c.LatencyRate > 0 && c.LatencyDuration > 0 && c.LatencyRecordBytes >= 16, "latency rate, duration and record size (>= 16)")
+	check(len(c.ManyPartitions) > 0, "many partitions: at least one count")
+	if err := c.Prices.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// RegisterFlags binds the configuration to fs; call before fs.Parse. quick
+// is set by --quick, which the caller applies with ApplyQuick before the other
+// flags take effect (see cmd/strata/bench.go).
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.Func("brokers", "measure a running broker (host:port,...) instead of starting one", func(s string) error {
+		c.Brokers = strings.Split(s, ",")
+		return nil
+	})
+	fs.BoolVar(&c.S3, "s3", c.S3, "tier to MinIO (a child process; `make minio` builds it) instead of the embedded file:// store")
+	fs.StringVar(&c.Dir, "dir", c.Dir, "working directory (default: a temporary one, removed after)")
+	fs.StringVar(&c.Out, "out", c.Out, "write report.json, report.md, SVG charts and CPU profiles here")
+	fs.Var(bytesFlag{ptr: &c.ProduceBytes}, "produce-bytes", "payload per produce case (KiB/MiB/GiB suffixes)")
+	fs.Var(bytesFlag{ptr: &c.ColdBytes}, "cold-bytes", "payload of the tiered topic")
+	fs.Var(bytesFlag{ptr: &c.ColdSegmentBytes}, "cold-segment-bytes", "segment.bytes of the tiered topic")
+	fs.IntVar(&c.ColdPartitions, "cold-partitions", c.ColdPartitions, "partitions of the tiered topic")
+	fs.Var(bytesFlag{ptr: &c.ChunkBytes}, "chunk-bytes", "remote.chunk.bytes")
+	fs.IntVar(&c.Readahead, "readahead", c.Readahead, "remote.readahead.chunks")
+	fs.DurationVar(&c.TaskInterval, "task-interval", c.TaskInterval, "remote.log.manager.task.interval.ms")
+	fs.IntVar(&c.Headline.RecordBytes, "record-bytes", c.Headline.RecordBytes, "record size of the headline case")
+	fs.IntVar(&c.Headline.Partitions, "partitions", c.Headline.Partitions, "partitions of the headline case")
+	fs.StringVar(&c.Headline.Acks, "acks", c.Headline.Acks, "acks of the headline case: 0, 1 or all")
+	fs.Var(bytesFlag{ptr: nil, iptr: &c.Headline.BatchBytes}, "batch-bytes", "producer batch size of the headline case")
+	fs.IntVar(&c.LatencyRate, "latency-rate", c.LatencyRate, "records per second of the latency workload")
+	fs.DurationVar(&c.LatencyDuration, "latency-duration", c.LatencyDuration, "duration of the latency workload")
+	fs.Func("many-partitions", "partition counts of the scaling workload (comma-separated)", func(s string) error {
+		var ns []int
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("bad partition count %q", f)
+			}
+			ns = append(ns, n)
+		}
+		c.ManyPartitions = ns
+		return nil
+	})
+	fs.DurationVar(&c.MinPhase, "min-phase", c.MinPhase, "least duration of hot consume and raw sendfile (passes repeat)")
+	fs.Var(bytesFlag{ptr: &c.ManyBytes}, "many-bytes", "payload of each scaling run")
+	c.Prices.RegisterFlags(fs)
+}
+
+// bytesFlag parses 64MiB, 1GiB, 512KiB or plain bytes.
+type bytesFlag struct {
+	ptr  *int64
+	iptr *int
+}
+
+func (b bytesFlag) String() string {
+	switch {
+	case b.ptr != nil:
+		return strconv.FormatInt(*b.ptr, 10)
+	case b.iptr != nil:
+		return strconv.Itoa(*b.iptr)
+	}
+	return ""
+}
+
+func (b bytesFlag) Set(s string) error {
+	n, err := parseBytes(s)
+	if err != nil {
+		return err
+	}
+	if b.ptr != nil {
+		*b.ptr = n
+	} else {
+		*b.iptr = int(n)
+	}
+	return nil
+}
+
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if strings.HasSuffix(s, u.suf) {
+			s, mult = strings.TrimSuffix(s, u.suf), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q (bytes, or with a KiB/MiB/GiB suffix)", s)
+	}
+	return n * mult, nil
+}
+
+func sizeStr(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}

@@ -1,0 +1,32 @@
+// Package bench is Strata's benchmark harness, behind `strata bench`.
+//
+// One run measures Strata beside the limits of the machine and a peer, with
+// the same client (franz-go) and the same bytes:
+//
+//	workload            Strata figure                      baseline (the limit or the peer)
+//	produce             log bytes appended per second      raw sink: the same bytes over loopback into a file
+//	                    payload bytes per second           kfake (franz-go's in-memory broker), same workload
+//	hot consume         log bytes fetched per second       raw sendfile of the same segment files over loopback
+//	                    payload bytes per second           kfake, same workload
+//	                    broker CPU seconds per GB          Strata with strata.sendfile.enable=false
+//	cold replay         remote bytes served per second     raw ranged GETs of the same objects, same concurrency
+//	warm replay         (chunk cache full)                 raw ranged GETs
+//	upload              tiered bytes per second            raw PUTs of objects of the same sizes
+//	e2e latency         p50/p99/p99.9 at a fixed rate      (none)
+//	time to tier        roll to COPY_FINISHED, p50/p99     (none)
+//	many partitions     produce and consume at 1..1000     (none)
+//
+// The broker runs in this process (Config.Brokers empty) on a temporary
+// directory, tiering to a file:// store, or with Config.S3 to a MinIO child
+// process reached through a counting proxy (proxy.go) that checks the broker's
+// strata_s3_requests_total. Broker and client CPU are told apart by pprof
+// labels: every goroutine the broker starts inherits side=broker, every client
+// goroutine side=client, and the process CPU (getrusage) of a phase is split
+// in the proportion of the labelled CPU profile samples (cpu.go).
+//
+// Cost (cost.go) prices the object-store requests and bytes of the run with a
+// PriceTable, beside the same data on local disks at replication factor 3.
+//
+// Run returns a Report; Report.WriteFiles writes report.json, report.md,
+// the SVG charts and the phase CPU profiles into Config.Out.
+package bench

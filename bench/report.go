@@ -1,0 +1,329 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// ProduceResult is one produce case.
+type ProduceResult struct {
+	Case   ProduceCase `json:"case"`
+	Strata Throughput  `json:"strata"`
+}
+
+// ManyResult is the scaling workload at one partition count.
+type ManyResult struct {
+	Partitions int        `json:"partitions"`
+	Produce    Throughput `json:"produce"`
+	Consume    Throughput `json:"consume"`
+}
+
+// TimeToTier is roll to COPY_FINISHED, in seconds.
+type TimeToTier struct {
+	Segments     uint64  `json:"segments"`
+	P50          float64 `json:"p50_s"`
+	P99          float64 `json:"p99_s"`
+	TaskInterval float64 `json:"task_interval_s"`
+	Source       string  `json:"source"`
+}
+
+// Baselines are the limits measured in the same run.
+type Baselines struct {
+	RawSink     Rate `json:"raw_sink"`
+	RawSendfile Rate `json:"raw_sendfile"`
+	RawGet      Rate `json:"raw_get"`
+	RawPut      Rate `json:"raw_put"`
+}
+
+// Machine is where the run happened.
+type Machine struct {
+	CPUs     int    `json:"cpus"`
+	CPUModel string `json:"cpu_model"`
+	MemTotal string `json:"mem_total"`
+	Kernel   string `json:"kernel"`
+	Go       string `json:"go"`
+}
+
+// Figure is one row of the summary table.
+type Figure struct {
+	Name          string  `json:"name"`
+	Unit          string  `json:"unit"`
+	Value         float64 `json:"value"`
+	Baseline      string  `json:"baseline,omitempty"`
+	BaselineValue float64 `json:"baseline_value,omitempty"`
+	Ratio         float64 `json:"ratio,omitempty"`
+	Target        string  `json:"target,omitempty"`
+	Pass          *bool   `json:"pass,omitempty"`
+}
+
+// Report is everything one run measured.
+type Report struct {
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	Mode    string    `json:"mode"`
+	Machine Machine   `json:"machine"`
+	Config  Config    `json:"config"`
+
+	Figures []Figure `json:"figures"`
+
+	Produce                 []ProduceResult  `json:"produce"`
+	ProduceKfake            Throughput       `json:"produce_kfake"`
+	HotConsume              Throughput       `json:"hot_consume"`
+	HotConsumeSendfileBytes int64            `json:"hot_consume_sendfile_bytes"`
+	HotConsumeKfake         Throughput       `json:"hot_consume_kfake"`
+	HotConsumeCopy          Throughput       `json:"hot_consume_sendfile_off"`
+	HotConsumeCopiedBytes   int64            `json:"hot_consume_copied_bytes"`
+	ColdCacheEntriesBefore  int64            `json:"cold_cache_entries_before"`
+	ColdReplay              Throughput       `json:"cold_replay"`
+	WarmReplay              Throughput       `json:"warm_replay"`
+	WarmCacheHits           int64            `json:"warm_cache_hits"`
+	WarmRequests            map[string]int64 `json:"warm_requests"`
+	Upload                  Rate             `json:"upload"`
+	Latency                 Latency          `json:"latency"`
+	TimeToTier              TimeToTier       `json:"time_to_tier"`
+	Many                    []ManyResult     `json:"many_partitions"`
+	Baselines               Baselines        `json:"baselines"`
+	CPU                     []CPU            `json:"cpu"`
+	Cost                    Cost             `json:"cost"`
+	RetentionCurve          []RetentionPoint `json:"retention_curve"`
+	Series                  []Series         `json:"series"`
+	Skipped                 []string         `json:"skipped,omitempty"`
+}
+
+func newReport(cfg Config) *Report {
+	return &Report{Started: time.Now().UTC(), Config: cfg}
+}
+
+func describeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "MemTotal:") {
+				var kb int64
+				fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "MemTotal:")), "%d", &kb)
+				m.MemTotal = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func (r *Report) cpu(phase string) (CPU, bool) {
+	for _, c := range r.CPU {
+		if c.Phase == phase {
+			return c, true
+		}
+	}
+	return CPU{}, false
+}
+
+// CPUPerGB is the broker's CPU seconds per GB (1e9 bytes) the phase moved.
+func cpuPerGB(c CPU, bytes int64) float64 {
+	if bytes <= 0 {
+		return 0
+	}
+	return c.BrokerSecs / (float64(bytes) / 1e9)
+}
+
+func (r *Report) buildFigures() {
+	r.Seconds = time.Since(r.Started).Seconds()
+	var fs []Figure
+	ratioFig := func(name, unit string, v float64, base string, bv float64, target string, min float64, higherBetter bool) {
+		f := Figure{Name: name, Unit: unit, Value: v, Baseline: base, BaselineValue: bv, Target: target}
+		if bv > 0 {
+			f.Ratio = v / bv
+			if target != "" {
+				pass := f.Ratio >= min
+				if !higherBetter {
+					pass = f.Ratio <= min
+				}
+				f.Pass = &pass
+			}
+		}
+		fs = append(fs, f)
+	}
+	plain := func(name, unit string, v float64, target string, limit float64) {
+		f := Figure{Name: name, Unit: unit, Value: v, Target: target}
+		if target != "" {
+			pass := v <= limit
+			f.Pass = &pass
+		}
+		fs = append(fs, f)
+	}
+	if len(r.Produce) > 0 {
+		p := r.Produce[0].Strata
+		if r.Baselines.RawSink.MBps > 0 {
+			ratioFig("produce, log bytes ("+r.Produce[0].Case.String()+")", "MB/s", p.LogMBps, "raw sink", r.Baselines.RawSink.MBps, ">= 0.7", 0.7, true)
+		} else {
+			plain("produce, payload ("+r.Produce[0].Case.String()+")", "MB/s", p.PayloadMBps, "", 0)
+		}
+		if r.ProduceKfake.PayloadMBps > 0 {
+			ratioFig("produce, payload", "MB/s", p.PayloadMBps, "kfake", r.ProduceKfake.PayloadMBps, "> 1", 1.0000001, true)
+		}
+		plain("produce, records", "records/s", p.RecordsPerS, "", 0)
+	}
+	if r.Baselines.RawSendfile.MBps > 0 {
+		ratioFig("hot consume, log bytes", "MB/s", r.HotConsume.LogMBps, "raw sendfile", r.Baselines.RawSendfile.MBps, ">= 0.8", 0.8, true)
+	} else if r.HotConsume.PayloadMBps > 0 {
+		plain("hot consume, payload", "MB/s", r.HotConsume.PayloadMBps, "", 0)
+	}
+	if r.HotConsumeKfake.PayloadMBps > 0 {
+		ratioFig("hot consume, payload", "MB/s", r.HotConsume.PayloadMBps, "kfake", r.HotConsumeKfake.PayloadMBps, "> 1", 1.0000001, true)
+	}
+	on, ok1 := r.cpu("consume-sendfile")
+	off, ok2 := r.cpu("consume-copy")
+	if ok1 && ok2 {
+		ratioFig("broker CPU per GB served, sendfile", "CPU s/GB", cpuPerGB(on, r.HotConsume.LogBytes), "sendfile off (copy path)", cpuPerGB(off, r.HotConsumeCopy.LogBytes), "<= 0.5", 0.5, false)
+	}
+	if r.Baselines.RawGet.MBps > 0 {
+		ratioFig("cold replay, remote bytes (cache empty)", "MB/s", r.ColdReplay.LogMBps, fmt.Sprintf("raw GETs x%d", r.Baselines.RawGet.Concurrency), r.Baselines.RawGet.MBps, ">= 0.7", 0.7, true)
+		ratioFig("warm replay, remote bytes (cache full)", "MB/s", r.WarmReplay.LogMBps, fmt.Sprintf("raw GETs x%d", r.Baselines.RawGet.Concurrency), r.Baselines.RawGet.MBps, "", 0, true)
+	}
+	if r.Baselines.RawPut.MBps > 0 {
+		ratioFig("upload, one stream", "MB/s", r.Upload.MBps, "raw PUTs x1", r.Baselines.RawPut.MBps, "", 0, true)
+	}
+	if r.Latency.Records > 0 {
+		plain(fmt.Sprintf("e2e latency p50 at %d rec/s", r.Latency.Rate), "ms", r.Latency.P50, "", 0)
+		plain("e2e latency p99", "ms", r.Latency.P99, "", 0)
+		plain("e2e latency p99.9", "ms", r.Latency.P999, "", 0)
+	}
+	if r.TimeToTier.Segments > 0 {
+		plain(fmt.Sprintf("time to tier p50 (%d segments)", r.TimeToTier.Segments), "s", r.TimeToTier.P50, "", 0)
+		plain("time to tier p99", "s", r.TimeToTier.P99, "", 0)
+	}
+	if r.Cost.IngestedBytes > 0 {
+		plain("S3 requests per GB ingested", "$/GB", r.Cost.DollarsPerGBIngested, "<= 0.0005", 0.0005)
+	}
+	if r.Cost.ReplayedBytes > 0 {
+		plain("S3 requests per GB replayed", "$/GB", r.Cost.DollarsPerGBReplayed, "<= 0.0002", 0.0002)
+	}
+	if r.Cost.S3DollarsPerTBMonth > 0 {
+		ratioFig("retained, S3", "$/TB-month", r.Cost.S3DollarsPerTBMonth, fmt.Sprintf("local disks RF %d", r.Cost.Prices.DiskReplicas), r.Cost.DiskDollarsPerTBMonth, "", 0, false)
+	}
+	for _, m := range r.Many {
+		plain(fmt.Sprintf("%d partitions: produce / consume payload", m.Partitions), "MB/s", m.Produce.PayloadMBps, "", 0)
+		fs[len(fs)-1].Baseline = "consume"
+		fs[len(fs)-1].BaselineValue = m.Consume.PayloadMBps
+	}
+	r.Figures = fs
+}
+
+func num(v float64) string {
+	switch a := math.Abs(v); {
+	case v == 0:
+		return "0"
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 0.1:
+		return fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%.2g", v)
+}
+
+// Markdown renders the summary table and the detail tables.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("## Strata bench: %s\n\n", r.Mode)
+	w("%d CPUs (%s), %s RAM, Linux %s, %s; %.0f s; client, broker and baselines share the machine.\n\n",
+		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.MemTotal, r.Machine.Kernel, r.Machine.Go, r.Seconds)
+	w("| figure | value | baseline | baseline value | ratio | target | result |\n|---|---|---|---|---|---|---|\n")
+	for _, f := range r.Figures {
+		res := ""
+		if f.Pass != nil {
+			res = "miss"
+			if *f.Pass {
+				res = "pass"
+			}
+		}
+		bv, ratio := "", ""
+		if f.Baseline != "" {
+			bv = num(f.BaselineValue) + " " + f.Unit
+		}
+		if f.Ratio != 0 {
+			ratio = fmt.Sprintf("%.2f", f.Ratio)
+		}
+		w("| %s | %s %s | %s | %s | %s | %s | %s |\n", f.Name, num(f.Value), f.Unit, f.Baseline, bv, ratio, f.Target, res)
+	}
+	if len(r.Produce) > 0 {
+		w("\n### Produce cases (Strata)\n\n| case | payload MB/s | log MB/s | records/s |\n|---|---|---|---|\n")
+		for _, p := range r.Produce {
+			w("| %s | %s | %s | %s |\n", p.Case, num(p.Strata.PayloadMBps), num(p.Strata.LogMBps), num(p.Strata.RecordsPerS))
+		}
+	}
+	if len(r.Many) > 0 {
+		w("\n### Many partitions (%s payload each, round robin)\n\n| partitions | produce MB/s | produce records/s | consume MB/s |\n|---|---|---|---|\n", sizeStr(r.Config.ManyBytes))
+		for _, m := range r.Many {
+			w("| %d | %s | %s | %s |\n", m.Partitions, num(m.Produce.PayloadMBps), num(m.Produce.RecordsPerS), num(m.Consume.PayloadMBps))
+		}
+	}
+	if len(r.CPU) > 0 {
+		w("\n### CPU by phase (process CPU from getrusage, split by pprof labels)\n\n| phase | wall s | process CPU s | broker CPU s | client CPU s |\n|---|---|---|---|---|\n")
+		for _, c := range r.CPU {
+			w("| %s | %s | %s | %s | %s |\n", c.Phase, num(c.WallSeconds), num(c.ProcessSecs), num(c.BrokerSecs), num(c.ClientSecs))
+		}
+	}
+	if len(r.Cost.Requests) > 0 {
+		w("\n### Object-store requests (tiering and cold replay)\n\n| operation | broker's count | store's count |\n|---|---|---|\n")
+		for _, k := range sortedKeys(r.Cost.Requests) {
+			chk := ""
+			if v, ok := r.Cost.Checked[k]; ok {
+				chk = fmt.Sprint(v)
+			}
+			w("| %s | %d | %s |\n", k, r.Cost.Requests[k], chk)
+		}
+		w("\nCheck: %s: %v. Ingested %s in %d PUT-class and %d GET-class requests; replayed %s in %d GET-class requests; %s stored (%s of segments). Prices: $%g/GB-month, $%g per 1,000 PUTs, $%g per 1,000 GETs; disks $%g/GB-month at RF %d.\n",
+			r.Cost.CheckSource, r.Cost.CheckOK, mib(r.Cost.IngestedBytes), r.Cost.IngestPuts, r.Cost.IngestGets,
+			mib(r.Cost.ReplayedBytes), r.Cost.ReplayGets, mib(r.Cost.StoredBytes), mib(r.Cost.LogBytes),
+			r.Cost.Prices.S3GBMonth, r.Cost.Prices.S3PerKPut, r.Cost.Prices.S3PerKGet, r.Cost.Prices.DiskGBMonth, r.Cost.Prices.DiskReplicas)
+	}
+	for _, s := range r.Skipped {
+		w("\nSkipped: %s\n", s)
+	}
+	return b.String()
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// WriteFiles writes report.json, report.md and the SVG charts into dir.
+func (r *Report) WriteFiles(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	j, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		"report.json":        j,
+		"report.md":          []byte(r.Markdown()),
+		"throughput.svg":     []byte(r.throughputChart()),
+		"latency-cdf.svg":    []byte(r.latencyChart()),
+		"cost-retention.svg": []byte(r.costChart()),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

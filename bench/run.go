@@ -1,0 +1,687 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stratalog/strata/internal/minioserver"
+	"github.com/stratalog/strata/tier"
+)
+
+const bucket = "strata-bench"
+
+// runner holds one run's moving parts.
+type runner struct {
+	cfg      Config
+	dir      string
+	storeURL string
+	prog     *progress
+	rep      *Report
+
+	strata *strata
+	mio    *minioserver.Server
+	proxy  *countingProxy
+	objs   objectStore
+}
+
+// Run runs the benchmark and returns its report. Progress goes to progressW
+// (nil: none). The report's files are written by Report.WriteFiles.
+func Run(ctx context.Context, cfg Config, progressW io.Writer) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, rep: newReport(cfg)}
+	if len(cfg.Brokers) > 0 {
+		r.prog = newProgress(progressW, 4+len(cfg.Variants)+len(cfg.ManyPartitions))
+		return r.rep, r.runExternal(ctx)
+	}
+	r.prog = newProgress(progressW, 19+len(cfg.Variants)+len(cfg.ManyPartitions))
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "strata-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	r.dir = dir
+	if cfg.Out != "" {
+		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	defer r.cleanup()
+	if err := r.runLocal(ctx); err != nil {
+		r.prog.finish()
+		return r.rep, err
+	}
+	r.prog.finish()
+	r.rep.buildFigures()
+	return r.rep, nil
+}
+
+func (r *runner) cleanup() {
+	if r.strata != nil {
+		r.strata.stop()
+	}
+	if r.proxy != nil {
+		r.proxy.close()
+	}
+	if r.mio != nil {
+		r.mio.Stop()
+	}
+}
+
+func (r *runner) openStore(ctx context.Context) error {
+	if !r.cfg.S3 {
+		root := filepath.Join(r.dir, "remote")
+		r.storeURL = "file://" + root
+		r.objs = fsStore{root: root}
+		r.rep.Mode = "in-process broker, file:// remote store (embedded default)"
+		return nil
+	}
+	bin, err := minioserver.FindBinary()
+	if err != nil {
+		return fmt.Errorf("bench: --s3 needs a MinIO binary: %w", err)
+	}
+	r.mio, err = minioserver.Launch(filepath.Join(r.dir, "minio"), minioserver.Options{Binary: bin})
+	if err != nil {
+		return err
+	}
+	if err := r.mio.CreateBucket(ctx, bucket); err != nil {
+		return err
+	}
+	cl, err := r.mio.Client()
+	if err != nil {
+		return err
+	}
+	r.objs = minioStore{cl: cl, bucket: bucket}
+	r.proxy, err = startCountingProxy(r.mio.Endpoint)
+	if err != nil {
+		return err
+	}
+	r.storeURL = fmt.Sprintf("s3://%s?endpoint=http://%s&region=%s&access_key=%s&secret_key=%s",
+		bucket, r.proxy.addr, minioserver.Region, r.mio.AccessKey, r.mio.SecretKey)
+	r.rep.Mode = "in-process broker, MinIO on loopback (s3 backend through a request-counting proxy)"
+	return nil
+}
+
+func (r *runner) cpu(phase string, fn func() error) error {
+	c, err := measureCPU(phase, r.cfg.Out, fn)
+	r.rep.CPU = append(r.rep.CPU, c)
+	return err
+}
+
+// partitionEnds returns the end offset of every partition of topic.
+func partitionEnds(ctx context.Context, addr, topic string) (map[int32]int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	lo, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	var ferr error
+	lo.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			ferr = o.Err
+		}
+		out[o.Partition] = o.Offset
+	})
+	return out, ferr
+}
+
+func (r *runner) runLocal(ctx context.Context) error {
+	cfg := r.cfg
+	rep := r.rep
+	rep.Machine = describeMachine()
+	r.prog.step("object store")
+	if err := r.openStore(ctx); err != nil {
+		return err
+	}
+	r.prog.step("start strata")
+	var err error
+	r.strata, err = startStrata(filepath.Join(r.dir, "strata"), r.storeURL, &cfg)
+	if err != nil {
+		return err
+	}
+	st := r.strata
+	r.prog.step("start kfake")
+	kf, kaddr, err := startKfake()
+	if err != nil {
+		return err
+	}
+	defer kf.Close()
+
+	// Produce: the headline case on Strata, on kfake, then the variants.
+	h := cfg.Headline
+	const hot = "hot"
+	for _, t := range []struct{ addr, name string }{{st.addr, "strata"}, {kaddr, "kfake"}} {
+		if err := createTopic(ctx, t.addr, hot, h.Partitions, nil); err != nil {
+			return err
+		}
+	}
+	r.prog.step("produce " + h.String())
+	before := st.counter("strata_broker_produce_bytes_total")
+	var tp Throughput
+	err = r.cpu("produce-strata", func() (err error) {
+		tp, err = produce(ctx, st.addr, hot, h, cfg.ProduceBytes, false)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	tp.LogBytes = int64(st.counter("strata_broker_produce_bytes_total") - before)
+	tp.finish(time.Duration(tp.Seconds * float64(time.Second)))
+	rep.Produce = append(rep.Produce, ProduceResult{Case: h, Strata: tp})
+	rep.Series = append(rep.Series, named(tp.Series, "produce strata"))
+
+	r.prog.step("produce on kfake")
+	var tk Throughput
+	err = r.cpu("produce-kfake", func() (err error) {
+		tk, err = produce(ctx, kaddr, hot, h, cfg.ProduceBytes, false)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rep.ProduceKfake = tk
+	rep.Series = append(rep.Series, named(tk.Series, "produce kfake"))
+
+	for i, v := range cfg.Variants {
+		r.prog.step("produce " + v.String())
+		topic := fmt.Sprintf("produce-%d", i)
+		if err := createTopic(ctx, st.addr, topic, v.Partitions, nil); err != nil {
+			return err
+		}
+		before := st.counter("strata_broker_produce_bytes_total")
+		t, err := produce(ctx, st.addr, topic, v, cfg.ProduceBytes, false)
+		if err != nil {
+			return err
+		}
+		t.LogBytes = int64(st.counter("strata_broker_produce_bytes_total") - before)
+		t.finish(time.Duration(t.Seconds * float64(time.Second)))
+		rep.Produce = append(rep.Produce, ProduceResult{Case: v, Strata: t})
+	}
+
+	// The headline topic's segment files feed the raw sink and raw sendfile.
+	files, err := filepath.Glob(filepath.Join(r.dir, "strata", "log", hot+"-*", "*.log"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("bench: no segment files of topic %s found", hot)
+	}
+	sort.Strings(files)
+	r.prog.step("raw sink")
+	err = r.cpu("raw-sink", func() (err error) {
+		rep.Baselines.RawSink, err = rawSink(ctx, files, h.BatchBytes, r.dir)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	// Hot consume.
+	ends, err := partitionEnds(ctx, st.addr, hot)
+	if err != nil {
+		return err
+	}
+	r.prog.step("hot consume")
+	before = st.counter("strata_broker_fetch_bytes_total")
+	sfBefore := st.srv.Metrics().SendfileBytes()
+	err = r.cpu("consume-sendfile", func() (err error) {
+		rep.HotConsume, err = consumeFor(ctx, st.addr, hot, ends, "hot consume strata", cfg.MinPhase)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rep.HotConsume.LogBytes = int64(st.counter("strata_broker_fetch_bytes_total") - before)
+	rep.HotConsume.finish(time.Duration(rep.HotConsume.Seconds * float64(time.Second)))
+	rep.HotConsumeSendfileBytes = st.srv.Metrics().SendfileBytes() - sfBefore
+	rep.Series = append(rep.Series, rep.HotConsume.Series)
+
+	r.prog.step("hot consume on kfake")
+	kends, err := partitionEnds(ctx, kaddr, hot)
+	if err != nil {
+		return err
+	}
+	err = r.cpu("consume-kfake", func() (err error) {
+		rep.HotConsumeKfake, err = consumeFor(ctx, kaddr, hot, kends, "hot consume kfake", cfg.MinPhase)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rep.Series = append(rep.Series, rep.HotConsumeKfake.Series)
+	kf.Close()
+
+	r.prog.step("raw sendfile")
+	err = r.cpu("raw-sendfile", func() (err error) {
+		rep.Baselines.RawSendfile, err = rawSendfile(ctx, files, cfg.MinPhase)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	// End-to-end latency.
+	r.prog.step(fmt.Sprintf("latency at %d rec/s", cfg.LatencyRate))
+	if err := createTopic(ctx, st.addr, "latency", 1, nil); err != nil {
+		return err
+	}
+	rep.Latency, err = latency(ctx, st.addr, "latency", cfg.LatencyRate, cfg.LatencyDuration, cfg.LatencyRecordBytes)
+	if err != nil {
+		return err
+	}
+
+	// Many partitions.
+	for _, n := range cfg.ManyPartitions {
+		r.prog.step(fmt.Sprintf("%d partitions", n))
+		m, err := r.many(ctx, st.addr, n, "many")
+		if err != nil {
+			return err
+		}
+		rep.Many = append(rep.Many, m)
+	}
+
+	if err := r.coldPhases(ctx); err != nil {
+		return err
+	}
+
+	// The copy path: the same broker data, sendfile off.
+	r.prog.step("restart with sendfile off")
+	if err := r.strata.stop(); err != nil {
+		return err
+	}
+	r.strata = nil
+	cp, err := startStrata(filepath.Join(r.dir, "strata"), r.storeURL, &cfg, "strata.sendfile.enable=false")
+	if err != nil {
+		return err
+	}
+	r.strata = cp
+	r.prog.step("hot consume, sendfile off")
+	err = r.cpu("consume-copy", func() (err error) {
+		rep.HotConsumeCopy, err = consumeFor(ctx, cp.addr, hot, ends, "hot consume strata, sendfile off", cfg.MinPhase)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rep.HotConsumeCopy.LogBytes = int64(cp.counter("strata_broker_fetch_bytes_total"))
+	rep.HotConsumeCopy.finish(time.Duration(rep.HotConsumeCopy.Seconds * float64(time.Second)))
+	rep.HotConsumeCopiedBytes = cp.srv.Metrics().CopiedBytes()
+	if rep.HotConsumeCopiedBytes == 0 {
+		return errors.New("bench: strata.sendfile.enable=false served nothing through the copy path")
+	}
+	return nil
+}
+
+func named(s Series, name string) Series { s.Name = name; return s }
+
+// many produces ManyBytes over n partitions, round robin, and consumes them.
+func (r *runner) many(ctx context.Context, addr string, n int, prefix string) (ManyResult, error) {
+	topic := fmt.Sprintf("%s-%d", prefix, n)
+	pc := r.cfg.Headline
+	pc.Partitions = n
+	if err := createTopic(ctx, addr, topic, n, map[string]*string{"segment.bytes": kadm.StringPtr("104857600")}); err != nil {
+		return ManyResult{}, err
+	}
+	m := ManyResult{Partitions: n}
+	var err error
+	m.Produce, err = produce(ctx, addr, topic, pc, r.cfg.ManyBytes, true)
+	if err != nil {
+		return m, err
+	}
+	ends, err := partitionEnds(ctx, addr, topic)
+	if err != nil {
+		return m, err
+	}
+	m.Consume, err = consume(ctx, addr, topic, ends, topic)
+	return m, err
+}
+
+// requests are the object-store requests the broker counted so far, by S3
+// operation; for the file:// store, the store operations an S3 store would
+// have received (one request each).
+func (r *runner) requests() map[string]int64 {
+	if r.cfg.S3 {
+		return r.strata.byLabel("strata_s3_requests_total", "operation")
+	}
+	names := map[string]string{"put": "PutObject", "get_range": "GetObject", "head": "HeadObject", "delete": "DeleteObject", "list": "ListObjectsV2"}
+	out := map[string]int64{}
+	for op, n := range r.strata.byLabel("strata_remote_store_operations_total", "operation") {
+		if s, ok := names[op]; ok {
+			op = s
+		}
+		out[op] = n
+	}
+	return out
+}
+
+func diff(a, b map[string]int64) map[string]int64 {
+	out := map[string]int64{}
+	for k, v := range a {
+		if d := v - b[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+func (r *runner) coldPhases(ctx context.Context) error {
+	cfg, rep, st := r.cfg, r.rep, r.strata
+	const cold = "cold"
+	r.prog.step("produce the tiered topic")
+	err := createTopic(ctx, st.addr, cold, cfg.ColdPartitions, map[string]*string{
+		"segment.bytes":         kadm.StringPtr(fmt.Sprint(cfg.ColdSegmentBytes)),
+		"local.retention.bytes": kadm.StringPtr("0"),
+		"retention.ms":          kadm.StringPtr("-1"),
+	})
+	if err != nil {
+		return err
+	}
+	req0 := r.requests()
+	copy0 := st.counter("strata_tier_copy_bytes_total")
+	pc := cfg.Headline
+	pc.Partitions = cfg.ColdPartitions
+	if _, err := produce(ctx, st.addr, cold, pc, cfg.ColdBytes, false); err != nil {
+		return err
+	}
+	r.prog.step("wait until tiered")
+	status, err := waitTiered(ctx, st.srv.TierManager(), cold, cfg.ColdPartitions, 3*time.Minute+time.Duration(cfg.ColdBytes/(1<<20))*time.Second)
+	if err != nil {
+		return err
+	}
+	rep.Cost.Requests = diff(r.requests(), req0)
+	rep.Cost.IngestPuts, rep.Cost.IngestGets = classify(rep.Cost.Requests)
+	rep.Cost.IngestedBytes = int64(st.counter("strata_tier_copy_bytes_total") - copy0)
+	bounds, counts, total := st.histogram("strata_tier_time_to_tier_seconds")
+	rep.TimeToTier = TimeToTier{Segments: total, P50: histQuantile(0.5, bounds, counts, total), P99: histQuantile(0.99, bounds, counts, total),
+		Source:       "strata_tier_time_to_tier_seconds (roll to COPY_FINISHED), quantiles interpolated within its buckets as histogram_quantile does",
+		TaskInterval: cfg.TaskInterval.Seconds()}
+	rep.Upload = r.uploadRate()
+
+	var objs []object
+	upTo := map[int32]int64{}
+	for _, ps := range status {
+		upTo[ps.Partition] = ps.HighestOffset + 1
+		for _, rs := range ps.Remote {
+			objs = append(objs, object{Key: rs.LogKey, Size: rs.Size})
+		}
+	}
+
+	// Cold replay: the chunk cache must be empty; if anything is in it,
+	// restart the broker on a fresh cache directory.
+	if st.counter("strata_remote_cache_entries") > 0 {
+		r.prog.note("chunk cache not empty: restarting with an empty one")
+		if err := st.stop(); err != nil {
+			return err
+		}
+		r.strata = nil
+		if err := os.RemoveAll(filepath.Join(r.dir, "strata", "cache")); err != nil {
+			return err
+		}
+		if st, err = startStrata(filepath.Join(r.dir, "strata"), r.storeURL, &cfg); err != nil {
+			return err
+		}
+		r.strata = st
+		req0 = r.requests()
+	}
+	rep.ColdCacheEntriesBefore = int64(st.counter("strata_remote_cache_entries"))
+	r.prog.step("cold replay")
+	req1 := r.requests()
+	remote0 := st.srv.Metrics().RemoteFetchBytes()
+	err = r.cpu("cold-replay", func() (err error) {
+		rep.ColdReplay, err = consume(ctx, st.addr, cold, upTo, "cold replay")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rep.ColdReplay.LogBytes = st.srv.Metrics().RemoteFetchBytes() - remote0
+	rep.ColdReplay.finish(time.Duration(rep.ColdReplay.Seconds * float64(time.Second)))
+	rep.Series = append(rep.Series, rep.ColdReplay.Series)
+	replayReq := diff(r.requests(), req1)
+	rep.Cost.ReplayPuts, rep.Cost.ReplayGets = classify(replayReq)
+	rep.Cost.ReplayRequests = replayReq
+	rep.Cost.ReplayedBytes = rep.ColdReplay.LogBytes
+	for k, v := range replayReq {
+		rep.Cost.Requests[k] += v
+	}
+
+	r.prog.step("warm replay")
+	hits0 := st.counter("strata_remote_cache_hits_total")
+	remote0 = st.srv.Metrics().RemoteFetchBytes()
+	req2 := r.requests()
+	rep.WarmReplay, err = consume(ctx, st.addr, cold, upTo, "warm replay")
+	if err != nil {
+		return err
+	}
+	rep.WarmReplay.LogBytes = st.srv.Metrics().RemoteFetchBytes() - remote0
+	rep.WarmReplay.finish(time.Duration(rep.WarmReplay.Seconds * float64(time.Second)))
+	rep.WarmCacheHits = int64(st.counter("strata_remote_cache_hits_total") - hits0)
+	rep.WarmRequests = diff(r.requests(), req2)
+	rep.Series = append(rep.Series, rep.WarmReplay.Series)
+
+	conc := cfg.ColdPartitions * (1 + cfg.Readahead)
+	r.prog.step(fmt.Sprintf("raw GETs x%d", conc))
+	rep.Baselines.RawGet, err = rawGets(ctx, r.objs, objs, cfg.ChunkBytes, conc)
+	if err != nil {
+		return err
+	}
+	r.prog.step("raw PUTs")
+	rep.Baselines.RawPut, err = rawPuts(ctx, r.objs, objs, 1)
+	if err != nil {
+		return err
+	}
+
+	r.prog.step("cost")
+	return r.cost(ctx)
+}
+
+// uploadRate is the tier's upload speed of one stream: bytes written by
+// successful puts over the seconds spent in puts (the tier uploads one segment
+// per partition at a time, so this is per stream, like the raw PUT baseline).
+func (r *runner) uploadRate() Rate {
+	st := r.strata
+	var secs float64
+	mfs, _ := st.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "strata_remote_store_operation_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "operation" && lp.GetValue() == "put" && m.GetHistogram() != nil {
+					secs = m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	n := int64(st.counter("strata_remote_store_written_bytes_total"))
+	return rate(n, time.Duration(secs*float64(time.Second)), "tier uploads (segments and sidecars): bytes written by puts over the seconds spent in puts, one stream")
+}
+
+// waitTiered waits until every closed segment of topic is COPY_FINISHED and
+// gone from local disk, and returns the topic's status.
+func waitTiered(ctx context.Context, m *tier.Manager, topic string, partitions int, timeout time.Duration) ([]tier.PartitionStatus, error) {
+	if m == nil {
+		return nil, errors.New("bench: the broker has no tier manager")
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		st := m.Status(topic)
+		if tieredAll(st, partitions) {
+			return st, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("bench: topic %s not tiered after %s: %+v", topic, timeout, st)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func tieredAll(st []tier.PartitionStatus, partitions int) bool {
+	if len(st) != partitions {
+		return false
+	}
+	for _, ps := range st {
+		if ps.LogStartOffset != 0 || ps.HighestOffset < 0 || len(ps.Local) != 1 || !ps.Local[0].Active || ps.Local[0].BaseOffset != ps.HighestOffset+1 {
+			return false
+		}
+		for _, rs := range ps.Remote {
+			if rs.State != "COPY_FINISHED" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// cost fills the cost model: requests checked against the store's own count,
+// bytes stored, prices.
+func (r *runner) cost(ctx context.Context) error {
+	c := &r.rep.Cost
+	if r.cfg.S3 {
+		c.Checked = r.proxy.counts()
+		delete(c.Checked, "CreateBucket")
+		c.CheckSource = "a counting HTTP proxy between the broker and MinIO (every request the broker sent, by method and query), compared with strata_s3_requests_total"
+		all := r.requests()
+		c.CheckOK = equalCounts(all, c.Checked)
+		cl, err := r.mio.Client()
+		if err != nil {
+			return err
+		}
+		for o := range cl.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+			if o.Err != nil {
+				return o.Err
+			}
+			if strings.HasPrefix(o.Key, "bench-rawput/") {
+				continue
+			}
+			c.StoredBytes += o.Size
+			if strings.HasSuffix(o.Key, ".log") {
+				c.LogBytes += o.Size
+			}
+		}
+	} else {
+		all := r.requests()
+		var files int64
+		root := filepath.Join(r.dir, "remote")
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.Contains(p, "bench-rawput") || strings.HasPrefix(d.Name(), ".") {
+				return nil
+			}
+			if info, err := d.Info(); err == nil {
+				files++
+				c.StoredBytes += info.Size()
+				if strings.HasSuffix(p, ".log") {
+					c.LogBytes += info.Size()
+				}
+			}
+			return nil
+		})
+		c.Checked = map[string]int64{"objects in the store": files}
+		c.CheckSource = "the file:// store has no request log: its object count must equal the store's puts minus deletes (strata_remote_store_operations_total); S3 request counts are what the same operations would send to S3 without multipart (use --s3 for the real S3 requests)"
+		c.CheckOK = files == all["PutObject"]-all["DeleteObject"]
+	}
+	c.compute(r.cfg.Prices)
+	r.rep.RetentionCurve = c.retentionCurve()
+	return nil
+}
+
+func equalCounts(a, b map[string]int64) bool {
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// runExternal measures a broker given by address: the client-side workloads
+// only (no CPU split, no raw baselines on its files, no tier internals).
+func (r *runner) runExternal(ctx context.Context) error {
+	cfg, rep := r.cfg, r.rep
+	addr := strings.Join(cfg.Brokers, ",")
+	rep.Mode = "external broker " + addr
+	rep.Machine = describeMachine()
+	suffix := fmt.Sprintf("-%d", time.Now().UnixNano())
+	h := cfg.Headline
+	r.prog.step("produce " + h.String())
+	if err := createTopic(ctx, addr, "bench-hot"+suffix, h.Partitions, nil); err != nil {
+		return err
+	}
+	tp, err := produce(ctx, addr, "bench-hot"+suffix, h, cfg.ProduceBytes, false)
+	if err != nil {
+		return err
+	}
+	rep.Produce = append(rep.Produce, ProduceResult{Case: h, Strata: tp})
+	for i, v := range cfg.Variants {
+		r.prog.step("produce " + v.String())
+		topic := fmt.Sprintf("bench-produce-%d%s", i, suffix)
+		if err := createTopic(ctx, addr, topic, v.Partitions, nil); err != nil {
+			return err
+		}
+		t, err := produce(ctx, addr, topic, v, cfg.ProduceBytes, false)
+		if err != nil {
+			return err
+		}
+		rep.Produce = append(rep.Produce, ProduceResult{Case: v, Strata: t})
+	}
+	r.prog.step("hot consume")
+	ends, err := partitionEnds(ctx, addr, "bench-hot"+suffix)
+	if err != nil {
+		return err
+	}
+	if rep.HotConsume, err = consume(ctx, addr, "bench-hot"+suffix, ends, "hot consume"); err != nil {
+		return err
+	}
+	r.prog.step("latency")
+	if err := createTopic(ctx, addr, "bench-latency"+suffix, 1, nil); err != nil {
+		return err
+	}
+	if rep.Latency, err = latency(ctx, addr, "bench-latency"+suffix, cfg.LatencyRate, cfg.LatencyDuration, cfg.LatencyRecordBytes); err != nil {
+		return err
+	}
+	for _, n := range cfg.ManyPartitions {
+		r.prog.step(fmt.Sprintf("%d partitions", n))
+		m, err := r.many(ctx, addr, n, "bench-many"+suffix)
+		if err != nil {
+			return err
+		}
+		rep.Many = append(rep.Many, m)
+	}
+	r.prog.finish()
+	rep.Skipped = append(rep.Skipped, "with --brokers: raw sendfile/sink, raw GETs/PUTs, kfake, sendfile off, CPU split, cold/warm replay, time to tier and cost need the broker in this process and are not run")
+	rep.buildFigures()
+	return nil
+}

@@ -1,0 +1,356 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Sample is one point of a throughput series.
+type Sample struct {
+	T    float64 `json:"t"`    // seconds since the phase started
+	MBps float64 `json:"mbps"` // payload MB/s over the last interval
+}
+
+// Series is the throughput over time of one phase.
+type Series struct {
+	Name    string   `json:"name"`
+	Samples []Sample `json:"samples"`
+}
+
+// sampler turns a byte counter into a Series every 100ms until stopped.
+func sampler(name string, n *atomic.Int64) (stop func() Series) {
+	s := Series{Name: name}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		last, lastT := int64(0), start
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				v := n.Load()
+				s.Samples = append(s.Samples, Sample{T: now.Sub(start).Seconds(), MBps: float64(v-last) / 1e6 / now.Sub(lastT).Seconds()})
+				last, lastT = v, now
+			}
+		}
+	}()
+	return func() Series { close(done); <-finished; return s }
+}
+
+// Throughput is the result of one produce or consume phase.
+type Throughput struct {
+	Records      int64   `json:"records"`
+	PayloadBytes int64   `json:"payload_bytes"`
+	LogBytes     int64   `json:"log_bytes,omitempty"` // as the broker counted them (Strata only)
+	Seconds      float64 `json:"seconds"`
+	PayloadMBps  float64 `json:"payload_mbps"`
+	LogMBps      float64 `json:"log_mbps,omitempty"`
+	RecordsPerS  float64 `json:"records_per_s"`
+	Series       Series  `json:"-"`
+}
+
+func (t *Throughput) finish(d time.Duration) {
+	t.Seconds = d.Seconds()
+	if t.Seconds > 0 {
+		t.PayloadMBps = float64(t.PayloadBytes) / 1e6 / t.Seconds
+		t.LogMBps = float64(t.LogBytes) / 1e6 / t.Seconds
+		t.RecordsPerS = float64(t.Records) / t.Seconds
+	}
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func createTopic(ctx context.Context, addr, topic string, partitions int, configs map[string]*string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, int32(partitions), 1, configs, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		return fmt.Errorf("bench: create topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+// produce sends payload bytes of records of pc to topic with franz-go.
+// roundRobin spreads records over every partition (many-partitions workload);
+// otherwise batches stick to a partition until full, as producers do.
+func produce(ctx context.Context, addr, topic string, pc ProduceCase, payload int64, roundRobin bool) (Throughput, error) {
+	var res Throughput
+	var err error
+	pprof.Do(ctx, pprof.Labels("side", "client"), func(ctx context.Context) {
+		res, err = produceLabelled(ctx, addr, topic, pc, payload, roundRobin)
+	})
+	return res, err
+}
+
+func produceLabelled(ctx context.Context, addr, topic string, pc ProduceCase, payload int64, roundRobin bool) (Throughput, error) {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(addr),
+		kgo.DefaultProduceTopic(topic),
+		kgo.ProducerBatchMaxBytes(int32(pc.BatchBytes)),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerLinger(2 * time.Millisecond),
+		kgo.MaxBufferedBytes(max(64<<20, 4*pc.BatchBytes*pc.Partitions)),
+		kgo.MaxBufferedRecords(1 << 30),
+	}
+	if roundRobin {
+		opts = append(opts, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	} else {
+		opts = append(opts, kgo.RecordPartitioner(kgo.UniformBytesPartitioner(pc.BatchBytes, false, false, nil)))
+	}
+	switch pc.Acks {
+	case "0":
+		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
+	case "1":
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	default:
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return Throughput{}, err
+	}
+	defer cl.Close()
+	value := randomBytes(pc.RecordBytes)
+	n := payload / int64(pc.RecordBytes)
+	var (
+		done     atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+	)
+	stop := sampler("produce "+topic, &done)
+	cb := func(r *kgo.Record, err error) {
+		if err != nil {
+			errOnce.Do(func() { firstErr = err })
+			return
+		}
+		done.Add(int64(len(r.Value)))
+	}
+	start := time.Now()
+	for i := int64(0); i < n && ctx.Err() == nil; i++ {
+		cl.Produce(ctx, &kgo.Record{Value: value}, cb)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return Throughput{}, err
+	}
+	res := Throughput{Records: n, PayloadBytes: done.Load()}
+	res.finish(time.Since(start))
+	res.Series = stop()
+	if firstErr != nil {
+		return res, fmt.Errorf("bench: produce to %s: %w", topic, firstErr)
+	}
+	return res, nil
+}
+
+// consume reads topic from offset 0 until every partition p has given
+// upTo[p] records (offsets 0..upTo[p]-1), then stops.
+func consume(ctx context.Context, addr, topic string, upTo map[int32]int64, name string) (Throughput, error) {
+	return consumeFor(ctx, addr, topic, upTo, name, 0)
+}
+
+// consumeFor repeats whole passes of consume until minDur has passed, so a
+// phase lasts long enough for its CPU profile to hold enough samples.
+func consumeFor(ctx context.Context, addr, topic string, upTo map[int32]int64, name string, minDur time.Duration) (Throughput, error) {
+	var total Throughput
+	var err error
+	start := time.Now()
+	pprof.Do(ctx, pprof.Labels("side", "client"), func(ctx context.Context) {
+		for pass := 0; pass == 0 || time.Since(start) < minDur; pass++ {
+			var res Throughput
+			res, err = consumeLabelled(ctx, addr, topic, upTo, name)
+			if err != nil {
+				return
+			}
+			total.Records += res.Records
+			total.PayloadBytes += res.PayloadBytes
+			if pass == 0 {
+				total.Series = res.Series
+			}
+		}
+	})
+	total.finish(time.Since(start))
+	return total, err
+}
+
+func consumeLabelled(ctx context.Context, addr, topic string, upTo map[int32]int64, name string) (Throughput, error) {
+	offsets := map[int32]kgo.Offset{}
+	var want int64
+	for p, n := range upTo {
+		if n > 0 {
+			offsets[p] = kgo.NewOffset().At(0)
+			want += n
+		}
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(addr),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
+		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxPartitionBytes(8<<20),
+		kgo.FetchMaxWait(500*time.Millisecond),
+	)
+	if err != nil {
+		return Throughput{}, err
+	}
+	defer cl.Close()
+	var got atomic.Int64
+	stop := sampler(name, &got)
+	var res Throughput
+	start := time.Now()
+	for res.Records < want {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			stop()
+			return res, fmt.Errorf("bench: consume %s: %d of %d records: %w", topic, res.Records, want, err)
+		}
+		var ferr error
+		fs.EachError(func(t string, p int32, err error) { ferr = errors.Join(ferr, fmt.Errorf("%s[%d]: %w", t, p, err)) })
+		if ferr != nil {
+			stop()
+			return res, fmt.Errorf("bench: consume %s: %w", topic, ferr)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset < upTo[r.Partition] {
+				res.Records++
+				res.PayloadBytes += int64(len(r.Value) + len(r.Key))
+			}
+		})
+		got.Store(res.PayloadBytes)
+	}
+	res.finish(time.Since(start))
+	res.Series = stop()
+	return res, nil
+}
+
+// Latency is the end-to-end latency workload's result, in milliseconds.
+type Latency struct {
+	Rate      int                `json:"rate"`
+	Seconds   float64            `json:"seconds"`
+	Records   int64              `json:"records"`
+	P50, P99  float64            `json:"-"`
+	P999, Max float64            `json:"-"`
+	Quantiles map[string]float64 `json:"quantiles_ms"`
+	CDF       []CDFPoint         `json:"cdf"`
+}
+
+// CDFPoint is one point of the latency distribution.
+type CDFPoint struct {
+	Quantile float64 `json:"q"`
+	Ms       float64 `json:"ms"`
+}
+
+// latency produces rate records/s for d and measures, per record, the time
+// from Produce to the consumer's poll returning it (one process, one clock;
+// the send time travels in the first 8 bytes of the value).
+func latency(ctx context.Context, addr, topic string, rate int, d time.Duration, recBytes int) (Latency, error) {
+	var res Latency
+	var err error
+	pprof.Do(ctx, pprof.Labels("side", "client"), func(ctx context.Context) {
+		res, err = latencyLabelled(ctx, addr, topic, rate, d, recBytes)
+	})
+	return res, err
+}
+
+func latencyLabelled(ctx context.Context, addr, topic string, rate int, d time.Duration, recBytes int) (Latency, error) {
+	n := int64(float64(rate) * d.Seconds())
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(0)}}))
+	if err != nil {
+		return Latency{}, err
+	}
+	defer cons.Close()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		return Latency{}, err
+	}
+	defer prod.Close()
+	// Warm both connections before the clock starts.
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: make([]byte, recBytes)}).FirstErr(); err != nil {
+		return Latency{}, err
+	}
+	for got := 0; got < 1; {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return Latency{}, ctx.Err()
+		}
+		got += fs.NumRecords()
+	}
+
+	hist := hdrhistogram.New(1, 60_000_000, 3) // microseconds
+	errc := make(chan error, 1)
+	go func() {
+		var seen int64
+		for seen < n {
+			fs := cons.PollFetches(ctx)
+			if ctx.Err() != nil {
+				errc <- fmt.Errorf("bench: latency: %d of %d records: %w", seen, n, ctx.Err())
+				return
+			}
+			now := time.Now().UnixNano()
+			fs.EachRecord(func(r *kgo.Record) {
+				if len(r.Value) >= 8 {
+					sent := int64(binary.BigEndian.Uint64(r.Value))
+					hist.RecordValue(max(1, (now-sent)/1000))
+					seen++
+				}
+			})
+		}
+		errc <- nil
+	}()
+	interval := time.Duration(float64(time.Second) / float64(rate))
+	start := time.Now()
+	var perr atomic.Pointer[error]
+	for i := int64(0); i < n; i++ {
+		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
+			time.Sleep(w)
+		}
+		v := make([]byte, recBytes)
+		binary.BigEndian.PutUint64(v, uint64(time.Now().UnixNano()))
+		prod.Produce(ctx, &kgo.Record{Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				perr.Store(&err)
+			}
+		})
+	}
+	prod.Flush(ctx)
+	if e := perr.Load(); e != nil {
+		return Latency{}, fmt.Errorf("bench: latency produce: %w", *e)
+	}
+	if err := <-errc; err != nil {
+		return Latency{}, err
+	}
+	ms := func(q float64) float64 { return float64(hist.ValueAtQuantile(q)) / 1000 }
+	res := Latency{Rate: rate, Seconds: d.Seconds(), Records: hist.TotalCount(),
+		P50: ms(50), P99: ms(99), P999: ms(99.9), Max: float64(hist.Max()) / 1000}
+	res.Quantiles = map[string]float64{"p50": res.P50, "p90": ms(90), "p99": res.P99, "p99.9": res.P999, "max": res.Max}
+	for _, q := range []float64{0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100} {
+		res.CDF = append(res.CDF, CDFPoint{Quantile: q / 100, Ms: ms(q)})
+	}
+	return res, nil
+}
