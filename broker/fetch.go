@@ -248,16 +248,7 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			continue
 		}
 		limit = max(limit, 0)
-		var sl localstore.Slice
-		var err error
-		if fp.offset < l.LogStartOffset() && s.tier != nil && fp.offset >= fp.logStart {
-			sl, err = s.tier.Read(ctx, fp.p.topic.name, fp.p.index, fp.offset, limit, minOne)
-			if err == nil {
-				s.metrics.remoteFetchBytes.Add(float64(sl.Len))
-			}
-		} else {
-			sl, err = l.Read(fp.offset, limit, minOne)
-		}
+		sl, err := s.readPartition(ctx, fp, limit, minOne)
 		if err != nil {
 			fp.err = fetchError(err)
 			errored = true
@@ -285,4 +276,26 @@ func fetchError(err error) *kerr.Error {
 		return kerr.KafkaStorageError
 	}
 	return kerr.UnknownServerError
+}
+
+// readPartition reads from the local log, or from the remote tier below the
+// local log start. Local retention may delete segments between the choice and
+// the read; an offset that has just left the local log is then read remotely.
+func (s *Server) readPartition(ctx context.Context, fp *fetchPart, limit int64, minOne bool) (localstore.Slice, error) {
+	l := fp.p.log
+	remote := func() (localstore.Slice, error) {
+		sl, err := s.tier.Read(ctx, fp.p.topic.name, fp.p.index, fp.offset, limit, minOne)
+		if err == nil {
+			s.metrics.remoteFetchBytes.Add(float64(sl.Len))
+		}
+		return sl, err
+	}
+	if s.tier != nil && fp.offset < l.LogStartOffset() && fp.offset >= fp.logStart {
+		return remote()
+	}
+	sl, err := l.Read(fp.offset, limit, minOne)
+	if errors.Is(err, localstore.ErrOffsetOutOfRange) && s.tier != nil && fp.offset < l.LogStartOffset() {
+		return remote()
+	}
+	return sl, err
 }

@@ -77,7 +77,7 @@ func kcatReplay(t *testing.T, p *proc) {
 	in := lines(5000)
 	runCmd(t, time.Minute, in, kc, "-b", p.addr(), "-P", "-t", "history", "-X", "batch.num.messages=50")
 	waitTiered(t, p.addr(), "history")
-	out := runCmd(t, time.Minute, nil, kc, "-b", p.addr(), "-C", "-t", "history", "-o", "beginning", "-e", "-q", "-f", "%s\n")
+	out := runCmd(t, time.Minute, nil, kc, "-b", p.addr(), "-C", "-t", "history", "-o", "beginning", "-e", "-q", "-f", "%s\n", "-d", "broker,fetch,protocol")
 	if !bytes.Equal(in, out) {
 		t.Fatalf("kcat read %d bytes from offset 0, wrote %d", len(out), len(in))
 	}

@@ -310,7 +310,7 @@ func printStatus(w io.Writer, sts []tier.PartitionStatus) {
 			case l.Uploaded:
 				state = "closed, uploaded"
 			}
-			end := "-"
+			end := "" // the active segment is open-ended
 			if l.NextOffset >= 0 {
 				end = strconv.FormatInt(l.NextOffset-1, 10)
 			}
