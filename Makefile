@@ -45,5 +45,13 @@ fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzValidateBatches -fuzztime=30s ./localstore
 	$(GO) test -run=^$$ -fuzz=FuzzRequestFrame -fuzztime=30s ./broker
 
+# MinIO on 127.0.0.1:9000 with a bucket, and strata serve tiering to it (Ctrl-C stops both).
+dev: build minio
+	STRATATEST_MINIO=$(MINIO) $(GO) run ./deploy/dev --strata ./strata --dir .dev
+
+# The small benchmark run (under three minutes on two cores); see docs/benchmarks.md.
+bench-quick: build
+	./strata bench --quick
+
 clean:
 	rm -f strata

@@ -73,9 +73,9 @@ func Defaults() Config {
 		Headline:           h,
 		Variants:           variants(h),
 		ProduceBytes:       512 << 20,
-		ColdBytes:          512 << 20,
-		ColdSegmentBytes:   16 << 20,
-		ColdPartitions:     4,
+		ColdBytes:          640 << 20,
+		ColdSegmentBytes:   128 << 20,
+		ColdPartitions:     2,
 		ChunkBytes:         4 << 20,
 		Readahead:          2,
 		TaskInterval:       200 * time.Millisecond,
@@ -95,6 +95,7 @@ func Quick() Config {
 	c.ProduceBytes = 256 << 20
 	c.ColdBytes = 128 << 20
 	c.ColdSegmentBytes = 8 << 20
+	c.ColdPartitions = 4
 	c.MinPhase = 2 * time.Second
 	c.LatencyRate = 2000
 	c.LatencyDuration = 5 * time.Second
