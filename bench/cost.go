@@ -56,7 +56,7 @@ func putClass(op string) (put, free bool) {
 
 // Cost is the run's object-store bill, and what it means per GB.
 type Cost struct {
-	// Requests by operation, as the broker counted them (strata_s3_requests_total,
+	// Requests by operation during tiering and cold replay, as the broker counted them (strata_s3_requests_total,
 	// or for a file:// store the store operations an S3 store would have sent).
 	Requests map[string]int64 `json:"requests"`
 	// Checked are the same requests as the object store saw them (the counting
@@ -66,6 +66,8 @@ type Cost struct {
 	CheckOK     bool             `json:"check_ok"`
 
 	ReplayRequests map[string]int64 `json:"replay_requests"`
+	// RunRequests are the broker's counts over the whole run, the ones checked.
+	RunRequests map[string]int64 `json:"run_requests"`
 
 	// Ingest: requests made while producing and tiering; Replay: while reading back cold.
 	IngestPuts, IngestGets int64

@@ -283,13 +283,15 @@ func (r *Report) Markdown() string {
 		}
 	}
 	if len(r.Cost.Requests) > 0 {
-		w("\n### Object-store requests (tiering and cold replay)\n\n| operation | broker's count | store's count |\n|---|---|---|\n")
-		for _, k := range sortedKeys(r.Cost.Requests) {
-			chk := ""
-			if v, ok := r.Cost.Checked[k]; ok {
-				chk = fmt.Sprint(v)
+		w("\n### Object-store requests\n\n| operation | tiering the cold topic | cold replay | whole run, broker's count | whole run, store's count |\n|---|---|---|---|---|\n")
+		ops := map[string]int64{}
+		for _, m := range []map[string]int64{r.Cost.Requests, r.Cost.RunRequests, r.Cost.Checked} {
+			for k := range m {
+				ops[k] = 1
 			}
-			w("| %s | %d | %s |\n", k, r.Cost.Requests[k], chk)
+		}
+		for _, k := range sortedKeys(ops) {
+			w("| %s | %d | %d | %d | %d |\n", k, r.Cost.Requests[k]-r.Cost.ReplayRequests[k], r.Cost.ReplayRequests[k], r.Cost.RunRequests[k], r.Cost.Checked[k])
 		}
 		w("\nCheck: %s: %v. Ingested %s in %d PUT-class and %d GET-class requests; replayed %s in %d GET-class requests; %s stored (%s of segments). Prices: $%g/GB-month, $%g per 1,000 PUTs, $%g per 1,000 GETs; disks $%g/GB-month at RF %d.\n",
 			r.Cost.CheckSource, r.Cost.CheckOK, mib(r.Cost.IngestedBytes), r.Cost.IngestPuts, r.Cost.IngestGets,

@@ -342,7 +342,7 @@ func (r *runner) many(ctx context.Context, addr string, n int, prefix string) (M
 	topic := fmt.Sprintf("%s-%d", prefix, n)
 	pc := r.cfg.Headline
 	pc.Partitions = n
-	if err := createTopic(ctx, addr, topic, n, map[string]*string{"segment.bytes": kadm.StringPtr("104857600")}); err != nil {
+	if err := createTopic(ctx, addr, topic, n, map[string]*string{"remote.storage.enable": kadm.StringPtr("false")}); err != nil {
 		return ManyResult{}, err
 	}
 	m := ManyResult{Partitions: n}
@@ -570,6 +570,7 @@ func (r *runner) cost(ctx context.Context) error {
 		delete(c.Checked, "CreateBucket")
 		c.CheckSource = "a counting HTTP proxy between the broker and MinIO (every request the broker sent, by method and query), compared with strata_s3_requests_total"
 		all := r.requests()
+		c.RunRequests = all
 		c.CheckOK = equalCounts(all, c.Checked)
 		cl, err := r.mio.Client()
 		if err != nil {
@@ -589,6 +590,7 @@ func (r *runner) cost(ctx context.Context) error {
 		}
 	} else {
 		all := r.requests()
+		c.RunRequests = all
 		var files int64
 		root := filepath.Join(r.dir, "remote")
 		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
