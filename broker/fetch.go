@@ -16,6 +16,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -222,6 +223,7 @@ func (s *Server) fetchSet(req *kmsg.FetchRequest) (parts []fetchPart, sess *fetc
 // readParts reads every partition's slice within the limits; it returns the
 // bytes read and whether any partition has an error.
 func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int64) (total int64, errored bool) {
+	pre := s.readRemoteConcurrently(ctx, parts, maxBytes)
 	minOne := true
 	for i := range parts {
 		fp := &parts[i]
@@ -248,7 +250,15 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			continue
 		}
 		limit = max(limit, 0)
-		sl, err := s.readPartition(ctx, fp, limit, minOne)
+		var sl localstore.Slice
+		var err error
+		if r, ok := pre[i]; ok && r.err == nil && r.slice.Len <= limit {
+			sl = r.slice // read ahead of its turn, and within what is left
+			delete(pre, i)
+			s.metrics.remoteFetchBytes.Add(float64(sl.Len))
+		} else {
+			sl, err = s.readPartition(ctx, fp, limit, minOne)
+		}
 		if err != nil {
 			fp.err = fetchError(err)
 			errored = true
@@ -263,7 +273,57 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			total += sl.Len
 		}
 	}
+	for _, r := range pre {
+		r.slice.Done() // did not fit: the bytes stay in the chunk cache
+	}
 	return total, errored
+}
+
+type remoteRead struct {
+	slice localstore.Slice
+	err   error
+}
+
+// readRemoteConcurrently reads, all at once, the partitions of a fetch whose
+// offsets are in the remote tier, so that a fetch over several cold partitions
+// waits for one round of GETs instead of one per partition. readParts then
+// takes each result in order if it fits in the bytes left, else reads again
+// (from the chunk cache, which now holds the bytes).
+func (s *Server) readRemoteConcurrently(ctx context.Context, parts []fetchPart, maxBytes int64) map[int]remoteRead {
+	if s.tier == nil {
+		return nil
+	}
+	var idx []int
+	for i := range parts {
+		fp := &parts[i]
+		if fp.p != nil && fp.leaderEpoch <= 0 && fp.offset < fp.p.log.LogStartOffset() {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) < 2 {
+		return nil
+	}
+	out := make(map[int]remoteRead, len(idx))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, i := range idx {
+		fp := &parts[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sl, err := s.tier.Read(ctx, fp.p.topic.name, fp.p.index, fp.offset, min(int64(fp.maxBytes), maxBytes), true)
+			mu.Lock()
+			out[i] = remoteRead{sl, err}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for i, r := range out {
+		if r.err != nil {
+			delete(out, i) // read again in turn, which reports the error
+		}
+	}
+	return out
 }
 
 func fetchError(err error) *kerr.Error {

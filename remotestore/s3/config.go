@@ -15,10 +15,14 @@ const (
 	// MaxParts is S3's largest number of parts in one upload.
 	MaxParts = 10000
 
-	DefaultRegion             = "us-east-1"
-	DefaultPartSize           = 16 << 20
-	DefaultMultipartThreshold = 16 << 20
-	DefaultConcurrency        = 4
+	DefaultRegion = "us-east-1"
+	// A segment below 128 MiB goes up in one PutObject, larger ones in 32 MiB
+	// parts, two at a time: requests are what object stores bill per upload
+	// (a 128 MiB segment costs 2 requests with its sidecar, a 1 GiB one 35),
+	// and 64 MiB of part buffers per upload is what the memory allows.
+	DefaultPartSize           = 32 << 20
+	DefaultMultipartThreshold = 128 << 20
+	DefaultConcurrency        = 2
 	DefaultMaxAttempts        = 3
 )
 
@@ -45,10 +49,10 @@ type Config struct {
 	Profile string
 
 	// MultipartThreshold: objects of this size or more upload in parts of
-	// PartSize (defaults 16 MiB each; PartSize at least 5 MiB).
+	// PartSize (defaults 128 MiB and 32 MiB; PartSize at least 5 MiB).
 	MultipartThreshold int64
 	PartSize           int64
-	// Concurrency is the number of parts uploaded at once (default 4);
+	// Concurrency is the number of parts uploaded at once (default 2);
 	// a multipart Put holds that many part buffers in memory.
 	Concurrency int
 	// MaxAttempts is the AWS SDK's attempts per HTTP request (default 3).
