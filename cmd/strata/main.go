@@ -38,6 +38,7 @@ Usage:
   strata tier recover [--config FILE] [--set k=v]     rebuild the remote index (meta.db) from the bucket alone
   strata tier reconcile [--dry-run] [--grace DUR] ... list, and delete, objects no index entry owns
   strata segments dump FILE                            print a segment's batches and index entries
+  strata bench [--quick] [--s3] [--out DIR]            the benchmark (docs/benchmarks.md)
   strata version
 
 Configuration keys are Kafka's (see config/doc.go); each may also come from an
