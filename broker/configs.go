@@ -94,32 +94,16 @@ func (s *Server) handleAlterConfigs(_ context.Context, _ *conn, req *kmsg.AlterC
 	for _, rr := range req.Resources {
 		sr := kmsg.NewAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		switch rr.ResourceType {
-		case resourceTopic:
-			t := s.topics.get(rr.ResourceName)
-			if t == nil {
-				sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				break
-			}
+		sr.ErrorCode, sr.ErrorMessage = s.alterResource(rr.ResourceType, rr.ResourceName, func(t *topic) error {
 			overrides := map[string]string{}
-			var bad string
 			for _, c := range rr.Configs {
 				if c.Value == nil {
-					bad = c.Name
-					continue
+					return fmt.Errorf("%w: config %s has a null value", errInvalidConfig, c.Name)
 				}
 				overrides[c.Name] = *c.Value
 			}
-			if bad != "" {
-				sr.ErrorCode, sr.ErrorMessage = kerr.InvalidConfig.Code, strp("config "+bad+" has a null value")
-				break
-			}
-			sr.ErrorCode, sr.ErrorMessage = adminError(s.topics.setConfig(t, overrides, req.ValidateOnly))
-		case resourceBroker:
-			sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, strp(staticBrokerMsg)
-		default:
-			sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, strp(fmt.Sprintf("resource type %d is not served", rr.ResourceType))
-		}
+			return s.topics.setConfig(t, overrides, req.ValidateOnly)
+		})
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return resp, nil
@@ -131,27 +115,32 @@ func (s *Server) handleIncrementalAlterConfigs(_ context.Context, _ *conn, req *
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		switch rr.ResourceType {
-		case resourceTopic:
-			t := s.topics.get(rr.ResourceName)
-			if t == nil {
-				sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				break
+		sr.ErrorCode, sr.ErrorMessage = s.alterResource(rr.ResourceType, rr.ResourceName, func(t *topic) error {
+			overrides, err := s.applyIncremental(t.cfg.Load().overrides, rr.Configs)
+			if err != nil {
+				return err
 			}
-			tc := t.cfg.Load()
-			overrides, err := s.applyIncremental(tc.overrides, rr.Configs)
-			if err == nil {
-				err = s.topics.setConfig(t, overrides, req.ValidateOnly)
-			}
-			sr.ErrorCode, sr.ErrorMessage = adminError(err)
-		case resourceBroker:
-			sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, strp(staticBrokerMsg)
-		default:
-			sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, strp(fmt.Sprintf("resource type %d is not served", rr.ResourceType))
-		}
+			return s.topics.setConfig(t, overrides, req.ValidateOnly)
+		})
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return resp, nil
+}
+
+// alterResource answers one resource of AlterConfigs or IncrementalAlterConfigs:
+// a topic gets apply; the broker's configs are static; other types are not served.
+func (s *Server) alterResource(typ kmsg.ConfigResourceType, name string, apply func(*topic) error) (int16, *string) {
+	switch typ {
+	case resourceTopic:
+		t := s.topics.get(name)
+		if t == nil {
+			return kerr.UnknownTopicOrPartition.Code, nil
+		}
+		return adminError(apply(t))
+	case resourceBroker:
+		return kerr.InvalidRequest.Code, strp(staticBrokerMsg)
+	}
+	return kerr.InvalidRequest.Code, strp(fmt.Sprintf("resource type %d is not served", typ))
 }
 
 // applyIncremental applies SET (0), DELETE (1), APPEND (2) and SUBTRACT (3) to

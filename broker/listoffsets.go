@@ -28,15 +28,10 @@ func (s *Server) handleListOffsets(ctx context.Context, _ *conn, req *kmsg.ListO
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
-			var p *partition
-			if t != nil {
-				p = t.partition(rp.Partition)
-			}
+			p, perr := leaderPartition(t, rp.Partition, rp.CurrentLeaderEpoch)
 			switch {
-			case p == nil:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case rp.CurrentLeaderEpoch > 0:
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case perr != nil:
+				sp.ErrorCode = perr.Code
 			default:
 				off, ts, err := s.listOffset(ctx, p, rp.Timestamp, req.Version)
 				if err != nil {
@@ -122,15 +117,10 @@ func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, _ *conn, req *kms
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
-			var p *partition
-			if t != nil {
-				p = t.partition(rp.Partition)
-			}
+			p, perr := leaderPartition(t, rp.Partition, rp.CurrentLeaderEpoch)
 			switch {
-			case p == nil:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case rp.CurrentLeaderEpoch > 0:
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case perr != nil:
+				sp.ErrorCode = perr.Code
 			case rp.LeaderEpoch == 0:
 				sp.LeaderEpoch, sp.EndOffset = 0, p.log.LogEndOffset()
 			}
@@ -139,4 +129,20 @@ func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, _ *conn, req *kms
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp, nil
+}
+
+// leaderPartition finds partition index of t (nil t: an unknown topic) and
+// checks the client's current leader epoch against ours, 0 (-1: no check).
+func leaderPartition(t *topic, index, currentLeaderEpoch int32) (*partition, *kerr.Error) {
+	var p *partition
+	if t != nil {
+		p = t.partition(index)
+	}
+	switch {
+	case p == nil:
+		return nil, kerr.UnknownTopicOrPartition
+	case currentLeaderEpoch > 0:
+		return nil, kerr.UnknownLeaderEpoch
+	}
+	return p, nil
 }

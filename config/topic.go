@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 )
@@ -26,7 +27,7 @@ func (b *Broker) ValidateTopicConfigs(overrides map[string]string) error {
 // resolve is Resolve; origins (from Load) says where broker keys were set, for
 // errors about the broker defaults.
 func (b *Broker) resolve(overrides map[string]string, origins map[string]string) (Topic, error) {
-	for _, k := range sortedKeys(overrides) {
+	for _, k := range slices.Sorted(maps.Keys(overrides)) {
 		if !IsTopicConfig(k) {
 			return Topic{}, unknownTopicKey(k)
 		}
@@ -163,13 +164,4 @@ func (t Topic) LocalRetention() (ms, bytes int64) {
 		bytes = t.RetentionBytes
 	}
 	return ms, bytes
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

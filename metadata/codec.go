@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"math"
+	"slices"
 )
 
 // Value encoding: version u8 | payload | crc32c u32 BE (see doc.go).
@@ -148,7 +150,7 @@ func encodeTopic(t Topic) []byte {
 	e.i32(t.Partitions)
 	e.str(t.Name)
 	e.uvarint(uint64(len(t.Configs)))
-	for _, k := range sortedKeys(t.Configs) {
+	for _, k := range slices.Sorted(maps.Keys(t.Configs)) {
 		e.str(k)
 		e.str(t.Configs[k])
 	}

@@ -1,6 +1,7 @@
 package tier
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -298,19 +299,9 @@ func (m *Manager) updateView(ps *partState, seg metadata.RemoteSegment, drop boo
 	}
 	if !drop {
 		segs = append(segs, seg)
-		slices.SortFunc(segs, func(a, b metadata.RemoteSegment) int { return cmpInt64(a.BaseOffset, b.BaseOffset) })
+		slices.SortFunc(segs, func(a, b metadata.RemoteSegment) int { return cmp.Compare(a.BaseOffset, b.BaseOffset) })
 	}
 	m.setView(ps, segs)
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // deleteObjects deletes a remote segment's two objects; deleting a missing

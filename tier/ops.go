@@ -1,6 +1,7 @@
 package tier
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -365,7 +366,7 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 				if c := b.lastModified.Compare(a.lastModified); c != 0 {
 					return c
 				}
-				return cmpString(a.name.UploadID, b.name.UploadID)
+				return cmp.Compare(a.name.UploadID, b.name.UploadID)
 			})
 			keep := cands[0]
 			for _, c := range cands[1:] {
@@ -405,16 +406,6 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 	}
 	slices.Sort(rep.Orphans)
 	return rep, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // fetchSidecar reads and decodes a sidecar object.

@@ -20,6 +20,7 @@ import (
 	"github.com/stratalog/strata/broker"
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/metadata"
+	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/remotestore/backend"
 	"github.com/stratalog/strata/tier"
 )
@@ -92,28 +93,30 @@ func tierCommand(args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown tier command %q (ls, recover, reconcile)", args[0])
 }
 
-// openOffline opens meta.db and the bucket for a command that needs the broker stopped.
-func openOffline(ctx context.Context, cfg *config.Broker, what string) (*metadata.Store, func(), error) {
+// openOffline opens meta.db and the bucket for a command that needs the broker
+// stopped; done closes them.
+func openOffline(ctx context.Context, cfg *config.Broker, what string) (*metadata.Store, remotestore.Store, func(), error) {
 	meta, err := metadata.Open(filepath.Join(cfg.LogDir(), "meta.db"))
 	if errors.Is(err, metadata.ErrLocked) {
-		return nil, nil, fmt.Errorf("%s needs the broker stopped: %w", what, err)
+		return nil, nil, nil, fmt.Errorf("%s needs the broker stopped: %w", what, err)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return meta, func() { meta.Close() }, nil
+	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{})
+	if err != nil {
+		meta.Close()
+		return nil, nil, nil, fmt.Errorf("remote.storage.url: %w", err)
+	}
+	return meta, store, func() { meta.Close() }, nil
 }
 
 func tierRecover(ctx context.Context, cfg *config.Broker, stdout io.Writer) error {
-	meta, done, err := openOffline(ctx, cfg, "tier recover")
+	meta, store, done, err := openOffline(ctx, cfg, "tier recover")
 	if err != nil {
 		return err
 	}
 	defer done()
-	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{})
-	if err != nil {
-		return fmt.Errorf("remote.storage.url: %w", err)
-	}
 	rep, err := tier.Recover(ctx, store, meta, nil)
 	if err != nil {
 		return err
@@ -135,15 +138,11 @@ func tierRecover(ctx context.Context, cfg *config.Broker, stdout io.Writer) erro
 }
 
 func tierReconcile(ctx context.Context, cfg *config.Broker, grace time.Duration, dryRun bool, stdout io.Writer) error {
-	meta, done, err := openOffline(ctx, cfg, "tier reconcile")
+	meta, store, done, err := openOffline(ctx, cfg, "tier reconcile")
 	if err != nil {
 		return err
 	}
 	defer done()
-	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{})
-	if err != nil {
-		return fmt.Errorf("remote.storage.url: %w", err)
-	}
 	keys, err := tier.Reconcile(ctx, store, meta, grace, dryRun)
 	if err != nil {
 		return err
