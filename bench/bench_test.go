@@ -2,11 +2,15 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,7 +37,42 @@ func tiny(t *testing.T) Config {
 	c.MinPhase = 500 * time.Millisecond
 	c.Dir = t.TempDir()
 	c.Out = filepath.Join(t.TempDir(), "out")
+	c.StrataBinary = strataForTest(t)
 	return c
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// strataForTest builds cmd/strata (without -race: it is the child-process
+// broker whose CPU the run measures) once for the package's tests.
+func strataForTest(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "strata-bench-test-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "strata"), "github.com/stratalog/strata/cmd/strata").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/strata: %v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "strata")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
 }
 
 func runTiny(t *testing.T, cfg Config) *Report {
@@ -83,18 +122,50 @@ func checkReport(t *testing.T, r *Report, out string) {
 		t.Errorf("raw GET concurrency %d", b.RawGet.Concurrency)
 	}
 	for name, tp := range map[string]Throughput{
-		"produce kfake": r.ProduceKfake, "hot consume": r.HotConsume, "hot consume kfake": r.HotConsumeKfake,
-		"hot consume, sendfile off": r.HotConsumeCopy, "cold replay": r.ColdReplay, "warm replay": r.WarmReplay,
+		"produce kfake": r.ProduceKfake, "hot consume decoded by kgo": r.HotConsumeDecoded, "hot consume kfake": r.HotConsumeKfake,
 	} {
 		if tp.Records <= 0 || tp.PayloadBytes <= 0 || tp.Seconds <= 0 {
 			t.Errorf("%s did not run: %+v", name, tp)
 		}
 	}
+	if r.HotConsumeDecoded.Client != clientDecoding || r.HotConsumeKfake.Client != clientDecoding {
+		t.Errorf("decoded consumers: %q, %q", r.HotConsumeDecoded.Client, r.HotConsumeKfake.Client)
+	}
+	// The protocol-level consumer: records counted from batch headers, no
+	// payload decoded, at Fetch v12 or later.
+	protocol := map[string]Throughput{"hot consume": r.HotConsume, "cold replay": r.ColdReplay, "warm replay": r.WarmReplay}
+	for _, c := range r.Child {
+		protocol["child consume, sendfile "+onOff(c.Sendfile)] = c.Consume
+	}
+	for name, tp := range protocol {
+		if tp.Client != clientProtocol || tp.FetchVersion < 12 || tp.Records <= 0 || tp.FetchedBytes <= 0 || tp.LogBytes <= 0 || tp.PayloadBytes != 0 || tp.Seconds <= 0 {
+			t.Errorf("%s (protocol-level fetch): %+v", name, tp)
+		}
+	}
+	if r.HotConsume.LogBytes != r.HotConsume.FetchedBytes {
+		t.Errorf("hot consume: broker counted %d bytes, the protocol-level consumer %d", r.HotConsume.LogBytes, r.HotConsume.FetchedBytes)
+	}
+	if len(r.Child) != 2*childRounds || !r.Child[0].Sendfile || r.Child[1].Sendfile {
+		t.Fatalf("child-process broker runs: %+v", r.Child)
+	}
+	for _, c := range r.Child {
+		if c.BrokerSeconds <= 0 || c.CPUPerGB <= 0 || c.FetchBytes <= 0 || c.Consume.LogBytes != c.FetchBytes {
+			t.Errorf("child broker, sendfile %s: %+v", onOff(c.Sendfile), c)
+		}
+	}
+	for _, c := range r.Child {
+		if c.Sendfile && (c.SendfileBytes <= 0 || c.CopiedBytes != 0) || !c.Sendfile && (c.CopiedBytes <= 0 || c.SendfileBytes != 0) {
+			t.Errorf("child broker, sendfile %s: %d bytes through sendfile, %d copied", onOff(c.Sendfile), c.SendfileBytes, c.CopiedBytes)
+		}
+		if c.ClientProfile == "" {
+			t.Errorf("child broker, sendfile %s: no client profile", onOff(c.Sendfile))
+		}
+	}
 	if len(r.Produce) != 1+len(r.Config.Variants) {
 		t.Errorf("%d produce results, want %d", len(r.Produce), 1+len(r.Config.Variants))
 	}
-	if r.HotConsumeSendfileBytes <= 0 || r.HotConsumeCopiedBytes <= 0 {
-		t.Errorf("sendfile bytes %d with sendfile on, copied bytes %d with it off", r.HotConsumeSendfileBytes, r.HotConsumeCopiedBytes)
+	if r.HotConsumeSendfileBytes <= 0 {
+		t.Errorf("sendfile bytes %d with sendfile on", r.HotConsumeSendfileBytes)
 	}
 	if r.ColdCacheEntriesBefore != 0 || r.ColdReplay.LogBytes <= 0 || r.WarmCacheHits <= 0 {
 		t.Errorf("cold replay: cache entries before %d, remote bytes %d; warm cache hits %d", r.ColdCacheEntriesBefore, r.ColdReplay.LogBytes, r.WarmCacheHits)
@@ -108,7 +179,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 	if len(r.Many) != len(r.Config.ManyPartitions) {
 		t.Errorf("many partitions: %d results", len(r.Many))
 	}
-	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-copy", "consume-kfake", "raw-sendfile", "cold-replay"} {
+	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-kgo", "consume-kfake", "raw-sendfile", "cold-replay"} {
 		if _, ok := r.cpu(phase); !ok {
 			t.Errorf("no CPU measurement of %s", phase)
 		}
@@ -136,9 +207,34 @@ func checkReport(t *testing.T, r *Report, out string) {
 	if len(targets) != 8 {
 		t.Errorf("%d figures with targets, want 8: %v", len(targets), targets)
 	}
+	// The rows of each consumer, against the baseline each is comparable to.
+	for _, row := range []string{
+		"hot consume, log bytes (protocol-level fetch) vs raw sendfile",
+		"hot consume, decoded by kgo, payload vs kfake, decoded by kgo",
+		"broker CPU per GB served, sendfile (child process) vs sendfile off (copy path)",
+		fmt.Sprintf("cold replay, remote bytes (cache empty, protocol-level fetch) vs raw GETs x%d", b.RawGet.Concurrency),
+	} {
+		if !targets[row] {
+			t.Errorf("no row %q: %v", row, targets)
+		}
+	}
+	rows := map[string]bool{}
+	for _, f := range r.Figures {
+		rows[f.Name+" vs "+f.Baseline] = true
+	}
+	for _, row := range []string{
+		"hot consume, log bytes, decoded by kgo vs raw sendfile",
+		fmt.Sprintf("warm replay, remote bytes (cache full, protocol-level fetch) vs raw GETs x%d", b.RawGet.Concurrency),
+	} {
+		if !rows[row] {
+			t.Errorf("no row %q", row)
+		}
+	}
 	md := r.Markdown()
-	if !strings.Contains(md, "| figure | value | baseline | baseline value | ratio | target | result |") {
-		t.Errorf("markdown has no summary table:\n%s", md)
+	for _, want := range []string{"| figure | value | baseline | baseline value | ratio | target | result |", "| sendfile | round | wall s | MB/s | broker user CPU s |", clientProtocol} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown has no %q:\n%s", want, md)
+		}
 	}
 	var back Report
 	j, err := os.ReadFile(filepath.Join(out, "report.json"))
@@ -185,5 +281,65 @@ func TestHistQuantile(t *testing.T) {
 	counts := []uint64{0, 10, 10}
 	if q := histQuantile(0.5, bounds, counts, 10); q != 1.5 {
 		t.Errorf("p50 %v, want 1.5", q)
+	}
+}
+
+// batch is a v2 record batch header of records base..base+n-1 followed by
+// body bytes.
+func batch(base int64, n int32, body int) []byte {
+	b := make([]byte, recordBatchHeader+body)
+	binary.BigEndian.PutUint64(b[0:], uint64(base))
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
+	b[16] = 2
+	binary.BigEndian.PutUint32(b[23:], uint32(n-1))
+	binary.BigEndian.PutUint32(b[57:], uint32(n))
+	return b
+}
+
+func TestWalkBatches(t *testing.T) {
+	var b []byte
+	b = append(b, batch(0, 10, 100)...)  // 0-9: below the fetch offset
+	b = append(b, batch(10, 10, 100)...) // 10-19: from 15
+	b = append(b, batch(20, 5, 50)...)   // 20-24: up to 22
+	whole := len(b)
+	b = append(b, batch(25, 5, 50)[:70]...) // cut short
+	next, recs, err := walkBatches(b, 15, 23)
+	if err != nil || next != 25 || recs != 5+3 {
+		t.Errorf("walkBatches: next %d, records %d, %v; want 25, 8", next, recs, err)
+	}
+	if _, _, err := walkBatches(b[whole:], 25, 30); err == nil {
+		t.Error("only a partial batch: no error")
+	}
+	bad := batch(0, 1, 0)
+	bad[16] = 1
+	if _, _, err := walkBatches(bad, 0, 1); err == nil {
+		t.Error("magic 1: no error")
+	}
+	if next, recs, err := walkBatches(nil, 7, 9); err != nil || next != 7 || recs != 0 {
+		t.Errorf("empty: %d %d %v", next, recs, err)
+	}
+}
+
+func TestSumExposition(t *testing.T) {
+	text := `# HELP strata_broker_fetch_bytes_total x
+# TYPE strata_broker_fetch_bytes_total counter
+strata_broker_fetch_bytes_total 1.5e+06
+strata_s3_requests_total{operation="GetObject"} 3
+strata_s3_requests_total{operation="PutObject",x="a b"} 4
+strata_broker_fetch_bytes_total_other 9
+`
+	m, err := sumExposition(strings.NewReader(text), "strata_broker_fetch_bytes_total", "strata_s3_requests_total", "missing")
+	if err != nil || m["strata_broker_fetch_bytes_total"] != 1.5e6 || m["strata_s3_requests_total"] != 7 || m["missing"] != 0 {
+		t.Errorf("%v %v", m, err)
+	}
+}
+
+func TestProcCPU(t *testing.T) {
+	u, s, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Skip(err) // no /proc
+	}
+	if u < 0 || s < 0 {
+		t.Errorf("utime %v stime %v", u, s)
 	}
 }

@@ -34,6 +34,10 @@ type Config struct {
 	Dir string
 	// Out is where the report, charts and profiles go (empty: none written).
 	Out string
+	// StrataBinary is the strata executable run as a child process for the
+	// broker CPU per GB, sendfile on and off (empty: this program, when it
+	// is cmd/strata; otherwise that comparison is skipped with a note).
+	StrataBinary string `json:"-"`
 
 	// Headline is the produce case the baselines, kfake and hot consume use.
 	Headline ProduceCase
@@ -161,6 +165,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.S3, "s3", c.S3, "tier to MinIO (a child process; `make minio` builds it) instead of the embedded file:// store")
 	fs.StringVar(&c.Dir, "dir", c.Dir, "working directory (default: a temporary one, removed after)")
 	fs.StringVar(&c.Out, "out", c.Out, "write report.json, report.md, SVG charts and CPU profiles here")
+	fs.StringVar(&c.StrataBinary, "strata-binary", c.StrataBinary, "strata executable for the child-process broker of the CPU-per-GB comparison (default: this program)")
 	fs.Var(bytesFlag{ptr: &c.ProduceBytes}, "produce-bytes", "payload per produce case (KiB/MiB/GiB suffixes)")
 	fs.Var(bytesFlag{ptr: &c.ColdBytes}, "cold-bytes", "payload of the tiered topic")
 	fs.Var(bytesFlag{ptr: &c.ColdSegmentBytes}, "cold-segment-bytes", "segment.bytes of the tiered topic")

@@ -44,10 +44,10 @@ func Run(ctx context.Context, cfg Config, progressW io.Writer) (*Report, error) 
 	}
 	r := &runner{cfg: cfg, rep: newReport(cfg)}
 	if len(cfg.Brokers) > 0 {
-		r.prog = newProgress(progressW, 4+len(cfg.Variants)+len(cfg.ManyPartitions))
+		r.prog = newProgress(progressW, 5+len(cfg.Variants)+len(cfg.ManyPartitions))
 		return r.rep, r.runExternal(ctx)
 	}
-	r.prog = newProgress(progressW, 19+len(cfg.Variants)+len(cfg.ManyPartitions))
+	r.prog = newProgress(progressW, 18+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "strata-bench-")
@@ -239,16 +239,18 @@ func (r *runner) runLocal(ctx context.Context) error {
 		return err
 	}
 
-	// Hot consume.
+	// Hot consume, twice: the protocol-level consumer (no record decoding)
+	// for the ratio to raw sendfile, which decodes nothing either; franz-go's
+	// decoding consumer for the comparison with kfake, read the same way.
 	ends, err := partitionEnds(ctx, st.addr, hot)
 	if err != nil {
 		return err
 	}
-	r.prog.step("hot consume")
+	r.prog.step("hot consume, protocol-level fetch")
 	before = st.counter("strata_broker_fetch_bytes_total")
 	sfBefore := st.srv.Metrics().SendfileBytes()
 	err = r.cpu("consume-sendfile", func() (err error) {
-		rep.HotConsume, err = consumeFor(ctx, st.addr, hot, ends, "hot consume strata", cfg.MinPhase)
+		rep.HotConsume, err = fetchConsumeFor(ctx, st.addr, hot, ends, "hot consume strata, protocol-level fetch", cfg.MinPhase)
 		return err
 	})
 	if err != nil {
@@ -258,6 +260,19 @@ func (r *runner) runLocal(ctx context.Context) error {
 	rep.HotConsume.finish(time.Duration(rep.HotConsume.Seconds * float64(time.Second)))
 	rep.HotConsumeSendfileBytes = st.srv.Metrics().SendfileBytes() - sfBefore
 	rep.Series = append(rep.Series, rep.HotConsume.Series)
+
+	r.prog.step("hot consume, decoded by kgo")
+	before = st.counter("strata_broker_fetch_bytes_total")
+	err = r.cpu("consume-kgo", func() (err error) {
+		rep.HotConsumeDecoded, err = consumeFor(ctx, st.addr, hot, ends, "hot consume strata, decoded by kgo", cfg.MinPhase)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rep.HotConsumeDecoded.LogBytes = int64(st.counter("strata_broker_fetch_bytes_total") - before)
+	rep.HotConsumeDecoded.finish(time.Duration(rep.HotConsumeDecoded.Seconds * float64(time.Second)))
+	rep.Series = append(rep.Series, rep.HotConsumeDecoded.Series)
 
 	r.prog.step("hot consume on kfake")
 	kends, err := partitionEnds(ctx, kaddr, hot)
@@ -307,32 +322,9 @@ func (r *runner) runLocal(ctx context.Context) error {
 		return err
 	}
 
-	// The copy path: the same broker data, sendfile off.
-	r.prog.step("restart with sendfile off")
-	if err := r.strata.stop(); err != nil {
-		return err
-	}
-	r.strata = nil
-	cp, err := startStrata(filepath.Join(r.dir, "strata"), r.storeURL, &cfg, "strata.sendfile.enable=false")
-	if err != nil {
-		return err
-	}
-	r.strata = cp
-	r.prog.step("hot consume, sendfile off")
-	err = r.cpu("consume-copy", func() (err error) {
-		rep.HotConsumeCopy, err = consumeFor(ctx, cp.addr, hot, ends, "hot consume strata, sendfile off", cfg.MinPhase)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	rep.HotConsumeCopy.LogBytes = int64(cp.counter("strata_broker_fetch_bytes_total"))
-	rep.HotConsumeCopy.finish(time.Duration(rep.HotConsumeCopy.Seconds * float64(time.Second)))
-	rep.HotConsumeCopiedBytes = cp.srv.Metrics().CopiedBytes()
-	if rep.HotConsumeCopiedBytes == 0 {
-		return errors.New("bench: strata.sendfile.enable=false served nothing through the copy path")
-	}
-	return nil
+	// Broker CPU per GB, sendfile on and off: the broker in a child
+	// process, so that its CPU (user and kernel) is its own.
+	return r.childPhases(ctx)
 }
 
 func named(s Series, name string) Series { s.Name = name; return s }
@@ -451,11 +443,18 @@ func (r *runner) coldPhases(ctx context.Context) error {
 	req1 := r.requests()
 	remote0 := st.srv.Metrics().RemoteFetchBytes()
 	err = r.cpu("cold-replay", func() (err error) {
-		rep.ColdReplay, err = consume(ctx, st.addr, cold, upTo, "cold replay")
+		rep.ColdReplay, err = fetchConsumeFor(ctx, st.addr, cold, upTo, "cold replay, protocol-level fetch", 0)
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	var want int64
+	for _, n := range upTo {
+		want += n
+	}
+	if rep.ColdReplay.Records != want {
+		return fmt.Errorf("bench: cold replay counted %d records from batch headers, want %d", rep.ColdReplay.Records, want)
 	}
 	rep.ColdReplay.LogBytes = st.srv.Metrics().RemoteFetchBytes() - remote0
 	rep.ColdReplay.finish(time.Duration(rep.ColdReplay.Seconds * float64(time.Second)))
@@ -472,9 +471,12 @@ func (r *runner) coldPhases(ctx context.Context) error {
 	hits0 := st.counter("strata_remote_cache_hits_total")
 	remote0 = st.srv.Metrics().RemoteFetchBytes()
 	req2 := r.requests()
-	rep.WarmReplay, err = consume(ctx, st.addr, cold, upTo, "warm replay")
+	rep.WarmReplay, err = fetchConsumeFor(ctx, st.addr, cold, upTo, "warm replay, protocol-level fetch", 0)
 	if err != nil {
 		return err
+	}
+	if rep.WarmReplay.Records != want {
+		return fmt.Errorf("bench: warm replay counted %d records from batch headers, want %d", rep.WarmReplay.Records, want)
 	}
 	rep.WarmReplay.LogBytes = st.srv.Metrics().RemoteFetchBytes() - remote0
 	rep.WarmReplay.finish(time.Duration(rep.WarmReplay.Seconds * float64(time.Second)))
@@ -664,7 +666,11 @@ func (r *runner) runExternal(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if rep.HotConsume, err = consume(ctx, addr, "bench-hot"+suffix, ends, "hot consume"); err != nil {
+	if rep.HotConsume, err = fetchConsumeFor(ctx, addr, "bench-hot"+suffix, ends, "hot consume, protocol-level fetch", cfg.MinPhase); err != nil {
+		return err
+	}
+	r.prog.step("hot consume, decoded by kgo")
+	if rep.HotConsumeDecoded, err = consumeFor(ctx, addr, "bench-hot"+suffix, ends, "hot consume, decoded by kgo", cfg.MinPhase); err != nil {
 		return err
 	}
 	r.prog.step("latency")
@@ -683,7 +689,156 @@ func (r *runner) runExternal(ctx context.Context) error {
 		rep.Many = append(rep.Many, m)
 	}
 	r.prog.finish()
-	rep.Skipped = append(rep.Skipped, "with --brokers: raw sendfile/sink, raw GETs/PUTs, kfake, sendfile off, CPU split, cold/warm replay, time to tier and cost need the broker in this process and are not run")
+	rep.Skipped = append(rep.Skipped, "with --brokers: raw sendfile/sink, raw GETs/PUTs, kfake, sendfile off (child-process broker), CPU split, cold/warm replay, time to tier and cost need a broker the harness starts and are not run")
 	rep.buildFigures()
 	return nil
+}
+
+// childRounds is how many times each of sendfile on and off is measured,
+// alternating (on, off, on, off), so that drift on a shared machine falls on
+// both.
+const childRounds = 2
+
+// childPhases measures the broker's CPU per GB served with sendfile on and
+// off. Splitting this process's CPU by pprof labels cannot tell the kernel
+// time of sendfile(2) from that of read+write, so the broker runs as a child
+// process (`strata serve`, this binary or Config.StrataBinary) on its own
+// directory: the headline topic is produced into it and its segment files
+// synced to disk (no writeback during the measurement), then it is consumed
+// with the protocol-level consumer for MinPhase while the child's utime and
+// stime (/proc/<pid>/stat) are read before and after. Each round restarts
+// the child on the same log directory with strata.sendfile.enable on, then
+// off.
+func (r *runner) childPhases(ctx context.Context) error {
+	cfg, rep := r.cfg, r.rep
+	bin, err := strataBinary(&cfg)
+	if err == nil {
+		_, _, err = procCPU(os.Getpid())
+	}
+	if err != nil {
+		rep.Skipped = append(rep.Skipped, "broker CPU per GB, sendfile on and off (child-process broker): "+err.Error())
+		r.prog.note("skipped the child-process broker: " + err.Error())
+		return nil
+	}
+	dir := filepath.Join(r.dir, "child")
+	var ends map[int32]int64
+	for round := 1; round <= childRounds; round++ {
+		for _, sendfile := range []bool{true, false} {
+			r.prog.step(fmt.Sprintf("child broker, sendfile %s (%d/%d)", onOff(sendfile), round, childRounds))
+			c, err := startChild(ctx, bin, dir, sendfile)
+			if err != nil {
+				return err
+			}
+			res, err := r.childConsume(ctx, c, sendfile, round, &ends)
+			if serr := c.stop(); err == nil {
+				err = serr
+			}
+			if err != nil {
+				return err
+			}
+			rep.Child = append(rep.Child, res)
+			if sendfile && (res.SendfileBytes <= 0 || res.CopiedBytes != 0) {
+				return fmt.Errorf("bench: child broker with sendfile on: %d bytes through sendfile, %d copied", res.SendfileBytes, res.CopiedBytes)
+			}
+			if !sendfile && (res.CopiedBytes <= 0 || res.SendfileBytes != 0) {
+				return fmt.Errorf("bench: child broker with sendfile off: %d bytes copied, %d through sendfile", res.CopiedBytes, res.SendfileBytes)
+			}
+		}
+	}
+	return nil
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// syncFiles fsyncs every file under dir.
+func syncFiles(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
+	})
+}
+
+// childConsume produces the headline topic into c if *ends is nil (the
+// first child), then consumes it and reads the child's CPU around the
+// consume. The consumer's CPU profile goes to child-sendfile-<on|off>-<round>.pprof.
+func (r *runner) childConsume(ctx context.Context, c *childStrata, sendfile bool, round int, ends *map[int32]int64) (ChildConsume, error) {
+	cfg := r.cfg
+	const topic = "hot"
+	if *ends == nil {
+		h := cfg.Headline
+		if err := createTopic(ctx, c.addr, topic, h.Partitions, nil); err != nil {
+			return ChildConsume{}, err
+		}
+		if _, err := produce(ctx, c.addr, topic, h, cfg.ProduceBytes, false); err != nil {
+			return ChildConsume{}, err
+		}
+		e, err := partitionEnds(ctx, c.addr, topic)
+		if err != nil {
+			return ChildConsume{}, err
+		}
+		if err := syncFiles(filepath.Join(r.dir, "child", "log")); err != nil {
+			return ChildConsume{}, err
+		}
+		*ends = e
+	}
+	names := []string{"strata_broker_fetch_bytes_total", "strata_broker_fetch_sendfile_bytes_total", "strata_broker_fetch_copied_bytes_total"}
+	m0, err := c.metrics(ctx, names...)
+	if err != nil {
+		return ChildConsume{}, err
+	}
+	var (
+		tp             Throughput
+		u0, s0, u1, s1 time.Duration
+	)
+	phase := fmt.Sprintf("child-sendfile-%s-%d", onOff(sendfile), round)
+	client, err := measureCPU(phase, cfg.Out, func() error {
+		var err error
+		if u0, s0, err = c.cpu(); err != nil {
+			return err
+		}
+		tp, err = fetchConsumeFor(ctx, c.addr, topic, *ends, "hot consume, child broker, sendfile "+onOff(sendfile), cfg.MinPhase)
+		if err != nil {
+			return err
+		}
+		u1, s1, err = c.cpu()
+		return err
+	})
+	if err != nil {
+		return ChildConsume{}, err
+	}
+	m1, err := c.metrics(ctx, names...)
+	if err != nil {
+		return ChildConsume{}, err
+	}
+	res := ChildConsume{
+		Sendfile:      sendfile,
+		Round:         round,
+		UserSeconds:   (u1 - u0).Seconds(),
+		SystemSeconds: (s1 - s0).Seconds(),
+		ClientSeconds: client.ProcessSecs,
+		ClientProfile: client.Profile,
+		FetchBytes:    int64(m1[names[0]] - m0[names[0]]),
+		SendfileBytes: int64(m1[names[1]] - m0[names[1]]),
+		CopiedBytes:   int64(m1[names[2]] - m0[names[2]]),
+	}
+	res.BrokerSeconds = res.UserSeconds + res.SystemSeconds
+	tp.LogBytes = res.FetchBytes
+	tp.finish(time.Duration(tp.Seconds * float64(time.Second)))
+	res.Consume = tp
+	if res.FetchBytes > 0 {
+		res.CPUPerGB = res.BrokerSeconds / (float64(res.FetchBytes) / 1e9)
+	}
+	return res, nil
 }

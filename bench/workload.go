@@ -19,7 +19,7 @@ import (
 // Sample is one point of a throughput series.
 type Sample struct {
 	T    float64 `json:"t"`    // seconds since the phase started
-	MBps float64 `json:"mbps"` // payload MB/s over the last interval
+	MBps float64 `json:"mbps"` // MB/s over the last interval: payload (kgo consumer, producer) or record-batch bytes (protocol-level consumer)
 }
 
 // Series is the throughput over time of one phase.
@@ -55,9 +55,14 @@ func sampler(name string, n *atomic.Int64) (stop func() Series) {
 
 // Throughput is the result of one produce or consume phase.
 type Throughput struct {
+	// Client is the consumer that measured a consume phase: clientDecoding
+	// or clientProtocol (empty for produce).
+	Client       string  `json:"client,omitempty"`
+	FetchVersion int16   `json:"fetch_version,omitempty"` // protocol-level consumer: the Fetch version kgo negotiated
 	Records      int64   `json:"records"`
-	PayloadBytes int64   `json:"payload_bytes"`
-	LogBytes     int64   `json:"log_bytes,omitempty"` // as the broker counted them (Strata only)
+	PayloadBytes int64   `json:"payload_bytes"`           // keys and values; 0 for the protocol-level consumer (it does not decode)
+	FetchedBytes int64   `json:"fetched_bytes,omitempty"` // protocol-level consumer: record-batch bytes received
+	LogBytes     int64   `json:"log_bytes,omitempty"`     // record-batch bytes, as the broker counted them where it can
 	Seconds      float64 `json:"seconds"`
 	PayloadMBps  float64 `json:"payload_mbps"`
 	LogMBps      float64 `json:"log_mbps,omitempty"`
@@ -193,6 +198,7 @@ func consumeFor(ctx context.Context, addr, topic string, upTo map[int32]int64, n
 			}
 		}
 	})
+	total.Client = clientDecoding
 	total.finish(time.Since(start))
 	return total, err
 }
@@ -209,9 +215,9 @@ func consumeLabelled(ctx context.Context, addr, topic string, upTo map[int32]int
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(addr),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
-		kgo.FetchMaxBytes(64<<20),
-		kgo.FetchMaxPartitionBytes(8<<20),
-		kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(fetchMaxPartitionBytes),
+		kgo.FetchMaxWait(fetchMaxWait),
 	)
 	if err != nil {
 		return Throughput{}, err
