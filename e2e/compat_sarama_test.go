@@ -1,0 +1,457 @@
+package e2e
+
+// IBM/sarama against the strata binary, at sarama's default protocol version
+// (2.8: Produce 9, Fetch 12, Metadata 11, ...) and at 2.1 (Produce 7, Fetch 10,
+// Metadata 7, JoinGroup 3, OffsetCommit 6, ...).
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+var saramaLog = &clientLog{}
+
+func init() {
+	sarama.Logger = log.New(saramaLog, "[sarama] ", log.Lmicroseconds)
+}
+
+func saramaConfig(v sarama.KafkaVersion) *sarama.Config {
+	c := sarama.NewConfig()
+	c.Version = v
+	c.ClientID = "strata-compat-sarama"
+	c.Net.DialTimeout = 5 * time.Second
+	c.Net.ReadTimeout = 15 * time.Second
+	c.Net.WriteTimeout = 5 * time.Second
+	c.Metadata.Retry.Backoff = 100 * time.Millisecond
+	c.Metadata.Retry.Max = 20
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Return.Successes = true
+	c.Producer.Retry.Backoff = 100 * time.Millisecond
+	c.Producer.Flush.Messages = 200
+	c.Producer.Flush.Frequency = 5 * time.Millisecond
+	c.Consumer.Return.Errors = true
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.Offsets.AutoCommit.Interval = 200 * time.Millisecond
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
+	c.Consumer.Group.Heartbeat.Interval = 200 * time.Millisecond
+	c.Consumer.Group.Session.Timeout = 6 * time.Second
+	c.Consumer.Group.Rebalance.Timeout = 10 * time.Second
+	c.Consumer.Group.Rebalance.Retry.Backoff = 200 * time.Millisecond
+	c.Admin.Timeout = 10 * time.Second
+	return c
+}
+
+func TestCompatSarama(t *testing.T) {
+	// The versions each sarama version speaks for Produce, Fetch, Metadata,
+	// JoinGroup, OffsetCommit and OffsetFetch, as observed: the test fails if
+	// sarama moved (then update the table) or never sent one of them.
+	for _, c := range []struct {
+		v                    sarama.KafkaVersion
+		prod, fetch, md      int16
+		join, commit, ofetch int16
+	}{
+		{sarama.DefaultVersion, 9, 12, 11, 7, 8, 7}, // 2.8
+		{sarama.V2_1_0_0, 7, 10, 7, 3, 6, 5},
+		{sarama.V1_0_0_0, 5, 6, 5, 2, 3, 3},
+		{sarama.V0_11_0_0, 3, 5, 4, 2, 3, 3}, // the oldest with v2 record batches
+	} {
+		t.Run("v"+c.v.String(), func(t *testing.T) {
+			saramaLog.capture(t, "sarama")
+			_, vp := startCompatBroker(t)
+			testSarama(t, vp.addr(), c.v)
+			vp.report(t)
+			vp.expect(t, map[int16][2]int16{
+				0: {c.prod, c.prod}, 1: {c.fetch, c.fetch}, 3: {c.md, c.md},
+				11: {c.join, c.join}, 8: {c.commit, c.commit}, 9: {c.ofetch, c.ofetch},
+			})
+		})
+	}
+}
+
+// saramaRec is a record as produced or consumed, compared field by field.
+type saramaRec struct {
+	partition int32
+	offset    int64
+	key, val  []byte
+	hdrs      string
+	ts        int64
+}
+
+func (r saramaRec) String() string {
+	return fmt.Sprintf("p%d@%d key=%q len(val)=%d hdrs=%q ts=%d", r.partition, r.offset, r.key, len(r.val), r.hdrs, r.ts)
+}
+
+func saramaHeaders[H sarama.RecordHeader | *sarama.RecordHeader](hs []H) string {
+	var b bytes.Buffer
+	for _, h := range hs {
+		var rh sarama.RecordHeader
+		switch h := any(h).(type) {
+		case sarama.RecordHeader:
+			rh = h
+		case *sarama.RecordHeader:
+			rh = *h
+		}
+		fmt.Fprintf(&b, "%q=%q;", rh.Key, rh.Value)
+	}
+	return b.String()
+}
+
+func testSarama(t *testing.T, addr string, v sarama.KafkaVersion) {
+	addrs := []string{addr}
+	cfg := saramaConfig(v)
+	client, err := sarama.NewClient(addrs, cfg)
+	if err != nil {
+		t.Fatalf("sarama.NewClient: %v", err)
+	}
+	defer client.Close()
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		t.Fatalf("NewClusterAdmin: %v", err)
+	}
+
+	autoTopic := uniqueName(t, "sarama-auto")
+	adminTopic := uniqueName(t, "sarama-admin")
+	if err := admin.CreateTopic(adminTopic, &sarama.TopicDetail{
+		NumPartitions: 3, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"retention.ms": ptr("86400000")},
+	}, false); err != nil {
+		t.Fatalf("CreateTopic: %v", err)
+	}
+	if err := admin.CreateTopic(adminTopic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+		t.Errorf("CreateTopic of an existing topic: %v, want %v", err, sarama.ErrTopicAlreadyExists)
+	}
+
+	// SyncProducer, acks=all: an auto-created topic and the admin-created one.
+	prod, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		t.Fatalf("NewSyncProducer: %v", err)
+	}
+	defer prod.Close()
+	const n = 3000
+	want := map[string][]saramaRec{}
+	for _, topic := range []string{autoTopic, adminTopic} {
+		want[topic] = saramaProduce(t, prod, topic, 0, n)
+	}
+
+	// PartitionConsumer from the oldest offset: byte-identical.
+	cons, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatalf("NewConsumer: %v", err)
+	}
+	defer cons.Close()
+	for _, topic := range []string{autoTopic, adminTopic} {
+		parts, err := cons.Partitions(topic)
+		if err != nil {
+			t.Fatalf("Partitions(%s): %v", topic, err)
+		}
+		var got []saramaRec
+		for _, part := range parts {
+			got = append(got, saramaConsumePartition(t, cons, topic, part, sarama.OffsetOldest, countIn(want[topic], part))...)
+		}
+		compareSarama(t, topic, got, want[topic])
+	}
+
+	// Topic configs: describe, alter (which replaces a topic's overrides), describe.
+	saramaCheckConfig(t, admin, v, adminTopic, "retention.ms", "86400000", sarama.SourceTopic)
+	if err := admin.AlterConfig(sarama.TopicResource, adminTopic, map[string]*string{"segment.bytes": ptr("2097152")}, false); err != nil {
+		t.Fatalf("AlterConfig: %v", err)
+	}
+	saramaCheckConfig(t, admin, v, adminTopic, "segment.bytes", "2097152", sarama.SourceTopic)
+	saramaCheckConfig(t, admin, v, adminTopic, "retention.ms", "604800000", sarama.SourceDefault)
+	if err := admin.AlterConfig(sarama.TopicResource, adminTopic, map[string]*string{"cleanup.policy": ptr("no-such-policy")}, false); err == nil {
+		t.Errorf("AlterConfig with a bad value succeeded")
+	}
+
+	saramaGroup(t, addrs, v, client, admin, prod, adminTopic, want[adminTopic])
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func countIn(recs []saramaRec, part int32) int {
+	n := 0
+	for _, r := range recs {
+		if r.partition == part {
+			n++
+		}
+	}
+	return n
+}
+
+// saramaProduce sends records [from, from+n) in batches through the sync
+// producer and returns them with the partition and offset each got.
+func saramaProduce(t *testing.T, prod sarama.SyncProducer, topic string, from, n int) []saramaRec {
+	t.Helper()
+	base := time.Now().Add(-time.Hour).UnixMilli()
+	var recs []saramaRec
+	for start := from; start < from+n; start += 500 {
+		var msgs []*sarama.ProducerMessage
+		for i := start; i < min(start+500, from+n); i++ {
+			m := &sarama.ProducerMessage{
+				Topic:     topic,
+				Key:       sarama.ByteEncoder(compatKey(i)),
+				Value:     sarama.ByteEncoder(compatValue(topic, i)),
+				Timestamp: time.UnixMilli(base + int64(i)),
+			}
+			if i%3 == 0 {
+				m.Headers = []sarama.RecordHeader{{Key: []byte("h"), Value: []byte(fmt.Sprint(i))}, {Key: []byte("empty"), Value: []byte{}}}
+			}
+			msgs = append(msgs, m)
+		}
+		if err := prod.SendMessages(msgs); err != nil {
+			t.Fatalf("SendMessages to %s: %v", topic, err)
+		}
+		for _, m := range msgs {
+			k, _ := m.Key.Encode()
+			val, _ := m.Value.Encode()
+			recs = append(recs, saramaRec{m.Partition, m.Offset, k, val, saramaHeaders(m.Headers), m.Timestamp.UnixMilli()})
+		}
+	}
+	return recs
+}
+
+func saramaConsumePartition(t *testing.T, cons sarama.Consumer, topic string, part int32, from int64, n int) []saramaRec {
+	t.Helper()
+	pc, err := cons.ConsumePartition(topic, part, from)
+	if err != nil {
+		t.Fatalf("ConsumePartition(%s, %d): %v", topic, part, err)
+	}
+	defer pc.Close()
+	var got []saramaRec
+	timeout := time.After(30 * time.Second)
+	for len(got) < n {
+		select {
+		case m := <-pc.Messages():
+			got = append(got, saramaRec{m.Partition, m.Offset, m.Key, m.Value, saramaHeaders(m.Headers), m.Timestamp.UnixMilli()})
+		case err := <-pc.Errors():
+			t.Fatalf("consuming %s/%d: %v", topic, part, err)
+		case <-timeout:
+			t.Fatalf("consuming %s/%d: %d of %d records in 30s", topic, part, len(got), n)
+		}
+	}
+	if hwm := pc.HighWaterMarkOffset(); hwm != got[len(got)-1].offset+1 {
+		t.Errorf("%s/%d: high watermark %d after offset %d", topic, part, hwm, got[len(got)-1].offset)
+	}
+	return got
+}
+
+func sortRecs(recs []saramaRec) {
+	sort.Slice(recs, func(i, j int) bool {
+		if recs[i].partition != recs[j].partition {
+			return recs[i].partition < recs[j].partition
+		}
+		return recs[i].offset < recs[j].offset
+	})
+}
+
+func compareSarama(t *testing.T, what string, got, want []saramaRec) {
+	t.Helper()
+	got, want = append([]saramaRec(nil), got...), append([]saramaRec(nil), want...)
+	sortRecs(got)
+	sortRecs(want)
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d records, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.partition != w.partition || g.offset != w.offset || !bytes.Equal(g.key, w.key) || !bytes.Equal(g.val, w.val) || g.hdrs != w.hdrs || g.ts != w.ts {
+			t.Fatalf("%s: record %d differs:\n got %v\nwant %v", what, i, g, w)
+		}
+	}
+}
+
+// saramaCheckConfig checks a topic config's value and source; before sarama
+// version 1.1 DescribeConfigs is v0, which has only an is_default flag.
+func saramaCheckConfig(t *testing.T, admin sarama.ClusterAdmin, v sarama.KafkaVersion, topic, name, value string, source sarama.ConfigSource) {
+	t.Helper()
+	isDefault := source == sarama.SourceDefault
+	if !v.IsAtLeast(sarama.V1_1_0_0) && !isDefault { // sarama reads is_default as SourceDefault
+		source = sarama.SourceUnknown
+	}
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic})
+	if err != nil {
+		t.Fatalf("DescribeConfig: %v", err)
+	}
+	for _, e := range entries {
+		if e.Name == name {
+			if e.Value != value || e.Source != source || e.Default != isDefault {
+				t.Errorf("%s: value %q source %v default %v, want %q %v", name, e.Value, e.Source, e.Default, value, source)
+			}
+			return
+		}
+	}
+	t.Errorf("DescribeConfig of %s has no %s among %d entries", topic, name, len(entries))
+}
+
+// saramaMember is one consumer group member: what it consumed, per generation
+// the partitions it was given.
+type saramaMember struct {
+	name   string
+	mu     sync.Mutex
+	recs   []saramaRec
+	claims map[string][]int32
+	first  map[int32]int64 // first offset consumed per partition
+}
+
+func (m *saramaMember) Setup(s sarama.ConsumerGroupSession) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.claims = s.Claims()
+	return nil
+}
+
+func (m *saramaMember) Cleanup(s sarama.ConsumerGroupSession) error {
+	s.Commit()
+	return nil
+}
+
+func (m *saramaMember) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
+	for {
+		select {
+		case msg, ok := <-c.Messages():
+			if !ok {
+				return nil
+			}
+			m.mu.Lock()
+			m.recs = append(m.recs, saramaRec{msg.Partition, msg.Offset, msg.Key, msg.Value, saramaHeaders(msg.Headers), msg.Timestamp.UnixMilli()})
+			if _, ok := m.first[msg.Partition]; !ok {
+				m.first[msg.Partition] = msg.Offset
+			}
+			m.mu.Unlock()
+			s.MarkMessage(msg, "")
+		case <-s.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (m *saramaMember) snapshot() ([]saramaRec, map[string][]int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]saramaRec(nil), m.recs...), m.claims
+}
+
+// runMember starts a group member consuming topic until stop is called, which
+// also closes the group (leaving it).
+func runMember(t *testing.T, addrs []string, v sarama.KafkaVersion, group, topic, name string) (*saramaMember, func()) {
+	t.Helper()
+	cg, err := sarama.NewConsumerGroup(addrs, group, saramaConfig(v))
+	if err != nil {
+		t.Fatalf("NewConsumerGroup: %v", err)
+	}
+	m := &saramaMember{name: name, first: map[int32]int64{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if err := cg.Consume(ctx, []string{topic}, m); err != nil && ctx.Err() == nil {
+				t.Logf("%s: Consume: %v", name, err)
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}()
+	go func() {
+		for err := range cg.Errors() {
+			t.Logf("%s: group error: %v", name, err)
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Errorf("%s: Consume did not return within 20s of cancel", name)
+			}
+			if err := cg.Close(); err != nil {
+				t.Errorf("%s: Close: %v", name, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return m, stop
+}
+
+func saramaGroup(t *testing.T, addrs []string, v sarama.KafkaVersion, client sarama.Client, admin sarama.ClusterAdmin, prod sarama.SyncProducer, topic string, produced []saramaRec) {
+	group := uniqueName(t, "sarama-group")
+	a, stopA := runMember(t, addrs, v, group, topic, "member-a")
+	b, stopB := runMember(t, addrs, v, group, topic, "member-b")
+
+	// Both members end up in one generation with the range split (2 + 1
+	// partitions), and together they consume everything.
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		ra, ca := a.snapshot()
+		rb, cb := b.snapshot()
+		unique := map[[2]int64]bool{}
+		for _, r := range append(ra, rb...) {
+			unique[[2]int64{int64(r.partition), r.offset}] = true
+		}
+		na, nb := len(ca[topic]), len(cb[topic])
+		if len(unique) == len(produced) && na+nb == 3 && min(na, nb) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group: %d of %d records consumed; claims a=%v b=%v", len(unique), len(produced), ca, cb)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopA()
+	stopB()
+	ra, _ := a.snapshot()
+	rb, _ := b.snapshot()
+	all := map[[2]int64]saramaRec{}
+	for _, r := range append(ra, rb...) {
+		all[[2]int64{int64(r.partition), r.offset}] = r
+	}
+	var got []saramaRec
+	for _, r := range all {
+		got = append(got, r)
+	}
+	compareSarama(t, "group", got, produced)
+
+	// Committed offsets are the partitions' ends.
+	resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: {0, 1, 2}})
+	if err != nil {
+		t.Fatalf("ListConsumerGroupOffsets: %v", err)
+	}
+	for part := int32(0); part < 3; part++ {
+		end, err := client.GetOffset(topic, part, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatalf("GetOffset: %v", err)
+		}
+		blk := resp.GetBlock(topic, part)
+		if blk == nil || blk.Err != sarama.ErrNoError || blk.Offset != end {
+			t.Fatalf("partition %d: committed %+v, end %d", part, blk, end)
+		}
+	}
+
+	// A restarted member resumes from the committed offsets: it reads only
+	// what was produced after.
+	more := saramaProduce(t, prod, topic, len(produced), 600)
+	c, stopC := runMember(t, addrs, v, group, topic, "member-c")
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		rc, _ := c.snapshot()
+		if len(rc) >= len(more) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted member: %d of %d new records", len(rc), len(more))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopC()
+	rc, _ := c.snapshot()
+	compareSarama(t, "restarted member", rc, more)
+}
