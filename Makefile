@@ -7,7 +7,7 @@ CACHE   ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/strata
 MINIO   ?= $(CACHE)/bin/minio
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test test-short deps kcat minio vet fuzz run dev bench-quick clean
+.PHONY: all build test test-short deps kcat kafkajs minio vet fuzz run dev bench-quick clean
 
 all: build
 
@@ -17,12 +17,19 @@ build:
 run: build
 	./strata serve
 
-deps: kcat minio
+deps: kcat kafkajs minio
 
 kcat:
 	@command -v kcat >/dev/null 2>&1 || { \
 	  echo "installing kcat from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
+
+kafkajs:
+	@test -d $(CACHE)/node/node_modules/kafkajs || { \
+	  command -v npm >/dev/null 2>&1 || { echo "installing node and npm from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }; \
+	  echo "installing kafkajs 2.2.4 into $(CACHE)/node"; \
+	  mkdir -p $(CACHE)/node && npm install --no-audit --no-fund --prefix $(CACHE)/node kafkajs@2.2.4; }
 
 minio: $(MINIO)
 
@@ -36,7 +43,8 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 test: deps vet
-	STRATATEST_MINIO=$(MINIO) STRATATEST_REQUIRE_MINIO=1 STRATATEST_REQUIRE_KCAT=1 $(GO) test -race -count=1 -timeout 25m ./...
+	STRATATEST_MINIO=$(MINIO) STRATATEST_REQUIRE_MINIO=1 STRATATEST_REQUIRE_KCAT=1 \
+	  STRATATEST_NODE_PATH=$(CACHE)/node/node_modules STRATATEST_REQUIRE_KAFKAJS=1 $(GO) test -race -count=1 -timeout 25m ./...
 
 test-short: vet
 	$(GO) test -short ./...
