@@ -138,6 +138,7 @@ func TestCompatKafkaGo(t *testing.T) {
 	// finds nothing left.
 	kafkagoTwoMembers(ctx, t, addr, group, topic)
 
+	// The group reader and the Writer, before the calls below use newer versions.
 	vp.expect(t, map[int16][2]int16{
 		0:  {3, 8},   // Produce (Writer, through kafka.Transport)
 		1:  {10, 10}, // Fetch (Conn.ReadBatch picks the newest of 2, 5, 10)
@@ -151,6 +152,10 @@ func TestCompatKafkaGo(t *testing.T) {
 		9:  {1, 1},   // OffsetFetch
 		19: {0, 2},   // CreateTopics
 	})
+
+	kafkagoAutoCreateAndCodecs(ctx, t, addr)
+	kafkagoConn(ctx, t, addr)
+	kafkagoClient(ctx, t, addr, topic, group, len(all))
 }
 
 func countKG(recs []kgRec, part int) int {
@@ -164,6 +169,11 @@ func countKG(recs []kgRec, part int) int {
 }
 
 func kafkagoWrite(ctx context.Context, t *testing.T, addr, topic string, from, n int) []kgRec {
+	t.Helper()
+	return kafkagoWriteWith(ctx, t, addr, topic, from, n, func(*kafka.Writer) {})
+}
+
+func kafkagoWriteWith(ctx context.Context, t *testing.T, addr, topic string, from, n int, opt func(*kafka.Writer)) []kgRec {
 	t.Helper()
 	var mu sync.Mutex
 	var recs []kgRec
@@ -187,6 +197,7 @@ func kafkagoWrite(ctx context.Context, t *testing.T, addr, topic string, from, n
 			}
 		},
 	}
+	opt(w)
 	defer w.Close()
 	base := time.Now().Add(-time.Hour).UnixMilli()
 	var msgs []kafka.Message
@@ -367,4 +378,161 @@ func kafkagoDescribeGroup(ctx context.Context, addr, group string) (kafka.Descri
 		return resp.Groups[0], resp.Groups[0].Error
 	}
 	return resp.Groups[0], nil
+}
+
+// kafkagoAutoCreateAndCodecs writes with each codec to a topic the Writer has
+// auto-created, and reads it back.
+func kafkagoAutoCreateAndCodecs(ctx context.Context, t *testing.T, addr string) {
+	t.Helper()
+	for _, codec := range []kafka.Compression{kafka.Gzip, kafka.Snappy, kafka.Lz4, kafka.Zstd} {
+		topic := uniqueName(t, "kafkago-auto-"+codec.String())
+		written := kafkagoWriteWith(ctx, t, addr, topic, 0, 500, func(w *kafka.Writer) {
+			w.AllowAutoTopicCreation = true
+			w.Compression = codec
+		})
+		compareKG(t, codec.String(), kafkagoReadPartition(ctx, t, addr, topic, 0, 500), written)
+	}
+}
+
+// kafkagoConn uses a kafka.Conn to a partition leader of a topic that
+// DialLeader's Metadata v1 request auto-creates: produce, offsets, seek, and a
+// fetch whose max bytes is below one batch (the broker still returns the
+// first batch whole, KIP-74).
+func kafkagoConn(ctx context.Context, t *testing.T, addr string) {
+	t.Helper()
+	topic := uniqueName(t, "kafkago-conn")
+	var conn *kafka.Conn
+	var err error
+	for range 20 { // Kafka answers LEADER_NOT_AVAILABLE while it creates the topic
+		if conn, err = kafka.DialLeader(ctx, "tcp", addr, topic, 0); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("DialLeader(%s): %v", topic, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	var msgs []kafka.Message
+	for i := 0; i < 200; i++ {
+		msgs = append(msgs, kafka.Message{Key: compatKey(i), Value: compatValue(topic, i)})
+	}
+	for _, codec := range []kafka.CompressionCodec{nil, kafka.Snappy.Codec()} {
+		if _, part, off, _, err := conn.WriteCompressedMessagesAt(codec, msgs[:100]...); err != nil || part != 0 {
+			t.Fatalf("WriteCompressedMessagesAt(%v): partition %d offset %d: %v", codec, part, off, err)
+		}
+		msgs = msgs[100:]
+	}
+	first, last, err := conn.ReadOffsets()
+	if err != nil || first != 0 || last != 200 {
+		t.Fatalf("ReadOffsets: %d %d %v; want 0 200", first, last, err)
+	}
+	if _, err := conn.Seek(0, kafka.SeekAbsolute); err != nil {
+		t.Fatalf("Seek: %v", err)
+	}
+	read := 0
+	for read < 200 {
+		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 1000, MaxWait: time.Second})
+		n := 0
+		for {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			if m.Offset != int64(read) || !bytes.Equal(m.Value, compatValue(topic, read)) {
+				t.Fatalf("conn read offset %d, want %d", m.Offset, read)
+			}
+			read++
+			n++
+		}
+		if err := batch.Close(); err != nil && !errors.Is(err, kafka.RequestTimedOut) {
+			t.Fatalf("batch after %d records: %v", read, err)
+		}
+		if n == 0 {
+			t.Fatalf("a fetch with max bytes 1000 at offset %d returned no record", read)
+		}
+	}
+}
+
+// kafkagoClient drives kafka.Client's admin calls, which negotiate versions
+// through ApiVersions.
+func kafkagoClient(ctx context.Context, t *testing.T, addr, topic, group string, total int) {
+	t.Helper()
+	cl := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second}
+	dc, err := cl.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"retention.ms"}}}})
+	if err != nil || len(dc.Resources) != 1 || dc.Resources[0].Error != nil || len(dc.Resources[0].ConfigEntries) != 1 ||
+		dc.Resources[0].ConfigEntries[0].ConfigValue != "86400000" {
+		t.Errorf("DescribeConfigs: %+v %v", dc, err)
+	}
+	ac, err := cl.AlterConfigs(ctx, &kafka.AlterConfigsRequest{Resources: []kafka.AlterConfigRequestResource{
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, Configs: []kafka.AlterConfigRequestConfig{{Name: "retention.ms", Value: "3600000"}}}}})
+	if err != nil || len(ac.Errors) != 1 || ac.Errors[kafka.AlterConfigsResponseResource{Type: int8(kafka.ResourceTypeTopic), Name: topic}] != nil {
+		t.Errorf("AlterConfigs: %+v %v", ac, err)
+	}
+	ic, err := cl.IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{Resources: []kafka.IncrementalAlterConfigsRequestResource{
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, Configs: []kafka.IncrementalAlterConfigsRequestConfig{
+			{Name: "retention.bytes", Value: "1048576", ConfigOperation: kafka.ConfigOperationSet}}}}})
+	if err != nil || len(ic.Resources) != 1 || ic.Resources[0].Error != nil {
+		t.Errorf("IncrementalAlterConfigs: %+v %v", ic, err)
+	}
+	dc, err = cl.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"retention.ms", "retention.bytes"}}}})
+	if err != nil || len(dc.Resources) != 1 {
+		t.Fatalf("DescribeConfigs: %+v %v", dc, err)
+	}
+	got := map[string]string{}
+	for _, e := range dc.Resources[0].ConfigEntries {
+		got[e.ConfigName] = e.ConfigValue
+	}
+	if got["retention.ms"] != "3600000" || got["retention.bytes"] != "1048576" {
+		t.Errorf("configs after alter: %v", got)
+	}
+
+	lg, err := cl.ListGroups(ctx, &kafka.ListGroupsRequest{})
+	if err != nil || lg.Error != nil || len(lg.Groups) != 1 || lg.Groups[0].GroupID != group || lg.Groups[0].ProtocolType != "consumer" {
+		t.Errorf("ListGroups: %+v %v", lg, err)
+	}
+	of, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1, 2}}})
+	if err != nil || of.Error != nil {
+		t.Fatalf("OffsetFetch: %+v %v", of, err)
+	}
+	lo, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		topic: {kafka.LastOffsetOf(0), kafka.LastOffsetOf(1), kafka.LastOffsetOf(2)}}})
+	if err != nil {
+		t.Fatalf("ListOffsets: %v", err)
+	}
+	ends := map[int]int64{}
+	sum := int64(0)
+	for _, po := range lo.Topics[topic] {
+		if po.Error != nil {
+			t.Fatalf("ListOffsets partition %d: %v", po.Partition, po.Error)
+		}
+		ends[po.Partition] = po.LastOffset
+		sum += po.LastOffset
+	}
+	for _, po := range of.Topics[topic] {
+		if po.Error != nil || po.CommittedOffset != ends[po.Partition] {
+			t.Errorf("partition %d: committed %d (%v), end %d", po.Partition, po.CommittedOffset, po.Error, ends[po.Partition])
+		}
+	}
+	if sum != int64(total) {
+		t.Errorf("partition ends add up to %d, wrote %d", sum, total)
+	}
+
+	cp, err := cl.CreatePartitions(ctx, &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: 4}}})
+	if err != nil || len(cp.Errors) != 1 || cp.Errors[topic] != nil {
+		t.Errorf("CreatePartitions: %+v %v", cp, err)
+	}
+	// A new Transport: the default one answers Metadata from its cache.
+	fresh := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
+	md, err := fresh.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil || len(md.Topics) != 1 || len(md.Topics[0].Partitions) != 4 || md.Controller.ID != md.Brokers[0].ID {
+		t.Errorf("Metadata after CreatePartitions: %+v %v", md, err)
+	}
+	dt, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic, "no-such-topic"}})
+	if err != nil || dt.Errors[topic] != nil || !errors.Is(dt.Errors["no-such-topic"], kafka.UnknownTopicOrPartition) {
+		t.Errorf("DeleteTopics: %+v %v", dt, err)
+	}
 }

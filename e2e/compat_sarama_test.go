@@ -58,16 +58,17 @@ func TestCompatSarama(t *testing.T) {
 		v                    sarama.KafkaVersion
 		prod, fetch, md      int16
 		join, commit, ofetch int16
+		codec                sarama.CompressionCodec
 	}{
-		{sarama.DefaultVersion, 9, 12, 11, 7, 8, 7}, // 2.8
-		{sarama.V2_1_0_0, 7, 10, 7, 3, 6, 5},
-		{sarama.V1_0_0_0, 5, 6, 5, 2, 3, 3},
-		{sarama.V0_11_0_0, 3, 5, 4, 2, 3, 3}, // the oldest with v2 record batches
+		{sarama.DefaultVersion, 9, 12, 11, 7, 8, 7, sarama.CompressionZSTD}, // 2.8
+		{sarama.V2_1_0_0, 7, 10, 7, 3, 6, 5, sarama.CompressionLZ4},
+		{sarama.V1_0_0_0, 5, 6, 5, 2, 3, 3, sarama.CompressionSnappy},
+		{sarama.V0_11_0_0, 3, 5, 4, 2, 3, 3, sarama.CompressionGZIP}, // the oldest with v2 record batches
 	} {
 		t.Run("v"+c.v.String(), func(t *testing.T) {
 			saramaLog.capture(t, "sarama")
 			_, vp := startCompatBroker(t)
-			testSarama(t, vp.addr(), c.v)
+			testSarama(t, vp.addr(), c.v, c.codec)
 			vp.report(t)
 			vp.expect(t, map[int16][2]int16{
 				0: {c.prod, c.prod}, 1: {c.fetch, c.fetch}, 3: {c.md, c.md},
@@ -105,7 +106,7 @@ func saramaHeaders[H sarama.RecordHeader | *sarama.RecordHeader](hs []H) string 
 	return b.String()
 }
 
-func testSarama(t *testing.T, addr string, v sarama.KafkaVersion) {
+func testSarama(t *testing.T, addr string, v sarama.KafkaVersion, codec sarama.CompressionCodec) {
 	addrs := []string{addr}
 	cfg := saramaConfig(v)
 	client, err := sarama.NewClient(addrs, cfg)
@@ -141,6 +142,26 @@ func testSarama(t *testing.T, addr string, v sarama.KafkaVersion) {
 	for _, topic := range []string{autoTopic, adminTopic} {
 		want[topic] = saramaProduce(t, prod, topic, 0, n)
 	}
+	// A compressing producer and an idempotent one (InitProducerId, then
+	// sequence numbers per partition) to topics of their own.
+	zipTopic, idemTopic := uniqueName(t, "sarama-"+codec.String()), uniqueName(t, "sarama-idem")
+	zcfg := saramaConfig(v)
+	zcfg.Producer.Compression = codec
+	zprod, err := sarama.NewSyncProducer(addrs, zcfg)
+	if err != nil {
+		t.Fatalf("NewSyncProducer(%v): %v", codec, err)
+	}
+	defer zprod.Close()
+	want[zipTopic] = saramaProduce(t, zprod, zipTopic, 0, n)
+	icfg := saramaConfig(v)
+	icfg.Producer.Idempotent = true
+	icfg.Net.MaxOpenRequests = 1
+	iprod, err := sarama.NewSyncProducer(addrs, icfg)
+	if err != nil {
+		t.Fatalf("NewSyncProducer(idempotent): %v", err)
+	}
+	defer iprod.Close()
+	want[idemTopic] = saramaProduce(t, iprod, idemTopic, 0, n)
 
 	// PartitionConsumer from the oldest offset: byte-identical.
 	cons, err := sarama.NewConsumerFromClient(client)
@@ -148,7 +169,7 @@ func testSarama(t *testing.T, addr string, v sarama.KafkaVersion) {
 		t.Fatalf("NewConsumer: %v", err)
 	}
 	defer cons.Close()
-	for _, topic := range []string{autoTopic, adminTopic} {
+	for _, topic := range []string{autoTopic, adminTopic, zipTopic, idemTopic} {
 		parts, err := cons.Partitions(topic)
 		if err != nil {
 			t.Fatalf("Partitions(%s): %v", topic, err)
@@ -172,6 +193,71 @@ func testSarama(t *testing.T, addr string, v sarama.KafkaVersion) {
 	}
 
 	saramaGroup(t, addrs, v, client, admin, prod, adminTopic, want[adminTopic])
+	saramaAdmin(t, v, client, admin, autoTopic)
+}
+
+// saramaAdmin covers the rest of ClusterAdmin that a single broker serves.
+func saramaAdmin(t *testing.T, v sarama.KafkaVersion, client sarama.Client, admin sarama.ClusterAdmin, topic string) {
+	brokers, ctrl, err := admin.DescribeCluster()
+	if err != nil || len(brokers) != 1 || brokers[0].ID() != ctrl {
+		t.Errorf("DescribeCluster: %v brokers, controller %d, %v", len(brokers), ctrl, err)
+	}
+	topics, err := admin.ListTopics()
+	if err != nil {
+		t.Fatalf("ListTopics: %v", err)
+	}
+	if d, ok := topics[topic]; !ok || d.NumPartitions != 1 {
+		t.Errorf("ListTopics: %s is %+v (found %v)", topic, d, ok)
+	}
+	// sarama's own minimum versions: CreatePartitions from 1.0, DeleteGroups
+	// from 1.1, OffsetDelete from 2.4, IncrementalAlterConfigs from 2.3.
+	if v.IsAtLeast(sarama.V1_0_0_0) {
+		if err := admin.CreatePartitions(topic, 4, nil, false); err != nil {
+			t.Fatalf("CreatePartitions: %v", err)
+		}
+		md, err := admin.DescribeTopics([]string{topic})
+		if err != nil || len(md) != 1 || len(md[0].Partitions) != 4 {
+			t.Fatalf("DescribeTopics after CreatePartitions: %+v %v", md, err)
+		}
+	}
+	groups, err := admin.ListConsumerGroups()
+	if err != nil || len(groups) != 1 {
+		t.Fatalf("ListConsumerGroups: %v %v", groups, err)
+	}
+	for g := range groups {
+		desc, err := admin.DescribeConsumerGroups([]string{g})
+		if err != nil || len(desc) != 1 || desc[0].State != "Empty" || desc[0].ProtocolType != "consumer" {
+			t.Errorf("DescribeConsumerGroups(%s): %+v %v", g, desc, err)
+		}
+		if v.IsAtLeast(sarama.V2_4_0_0) {
+			if err := admin.DeleteConsumerGroupOffset(g, "no-such-topic", 0); err == nil {
+				t.Errorf("DeleteConsumerGroupOffset of an unknown topic succeeded")
+			}
+		}
+		if !v.IsAtLeast(sarama.V1_1_0_0) {
+			continue
+		}
+		if err := admin.DeleteConsumerGroup(g); err != nil {
+			t.Errorf("DeleteConsumerGroup(%s): %v", g, err)
+		}
+		if groups, err := admin.ListConsumerGroups(); err != nil || len(groups) != 0 {
+			t.Errorf("ListConsumerGroups after delete: %v %v", groups, err)
+		}
+	}
+	if v.IsAtLeast(sarama.V2_3_0_0) {
+		if err := admin.IncrementalAlterConfig(sarama.TopicResource, topic, map[string]sarama.IncrementalAlterConfigsEntry{
+			"retention.bytes": {Operation: sarama.IncrementalAlterConfigsOperationSet, Value: ptr("1048576")},
+		}, false); err != nil {
+			t.Errorf("IncrementalAlterConfig: %v", err)
+		}
+		saramaCheckConfig(t, admin, v, topic, "retention.bytes", "1048576", sarama.SourceTopic)
+	}
+	if err := admin.DeleteTopic(topic); err != nil {
+		t.Fatalf("DeleteTopic: %v", err)
+	}
+	if err := admin.DeleteTopic(topic); !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		t.Errorf("DeleteTopic again: %v, want %v", err, sarama.ErrUnknownTopicOrPartition)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
