@@ -1,8 +1,9 @@
 package e2e
 
 // kafkajs 2.2.4 (node) against the strata binary: testdata/kafkajs/compat.js
-// creates a topic with the admin client, produces with acks -1, consumes with
-// a two-member group from the beginning, then resumes with a restarted member;
+// creates a topic with the admin client, produces with acks -1 to a two-member
+// group that consumes from the beginning, then resumes with a restarted member
+// (after an idempotent producer) and uses the admin client on group and topic;
 // it prints checksums of what it consumed that this test compares with its own
 // copy of the records. kafkajs speaks no flexible version: ApiVersions 2,
 // Produce <= 7, Fetch <= 11, Metadata <= 6, JoinGroup <= 5, ...
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -75,6 +77,13 @@ type kafkajsResult struct {
 		MinIndex int    `json:"minIndex"`
 		Checksum string `json:"checksum"`
 	} `json:"second"`
+	OffsetsByTimestamp []string `json:"offsetsByTimestamp"`
+	ResetOffsets       []string `json:"resetOffsets"`
+	Groups             []string `json:"groups"`
+	GroupState         []string `json:"groupState"`
+	DeletedGroups      []string `json:"deletedGroups"`
+	GroupsAfterDelete  int      `json:"groupsAfterDelete"`
+	TopicDeleted       bool     `json:"topicDeleted"`
 }
 
 type kafkajsOffset struct {
@@ -166,6 +175,9 @@ func TestCompatKafkaJS(t *testing.T) {
 	if want := kafkajsChecksum(topic, base, 0, n); res.First.Count != n || res.First.Checksum != want {
 		t.Errorf("group consumed %d records with checksum %s; want %d, %s", res.First.Count, res.First.Checksum, n, want)
 	}
+	if res.First.Dups != 0 || len(res.First.PerMember) != 2 || min(res.First.PerMember[0], res.First.PerMember[1]) == 0 {
+		t.Errorf("two members consumed %v records, %d twice; want both some, none twice", res.First.PerMember, res.First.Dups)
+	}
 	if len(res.Committed) != 3 || len(res.Ends) != 3 {
 		t.Errorf("committed %v, ends %v: want 3 partitions each", res.Committed, res.Ends)
 	} else {
@@ -181,6 +193,25 @@ func TestCompatKafkaJS(t *testing.T) {
 			res.Second.Count, res.Second.Dups, res.Second.MinIndex, res.Second.Checksum, m, n, want)
 	}
 
+	// kafkajs's resetOffsets commits -2 (earliest) itself, which Kafka stores
+	// as it is, and its consumers resolve.
+	if want := []string{"0", "0", "0"}; !slices.Equal(res.OffsetsByTimestamp, want) {
+		t.Errorf("offsets by record 0's timestamp %v, want %v", res.OffsetsByTimestamp, want)
+	}
+	if want := []string{"-2", "-2", "-2"}; !slices.Equal(res.ResetOffsets, want) {
+		t.Errorf("committed after a reset to earliest: %v, want %v", res.ResetOffsets, want)
+	}
+	if !slices.Equal(res.Groups, []string{group + "/consumer"}) || !slices.Equal(res.GroupState, []string{group + "/Empty/0"}) ||
+		!slices.Equal(res.DeletedGroups, []string{group + "/0"}) || res.GroupsAfterDelete != 0 {
+		t.Errorf("listGroups %v, describeGroups %v, deleteGroups %v, then %d groups", res.Groups, res.GroupState, res.DeletedGroups, res.GroupsAfterDelete)
+	}
+	if !res.TopicDeleted {
+		t.Errorf("deleteTopics: the deleted topic is still listed, or %s is not", topic)
+	}
+	if t.Failed() {
+		return
+	}
+
 	// What kafkajs produced (one gzip batch among them), read back with
 	// franz-go, is byte-identical to the records.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(vp.addr()), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -188,10 +219,12 @@ func TestCompatKafkaJS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer rcancel()
 	seen := map[int]bool{}
-	for len(seen) < n+m && ctx.Err() == nil {
-		fs := cl.PollFetches(ctx)
-		if errs := fs.Errors(); len(errs) > 0 && ctx.Err() == nil {
+	for len(seen) < n+m && rctx.Err() == nil {
+		fs := cl.PollFetches(rctx)
+		if errs := fs.Errors(); len(errs) > 0 && rctx.Err() == nil {
 			t.Fatalf("franz-go fetch: %v", errs)
 		}
 		fs.EachRecord(func(r *kgo.Record) {

@@ -1,7 +1,8 @@
 // kafkajs 2.2.4 against a strata broker: the admin client creates a topic,
 // the producer writes records with acks -1 (one batch gzip-compressed), two
 // consumers in one group read everything from the beginning and commit, then a
-// restarted consumer in the same group reads only what was produced after.
+// restarted consumer in the same group reads only what an idempotent producer
+// wrote after; last, admin calls on the group and the topic.
 //
 // Environment: BROKER (host:port), TOPIC, GROUP, N (records in the first
 // round), M (records in the second), BASE (record 0's timestamp in ms),
@@ -89,7 +90,17 @@ async function produce(producer, from, count) {
 
 // consume runs `members` consumers in the group until they have seen `want`
 // distinct records between them, then disconnects them (committing first).
-async function consume(members, want, label) {
+// With whenJoined, it waits until every member holds a share of the partitions
+// (the latest assignments cover all three, without overlap), then calls it.
+async function consume(members, want, label, whenJoined) {
+  const assigned = new Array(members).fill(null)
+  let joined
+  const allJoined = new Promise(resolve => (joined = resolve))
+  const checkJoined = () => {
+    if (assigned.some(a => a === null || a.length === 0)) return
+    const parts = assigned.flat()
+    if (parts.length === 3 && new Set(parts).size === 3) joined()
+  }
   const seen = new Map()
   let dups = 0
   const perMember = []
@@ -107,6 +118,10 @@ async function consume(members, want, label) {
     })
     consumers.push(consumer)
     perMember.push(0)
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      assigned[c] = payload.memberAssignment[topic] || []
+      checkJoined()
+    })
     await consumer.connect()
     await consumer.subscribe({ topics: [topic], fromBeginning: true })
     await consumer.run({
@@ -127,7 +142,14 @@ async function consume(members, want, label) {
       },
     })
   }
-  const timer = setTimeout(() => done(new Error(`${label}: ${seen.size} of ${want} records in 60s`)), 60000)
+  const timer = setTimeout(() => {
+    done(new Error(`${label}: ${seen.size} of ${want} records in 60s; assignments ${JSON.stringify(assigned)}`))
+    joined()
+  }, 60000)
+  if (whenJoined) {
+    await allJoined
+    await whenJoined()
+  }
   const err = await finished
   clearTimeout(timer)
   if (err) throw err
@@ -149,15 +171,32 @@ async function main() {
 
   const producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: false })
   await producer.connect()
-  await produce(producer, 0, n)
-
-  const first = await consume(2, n, 'group')
+  const first = await consume(2, n, 'group', () => produce(producer, 0, n))
   const committed = await admin.fetchOffsets({ groupId, topics: [topic] })
   const ends = await admin.fetchTopicOffsets(topic)
 
-  await produce(producer, n, m)
+  // The second round through an idempotent producer (InitProducerId v1).
+  const idem = kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 })
+  await idem.connect()
+  await produce(idem, n, m)
+  await idem.disconnect()
   const second = await consume(1, m, 'restarted')
   await producer.disconnect()
+
+  // Admin calls on the group and topic: offsets by timestamp, an offset reset
+  // by the admin client (a commit with no generation), list, describe and
+  // delete the group, create and delete a topic.
+  const byTs = await admin.fetchTopicOffsetsByTimestamp(topic, base)
+  await admin.resetOffsets({ groupId, topic, earliest: true })
+  const reset = await admin.fetchOffsets({ groupId, topics: [topic] })
+  const listed = await admin.listGroups()
+  const described = await admin.describeGroups([groupId])
+  const deletedGroups = await admin.deleteGroups([groupId])
+  const listedAfter = await admin.listGroups()
+  const doomed = `${topic}-deleted`
+  await admin.createTopics({ topics: [{ topic: doomed }] })
+  await admin.deleteTopics({ topics: [doomed] })
+  const topicsAfter = await admin.listTopics()
   await admin.disconnect()
 
   const result = {
@@ -174,6 +213,13 @@ async function main() {
       minIndex: Math.min(...second.recs.map(r => r.i)),
       checksum: checksum(second.recs),
     },
+    offsetsByTimestamp: byTs.map(p => p.offset),
+    resetOffsets: reset[0].partitions.map(p => p.offset),
+    groups: listed.groups.map(g => `${g.groupId}/${g.protocolType}`),
+    groupState: described.groups.map(g => `${g.groupId}/${g.state}/${g.members.length}`),
+    deletedGroups: deletedGroups.map(g => `${g.groupId}/${g.errorCode}`),
+    groupsAfterDelete: listedAfter.groups.length,
+    topicDeleted: topicsAfter.includes(topic) && !topicsAfter.includes(doomed),
   }
   process.stdout.write(JSON.stringify(result) + '\n')
 }
