@@ -6,15 +6,22 @@
 //	workload            Strata figure                      baseline (the limit or the peer)
 //	produce             log bytes appended per second      raw sink: the same bytes over loopback into a file
 //	                    payload bytes per second           kfake (franz-go's in-memory broker), same workload
-//	hot consume         log bytes fetched per second       raw sendfile of the same segment files over loopback
-//	                    payload bytes per second           kfake, same workload
-//	                    broker CPU seconds per GB          Strata with strata.sendfile.enable=false
-//	cold replay         remote bytes served per second     raw ranged GETs of the same objects, same concurrency
-//	warm replay         (chunk cache full)                 raw ranged GETs
+//	hot consume         log bytes fetched per second (P)   raw sendfile of the same segment files over loopback
+//	                    payload bytes per second (K)       kfake, same workload and client (K)
+//	                    broker CPU seconds per GB (P)      Strata with strata.sendfile.enable=false, both as
+//	                                                       a child process (utime+stime from /proc)
+//	cold replay         remote bytes served per second (P) raw ranged GETs of the same objects, same concurrency
+//	warm replay         (chunk cache full) (P)             raw ranged GETs
 //	upload              tiered bytes per second            raw PUTs of objects of the same sizes
 //	e2e latency         p50/p99/p99.9 at a fixed rate      (none)
 //	time to tier        roll to COPY_FINISHED, p50/p99     (none)
 //	many partitions     produce and consume at 1..1000     (none)
+//
+// Two consumers, both franz-go with the same fetch sizes and max wait: (P) the
+// protocol-level one (fetch.go: kmsg.FetchRequest through a kgo.Client, offsets
+// advanced by walking record batch headers, nothing decoded), set against the
+// raw baselines, which only move bytes; (K) kgo's consumer (PollFetches, every
+// record decoded), set against kfake read the same way.
 //
 // The broker runs in this process (Config.Brokers empty) on a temporary
 // directory, tiering to a file:// store, or with Config.S3 to a MinIO child
@@ -22,7 +29,11 @@
 // strata_s3_requests_total. Broker and client CPU are told apart by pprof
 // labels: every goroutine the broker starts inherits side=broker, every client
 // goroutine side=client, and the process CPU (getrusage) of a phase is split
-// in the proportion of the labelled CPU profile samples (cpu.go).
+// in the proportion of the labelled CPU profile samples (cpu.go). That split
+// cannot see the kernel time of sendfile(2) against read+write, so the broker
+// CPU per GB, sendfile on and off, comes from the same binary run as a child
+// process, `strata serve` (child.go), whose utime and stime are read around
+// the consume phase.
 //
 // Cost (cost.go) prices the object-store requests and bytes of the run with a
 // PriceTable, beside the same data on local disks at replication factor 3.
