@@ -38,7 +38,28 @@ type fetchPart struct {
 	err      *kerr.Error
 	hw       int64
 	logStart int64
-	slice    localstore.Slice
+	records  recordSet
+}
+
+// recordSet is a partition's records in a fetch response: a slice of a local
+// segment, or consecutive slices of cached remote chunks. Each is sent with
+// sendfile; together they are one record set on the wire.
+type recordSet []localstore.Slice
+
+// Len is the record set's size in bytes.
+func (r recordSet) Len() int64 {
+	var n int64
+	for _, sl := range r {
+		n += sl.Len
+	}
+	return n
+}
+
+// Done releases every slice.
+func (r recordSet) Done() {
+	for _, sl := range r {
+		sl.Done()
+	}
 }
 
 func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, req *kmsg.FetchRequest) (kmsg.Response, error) {
@@ -72,8 +93,8 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 		}
 		// Not enough yet: release what was read, park until an append or the deadline.
 		for i := range parts {
-			parts[i].slice.Done()
-			parts[i].slice = localstore.Slice{}
+			parts[i].records.Done()
+			parts[i].records = nil
 		}
 		if w == nil {
 			w = newWaiter()
@@ -101,7 +122,7 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 	}
 	defer func() {
 		for i := range parts {
-			parts[i].slice.Done()
+			parts[i].records.Done()
 		}
 	}()
 
@@ -119,8 +140,9 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 			if fp.err != nil {
 				code = fp.err.Code
 			}
-			changed := !sp.sent || fp.slice.Len > 0 || code != 0 || sp.sentHW != fp.hw || sp.sentLogStart != fp.logStart || sp.sentErr != code
-			if fp.slice.Len > 0 {
+			n := fp.records.Len()
+			changed := !sp.sent || n > 0 || code != 0 || sp.sentHW != fp.hw || sp.sentLogStart != fp.logStart || sp.sentErr != code
+			if n > 0 {
 				gotData[fp.key] = true
 			}
 			sp.sent, sp.sentHW, sp.sentLogStart, sp.sentErr = true, fp.hw, fp.logStart, code
@@ -250,14 +272,14 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			continue
 		}
 		limit = max(limit, 0)
-		var sl localstore.Slice
+		var rs recordSet
 		var err error
-		if r, ok := pre[i]; ok && r.err == nil && r.slice.Len <= limit {
-			sl = r.slice // read ahead of its turn, and within what is left
+		if r, ok := pre[i]; ok && r.err == nil && r.records.Len() <= limit {
+			rs = r.records // read ahead of its turn, and within what is left
 			delete(pre, i)
-			s.metrics.remoteFetchBytes.Add(float64(sl.Len))
+			s.metrics.remoteFetchBytes.Add(float64(rs.Len()))
 		} else {
-			sl, err = s.readPartition(ctx, fp, limit, minOne)
+			rs, err = s.readPartition(ctx, fp, limit, minOne)
 		}
 		if err != nil {
 			fp.err = fetchError(err)
@@ -267,21 +289,21 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			}
 			continue
 		}
-		fp.slice = sl
-		if sl.Len > 0 {
+		fp.records = rs
+		if n := rs.Len(); n > 0 {
 			minOne = false
-			total += sl.Len
+			total += n
 		}
 	}
 	for _, r := range pre {
-		r.slice.Done() // did not fit: the bytes stay in the chunk cache
+		r.records.Done() // did not fit: the bytes stay in the chunk cache
 	}
 	return total, errored
 }
 
 type remoteRead struct {
-	slice localstore.Slice
-	err   error
+	records recordSet
+	err     error
 }
 
 // readRemoteConcurrently reads, all at once, the partitions of a fetch whose
@@ -311,9 +333,9 @@ func (s *Server) readRemoteConcurrently(ctx context.Context, parts []fetchPart, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sl, err := s.tier.Read(ctx, fp.p.topic.name, fp.p.index, fp.offset, min(int64(fp.maxBytes), maxBytes), true)
+			rs, err := s.tier.ReadMany(ctx, fp.p.topic.name, fp.p.index, fp.offset, min(int64(fp.maxBytes), maxBytes), true)
 			mu.Lock()
-			out[i] = remoteRead{sl, err}
+			out[i] = remoteRead{rs, err}
 			mu.Unlock()
 		}()
 	}
@@ -341,14 +363,14 @@ func fetchError(err error) *kerr.Error {
 // readPartition reads from the local log, or from the remote tier below the
 // local log start. Local retention may delete segments between the choice and
 // the read; an offset that has just left the local log is then read remotely.
-func (s *Server) readPartition(ctx context.Context, fp *fetchPart, limit int64, minOne bool) (localstore.Slice, error) {
+func (s *Server) readPartition(ctx context.Context, fp *fetchPart, limit int64, minOne bool) (recordSet, error) {
 	l := fp.p.log
-	remote := func() (localstore.Slice, error) {
-		sl, err := s.tier.Read(ctx, fp.p.topic.name, fp.p.index, fp.offset, limit, minOne)
+	remote := func() (recordSet, error) {
+		rs, err := s.tier.ReadMany(ctx, fp.p.topic.name, fp.p.index, fp.offset, limit, minOne)
 		if err == nil {
-			s.metrics.remoteFetchBytes.Add(float64(sl.Len))
+			s.metrics.remoteFetchBytes.Add(float64(recordSet(rs).Len()))
 		}
-		return sl, err
+		return rs, err
 	}
 	if s.tier != nil && fp.offset < l.LogStartOffset() && fp.offset >= fp.logStart {
 		return remote()
@@ -357,5 +379,9 @@ func (s *Server) readPartition(ctx context.Context, fp *fetchPart, limit int64, 
 	if errors.Is(err, localstore.ErrOffsetOutOfRange) && s.tier != nil && fp.offset < l.LogStartOffset() {
 		return remote()
 	}
-	return sl, err
+	if err != nil || sl.Len == 0 {
+		sl.Done()
+		return nil, err
+	}
+	return recordSet{sl}, nil
 }

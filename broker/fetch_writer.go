@@ -89,14 +89,17 @@ func encodeFetchResponse(v int16, errCode int16, sessionID int32, parts []fetchP
 			if v >= 11 {
 				b = kbin.AppendInt32(b, -1) // preferred read replica
 			}
-			n := fp.slice.Len
+			n := fp.records.Len()
 			if flex {
 				b = kbin.AppendUvarint(b, uint32(n+1))
 			} else {
 				b = kbin.AppendInt32(b, int32(n))
 			}
 			if n > 0 {
-				pieces = append(pieces, piece{mem: b}, piece{slice: fp.slice})
+				pieces = append(pieces, piece{mem: b})
+				for _, sl := range fp.records {
+					pieces = append(pieces, piece{slice: sl})
+				}
 				b = make([]byte, 0, 128)
 			}
 			if flex {

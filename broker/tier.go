@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/stratalog/strata/localstore"
+	"github.com/stratalog/strata/tier"
 	"github.com/stratalog/strata/tier/tierapi"
 )
 
@@ -14,8 +15,9 @@ type Tier interface {
 	LogStartOffset(topic string, partition int32) (int64, bool)
 	// HighestOffset is the last offset copied to the remote tier, if any (KIP-1005 latest-tiered).
 	HighestOffset(topic string, partition int32) (int64, bool)
-	// Read serves the batches from offset out of the remote tier, like Log.Read.
-	Read(ctx context.Context, topic string, partition int32, offset, maxBytes int64, minOneBatch bool) (localstore.Slice, error)
+	// ReadMany serves the batches from offset out of the remote tier, like
+	// Log.Read but as consecutive slices that may cross chunks and segments.
+	ReadMany(ctx context.Context, topic string, partition int32, offset, maxBytes int64, minOneBatch bool) ([]localstore.Slice, error)
 	// OffsetForTimestamp finds the first record with timestamp >= ts in the remote tier.
 	OffsetForTimestamp(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, ok bool, err error)
 	// Manage runs one round of tiering for the partitions: upload closed segments,
@@ -24,3 +26,5 @@ type Tier interface {
 	// DeleteTopic removes a deleted topic's remote segments.
 	DeleteTopic(ctx context.Context, topic string, partitions int32) error
 }
+
+var _ Tier = (*tier.Manager)(nil)

@@ -28,12 +28,52 @@ const maxSidecarBytes = 512 << 20
 // offset) or ErrUnavailable (the store or the cache failed, a checksum did not
 // hold, or Config.FetchMaxWait passed): never partial or wrong data.
 func (m *Manager) Read(ctx context.Context, topic string, partition int32, offset, maxBytes int64, minOneBatch bool) (localstore.Slice, error) {
+	var sl localstore.Slice
+	err := m.serve(ctx, tp{topic, partition}, offset, func(ctx context.Context, key tp) (int64, error) {
+		var err error
+		sl, _, err = m.read(ctx, key, offset, maxBytes, minOneBatch)
+		return sl.Len, err
+	})
+	return sl, err
+}
+
+// ReadMany is Read continued across chunk and segment boundaries: consecutive
+// slices (each whole batches of one cached chunk) holding at most maxBytes in
+// all. A fetch thus gets as much as its partition limit allows, not one chunk.
+// The read stops early, with what it has, where the remote tier ends or a
+// later chunk cannot be had.
+func (m *Manager) ReadMany(ctx context.Context, topic string, partition int32, offset, maxBytes int64, minOneBatch bool) ([]localstore.Slice, error) {
+	var out []localstore.Slice
+	err := m.serve(ctx, tp{topic, partition}, offset, func(ctx context.Context, key tp) (int64, error) {
+		var total int64
+		for total < maxBytes || len(out) == 0 {
+			sl, next, err := m.read(ctx, key, offset, maxBytes-total, minOneBatch && len(out) == 0)
+			if err != nil {
+				if len(out) > 0 {
+					return total, nil
+				}
+				return 0, err
+			}
+			if sl.Len == 0 {
+				break
+			}
+			out = append(out, sl)
+			total += sl.Len
+			offset = next
+		}
+		return total, nil
+	})
+	return out, err
+}
+
+// serve runs one remote read with the metrics and the remote.fetch.max.wait.ms
+// bound; read returns the bytes it served.
+func (m *Manager) serve(ctx context.Context, key tp, offset int64, read func(context.Context, tp) (int64, error)) error {
 	start := time.Now()
 	m.m.fetchRequests.Inc()
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.FetchMaxWait)
 	defer cancel()
-	key := tp{topic, partition}
-	sl, err := m.read(ctx, key, offset, maxBytes, minOneBatch)
+	n, err := read(ctx, key)
 	if err != nil && !errors.Is(err, ErrOffsetOutOfRange) {
 		// Remote retention may have deleted the segment meanwhile: then the
 		// offset is out of range, not the store unavailable.
@@ -46,10 +86,10 @@ func (m *Manager) Read(ctx context.Context, topic string, partition int32, offse
 		if !errors.Is(err, ErrOffsetOutOfRange) {
 			m.m.fetchErrors.Inc()
 		}
-		return localstore.Slice{}, err
+		return err
 	}
-	m.m.fetchBytes.Add(float64(sl.Len))
-	return sl, nil
+	m.m.fetchBytes.Add(float64(n))
+	return nil
 }
 
 // locate finds the COPY_FINISHED segment holding offset: its index in
@@ -67,17 +107,19 @@ func (m *Manager) locate(key tp, offset int64) ([]metadata.RemoteSegment, int, e
 	return finished, i, nil
 }
 
-func (m *Manager) read(ctx context.Context, key tp, offset, maxBytes int64, minOneBatch bool) (localstore.Slice, error) {
+// read serves whole batches of one chunk from offset; next is the offset after
+// the last batch served.
+func (m *Manager) read(ctx context.Context, key tp, offset, maxBytes int64, minOneBatch bool) (sl localstore.Slice, next int64, err error) {
 	finished, i, err := m.locate(key, offset)
 	if err != nil {
-		return localstore.Slice{}, err
+		return localstore.Slice{}, 0, err
 	}
 	for ; i < len(finished); i++ {
 		seg := finished[i]
 		offset = max(offset, seg.BaseOffset)
 		sc, err := m.sidecar(ctx, key, seg)
 		if err != nil {
-			return localstore.Slice{}, err
+			return localstore.Slice{}, 0, err
 		}
 		b := sc.findBatch(offset)
 		if b == len(sc.Batches) {
@@ -90,31 +132,33 @@ func (m *Manager) read(ctx context.Context, key tp, offset, maxBytes int64, minO
 		}
 		return m.readBatches(ctx, key, finished, i, sc, b, maxBytes, minOneBatch)
 	}
-	return localstore.Slice{}, fmt.Errorf("%w: offset %d of %s-%d", ErrOffsetOutOfRange, offset, key.topic, key.partition)
+	return localstore.Slice{}, 0, fmt.Errorf("%w: offset %d of %s-%d", ErrOffsetOutOfRange, offset, key.topic, key.partition)
 }
 
-// readBatches returns a slice of chunk file from batch b of finished[i].
-func (m *Manager) readBatches(ctx context.Context, key tp, finished []metadata.RemoteSegment, i int, sc *sidecar, b int, maxBytes int64, minOneBatch bool) (localstore.Slice, error) {
+// readBatches returns a slice of chunk file from batch b of finished[i], and
+// the offset after its last batch.
+func (m *Manager) readBatches(ctx context.Context, key tp, finished []metadata.RemoteSegment, i int, sc *sidecar, b int, maxBytes int64, minOneBatch bool) (localstore.Slice, int64, error) {
 	seg := finished[i]
 	c := sc.chunkOf(b)
 	ch := sc.Chunks[c]
 	first := sc.Batches[b].Pos
 	end := sc.batchEnd(b)
 	if end-first > maxBytes && !minOneBatch {
-		return localstore.Slice{}, nil
+		return localstore.Slice{}, 0, nil
 	}
 	f, release, err := m.cache.Get(ctx, m.chunk(key, seg, c, ch))
 	if err != nil {
 		m.noteStore(err)
-		return localstore.Slice{}, fmt.Errorf("%w: %s-%d offset %d: %w", ErrUnavailable, key.topic, key.partition, sc.Batches[b].BaseOffset, err)
+		return localstore.Slice{}, 0, fmt.Errorf("%w: %s-%d offset %d: %w", ErrUnavailable, key.topic, key.partition, sc.Batches[b].BaseOffset, err)
 	}
 	m.noteStore(nil)
+	last := b
 	for j := b + 1; j < ch.FirstBatch+ch.NumBatches; j++ {
 		e := sc.batchEnd(j)
 		if e-first > maxBytes {
 			break
 		}
-		end = e
+		end, last = e, j
 	}
 	m.readAhead(key, finished, i, sc, c)
 	var once atomic.Bool
@@ -125,7 +169,7 @@ func (m *Manager) readBatches(ctx context.Context, key tp, finished []metadata.R
 				release()
 			}
 		},
-	}, nil
+	}, sc.Batches[last].LastOffset + 1, nil
 }
 
 // chunk describes chunk c of a remote segment to the cache.

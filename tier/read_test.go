@@ -257,3 +257,42 @@ var _ interface {
 	Manage(ctx context.Context, parts []PartitionLog)
 	DeleteTopic(ctx context.Context, topic string, partitions int32) error
 } = (*Manager)(nil)
+
+// ReadMany continues across chunks and segments up to maxBytes: one call
+// serves what Read would in several, byte for byte.
+func TestReadManyCrossesChunksAndSegments(t *testing.T) {
+	e := tiered(t, nil)
+	want := e.bytesBetween(0, 180)
+	slices, err := e.m.ReadMany(context.Background(), testTopic, 0, 0, 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for _, sl := range slices {
+		got = append(got, sliceBytes(t, sl)...)
+	}
+	if len(slices) < 2 {
+		t.Fatalf("%d slices: the read did not continue past the first chunk", len(slices))
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%d bytes in %d slices, want the %d bytes of offsets 0-179", len(got), len(slices), len(want))
+	}
+	// A limit is a limit: whole batches, at most maxBytes after the first.
+	slices, err = e.m.ReadMany(context.Background(), testTopic, 0, 0, 3000, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	var part []byte
+	for _, sl := range slices {
+		n += sl.Len
+		part = append(part, sliceBytes(t, sl)...)
+	}
+	if n > 3000 || n == 0 || !bytes.HasPrefix(want, part) {
+		t.Fatalf("maxBytes 3000: %d bytes, prefix %v", n, bytes.HasPrefix(want, part))
+	}
+	// Past the remote tier: out of range, as Read.
+	if _, err := e.m.ReadMany(context.Background(), testTopic, 0, 180, 100, true); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("offset 180: %v", err)
+	}
+}
