@@ -154,6 +154,7 @@ func TestCompatKafkaGo(t *testing.T) {
 	})
 
 	kafkagoAutoCreateAndCodecs(ctx, t, addr)
+	kafkagoAcksNone(ctx, t, addr)
 	kafkagoConn(ctx, t, addr)
 	kafkagoClient(ctx, t, addr, topic, group, len(all))
 }
@@ -535,4 +536,45 @@ func kafkagoClient(ctx context.Context, t *testing.T, addr, topic, group string,
 	if err != nil || dt.Errors[topic] != nil || !errors.Is(dt.Errors["no-such-topic"], kafka.UnknownTopicOrPartition) {
 		t.Errorf("DeleteTopics: %+v %v", dt, err)
 	}
+}
+
+// kafkagoAcksNone writes with the zero Writer's RequiredAcks, RequireNone
+// (acks=0: the broker sends no response), then reads everything back in order.
+func kafkagoAcksNone(ctx context.Context, t *testing.T, addr string) {
+	t.Helper()
+	topic := uniqueName(t, "kafkago-acks0")
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, AllowAutoTopicCreation: true, BatchTimeout: 5 * time.Millisecond,
+		Logger: kafkagoLogger("acks0 writer: "), ErrorLogger: kafkagoLogger("acks0 writer ERROR: ")}
+	const n = 1000
+	var want []kgRec
+	for start := 0; start < n; start += 100 {
+		var msgs []kafka.Message
+		for i := start; i < start+100; i++ {
+			msgs = append(msgs, kafka.Message{Key: compatKey(i), Value: compatValue(topic, i), Time: time.UnixMilli(1_700_000_000_000 + int64(i))})
+			want = append(want, kgRec{0, int64(i), compatKey(i), compatValue(topic, i), "", 1_700_000_000_000 + int64(i)})
+		}
+		if err := w.WriteMessages(ctx, msgs...); err != nil {
+			t.Fatalf("WriteMessages with acks=0: %v", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Writer.Close: %v", err)
+	}
+	// Nothing acknowledges an acks=0 write: wait for the end offset.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := kafka.DialLeader(ctx, "tcp", addr, topic, 0)
+		if err == nil {
+			last, err := conn.ReadLastOffset()
+			conn.Close()
+			if err == nil && last == n {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acks=0: %d records not all written within 10s", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	compareKG(t, "acks=0", kafkagoReadPartition(ctx, t, addr, topic, 0, n), want)
 }

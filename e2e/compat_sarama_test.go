@@ -194,6 +194,36 @@ func testSarama(t *testing.T, addr string, v sarama.KafkaVersion, codec sarama.C
 
 	saramaGroup(t, addrs, v, client, admin, prod, adminTopic, want[adminTopic])
 	saramaAdmin(t, v, client, admin, autoTopic)
+	saramaAcksNone(t, addrs, v, client, cons)
+}
+
+// saramaAcksNone produces with RequiredAcks NoResponse (acks=0: the broker
+// answers nothing) and reads the records back in order.
+func saramaAcksNone(t *testing.T, addrs []string, v sarama.KafkaVersion, client sarama.Client, cons sarama.Consumer) {
+	topic := uniqueName(t, "sarama-acks0")
+	cfg := saramaConfig(v)
+	cfg.Producer.RequiredAcks = sarama.NoResponse
+	prod, err := sarama.NewSyncProducer(addrs, cfg)
+	if err != nil {
+		t.Fatalf("NewSyncProducer(acks=0): %v", err)
+	}
+	defer prod.Close()
+	produced := saramaProduce(t, prod, topic, 0, 1000)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		client.RefreshMetadata(topic)
+		if end, err := client.GetOffset(topic, 0, sarama.OffsetNewest); err == nil && end == int64(len(produced)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acks=0: %d records not all written within 10s", len(produced))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range produced {
+		produced[i].partition, produced[i].offset = 0, int64(i) // no response, so no offsets
+	}
+	compareSarama(t, "acks=0", saramaConsumePartition(t, cons, topic, 0, sarama.OffsetOldest, len(produced)), produced)
 }
 
 // saramaAdmin covers the rest of ClusterAdmin that a single broker serves.
