@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -193,6 +194,9 @@ func testSarama(t *testing.T, addr string, v sarama.KafkaVersion, codec sarama.C
 	}
 
 	saramaGroup(t, addrs, v, client, admin, prod, adminTopic, want[adminTopic])
+	if v.IsAtLeast(sarama.V2_3_0_0) {
+		saramaStatic(t, addrs, v, adminTopic)
+	}
 	saramaAdmin(t, v, client, admin, autoTopic)
 	saramaAcksNone(t, addrs, v, client, cons)
 }
@@ -250,27 +254,26 @@ func saramaAdmin(t *testing.T, v sarama.KafkaVersion, client sarama.Client, admi
 			t.Fatalf("DescribeTopics after CreatePartitions: %+v %v", md, err)
 		}
 	}
+	// The group that saramaGroup used, all of its members gone.
+	g := uniqueName(t, "sarama-group")
 	groups, err := admin.ListConsumerGroups()
-	if err != nil || len(groups) != 1 {
+	if err != nil || groups[g] != "consumer" {
 		t.Fatalf("ListConsumerGroups: %v %v", groups, err)
 	}
-	for g := range groups {
-		desc, err := admin.DescribeConsumerGroups([]string{g})
-		if err != nil || len(desc) != 1 || desc[0].State != "Empty" || desc[0].ProtocolType != "consumer" {
-			t.Errorf("DescribeConsumerGroups(%s): %+v %v", g, desc, err)
+	desc, err := admin.DescribeConsumerGroups([]string{g})
+	if err != nil || len(desc) != 1 || desc[0].State != "Empty" || desc[0].ProtocolType != "consumer" {
+		t.Errorf("DescribeConsumerGroups(%s): %+v %v", g, desc, err)
+	}
+	if v.IsAtLeast(sarama.V2_4_0_0) {
+		if err := admin.DeleteConsumerGroupOffset(g, "no-such-topic", 0); err == nil {
+			t.Errorf("DeleteConsumerGroupOffset of an unknown topic succeeded")
 		}
-		if v.IsAtLeast(sarama.V2_4_0_0) {
-			if err := admin.DeleteConsumerGroupOffset(g, "no-such-topic", 0); err == nil {
-				t.Errorf("DeleteConsumerGroupOffset of an unknown topic succeeded")
-			}
-		}
-		if !v.IsAtLeast(sarama.V1_1_0_0) {
-			continue
-		}
+	}
+	if v.IsAtLeast(sarama.V1_1_0_0) {
 		if err := admin.DeleteConsumerGroup(g); err != nil {
 			t.Errorf("DeleteConsumerGroup(%s): %v", g, err)
 		}
-		if groups, err := admin.ListConsumerGroups(); err != nil || len(groups) != 0 {
+		if groups, err := admin.ListConsumerGroups(); err != nil || groups[g] != "" {
 			t.Errorf("ListConsumerGroups after delete: %v %v", groups, err)
 		}
 	}
@@ -414,6 +417,7 @@ type saramaMember struct {
 	mu     sync.Mutex
 	recs   []saramaRec
 	claims map[string][]int32
+	gens   []int32         // generation of each session
 	first  map[int32]int64 // first offset consumed per partition
 }
 
@@ -421,6 +425,7 @@ func (m *saramaMember) Setup(s sarama.ConsumerGroupSession) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.claims = s.Claims()
+	m.gens = append(m.gens, s.GenerationID())
 	return nil
 }
 
@@ -459,7 +464,12 @@ func (m *saramaMember) snapshot() ([]saramaRec, map[string][]int32) {
 // also closes the group (leaving it).
 func runMember(t *testing.T, addrs []string, v sarama.KafkaVersion, group, topic, name string) (*saramaMember, func()) {
 	t.Helper()
-	cg, err := sarama.NewConsumerGroup(addrs, group, saramaConfig(v))
+	return runMemberWith(t, addrs, saramaConfig(v), group, topic, name)
+}
+
+func runMemberWith(t *testing.T, addrs []string, cfg *sarama.Config, group, topic, name string) (*saramaMember, func()) {
+	t.Helper()
+	cg, err := sarama.NewConsumerGroup(addrs, group, cfg)
 	if err != nil {
 		t.Fatalf("NewConsumerGroup: %v", err)
 	}
@@ -570,4 +580,50 @@ func saramaGroup(t *testing.T, addrs []string, v sarama.KafkaVersion, client sar
 	stopC()
 	rc, _ := c.snapshot()
 	compareSarama(t, "restarted member", rc, more)
+}
+
+// saramaStatic restarts a static member (KIP-345: group.instance.id, which
+// sends no LeaveGroup on Close): it gets its partitions back and the group
+// does not rebalance, so the other member keeps its generation.
+func saramaStatic(t *testing.T, addrs []string, v sarama.KafkaVersion, topic string) {
+	group := uniqueName(t, "sarama-static")
+	static := func(id string) *sarama.Config {
+		cfg := saramaConfig(v)
+		cfg.Consumer.Group.InstanceId = id
+		return cfg
+	}
+	a, stopA := runMemberWith(t, addrs, static("static-a"), group, topic, "static-a")
+	b, _ := runMemberWith(t, addrs, static("static-b"), group, topic, "static-b")
+	stable := func(what string, a, b *saramaMember) (ca, cb []int32) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, ma := a.snapshot()
+			_, mb := b.snapshot()
+			if ca, cb = ma[topic], mb[topic]; len(ca) > 0 && len(cb) > 0 && len(ca)+len(cb) == 3 {
+				return ca, cb
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: claims %v and %v", what, ca, cb)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	ca, _ := stable("static members", a, b)
+	b.mu.Lock()
+	genB := b.gens[len(b.gens)-1]
+	b.mu.Unlock()
+
+	stopA()
+	a2, _ := runMemberWith(t, addrs, static("static-a"), group, topic, "static-a restarted")
+	ca2, _ := stable("restarted static member", a2, b)
+	if !slices.Equal(ca, ca2) {
+		t.Errorf("restarted static member claims %v, had %v", ca2, ca)
+	}
+	time.Sleep(500 * time.Millisecond) // past a few heartbeats: b would have been told to rejoin
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.gens) != 1 || b.gens[0] != genB {
+		t.Errorf("the other static member went through generations %v: the restart rebalanced the group", b.gens)
+	}
 }
