@@ -1,5 +1,6 @@
 // Package e2e runs the strata binary as a subprocess against real clients:
-// kcat (librdkafka) and franz-go, including kill -9 crashes.
+// kcat (librdkafka), franz-go, sarama, segmentio/kafka-go and kafkajs,
+// including kill -9 crashes and replays from the remote tier.
 package e2e
 
 import (
