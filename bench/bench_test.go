@@ -176,6 +176,9 @@ func checkReport(t *testing.T, r *Report, out string) {
 	if r.TimeToTier.Segments == 0 {
 		t.Error("no time to tier")
 	}
+	if r.RemoteFetch.Reads == 0 || r.RemoteFetch.P50 <= 0 || r.RemoteFetch.P99 < r.RemoteFetch.P50 {
+		t.Errorf("remote read latency %+v", r.RemoteFetch)
+	}
 	if len(r.Many) != len(r.Config.ManyPartitions) {
 		t.Errorf("many partitions: %d results", len(r.Many))
 	}

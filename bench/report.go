@@ -33,6 +33,15 @@ type TimeToTier struct {
 	Source       string  `json:"source"`
 }
 
+// RemoteFetch is the latency of the tier's remote reads during the cold
+// replay (chunk cache empty, read-ahead on), from the tier's histogram.
+type RemoteFetch struct {
+	Reads  uint64  `json:"reads"`
+	P50    float64 `json:"p50_ms"`
+	P99    float64 `json:"p99_ms"`
+	Source string  `json:"source"`
+}
+
 // Baselines are the limits measured in the same run.
 type Baselines struct {
 	RawSink     Rate `json:"raw_sink"`
@@ -91,6 +100,7 @@ type Report struct {
 	Upload                 Rate             `json:"upload"`
 	Latency                Latency          `json:"latency"`
 	TimeToTier             TimeToTier       `json:"time_to_tier"`
+	RemoteFetch            RemoteFetch      `json:"remote_fetch"`
 	Many                   []ManyResult     `json:"many_partitions"`
 	Baselines              Baselines        `json:"baselines"`
 	CPU                    []CPU            `json:"cpu"`
@@ -221,6 +231,10 @@ func (r *Report) buildFigures() {
 	if r.TimeToTier.Segments > 0 {
 		plain(fmt.Sprintf("time to tier p50 (%d segments)", r.TimeToTier.Segments), "s", r.TimeToTier.P50, "", 0)
 		plain("time to tier p99", "s", r.TimeToTier.P99, "", 0)
+	}
+	if r.RemoteFetch.Reads > 0 {
+		plain(fmt.Sprintf("remote read latency p50, cold replay (%d reads)", r.RemoteFetch.Reads), "ms", r.RemoteFetch.P50, "", 0)
+		plain("remote read latency p99, cold replay", "ms", r.RemoteFetch.P99, "", 0)
 	}
 	if r.Cost.IngestedBytes > 0 {
 		plain("S3 requests per GB ingested", "$/GB", r.Cost.DollarsPerGBIngested, "<= 0.0005", 0.0005)

@@ -480,6 +480,12 @@ func (r *runner) coldPhases(ctx context.Context) error {
 		return fmt.Errorf("bench: cold replay counted %d records from batch headers, want %d", rep.ColdReplay.Records, want)
 	}
 	rep.ColdReplay.LogBytes = st.srv.Metrics().RemoteFetchBytes() - remote0
+	// No remote read happens before the cold replay, so the histogram holds its reads.
+	bounds, counts, total = st.histogram("strata_tier_remote_fetch_seconds")
+	rep.RemoteFetch = RemoteFetch{Reads: total,
+		P50:    1000 * histQuantile(0.5, bounds, counts, total),
+		P99:    1000 * histQuantile(0.99, bounds, counts, total),
+		Source: "strata_tier_remote_fetch_seconds (one tier read: index, sidecar, chunk cache Get or GET, read-ahead) over the cold replay, quantiles interpolated within its buckets"}
 	rep.ColdReplay.finish(time.Duration(rep.ColdReplay.Seconds * float64(time.Second)))
 	rep.Series = append(rep.Series, rep.ColdReplay.Series)
 	replayReq := diff(r.requests(), req1)
