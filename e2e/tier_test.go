@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -248,5 +249,42 @@ func TestTierRecoverRebuildsTheIndex(t *testing.T) {
 	got := runCmd(t, time.Minute, nil, kc, "-b", p.addr(), "-C", "-t", "history", "-o", "beginning", "-c", "2000", "-q", "-f", "%s\n")
 	if !bytes.HasPrefix(in, got) || len(got) == 0 {
 		t.Fatalf("after recover, read %d bytes that are not the start of what was written", len(got))
+	}
+}
+
+// TestKcatReplayWithServeDefaults is the README's case as a user meets it:
+// `strata serve` with every broker default (fs tier under log.dirs, a 30 s
+// tiering round), a topic created with segment.bytes and
+// local.retention.bytes=0, and kcat reading it from offset 0 once its early
+// segments live only in the remote tier.
+func TestKcatReplayWithServeDefaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the default 30 s tiering round")
+	}
+	kc := kcat(t)
+	p := startProc(t) // only listeners and log.dirs are set
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{
+		"segment.bytes":         kadm.StringPtr("16384"),
+		"local.retention.bytes": kadm.StringPtr("0"),
+	}, "history")
+	if err != nil || resp.Err != nil {
+		t.Fatalf("create topic: %v %v", err, resp.Err)
+	}
+	in := lines(3000)
+	runCmd(t, time.Minute, in, kc, "-b", p.addr(), "-P", "-t", "history", "-X", "batch.num.messages=100")
+	waitTiered(t, p.addr(), "history")
+	out := runCmd(t, time.Minute, nil, kc, "-b", p.addr(), "-C", "-t", "history", "-o", "beginning", "-e", "-q", "-f", "%s\n")
+	if !bytes.Equal(in, out) {
+		t.Fatalf("kcat read %d bytes from offset 0, wrote %d", len(out), len(in))
+	}
+	if entries, _ := os.ReadDir(filepath.Join(p.dir, "remote")); len(entries) == 0 {
+		t.Fatal("nothing in the default fs tier")
 	}
 }
