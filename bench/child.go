@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/stratalog/strata/internal/freeport"
 	"io"
 	"net"
 	"net/http"
@@ -68,25 +69,15 @@ type childStrata struct {
 	stderr      *tailBuffer
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startChild starts bin serve on dir with the harness's broker settings,
 // strata.sendfile.enable=sendfile, a free loopback port and metrics.listen
 // on another, and waits until it accepts connections.
 func startChild(ctx context.Context, bin, dir string, sendfile bool) (*childStrata, error) {
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}
-	mport, err := freePort()
+	mport, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}

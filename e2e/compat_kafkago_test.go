@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -29,47 +28,12 @@ func kafkagoLogger(prefix string) kafka.Logger {
 	})
 }
 
-// kgRec is a record as written or read.
-type kgRec struct {
-	partition int
-	offset    int64
-	key, val  []byte
-	hdrs      string
-	ts        int64
-}
-
-func (r kgRec) String() string {
-	return fmt.Sprintf("p%d@%d key=%q len(val)=%d hdrs=%q ts=%d", r.partition, r.offset, r.key, len(r.val), r.hdrs, r.ts)
-}
-
-func kgFromMessage(m kafka.Message) kgRec {
+func kgFromMessage(m kafka.Message) clientRec {
 	var b bytes.Buffer
 	for _, h := range m.Headers {
 		fmt.Fprintf(&b, "%q=%q;", h.Key, h.Value)
 	}
-	return kgRec{m.Partition, m.Offset, m.Key, m.Value, b.String(), m.Time.UnixMilli()}
-}
-
-func compareKG(t *testing.T, what string, got, want []kgRec) {
-	t.Helper()
-	got, want = append([]kgRec(nil), got...), append([]kgRec(nil), want...)
-	for _, s := range [][]kgRec{got, want} {
-		sort.Slice(s, func(i, j int) bool {
-			if s[i].partition != s[j].partition {
-				return s[i].partition < s[j].partition
-			}
-			return s[i].offset < s[j].offset
-		})
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d records, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		g, w := got[i], want[i]
-		if g.partition != w.partition || g.offset != w.offset || !bytes.Equal(g.key, w.key) || !bytes.Equal(g.val, w.val) || g.hdrs != w.hdrs || g.ts != w.ts {
-			t.Fatalf("%s: record %d differs:\n got %v\nwant %v", what, i, g, w)
-		}
-	}
+	return clientRec{int32(m.Partition), m.Offset, m.Key, m.Value, b.String(), m.Time.UnixMilli()}
 }
 
 func TestCompatKafkaGo(t *testing.T) {
@@ -118,11 +82,11 @@ func TestCompatKafkaGo(t *testing.T) {
 	written := kafkagoWrite(ctx, t, addr, topic, 0, n)
 
 	// Reader without a group, from offset 0 on each partition.
-	var got []kgRec
+	var got []clientRec
 	for part := 0; part < 3; part++ {
 		got = append(got, kafkagoReadPartition(ctx, t, addr, topic, part, countKG(written, part))...)
 	}
-	compareKG(t, "partition readers", got, written)
+	compareRecs(t, "partition readers", got, written)
 
 	// Reader with a GroupID: the first reads and commits part of the topic,
 	// then leaves; a second in the same group reads the rest, from the
@@ -130,9 +94,9 @@ func TestCompatKafkaGo(t *testing.T) {
 	group := uniqueName(t, "kafkago-group")
 	first := kafkagoGroupRead(ctx, t, addr, group, topic, "reader-1", n/3)
 	more := kafkagoWrite(ctx, t, addr, topic, n, 600)
-	all := append(append([]kgRec(nil), written...), more...)
+	all := append(append([]clientRec(nil), written...), more...)
 	second := kafkagoGroupRead(ctx, t, addr, group, topic, "reader-2", len(all)-len(first))
-	compareKG(t, "group readers", append(first, second...), all)
+	compareRecs(t, "group readers", append(first, second...), all)
 
 	// Two members at once: both get partitions; a third reader afterwards
 	// finds nothing left.
@@ -159,25 +123,25 @@ func TestCompatKafkaGo(t *testing.T) {
 	kafkagoClient(ctx, t, addr, topic, group, len(all))
 }
 
-func countKG(recs []kgRec, part int) int {
+func countKG(recs []clientRec, part int) int {
 	n := 0
 	for _, r := range recs {
-		if r.partition == part {
+		if r.partition == int32(part) {
 			n++
 		}
 	}
 	return n
 }
 
-func kafkagoWrite(ctx context.Context, t *testing.T, addr, topic string, from, n int) []kgRec {
+func kafkagoWrite(ctx context.Context, t *testing.T, addr, topic string, from, n int) []clientRec {
 	t.Helper()
 	return kafkagoWriteWith(ctx, t, addr, topic, from, n, func(*kafka.Writer) {})
 }
 
-func kafkagoWriteWith(ctx context.Context, t *testing.T, addr, topic string, from, n int, opt func(*kafka.Writer)) []kgRec {
+func kafkagoWriteWith(ctx context.Context, t *testing.T, addr, topic string, from, n int, opt func(*kafka.Writer)) []clientRec {
 	t.Helper()
 	var mu sync.Mutex
-	var recs []kgRec
+	var recs []clientRec
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(addr),
 		Topic:        topic,
@@ -220,7 +184,7 @@ func kafkagoWriteWith(ctx context.Context, t *testing.T, addr, topic string, fro
 	return recs
 }
 
-func kafkagoReadPartition(ctx context.Context, t *testing.T, addr, topic string, part, n int) []kgRec {
+func kafkagoReadPartition(ctx context.Context, t *testing.T, addr, topic string, part, n int) []clientRec {
 	t.Helper()
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:     []string{addr},
@@ -239,7 +203,7 @@ func kafkagoReadPartition(ctx context.Context, t *testing.T, addr, topic string,
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var got []kgRec
+	var got []clientRec
 	for len(got) < n {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
@@ -276,7 +240,7 @@ func kafkagoGroupReader(addr, group, topic, name string) *kafka.Reader {
 
 // kafkagoGroupRead reads and commits n records as a member of group, then
 // closes the reader (leaving the group). It returns the committed records.
-func kafkagoGroupRead(ctx context.Context, t *testing.T, addr, group, topic, name string, n int) []kgRec {
+func kafkagoGroupRead(ctx context.Context, t *testing.T, addr, group, topic, name string, n int) []clientRec {
 	t.Helper()
 	r := kafkagoGroupReader(addr, group, topic, name)
 	defer func() {
@@ -286,7 +250,7 @@ func kafkagoGroupRead(ctx context.Context, t *testing.T, addr, group, topic, nam
 	}()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var got []kgRec
+	var got []clientRec
 	for len(got) < n {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -391,7 +355,7 @@ func kafkagoAutoCreateAndCodecs(ctx context.Context, t *testing.T, addr string) 
 			w.AllowAutoTopicCreation = true
 			w.Compression = codec
 		})
-		compareKG(t, codec.String(), kafkagoReadPartition(ctx, t, addr, topic, 0, 500), written)
+		compareRecs(t, codec.String(), kafkagoReadPartition(ctx, t, addr, topic, 0, 500), written)
 	}
 }
 
@@ -546,12 +510,12 @@ func kafkagoAcksNone(ctx context.Context, t *testing.T, addr string) {
 	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, AllowAutoTopicCreation: true, BatchTimeout: 5 * time.Millisecond,
 		Logger: kafkagoLogger("acks0 writer: "), ErrorLogger: kafkagoLogger("acks0 writer ERROR: ")}
 	const n = 1000
-	var want []kgRec
+	var want []clientRec
 	for start := 0; start < n; start += 100 {
 		var msgs []kafka.Message
 		for i := start; i < start+100; i++ {
 			msgs = append(msgs, kafka.Message{Key: compatKey(i), Value: compatValue(topic, i), Time: time.UnixMilli(1_700_000_000_000 + int64(i))})
-			want = append(want, kgRec{0, int64(i), compatKey(i), compatValue(topic, i), "", 1_700_000_000_000 + int64(i)})
+			want = append(want, clientRec{0, int64(i), compatKey(i), compatValue(topic, i), "", 1_700_000_000_000 + int64(i)})
 		}
 		if err := w.WriteMessages(ctx, msgs...); err != nil {
 			t.Fatalf("WriteMessages with acks=0: %v", err)
@@ -576,5 +540,5 @@ func kafkagoAcksNone(ctx context.Context, t *testing.T, addr string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	compareKG(t, "acks=0", kafkagoReadPartition(ctx, t, addr, topic, 0, n), want)
+	compareRecs(t, "acks=0", kafkagoReadPartition(ctx, t, addr, topic, 0, n), want)
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log"
 	"slices"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -79,19 +78,6 @@ func TestCompatSarama(t *testing.T) {
 	}
 }
 
-// saramaRec is a record as produced or consumed, compared field by field.
-type saramaRec struct {
-	partition int32
-	offset    int64
-	key, val  []byte
-	hdrs      string
-	ts        int64
-}
-
-func (r saramaRec) String() string {
-	return fmt.Sprintf("p%d@%d key=%q len(val)=%d hdrs=%q ts=%d", r.partition, r.offset, r.key, len(r.val), r.hdrs, r.ts)
-}
-
 func saramaHeaders[H sarama.RecordHeader | *sarama.RecordHeader](hs []H) string {
 	var b bytes.Buffer
 	for _, h := range hs {
@@ -139,7 +125,7 @@ func testSarama(t *testing.T, addr string, v sarama.KafkaVersion, codec sarama.C
 	}
 	defer prod.Close()
 	const n = 3000
-	want := map[string][]saramaRec{}
+	want := map[string][]clientRec{}
 	for _, topic := range []string{autoTopic, adminTopic} {
 		want[topic] = saramaProduce(t, prod, topic, 0, n)
 	}
@@ -175,11 +161,11 @@ func testSarama(t *testing.T, addr string, v sarama.KafkaVersion, codec sarama.C
 		if err != nil {
 			t.Fatalf("Partitions(%s): %v", topic, err)
 		}
-		var got []saramaRec
+		var got []clientRec
 		for _, part := range parts {
 			got = append(got, saramaConsumePartition(t, cons, topic, part, sarama.OffsetOldest, countIn(want[topic], part))...)
 		}
-		compareSarama(t, topic, got, want[topic])
+		compareRecs(t, topic, got, want[topic])
 	}
 
 	// Topic configs: describe, alter (which replaces a topic's overrides), describe.
@@ -227,7 +213,7 @@ func saramaAcksNone(t *testing.T, addrs []string, v sarama.KafkaVersion, client 
 	for i := range produced {
 		produced[i].partition, produced[i].offset = 0, int64(i) // no response, so no offsets
 	}
-	compareSarama(t, "acks=0", saramaConsumePartition(t, cons, topic, 0, sarama.OffsetOldest, len(produced)), produced)
+	compareRecs(t, "acks=0", saramaConsumePartition(t, cons, topic, 0, sarama.OffsetOldest, len(produced)), produced)
 }
 
 // saramaAdmin covers the rest of ClusterAdmin that a single broker serves.
@@ -295,7 +281,7 @@ func saramaAdmin(t *testing.T, v sarama.KafkaVersion, client sarama.Client, admi
 
 func ptr[T any](v T) *T { return &v }
 
-func countIn(recs []saramaRec, part int32) int {
+func countIn(recs []clientRec, part int32) int {
 	n := 0
 	for _, r := range recs {
 		if r.partition == part {
@@ -307,10 +293,10 @@ func countIn(recs []saramaRec, part int32) int {
 
 // saramaProduce sends records [from, from+n) in batches through the sync
 // producer and returns them with the partition and offset each got.
-func saramaProduce(t *testing.T, prod sarama.SyncProducer, topic string, from, n int) []saramaRec {
+func saramaProduce(t *testing.T, prod sarama.SyncProducer, topic string, from, n int) []clientRec {
 	t.Helper()
 	base := time.Now().Add(-time.Hour).UnixMilli()
-	var recs []saramaRec
+	var recs []clientRec
 	for start := from; start < from+n; start += 500 {
 		var msgs []*sarama.ProducerMessage
 		for i := start; i < min(start+500, from+n); i++ {
@@ -331,25 +317,25 @@ func saramaProduce(t *testing.T, prod sarama.SyncProducer, topic string, from, n
 		for _, m := range msgs {
 			k, _ := m.Key.Encode()
 			val, _ := m.Value.Encode()
-			recs = append(recs, saramaRec{m.Partition, m.Offset, k, val, saramaHeaders(m.Headers), m.Timestamp.UnixMilli()})
+			recs = append(recs, clientRec{m.Partition, m.Offset, k, val, saramaHeaders(m.Headers), m.Timestamp.UnixMilli()})
 		}
 	}
 	return recs
 }
 
-func saramaConsumePartition(t *testing.T, cons sarama.Consumer, topic string, part int32, from int64, n int) []saramaRec {
+func saramaConsumePartition(t *testing.T, cons sarama.Consumer, topic string, part int32, from int64, n int) []clientRec {
 	t.Helper()
 	pc, err := cons.ConsumePartition(topic, part, from)
 	if err != nil {
 		t.Fatalf("ConsumePartition(%s, %d): %v", topic, part, err)
 	}
 	defer pc.Close()
-	var got []saramaRec
+	var got []clientRec
 	timeout := time.After(30 * time.Second)
 	for len(got) < n {
 		select {
 		case m := <-pc.Messages():
-			got = append(got, saramaRec{m.Partition, m.Offset, m.Key, m.Value, saramaHeaders(m.Headers), m.Timestamp.UnixMilli()})
+			got = append(got, clientRec{m.Partition, m.Offset, m.Key, m.Value, saramaHeaders(m.Headers), m.Timestamp.UnixMilli()})
 		case err := <-pc.Errors():
 			t.Fatalf("consuming %s/%d: %v", topic, part, err)
 		case <-timeout:
@@ -360,31 +346,6 @@ func saramaConsumePartition(t *testing.T, cons sarama.Consumer, topic string, pa
 		t.Errorf("%s/%d: high watermark %d after offset %d", topic, part, hwm, got[len(got)-1].offset)
 	}
 	return got
-}
-
-func sortRecs(recs []saramaRec) {
-	sort.Slice(recs, func(i, j int) bool {
-		if recs[i].partition != recs[j].partition {
-			return recs[i].partition < recs[j].partition
-		}
-		return recs[i].offset < recs[j].offset
-	})
-}
-
-func compareSarama(t *testing.T, what string, got, want []saramaRec) {
-	t.Helper()
-	got, want = append([]saramaRec(nil), got...), append([]saramaRec(nil), want...)
-	sortRecs(got)
-	sortRecs(want)
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d records, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		g, w := got[i], want[i]
-		if g.partition != w.partition || g.offset != w.offset || !bytes.Equal(g.key, w.key) || !bytes.Equal(g.val, w.val) || g.hdrs != w.hdrs || g.ts != w.ts {
-			t.Fatalf("%s: record %d differs:\n got %v\nwant %v", what, i, g, w)
-		}
-	}
 }
 
 // saramaCheckConfig checks a topic config's value and source; before sarama
@@ -415,7 +376,7 @@ func saramaCheckConfig(t *testing.T, admin sarama.ClusterAdmin, v sarama.KafkaVe
 type saramaMember struct {
 	name   string
 	mu     sync.Mutex
-	recs   []saramaRec
+	recs   []clientRec
 	claims map[string][]int32
 	gens   []int32         // generation of each session
 	first  map[int32]int64 // first offset consumed per partition
@@ -442,7 +403,7 @@ func (m *saramaMember) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Cons
 				return nil
 			}
 			m.mu.Lock()
-			m.recs = append(m.recs, saramaRec{msg.Partition, msg.Offset, msg.Key, msg.Value, saramaHeaders(msg.Headers), msg.Timestamp.UnixMilli()})
+			m.recs = append(m.recs, clientRec{msg.Partition, msg.Offset, msg.Key, msg.Value, saramaHeaders(msg.Headers), msg.Timestamp.UnixMilli()})
 			if _, ok := m.first[msg.Partition]; !ok {
 				m.first[msg.Partition] = msg.Offset
 			}
@@ -454,10 +415,10 @@ func (m *saramaMember) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Cons
 	}
 }
 
-func (m *saramaMember) snapshot() ([]saramaRec, map[string][]int32) {
+func (m *saramaMember) snapshot() ([]clientRec, map[string][]int32) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]saramaRec(nil), m.recs...), m.claims
+	return append([]clientRec(nil), m.recs...), m.claims
 }
 
 // runMember starts a group member consuming topic until stop is called, which
@@ -508,7 +469,7 @@ func runMemberWith(t *testing.T, addrs []string, cfg *sarama.Config, group, topi
 	return m, stop
 }
 
-func saramaGroup(t *testing.T, addrs []string, v sarama.KafkaVersion, client sarama.Client, admin sarama.ClusterAdmin, prod sarama.SyncProducer, topic string, produced []saramaRec) {
+func saramaGroup(t *testing.T, addrs []string, v sarama.KafkaVersion, client sarama.Client, admin sarama.ClusterAdmin, prod sarama.SyncProducer, topic string, produced []clientRec) {
 	group := uniqueName(t, "sarama-group")
 	a, stopA := runMember(t, addrs, v, group, topic, "member-a")
 	b, stopB := runMember(t, addrs, v, group, topic, "member-b")
@@ -536,15 +497,15 @@ func saramaGroup(t *testing.T, addrs []string, v sarama.KafkaVersion, client sar
 	stopB()
 	ra, _ := a.snapshot()
 	rb, _ := b.snapshot()
-	all := map[[2]int64]saramaRec{}
+	all := map[[2]int64]clientRec{}
 	for _, r := range append(ra, rb...) {
 		all[[2]int64{int64(r.partition), r.offset}] = r
 	}
-	var got []saramaRec
+	var got []clientRec
 	for _, r := range all {
 		got = append(got, r)
 	}
-	compareSarama(t, "group", got, produced)
+	compareRecs(t, "group", got, produced)
 
 	// Committed offsets are the partitions' ends.
 	resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: {0, 1, 2}})
@@ -579,7 +540,7 @@ func saramaGroup(t *testing.T, addrs []string, v sarama.KafkaVersion, client sar
 	}
 	stopC()
 	rc, _ := c.snapshot()
-	compareSarama(t, "restarted member", rc, more)
+	compareRecs(t, "restarted member", rc, more)
 }
 
 // saramaStatic restarts a static member (KIP-345: group.instance.id, which

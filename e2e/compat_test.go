@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -220,6 +221,47 @@ func (vp *versionProxy) expect(t *testing.T, want map[int16][2]int16) {
 			if v < r[0] || v > r[1] {
 				t.Errorf("%s requested at v%d, want v%d-%d", kmsg.NameForKey(k), v, r[0], r[1])
 			}
+		}
+	}
+}
+
+// clientRec is a record as a compatibility test wrote or read it through one
+// client, compared field by field with what another client did.
+type clientRec struct {
+	partition int32
+	offset    int64
+	key, val  []byte
+	hdrs      string
+	ts        int64
+}
+
+func (r clientRec) String() string {
+	return fmt.Sprintf("p%d@%d key=%q len(val)=%d hdrs=%q ts=%d", r.partition, r.offset, r.key, len(r.val), r.hdrs, r.ts)
+}
+
+// sortRecs orders records by partition, then offset.
+func sortRecs(recs []clientRec) {
+	sort.Slice(recs, func(i, j int) bool {
+		if recs[i].partition != recs[j].partition {
+			return recs[i].partition < recs[j].partition
+		}
+		return recs[i].offset < recs[j].offset
+	})
+}
+
+// compareRecs asserts that got and want hold the same records, in any order.
+func compareRecs(t *testing.T, what string, got, want []clientRec) {
+	t.Helper()
+	got, want = append([]clientRec(nil), got...), append([]clientRec(nil), want...)
+	sortRecs(got)
+	sortRecs(want)
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d records, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.partition != w.partition || g.offset != w.offset || !bytes.Equal(g.key, w.key) || !bytes.Equal(g.val, w.val) || g.hdrs != w.hdrs || g.ts != w.ts {
+			t.Fatalf("%s: record %d differs:\n got %v\nwant %v", what, i, g, w)
 		}
 	}
 }

@@ -37,20 +37,20 @@ func TestCompatReplayFromTier(t *testing.T) {
 		}
 		got := saramaConsumePartition(t, cons, topic, 0, sarama.OffsetOldest, len(written))
 		cons.Close()
-		compareSarama(t, "sarama "+v.String()+" from the tier", got, written)
+		compareRecs(t, "sarama "+v.String()+" from the tier", got, written)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var want []kgRec
+	var want []clientRec
 	for _, r := range written {
-		want = append(want, kgRec{int(r.partition), r.offset, r.key, r.val, "", r.ts})
+		want = append(want, clientRec{r.partition, r.offset, r.key, r.val, "", r.ts})
 	}
 	got := kafkagoReadPartition(ctx, t, addr, topic, 0, len(written))
 	for i := range got {
 		got[i].hdrs = "" // compared by the sarama readers; formatted differently here
 	}
-	compareKG(t, "kafka-go from the tier", got, want)
+	compareRecs(t, "kafka-go from the tier", got, want)
 	vp.expect(t, map[int16][2]int16{1: {5, 12}})
 	vp.report(t)
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/stratalog/strata/internal/freeport"
 	"net"
 	"net/http"
 	"os"
@@ -119,16 +120,6 @@ func isExecutable(p string) error {
 	return nil
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Launch starts MinIO with its data under dir (created if needed) and waits
 // until it is ready. Stop it with Stop.
 func Launch(dir string, opts Options) (*Server, error) {
@@ -166,12 +157,12 @@ func Launch(dir string, opts Options) (*Server, error) {
 		s := &Server{Dir: abs, LogPath: filepath.Join(abs, "minio.log"), AccessKey: opts.AccessKey, SecretKey: opts.SecretKey, opts: opts}
 		port, cport := opts.Port, opts.ConsolePort
 		if port == 0 {
-			if port, err = freePort(); err != nil {
+			if port, err = freeport.Get(); err != nil {
 				return nil, fmt.Errorf("minioserver: no free port: %w", err)
 			}
 		}
 		if cport == 0 {
-			if cport, err = freePort(); err != nil {
+			if cport, err = freeport.Get(); err != nil {
 				return nil, fmt.Errorf("minioserver: no free port: %w", err)
 			}
 		}
