@@ -128,7 +128,9 @@ func (c *fetchSessions) create() *fetchSession {
 	for id == 0 || c.mu.byID[id] != nil {
 		id = rand.Int32()
 	}
-	s := &fetchSession{id: id, epoch: 1, index: map[sessKey]*sessPart{}, used: time.Now()}
+	// Epoch 0 is the full fetch that creates the session; fetchSet advances
+	// the epoch after every request, so the first incremental fetch is 1.
+	s := &fetchSession{id: id, epoch: 0, index: map[sessKey]*sessPart{}, used: time.Now()}
 	c.mu.byID[id] = s
 	return s
 }
