@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -286,5 +288,36 @@ func TestKcatReplayWithServeDefaults(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(p.dir, "remote")); len(entries) == 0 {
 		t.Fatal("nothing in the default fs tier")
+	}
+}
+
+// TestTierLsAndMetricsOfARunningBroker: `strata tier ls` asks the running
+// broker through metrics.listen, and /metrics serves the tier's, the chunk
+// cache's, the object store's and the broker's metrics.
+func TestTierLsAndMetricsOfARunningBroker(t *testing.T) {
+	kc := kcat(t)
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := startProc(t, append([]string{"metrics.listen=" + maddr}, tierSets...)...)
+	runCmd(t, time.Minute, lines(2000), kc, "-b", p.addr(), "-P", "-t", "history", "-X", "batch.num.messages=50")
+	waitTiered(t, p.addr(), "history")
+
+	out := runStrata(t, p, "tier", "ls", "history")
+	if !strings.Contains(out, "history/0") || !strings.Contains(out, "COPY_FINISHED") || !strings.Contains(out, "active") {
+		t.Fatalf("tier ls of a running broker:\n%s", out)
+	}
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, name := range []string{
+		"strata_tier_copy_bytes_total", "strata_tier_time_to_tier_seconds_bucket", "strata_tier_copy_lag_segments",
+		"strata_remote_cache_misses_total", "strata_remote_store_operations_total",
+		"strata_broker_produce_bytes_total", "strata_broker_fetch_sendfile_bytes_total",
+	} {
+		if !bytes.Contains(body, []byte(name)) {
+			t.Errorf("/metrics lacks %s", name)
+		}
 	}
 }
