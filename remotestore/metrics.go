@@ -3,6 +3,7 @@ package remotestore
 import (
 	"context"
 	"errors"
+	"github.com/stratalog/strata/internal/metricsreg"
 	"io"
 	"sync"
 	"time"
@@ -32,56 +33,40 @@ type storeMetrics struct {
 	listed   prometheus.Counter
 }
 
-// register registers c with reg, or returns the collector already registered
-// under the same description, so two stores wrapped with one registry share
-// their series instead of panicking.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a conflicting metric with our name: a programming error
-	}
-	return c
-}
-
 func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 	const ns = "strata_remote_store_"
 	opLabel := []string{"operation"}
 	m := &storeMetrics{
-		ops: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		ops: metricsreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ns + "operations_total",
 			Help: "Remote store operations started, by operation.",
 		}, opLabel)),
-		errs: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		errs: metricsreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ns + "operation_failures_total",
 			Help: "Remote store operations that failed, by operation (not-found and caller cancellation excluded).",
 		}, opLabel)),
-		notFound: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		notFound: metricsreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ns + "not_found_total",
 			Help: "Remote store operations that found no object, by operation.",
 		}, opLabel)),
-		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: metricsreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    ns + "operation_duration_seconds",
 			Help:    "Latency of remote store operations, by operation; get_range until the body is ready to read.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, opLabel)),
-		inflight: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		inflight: metricsreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: ns + "inflight_operations",
 			Help: "Remote store operations in progress, by operation.",
 		}, opLabel)),
-		written: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		written: metricsreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: ns + "written_bytes_total",
 			Help: "Bytes of objects written by successful puts.",
 		})),
-		read: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		read: metricsreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: ns + "read_bytes_total",
 			Help: "Bytes read from get_range bodies.",
 		})),
-		listed: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		listed: metricsreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: ns + "listed_objects_total",
 			Help: "Objects reported by list operations.",
 		})),

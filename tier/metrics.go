@@ -1,7 +1,7 @@
 package tier
 
 import (
-	"errors"
+	"github.com/stratalog/strata/internal/metricsreg"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -23,31 +23,13 @@ type metrics struct {
 	storeAvailable prometheus.Gauge
 }
 
-// register registers c, or returns the collector already registered under
-// the same description (two managers on one registry share series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a conflicting metric of our name: a programming error
-	}
-	return c
-}
-
 func newMetrics(reg prometheus.Registerer) *metrics {
 	const ns = "strata_tier_"
 	counter := func(name, help string) prometheus.Counter {
-		return register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: ns + name, Help: help}))
+		return metricsreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: ns + name, Help: help}))
 	}
 	gauge := func(name, help string) prometheus.Gauge {
-		return register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + name, Help: help}))
+		return metricsreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + name, Help: help}))
 	}
 	m := &metrics{
 		copyBytes:      counter("copy_bytes_total", "Segment bytes copied to the remote tier."),
@@ -61,12 +43,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fetchErrors:    counter("remote_fetch_errors_total", "Reads from the remote tier that failed."),
 		remoteLogBytes: gauge("remote_log_bytes", "Bytes of COPY_FINISHED remote segments."),
 		storeAvailable: gauge("store_available", "1 if the last object-store operation of the tier succeeded, else 0."),
-		fetchSeconds: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		fetchSeconds: metricsreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    ns + "remote_fetch_seconds",
 			Help:    "Latency of a read served from the remote tier.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		})),
-		timeToTier: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		timeToTier: metricsreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    ns + "time_to_tier_seconds",
 			Help:    "Time from a segment's roll to its COPY_FINISHED.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 18),

@@ -1,7 +1,7 @@
 package s3
 
 import (
-	"errors"
+	"github.com/stratalog/strata/internal/metricsreg"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,15 +26,15 @@ var _ Observer = (*RequestMetrics)(nil)
 func NewRequestMetrics(reg prometheus.Registerer) *RequestMetrics {
 	op := []string{"operation"}
 	return &RequestMetrics{
-		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: metricsreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strata_s3_requests_total",
 			Help: "HTTP requests sent to S3, by S3 operation (retries and multipart parts included).",
 		}, op)),
-		failures: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		failures: metricsreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strata_s3_request_failures_total",
 			Help: "S3 HTTP requests that got no response or an HTTP status of 400 or more, by S3 operation.",
 		}, op)),
-		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: metricsreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "strata_s3_request_duration_seconds",
 			Help:    "Latency of one S3 HTTP request until its response headers, by S3 operation.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
@@ -49,17 +49,4 @@ func (m *RequestMetrics) ObserveRequest(operation string, status int, took time.
 		m.failures.WithLabelValues(operation).Inc()
 	}
 	m.duration.WithLabelValues(operation).Observe(took.Seconds())
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
 }
