@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -132,13 +133,19 @@ func checkReport(t *testing.T, r *Report, out string) {
 		t.Errorf("decoded consumers: %q, %q", r.HotConsumeDecoded.Client, r.HotConsumeKfake.Client)
 	}
 	// The protocol-level consumer: records counted from batch headers, no
-	// payload decoded, at Fetch v12 or later.
-	protocol := map[string]Throughput{"hot consume": r.HotConsume, "cold replay": r.ColdReplay, "warm replay": r.WarmReplay}
+	// payload decoded, at Fetch v12 or later; on its own connection with a
+	// reused buffer except for the one row over kgo's connection.
+	protocol := map[string]Throughput{"hot consume": r.HotConsume, "hot consume kfake": r.HotConsumeKfakeWire,
+		"cold replay": r.ColdReplay, "warm replay": r.WarmReplay, "hot consume over kgo's connection": r.HotConsumeKgoConn}
 	for _, c := range r.Child {
 		protocol["child consume, sendfile "+onOff(c.Sendfile)] = c.Consume
 	}
 	for name, tp := range protocol {
-		if tp.Client != clientProtocol || tp.FetchVersion < 12 || tp.Records <= 0 || tp.FetchedBytes <= 0 || tp.LogBytes <= 0 || tp.PayloadBytes != 0 || tp.Seconds <= 0 {
+		want := clientWire
+		if name == "hot consume over kgo's connection" {
+			want = clientProtocol
+		}
+		if tp.Client != want || tp.FetchVersion < 12 || tp.Records <= 0 || tp.FetchedBytes <= 0 || tp.LogBytes <= 0 || tp.PayloadBytes != 0 || tp.Seconds <= 0 {
 			t.Errorf("%s (protocol-level fetch): %+v", name, tp)
 		}
 	}
@@ -182,7 +189,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 	if len(r.Many) != len(r.Config.ManyPartitions) {
 		t.Errorf("many partitions: %d results", len(r.Many))
 	}
-	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-kgo", "consume-kfake", "raw-sendfile", "cold-replay"} {
+	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "cold-replay"} {
 		if _, ok := r.cpu(phase); !ok {
 			t.Errorf("no CPU measurement of %s", phase)
 		}
@@ -207,12 +214,13 @@ func checkReport(t *testing.T, r *Report, out string) {
 			t.Errorf("figure %q: baseline %q has no value", f.Name, f.Baseline)
 		}
 	}
-	if len(targets) != 8 {
-		t.Errorf("%d figures with targets, want 8: %v", len(targets), targets)
+	if len(targets) != 9 {
+		t.Errorf("%d figures with targets, want 9: %v", len(targets), targets)
 	}
 	// The rows of each consumer, against the baseline each is comparable to.
 	for _, row := range []string{
-		"hot consume, log bytes (protocol-level fetch) vs raw sendfile",
+		"hot consume, log bytes (protocol-level fetch, 1 MiB buffer) vs raw sendfile",
+		"hot consume, log bytes (protocol-level fetch, 1 MiB buffer) vs kfake, same consumer",
 		"hot consume, decoded by kgo, payload vs kfake, decoded by kgo",
 		"broker CPU per GB served, sendfile (child process) vs sendfile off (copy path)",
 		fmt.Sprintf("cold replay, remote bytes (cache empty, protocol-level fetch) vs raw GETs x%d", b.RawGet.Concurrency),
@@ -227,6 +235,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 	}
 	for _, row := range []string{
 		"hot consume, log bytes, decoded by kgo vs raw sendfile",
+		"hot consume, log bytes, protocol-level over kgo's connection (32 MiB responses) vs raw sendfile",
 		fmt.Sprintf("warm replay, remote bytes (cache full, protocol-level fetch) vs raw GETs x%d", b.RawGet.Concurrency),
 	} {
 		if !rows[row] {
@@ -234,7 +243,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 		}
 	}
 	md := r.Markdown()
-	for _, want := range []string{"| figure | value | baseline | baseline value | ratio | target | result |", "| sendfile | round | wall s | MB/s | broker user CPU s |", clientProtocol} {
+	for _, want := range []string{"| figure | value | baseline | baseline value | ratio | target | result |", "| sendfile | round | wall s | MB/s | broker user CPU s |", clientWire} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown has no %q:\n%s", want, md)
 		}
@@ -344,5 +353,24 @@ func TestProcCPU(t *testing.T) {
 	}
 	if u < 0 || s < 0 {
 		t.Errorf("utime %v stime %v", u, s)
+	}
+}
+
+func TestSkipTags(t *testing.T) {
+	for _, c := range []struct {
+		in, rest []byte
+		ok       bool
+	}{
+		{[]byte{0, 9}, []byte{9}, true},
+		{[]byte{1, 5, 2, 0xaa, 0xbb, 9}, []byte{9}, true},
+		{[]byte{2, 5, 0, 6, 1, 0xcc}, []byte{}, true},
+		{[]byte{}, nil, false},
+		{[]byte{1, 5, 3, 0xaa}, nil, false},
+		{[]byte{1}, nil, false},
+	} {
+		rest, err := skipTags(c.in)
+		if (err == nil) != c.ok || c.ok && !bytes.Equal(rest, c.rest) {
+			t.Errorf("skipTags(%x) = %x, %v", c.in, rest, err)
+		}
 	}
 }

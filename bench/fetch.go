@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +34,42 @@ const (
 	// clientProtocol sends kmsg.FetchRequest through a kgo.Client and walks
 	// the v2 batch headers of the response: bytes and records, no decoding.
 	clientProtocol = "protocol-level fetch (kgo.Client + kmsg.FetchRequest, batch headers only)"
+	// clientWire is clientProtocol over a connection of its own that reads
+	// every response into one reused buffer (wireConn).
+	clientWire = "protocol-level fetch, reused read buffer (kmsg.FetchRequest on its own connection, batch headers only)"
 )
+
+// transport is how the protocol-level consumer reaches the broker.
+type transport int
+
+const (
+	viaKgo  transport = iota // kgo.Client's connection: a new buffer per response
+	viaWire                  // wireConn: one reused buffer
+)
+
+// wireFetchBytes is the fetch max bytes and the partition max bytes of the
+// reused-buffer consumer: each response fits the 1 MiB buffer that the
+// raw-sendfile client reads into. A response is read into memory before it
+// is walked, so the response size is the buffer the receiving copy writes
+// into; at 32 MiB (the kgo settings below) that buffer no longer stays in
+// the CPU's caches, and the client's read syscalls cost several times more
+// per byte than the raw client's.
+const wireFetchBytes = 1 << 20
+
+// limits returns the fetch max bytes and partition max bytes t asks for.
+func (t transport) limits() (maxBytes, partBytes int32) {
+	if t == viaWire {
+		return wireFetchBytes, wireFetchBytes
+	}
+	return fetchMaxBytes, fetchMaxPartitionBytes
+}
+
+func (t transport) client() string {
+	if t == viaWire {
+		return clientWire
+	}
+	return clientProtocol
+}
 
 // fetchConsumeFor is the protocol-level consumer: it reads topic from offset
 // 0 until every partition p has given upTo[p] records, repeating whole passes
@@ -48,7 +85,10 @@ const (
 // The returned Throughput has Records, FetchedBytes and LogBytes (both the
 // record-batch bytes received); PayloadBytes stays 0 (records are not
 // decoded).
-func fetchConsumeFor(ctx context.Context, addr, topic string, upTo map[int32]int64, name string, minDur time.Duration) (Throughput, error) {
+//
+// via says which connection carries the fetches: kgo.Client's own, or a
+// wireConn that reads every response into one reused buffer.
+func fetchConsumeFor(ctx context.Context, addr, topic string, upTo map[int32]int64, name string, minDur time.Duration, via transport) (Throughput, error) {
 	var total Throughput
 	var err error
 	start := time.Now()
@@ -61,7 +101,7 @@ func fetchConsumeFor(ctx context.Context, addr, topic string, upTo map[int32]int
 		defer cl.Close()
 		for pass := 0; pass == 0 || time.Since(start) < minDur; pass++ {
 			var res Throughput
-			res, err = fetchPass(ctx, cl, topic, upTo, name)
+			res, err = fetchPass(ctx, cl, topic, upTo, name, via)
 			if err != nil {
 				return
 			}
@@ -74,15 +114,15 @@ func fetchConsumeFor(ctx context.Context, addr, topic string, upTo map[int32]int
 		}
 	})
 	total.LogBytes = total.FetchedBytes
-	total.Client = clientProtocol
+	total.Client = via.client()
 	total.finish(time.Since(start))
 	return total, err
 }
 
 // fetchPass is one pass of fetchConsumeFor: one fetch loop per partition
 // leader, in parallel.
-func fetchPass(ctx context.Context, cl *kgo.Client, topic string, upTo map[int32]int64, name string) (Throughput, error) {
-	id, leaders, err := topicLeaders(ctx, cl, topic)
+func fetchPass(ctx context.Context, cl *kgo.Client, topic string, upTo map[int32]int64, name string, via transport) (Throughput, error) {
+	id, leaders, addrs, err := topicLeaders(ctx, cl, topic)
 	if err != nil {
 		return Throughput{}, err
 	}
@@ -112,7 +152,20 @@ func fetchPass(ctx context.Context, cl *kgo.Client, topic string, upTo map[int32
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := fetchLoop(ctx, cl.Broker(int(leader)), topic, id, parts, upTo, &bytes, &records, &version); err != nil {
+			var br requester = cl.Broker(int(leader))
+			if via == viaWire {
+				w, err := dialWire(ctx, addrs[leader])
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				defer w.Close()
+				br = w
+			}
+			maxBytes, partBytes := via.limits()
+			if err := fetchLoop(ctx, br, maxBytes, partBytes, topic, id, parts, upTo, &bytes, &records, &version); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -126,38 +179,43 @@ func fetchPass(ctx context.Context, cl *kgo.Client, topic string, upTo map[int32
 	return res, errors.Join(errs...)
 }
 
-// topicLeaders returns the topic's ID and the leader of each partition.
-func topicLeaders(ctx context.Context, cl *kgo.Client, topic string) ([16]byte, map[int32]int32, error) {
+// topicLeaders returns the topic's ID, the leader of each partition and the
+// address of each broker.
+func topicLeaders(ctx context.Context, cl *kgo.Client, topic string) (id [16]byte, leaders map[int32]int32, addrs map[int32]string, err error) {
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		return [16]byte{}, nil, fmt.Errorf("bench: metadata %s: %w", topic, err)
+		return id, nil, nil, fmt.Errorf("bench: metadata %s: %w", topic, err)
+	}
+	addrs = map[int32]string{}
+	for _, b := range resp.Brokers {
+		addrs[b.NodeID] = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
 	}
 	for _, t := range resp.Topics {
 		if t.Topic == nil || *t.Topic != topic {
 			continue
 		}
 		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
-			return [16]byte{}, nil, fmt.Errorf("bench: metadata %s: %w", topic, err)
+			return id, nil, nil, fmt.Errorf("bench: metadata %s: %w", topic, err)
 		}
-		leaders := map[int32]int32{}
+		leaders = map[int32]int32{}
 		for _, p := range t.Partitions {
 			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return [16]byte{}, nil, fmt.Errorf("bench: metadata %s[%d]: %w", topic, p.Partition, err)
+				return id, nil, nil, fmt.Errorf("bench: metadata %s[%d]: %w", topic, p.Partition, err)
 			}
 			leaders[p.Partition] = p.Leader
 		}
-		return t.TopicID, leaders, nil
+		return t.TopicID, leaders, addrs, nil
 	}
-	return [16]byte{}, nil, fmt.Errorf("bench: metadata: topic %s not returned", topic)
+	return id, nil, nil, fmt.Errorf("bench: metadata: topic %s not returned", topic)
 }
 
 // fetchLoop fetches parts of topic from one broker, one request at a time,
 // until each partition p has reached offset upTo[p].
-func fetchLoop(ctx context.Context, br *kgo.Broker, topic string, id [16]byte, parts []int32, upTo map[int32]int64,
+func fetchLoop(ctx context.Context, br requester, maxBytes, partBytes int32, topic string, id [16]byte, parts []int32, upTo map[int32]int64,
 	bytes, records *atomic.Int64, version *atomic.Int32) error {
 	next := map[int32]int64{}
 	for _, p := range parts {
@@ -168,7 +226,7 @@ func fetchLoop(ctx context.Context, br *kgo.Broker, topic string, id [16]byte, p
 		req.ReplicaID = -1
 		req.MaxWaitMillis = int32(fetchMaxWait / time.Millisecond)
 		req.MinBytes = 1
-		req.MaxBytes = fetchMaxBytes
+		req.MaxBytes = maxBytes
 		req.IsolationLevel = 0 // read uncommitted, kgo's default
 		req.SessionID = 0      // no fetch session: every request is full
 		req.SessionEpoch = -1
@@ -182,7 +240,7 @@ func fetchLoop(ctx context.Context, br *kgo.Broker, topic string, id [16]byte, p
 			fp := kmsg.NewFetchRequestTopicPartition()
 			fp.Partition = p
 			fp.FetchOffset = next[p]
-			fp.PartitionMaxBytes = fetchMaxPartitionBytes
+			fp.PartitionMaxBytes = partBytes
 			fp.CurrentLeaderEpoch = -1
 			fp.LogStartOffset = -1
 			ft.Partitions = append(ft.Partitions, fp)

@@ -50,7 +50,7 @@ func Run(ctx context.Context, cfg Config, progressW io.Writer) (*Report, error) 
 		r.prog = newProgress(progressW, 5+len(cfg.Variants)+len(cfg.ManyPartitions))
 		return r.rep, r.runExternal(ctx)
 	}
-	r.prog = newProgress(progressW, 18+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
+	r.prog = newProgress(progressW, 20+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "strata-bench-")
@@ -282,7 +282,7 @@ func (r *runner) runLocal(ctx context.Context) error {
 	before = st.counter("strata_broker_fetch_bytes_total")
 	sfBefore := st.srv.Metrics().SendfileBytes()
 	err = r.cpu("consume-sendfile", func() (err error) {
-		rep.HotConsume, err = fetchConsumeFor(ctx, st.addr, hot, ends, "hot consume strata, protocol-level fetch", cfg.MinPhase)
+		rep.HotConsume, err = fetchConsumeFor(ctx, st.addr, hot, ends, "hot consume strata, protocol-level fetch", cfg.MinPhase, viaWire)
 		return err
 	})
 	if err != nil {
@@ -292,6 +292,31 @@ func (r *runner) runLocal(ctx context.Context) error {
 	rep.HotConsume.finish(time.Duration(rep.HotConsume.Seconds * float64(time.Second)))
 	rep.HotConsumeSendfileBytes = st.srv.Metrics().SendfileBytes() - sfBefore
 	rep.Series = append(rep.Series, rep.HotConsume.Series)
+
+	r.prog.step("hot consume on kfake, protocol-level fetch")
+	kends, err := partitionEnds(ctx, kaddr, hot)
+	if err != nil {
+		return err
+	}
+	err = r.cpu("consume-kfake-wire", func() (err error) {
+		rep.HotConsumeKfakeWire, err = fetchConsumeFor(ctx, kaddr, hot, kends, "hot consume kfake, protocol-level fetch", cfg.MinPhase, viaWire)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	r.prog.step("hot consume, protocol-level fetch over kgo's connection")
+	before = st.counter("strata_broker_fetch_bytes_total")
+	err = r.cpu("consume-kgo-conn", func() (err error) {
+		rep.HotConsumeKgoConn, err = fetchConsumeFor(ctx, st.addr, hot, ends, "hot consume strata, protocol-level fetch over kgo's connection", cfg.MinPhase, viaKgo)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rep.HotConsumeKgoConn.LogBytes = int64(st.counter("strata_broker_fetch_bytes_total") - before)
+	rep.HotConsumeKgoConn.finish(time.Duration(rep.HotConsumeKgoConn.Seconds * float64(time.Second)))
 
 	r.prog.step("hot consume, decoded by kgo")
 	before = st.counter("strata_broker_fetch_bytes_total")
@@ -306,11 +331,7 @@ func (r *runner) runLocal(ctx context.Context) error {
 	rep.HotConsumeDecoded.finish(time.Duration(rep.HotConsumeDecoded.Seconds * float64(time.Second)))
 	rep.Series = append(rep.Series, rep.HotConsumeDecoded.Series)
 
-	r.prog.step("hot consume on kfake")
-	kends, err := partitionEnds(ctx, kaddr, hot)
-	if err != nil {
-		return err
-	}
+	r.prog.step("hot consume on kfake, decoded by kgo")
 	err = r.cpu("consume-kfake", func() (err error) {
 		rep.HotConsumeKfake, err = consumeFor(ctx, kaddr, hot, kends, "hot consume kfake", cfg.MinPhase)
 		return err
@@ -466,7 +487,7 @@ func (r *runner) coldPhases(ctx context.Context) error {
 	req1 := r.requests()
 	remote0 := st.srv.Metrics().RemoteFetchBytes()
 	err = r.cpu("cold-replay", func() (err error) {
-		rep.ColdReplay, err = fetchConsumeFor(ctx, st.addr, cold, upTo, "cold replay, protocol-level fetch", 0)
+		rep.ColdReplay, err = fetchConsumeFor(ctx, st.addr, cold, upTo, "cold replay, protocol-level fetch", 0, viaWire)
 		return err
 	})
 	if err != nil {
@@ -500,7 +521,7 @@ func (r *runner) coldPhases(ctx context.Context) error {
 	hits0 := st.counter("strata_remote_cache_hits_total")
 	remote0 = st.srv.Metrics().RemoteFetchBytes()
 	req2 := r.requests()
-	rep.WarmReplay, err = fetchConsumeFor(ctx, st.addr, cold, upTo, "warm replay, protocol-level fetch", 0)
+	rep.WarmReplay, err = fetchConsumeFor(ctx, st.addr, cold, upTo, "warm replay, protocol-level fetch", 0, viaWire)
 	if err != nil {
 		return err
 	}
@@ -695,7 +716,7 @@ func (r *runner) runExternal(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if rep.HotConsume, err = fetchConsumeFor(ctx, addr, "bench-hot"+suffix, ends, "hot consume, protocol-level fetch", cfg.MinPhase); err != nil {
+	if rep.HotConsume, err = fetchConsumeFor(ctx, addr, "bench-hot"+suffix, ends, "hot consume, protocol-level fetch", cfg.MinPhase, viaWire); err != nil {
 		return err
 	}
 	r.prog.step("hot consume, decoded by kgo")
@@ -837,7 +858,7 @@ func (r *runner) childConsume(ctx context.Context, c *childStrata, sendfile bool
 		if u0, s0, err = c.cpu(); err != nil {
 			return err
 		}
-		tp, err = fetchConsumeFor(ctx, c.addr, topic, *ends, "hot consume, child broker, sendfile "+onOff(sendfile), cfg.MinPhase)
+		tp, err = fetchConsumeFor(ctx, c.addr, topic, *ends, "hot consume, child broker, sendfile "+onOff(sendfile), cfg.MinPhase, viaWire)
 		if err != nil {
 			return err
 		}
