@@ -140,6 +140,7 @@ func (s *Server) openTier(reg prometheus.Registerer) error {
 		CacheMaxBytes:         cfg.RemoteCacheMaxBytes,
 		ChunkBytes:            cfg.RemoteChunkBytes,
 		ReadaheadChunks:       int(cfg.RemoteReadaheadChunks),
+		ReaderThreads:         int(cfg.RemoteLogReaderThreads),
 		CopyMaxBytesPerSecond: cfg.RemoteLogManagerCopyMaxBytesPerSec,
 		FetchMaxWait:          ms(cfg.RemoteFetchMaxWaitMs),
 		OrphanGrace:           ms(cfg.RemoteOrphanGraceMs),

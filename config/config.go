@@ -43,6 +43,7 @@ type Broker struct {
 	RemoteCacheMaxBytes                int64  // remote.cache.max.bytes (1 GiB)
 	RemoteChunkBytes                   int64  // remote.chunk.bytes (4 MiB)
 	RemoteReadaheadChunks              int64  // remote.readahead.chunks (2)
+	RemoteLogReaderThreads             int64  // remote.log.reader.threads (10)
 	RemoteOrphanGraceMs                int64  // remote.orphan.grace.ms (3600000)
 
 	// Topic defaults, with their broker-level keys (log.*). Resolve applies them.
@@ -99,6 +100,7 @@ var brokerFields = map[string]func(b *Broker) string{
 	"remote.cache.max.bytes":              func(b *Broker) string { return i64(b.RemoteCacheMaxBytes) },
 	"remote.chunk.bytes":                  func(b *Broker) string { return i64(b.RemoteChunkBytes) },
 	"remote.readahead.chunks":             func(b *Broker) string { return i64(b.RemoteReadaheadChunks) },
+	"remote.log.reader.threads":           func(b *Broker) string { return i64(b.RemoteLogReaderThreads) },
 	"remote.orphan.grace.ms":              func(b *Broker) string { return i64(b.RemoteOrphanGraceMs) },
 	"log.cleanup.policy":                  func(b *Broker) string { return b.LogCleanupPolicy },
 	"compression.type":                    func(b *Broker) string { return b.CompressionType },
@@ -305,6 +307,7 @@ func (l *loader) build() (*Broker, error) {
 		RemoteCacheMaxBytes:                num("remote.cache.max.bytes"),
 		RemoteChunkBytes:                   num("remote.chunk.bytes"),
 		RemoteReadaheadChunks:              num("remote.readahead.chunks"),
+		RemoteLogReaderThreads:             num("remote.log.reader.threads"),
 		RemoteOrphanGraceMs:                num("remote.orphan.grace.ms"),
 
 		LogCleanupPolicy:               get("log.cleanup.policy"),

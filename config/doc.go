@@ -58,6 +58,7 @@
 //	remote.cache.max.bytes               1073741824 (1 GiB)            remote.chunk.bytes to 9223372036854775807
 //	remote.chunk.bytes                   4194304 (4 MiB)               1 to 1073741824
 //	remote.readahead.chunks              2                             0 to 9223372036854775807
+//	remote.log.reader.threads            10                            1 to 4096; read-ahead downloads at once, all partitions (Kafka's key)
 //	remote.orphan.grace.ms               3600000                       0 to 9223372036854775807
 //
 // remote.storage.url may carry credentials (s3://key:secret@host/bucket);

@@ -258,6 +258,7 @@ var brokerSpecs = []*spec{
 	{name: "remote.chunk.bytes", kind: kindLong, def: strconv.Itoa(4 << 20), min: 1, max: 1 << 30,
 		doc: "Size of a ranged read from the object store, and of a cache entry."},
 	longKey("remote.readahead.chunks", 2, 0, "Chunks fetched ahead of a sequential remote reader."),
+	intKey("remote.log.reader.threads", 10, 1, 4096, "Read-ahead downloads from the remote tier running at once, for all partitions together (Kafka's name and default)."),
 	longKey("remote.orphan.grace.ms", 3600000, 0, "Age an object without an index entry must reach before the reconciler deletes it."),
 
 	// Topic defaults.

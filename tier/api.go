@@ -37,6 +37,10 @@ type Config struct {
 	// ReadaheadChunks is how many chunks after the one read are prefetched
 	// (remote.readahead.chunks; 0: none).
 	ReadaheadChunks int
+	// ReaderThreads is how many read-ahead downloads run at once, for all
+	// partitions together (remote.log.reader.threads, default 10). A read
+	// that misses the cache downloads its chunk itself, beside these.
+	ReaderThreads int
 	// CopyMaxBytesPerSecond limits upload bandwidth, all uploads together
 	// (remote.log.manager.copy.max.bytes.per.second; <= 0: unlimited).
 	CopyMaxBytesPerSecond int64
@@ -66,6 +70,7 @@ const (
 	DefaultCacheMaxBytes     = 1 << 30
 	DefaultChunkBytes        = 4 << 20
 	DefaultUploadConcurrency = 2
+	DefaultReaderThreads     = 10
 	DefaultFetchMaxWait      = 500 * time.Millisecond
 	DefaultReconcileInterval = time.Hour
 	DefaultSidecarCacheBytes = 64 << 20
@@ -82,6 +87,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UploadConcurrency <= 0 {
 		c.UploadConcurrency = DefaultUploadConcurrency
+	}
+	if c.ReaderThreads <= 0 {
+		c.ReaderThreads = DefaultReaderThreads
 	}
 	if c.FetchMaxWait <= 0 {
 		c.FetchMaxWait = DefaultFetchMaxWait
