@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -36,13 +37,18 @@ func rate(n int64, d time.Duration, how string) Rate {
 }
 
 // rawSendfile is the hot-consume limit: one loopback connection over which a
-// minimal server sends files with sendfile(2) (io.Copy from an *os.File to a
-// *net.TCPConn) under TCP_CORK, and a client fills a 1 MiB buffer over and
-// over (io.ReadFull) and drops the bytes. Cork and full reads are what the
-// broker and the reused-buffer consumer do too; without them the same
-// transfer ran 20-40% slower here (a read returning every few KiB the sender
-// pushed), a limit the broker could beat.
-func rawSendfile(ctx context.Context, files []string, minDur time.Duration) (Rate, error) {
+// minimal server sends the segment files with sendfile(2) (io.Copy from an
+// *os.File to a *net.TCPConn) under TCP_CORK, and a client reads them with
+// io.ReadFull into one reused 1 MiB buffer and drops the bytes, repeating
+// passes until minDur has passed.
+//
+// With piece > 0 the transfer has the rhythm of a fetch: the client asks
+// (one byte), the server answers with a 4-byte length and the next piece
+// bytes of the files (crossing from one file into the next, as a fetch
+// crosses partitions), and the client reads all of it before it asks again.
+// With piece == 0 it is one continuous stream. Cork and full reads are what
+// the broker and the reused-buffer consumer do too.
+func rawSendfile(ctx context.Context, files []string, minDur time.Duration, piece int64) (Rate, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return Rate{}, err
@@ -57,8 +63,12 @@ func rawSendfile(ctx context.Context, files []string, minDur time.Duration) (Rat
 				return
 			}
 			defer c.Close()
-			if err := cork(c); err != nil {
+			if err := setCork(c, true); err != nil {
 				serr <- err
+				return
+			}
+			if piece > 0 {
+				serr <- servePieces(c, files, minDur, piece)
 				return
 			}
 			start := time.Now()
@@ -82,22 +92,136 @@ func rawSendfile(ctx context.Context, files []string, minDur time.Duration) (Rat
 		defer c.Close()
 		buf := make([]byte, 1<<20)
 		start := time.Now()
-		for {
-			k, rerr := io.ReadFull(c, buf)
-			n += int64(k)
-			if rerr != nil {
-				break
+		if piece > 0 {
+			n, err = readPieces(c, buf)
+		} else {
+			for {
+				k, rerr := io.ReadFull(c, buf)
+				n += int64(k)
+				if rerr != nil {
+					break
+				}
 			}
 		}
 		d = time.Since(start)
 	})
 	if err != nil {
-		return Rate{}, err
+		return Rate{}, fmt.Errorf("bench: raw sendfile: %w", err)
 	}
 	if err := <-serr; err != nil {
 		return Rate{}, fmt.Errorf("bench: raw sendfile: %w", err)
 	}
-	return rate(n, d, "sendfile(2) of the segment files over one loopback TCP connection, TCP_CORK, client fills a 1 MiB buffer"), nil
+	how := "sendfile(2) of the segment files over one loopback TCP connection, one stream, TCP_CORK, client fills a 1 MiB buffer"
+	if piece > 0 {
+		how = fmt.Sprintf("sendfile(2) of the segment files over one loopback TCP connection in %s answers to 1-byte requests, TCP_CORK, client reads each into a 1 MiB buffer", sizeStr(piece))
+	}
+	return rate(n, d, how), nil
+}
+
+// servePieces answers each one-byte request on c with a 4-byte length and
+// the next piece bytes of files, until minDur has passed; then it answers
+// with length 0.
+func servePieces(c net.Conn, files []string, minDur time.Duration, piece int64) error {
+	var fs []*os.File
+	var sizes []int64
+	defer func() {
+		for _, f := range fs {
+			f.Close()
+		}
+	}()
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		fs = append(fs, f)
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		sizes = append(sizes, fi.Size())
+	}
+	start := time.Now()
+	i, off := 0, int64(0) // the cursor: file i at off
+	passes := 0
+	var req [1]byte
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(c, req[:]); err != nil {
+			return err
+		}
+		if passes > 0 && i == 0 && off == 0 && time.Since(start) >= minDur {
+			binary.BigEndian.PutUint32(hdr[:], 0)
+			if _, err := c.Write(hdr[:]); err != nil {
+				return err
+			}
+			return setCork(c, false)
+		}
+		// Take up to piece bytes from the cursor on, across files.
+		type part struct{ i, off, n int64 }
+		var parts []part
+		var total int64
+		for total < piece {
+			n := min(piece-total, sizes[i]-off)
+			if n > 0 {
+				parts = append(parts, part{int64(i), off, n})
+				total += n
+				off += n
+			}
+			if off == sizes[i] {
+				i, off = (i+1)%len(fs), 0
+				if i == 0 {
+					passes++
+					break // a pass ends with the last file
+				}
+			}
+		}
+		binary.BigEndian.PutUint32(hdr[:], uint32(total))
+		if _, err := c.Write(hdr[:]); err != nil {
+			return err
+		}
+		for _, p := range parts {
+			if _, err := fs[p.i].Seek(p.off, io.SeekStart); err != nil {
+				return err
+			}
+			if _, err := io.Copy(c, &io.LimitedReader{R: fs[p.i], N: p.n}); err != nil { // sendfile
+				return err
+			}
+		}
+		// Uncork to send the answer's last partial segment, cork again.
+		if err := setCork(c, false); err != nil {
+			return err
+		}
+		if err := setCork(c, true); err != nil {
+			return err
+		}
+	}
+}
+
+// readPieces asks for pieces on c and reads each into buf until an empty one.
+func readPieces(c net.Conn, buf []byte) (int64, error) {
+	var n int64
+	var hdr [4]byte
+	for {
+		if _, err := c.Write([]byte{1}); err != nil {
+			return n, err
+		}
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return n, err
+		}
+		size := int64(binary.BigEndian.Uint32(hdr[:]))
+		if size == 0 {
+			return n, nil
+		}
+		for size > 0 {
+			k, err := io.ReadFull(c, buf[:min(size, int64(len(buf)))])
+			n += int64(k)
+			size -= int64(k)
+			if err != nil {
+				return n, err
+			}
+		}
+	}
 }
 
 func sendFiles(c net.Conn, files []string) error {
@@ -429,15 +553,20 @@ func (s minioStore) remove(ctx context.Context, key string) error {
 	return s.cl.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
 }
 
-// cork sets TCP_CORK on c for good: the sender then sends only full
-// segments, as the broker does while it writes a response.
-func cork(c net.Conn) error {
+// setCork sets or clears TCP_CORK on c. While it is set the sender sends
+// only full segments; clearing it sends what is left, as the broker does at
+// the end of each response.
+func setCork(c net.Conn, on bool) error {
 	rc, err := c.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		return err
 	}
+	v := 0
+	if on {
+		v = 1
+	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, v) }); err != nil {
 		return err
 	}
 	return serr

@@ -114,7 +114,7 @@ func TestRunTinyMinIO(t *testing.T) {
 func checkReport(t *testing.T, r *Report, out string) {
 	t.Helper()
 	b := r.Baselines
-	for name, rt := range map[string]Rate{"raw sink": b.RawSink, "raw sendfile": b.RawSendfile, "raw GETs": b.RawGet, "raw PUTs": b.RawPut, "upload": r.Upload} {
+	for name, rt := range map[string]Rate{"raw sink": b.RawSink, "raw sendfile": b.RawSendfile, "raw sendfile, one stream": b.RawSendfileStream, "raw GETs": b.RawGet, "raw PUTs": b.RawPut, "upload": r.Upload} {
 		if rt.Bytes <= 0 || rt.MBps <= 0 {
 			t.Errorf("%s did not run: %+v", name, rt)
 		}
@@ -189,7 +189,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 	if len(r.Many) != len(r.Config.ManyPartitions) {
 		t.Errorf("many partitions: %d results", len(r.Many))
 	}
-	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "cold-replay"} {
+	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "raw-sendfile-stream", "cold-replay"} {
 		if _, ok := r.cpu(phase); !ok {
 			t.Errorf("no CPU measurement of %s", phase)
 		}
@@ -371,6 +371,28 @@ func TestSkipTags(t *testing.T) {
 		rest, err := skipTags(c.in)
 		if (err == nil) != c.ok || c.ok && !bytes.Equal(rest, c.rest) {
 			t.Errorf("skipTags(%x) = %x, %v", c.in, rest, err)
+		}
+	}
+}
+
+// TestRawSendfilePieces checks that both shapes of the raw-sendfile baseline
+// move every byte of one pass over the files.
+func TestRawSendfilePieces(t *testing.T) {
+	dir := t.TempDir()
+	var files []string
+	var total int64
+	for i, size := range []int{3<<20 + 1, 512 << 10, 1} {
+		name := filepath.Join(dir, fmt.Sprint(i))
+		if err := os.WriteFile(name, randomBytes(size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, name)
+		total += int64(size)
+	}
+	for _, piece := range []int64{0, 1 << 20, 100} {
+		r, err := rawSendfile(context.Background(), files, 0, piece)
+		if err != nil || r.Bytes != total {
+			t.Errorf("piece %d: %d bytes, %v; want %d", piece, r.Bytes, err, total)
 		}
 	}
 }

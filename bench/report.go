@@ -44,10 +44,13 @@ type RemoteFetch struct {
 
 // Baselines are the limits measured in the same run.
 type Baselines struct {
-	RawSink     Rate `json:"raw_sink"`
-	RawSendfile Rate `json:"raw_sendfile"`
-	RawGet      Rate `json:"raw_get"`
-	RawPut      Rate `json:"raw_put"`
+	RawSink Rate `json:"raw_sink"`
+	// RawSendfile sends the files in 1 MiB answers to requests, the rhythm
+	// of a fetch; RawSendfileStream as one continuous stream.
+	RawSendfile       Rate `json:"raw_sendfile"`
+	RawSendfileStream Rate `json:"raw_sendfile_stream"`
+	RawGet            Rate `json:"raw_get"`
+	RawPut            Rate `json:"raw_put"`
 }
 
 // Machine is where the run happened.
@@ -209,6 +212,9 @@ func (r *Report) buildFigures() {
 	}
 	if r.Baselines.RawSendfile.MBps > 0 {
 		ratioFig("hot consume, log bytes (protocol-level fetch, 1 MiB buffer)", "MB/s", r.HotConsume.LogMBps, "raw sendfile", r.Baselines.RawSendfile.MBps, ">= 0.8", 0.8, true)
+		if r.Baselines.RawSendfileStream.MBps > 0 {
+			ratioFig("hot consume, log bytes (protocol-level fetch, 1 MiB buffer)", "MB/s", r.HotConsume.LogMBps, "raw sendfile, one stream", r.Baselines.RawSendfileStream.MBps, "", 0, true)
+		}
 		if r.HotConsumeKgoConn.LogMBps > 0 {
 			ratioFig("hot consume, log bytes, protocol-level over kgo's connection (32 MiB responses)", "MB/s", r.HotConsumeKgoConn.LogMBps, "raw sendfile", r.Baselines.RawSendfile.MBps, "", 0, true)
 		}

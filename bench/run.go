@@ -50,7 +50,7 @@ func Run(ctx context.Context, cfg Config, progressW io.Writer) (*Report, error) 
 		r.prog = newProgress(progressW, 5+len(cfg.Variants)+len(cfg.ManyPartitions))
 		return r.rep, r.runExternal(ctx)
 	}
-	r.prog = newProgress(progressW, 20+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
+	r.prog = newProgress(progressW, 21+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "strata-bench-")
@@ -271,7 +271,16 @@ func (r *runner) runLocal(ctx context.Context) error {
 	}
 	r.prog.step("raw sendfile")
 	err = r.cpu("raw-sendfile", func() (err error) {
-		rep.Baselines.RawSendfile, err = rawSendfile(ctx, files, cfg.MinPhase)
+		rep.Baselines.RawSendfile, err = rawSendfile(ctx, files, cfg.MinPhase, wireFetchBytes)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	r.prog.step("raw sendfile, one stream")
+	err = r.cpu("raw-sendfile-stream", func() (err error) {
+		rep.Baselines.RawSendfileStream, err = rawSendfile(ctx, files, cfg.MinPhase, 0)
 		return err
 	})
 	if err != nil {
