@@ -246,6 +246,9 @@ func (r *runner) runLocal(ctx context.Context) error {
 		return fmt.Errorf("bench: no segment files of topic %s found", hot)
 	}
 	sort.Strings(files)
+	if err := warmFiles(files); err != nil {
+		return err
+	}
 	r.prog.step("raw sink")
 	err = r.cpu("raw-sink", func() (err error) {
 		rep.Baselines.RawSink, err = rawSink(ctx, files, h.BatchBytes, r.dir)
@@ -267,6 +270,9 @@ func (r *runner) runLocal(ctx context.Context) error {
 	// then raw sendfile right before the protocol-level consume it is set
 	// against.
 	if err := syncFiles(filepath.Join(r.dir, "strata", "log")); err != nil {
+		return err
+	}
+	if err := warmFiles(files); err != nil {
 		return err
 	}
 	r.prog.step("raw sendfile")
@@ -815,6 +821,27 @@ func onOff(b bool) string {
 }
 
 // syncFiles fsyncs every file under dir.
+// warmFiles reads files once, so that the hot phases find them in the page
+// cache. Memory managers may evict page cache that has not been touched for
+// a while (on the machine of docs/benchmarks.md, DAMON pages out what has
+// not been accessed for about a minute), and the produce phases take longer
+// than that: without this the first hot phase read its files from disk.
+func warmFiles(files []string) error {
+	buf := make([]byte, 1<<20)
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func syncFiles(dir string) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
