@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"golang.org/x/sys/unix"
+
+	"github.com/stratalog/strata/internal/zerocopy"
 )
 
 // Rate is a baseline's bytes moved over time.
@@ -37,17 +38,17 @@ func rate(n int64, d time.Duration, how string) Rate {
 }
 
 // rawSendfile is the hot-consume limit: one loopback connection over which a
-// minimal server sends the segment files with sendfile(2) (io.Copy from an
-// *os.File to a *net.TCPConn) under TCP_CORK, and a client reads them with
-// io.ReadFull into one reused 1 MiB buffer and drops the bytes, repeating
-// passes until minDur has passed.
+// minimal server sends the segment files with sendfile(2) under TCP_CORK,
+// and a client reads them with io.ReadFull into one reused 1 MiB buffer and
+// drops the bytes, repeating passes until minDur has passed.
 //
 // With piece > 0 the transfer has the rhythm of a fetch: the client asks
 // (one byte), the server answers with a 4-byte length and the next piece
 // bytes of the files (crossing from one file into the next, as a fetch
-// crosses partitions), and the client reads all of it before it asks again.
-// With piece == 0 it is one continuous stream. Cork and full reads are what
-// the broker and the reused-buffer consumer do too.
+// crosses partitions) through zerocopy.Sendfile, the broker's own sendfile
+// loop, then uncorks; the client reads all of it before it asks again. With
+// piece == 0 it is one continuous stream (io.Copy from each *os.File, Go's
+// sendfile).
 func rawSendfile(ctx context.Context, files []string, minDur time.Duration, piece int64) (Rate, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,7 +64,7 @@ func rawSendfile(ctx context.Context, files []string, minDur time.Duration, piec
 				return
 			}
 			defer c.Close()
-			if err := setCork(c, true); err != nil {
+			if err := zerocopy.SetCork(c.(*net.TCPConn), true); err != nil {
 				serr <- err
 				return
 			}
@@ -122,6 +123,7 @@ func rawSendfile(ctx context.Context, files []string, minDur time.Duration, piec
 // the next piece bytes of files, until minDur has passed; then it answers
 // with length 0.
 func servePieces(c net.Conn, files []string, minDur time.Duration, piece int64) error {
+	tc := c.(*net.TCPConn)
 	var fs []*os.File
 	var sizes []int64
 	defer func() {
@@ -155,7 +157,7 @@ func servePieces(c net.Conn, files []string, minDur time.Duration, piece int64) 
 			if _, err := c.Write(hdr[:]); err != nil {
 				return err
 			}
-			return setCork(c, false)
+			return zerocopy.SetCork(tc, false)
 		}
 		// Take up to piece bytes from the cursor on, across files.
 		type part struct{ i, off, n int64 }
@@ -181,18 +183,15 @@ func servePieces(c net.Conn, files []string, minDur time.Duration, piece int64) 
 			return err
 		}
 		for _, p := range parts {
-			if _, err := fs[p.i].Seek(p.off, io.SeekStart); err != nil {
-				return err
-			}
-			if _, err := io.Copy(c, &io.LimitedReader{R: fs[p.i], N: p.n}); err != nil { // sendfile
+			if _, err := zerocopy.Sendfile(tc, fs[p.i], p.off, p.n); err != nil {
 				return err
 			}
 		}
 		// Uncork to send the answer's last partial segment, cork again.
-		if err := setCork(c, false); err != nil {
+		if err := zerocopy.SetCork(tc, false); err != nil {
 			return err
 		}
-		if err := setCork(c, true); err != nil {
+		if err := zerocopy.SetCork(tc, true); err != nil {
 			return err
 		}
 	}
@@ -551,23 +550,4 @@ func (s minioStore) put(ctx context.Context, key string, b []byte) error {
 
 func (s minioStore) remove(ctx context.Context, key string) error {
 	return s.cl.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
-}
-
-// setCork sets or clears TCP_CORK on c. While it is set the sender sends
-// only full segments; clearing it sends what is left, as the broker does at
-// the end of each response.
-func setCork(c net.Conn, on bool) error {
-	rc, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return err
-	}
-	v := 0
-	if on {
-		v = 1
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, v) }); err != nil {
-		return err
-	}
-	return serr
 }

@@ -9,18 +9,15 @@ package broker
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
-	"golang.org/x/sys/unix"
 
+	"github.com/stratalog/strata/internal/zerocopy"
 	"github.com/stratalog/strata/localstore"
 )
 
@@ -146,8 +143,8 @@ func (s *Server) writeFetchResponse(c *conn, hdr requestHeader, version int16, e
 	useSendfile := s.cfg.SendfileEnable && tc != nil
 	if useSendfile && len(pieces) > 1 {
 		// Cork: header bytes and file bytes leave in full segments.
-		setCork(tc, true)
-		defer setCork(tc, false)
+		zerocopy.SetCork(tc, true)
+		defer zerocopy.SetCork(tc, false)
 	}
 	for _, p := range pieces {
 		if len(p.mem) > 0 {
@@ -159,7 +156,7 @@ func (s *Server) writeFetchResponse(c *conn, hdr requestHeader, version int16, e
 			continue
 		}
 		if useSendfile {
-			n, err := sendfile(tc, p.slice.File, p.slice.Pos, p.slice.Len)
+			n, err := zerocopy.Sendfile(tc, p.slice.File, p.slice.Pos, p.slice.Len)
 			s.metrics.sendfileBytes.Add(float64(n))
 			if err != nil {
 				return err
@@ -174,66 +171,6 @@ func (s *Server) writeFetchResponse(c *conn, hdr requestHeader, version int16, e
 		s.metrics.fetchBytes.Add(float64(p.slice.Len))
 	}
 	return nil
-}
-
-func setCork(tc *net.TCPConn, on bool) {
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return
-	}
-	v := 0
-	if on {
-		v = 1
-	}
-	rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, v) })
-}
-
-// sendfile sends n bytes of f from off to the socket, waiting on the poller
-// whenever the socket buffer is full.
-func sendfile(tc *net.TCPConn, f *os.File, off, n int64) (int64, error) {
-	fc, err := f.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var infd int
-	if err := fc.Control(func(fd uintptr) { infd = int(fd) }); err != nil {
-		return 0, err
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var written int64
-	var serr error
-	werr := rc.Write(func(outfd uintptr) bool {
-		for written < n {
-			o := off + written
-			m, e := unix.Sendfile(int(outfd), infd, &o, int(min(n-written, 1<<30)))
-			if m > 0 {
-				written += int64(m)
-			}
-			switch {
-			case e == unix.EAGAIN:
-				return false // wait until writable
-			case e == unix.EINTR:
-				continue
-			case e != nil:
-				serr = os.NewSyscallError("sendfile", e)
-				return true
-			case m == 0:
-				serr = fmt.Errorf("broker: sendfile: %s ended %d bytes early", f.Name(), n-written)
-				return true
-			}
-		}
-		return true
-	})
-	if serr != nil {
-		return written, serr
-	}
-	if werr != nil && !errors.Is(werr, syscall.EAGAIN) {
-		return written, werr
-	}
-	return written, nil
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
