@@ -80,4 +80,3 @@ func Sendfile(tc *net.TCPConn, f *os.File, off, n int64) (int64, error) {
 	}
 	return written, nil
 }
-
