@@ -64,12 +64,12 @@ func rawSendfile(ctx context.Context, files []string, minDur time.Duration, piec
 				return
 			}
 			defer c.Close()
-			if err := zerocopy.SetCork(c.(*net.TCPConn), true); err != nil {
-				serr <- err
-				return
-			}
 			if piece > 0 {
 				serr <- servePieces(c, files, minDur, piece)
+				return
+			}
+			if err := zerocopy.SetCork(c.(*net.TCPConn), true); err != nil {
+				serr <- err
 				return
 			}
 			start := time.Now()
@@ -154,10 +154,8 @@ func servePieces(c net.Conn, files []string, minDur time.Duration, piece int64) 
 		}
 		if passes > 0 && i == 0 && off == 0 && time.Since(start) >= minDur {
 			binary.BigEndian.PutUint32(hdr[:], 0)
-			if _, err := c.Write(hdr[:]); err != nil {
-				return err
-			}
-			return zerocopy.SetCork(tc, false)
+			_, err := c.Write(hdr[:])
+			return err
 		}
 		// Take up to piece bytes from the cursor on, across files.
 		type part struct{ i, off, n int64 }
@@ -178,6 +176,10 @@ func servePieces(c net.Conn, files []string, minDur time.Duration, piece int64) 
 				}
 			}
 		}
+		// Cork for the answer, as the broker does for a response.
+		if err := zerocopy.SetCork(tc, true); err != nil {
+			return err
+		}
 		binary.BigEndian.PutUint32(hdr[:], uint32(total))
 		if _, err := c.Write(hdr[:]); err != nil {
 			return err
@@ -187,11 +189,8 @@ func servePieces(c net.Conn, files []string, minDur time.Duration, piece int64) 
 				return err
 			}
 		}
-		// Uncork to send the answer's last partial segment, cork again.
+		// Uncork: the answer's last partial segment goes out now.
 		if err := zerocopy.SetCork(tc, false); err != nil {
-			return err
-		}
-		if err := zerocopy.SetCork(tc, true); err != nil {
 			return err
 		}
 	}
