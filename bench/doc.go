@@ -6,7 +6,9 @@
 //	workload            Strata figure                      baseline (the limit or the peer)
 //	produce             log bytes appended per second      raw sink: the same bytes over loopback into a file
 //	                    payload bytes per second           kfake (franz-go's in-memory broker), same workload
-//	hot consume         log bytes fetched per second (P)   raw sendfile of the same segment files over loopback
+//	hot consume         log bytes fetched per second (P)   raw sendfile of the same segment files over loopback,
+//	                                                       1 MiB answers to requests (internal/zerocopy)
+//	                    log bytes fetched per second (P)   kfake, same workload and consumer (P)
 //	                    payload bytes per second (K)       kfake, same workload and client (K)
 //	                    broker CPU seconds per GB (P)      Strata with strata.sendfile.enable=false, both as
 //	                                                       a child process (utime+stime from /proc)
@@ -17,11 +19,15 @@
 //	time to tier        roll to COPY_FINISHED, p50/p99     (none)
 //	many partitions     produce and consume at 1..1000     (none)
 //
-// Two consumers, both franz-go with the same fetch sizes and max wait: (P) the
-// protocol-level one (fetch.go: kmsg.FetchRequest through a kgo.Client, offsets
-// advanced by walking record batch headers, nothing decoded), set against the
-// raw baselines, which only move bytes; (K) kgo's consumer (PollFetches, every
-// record decoded), set against kfake read the same way.
+// Two consumers, both franz-go with the same max wait: (P) the protocol-level
+// one (fetch.go: kmsg.FetchRequest on a connection of its own, wire.go, each
+// response read into one reused buffer, 1 MiB per fetch; offsets advanced by
+// walking record batch headers, nothing decoded), set against the raw
+// baselines, which only move bytes into reused buffers; (K) kgo's consumer
+// (PollFetches, every record decoded, 64 MiB per fetch), set against kfake
+// read the same way. One more row runs (P) through kgo.Client's connection
+// (32 MiB responses, a new buffer each) to show what the consumer's buffer
+// does to the same broker.
 //
 // The broker runs in this process (Config.Brokers empty) on a temporary
 // directory, tiering to a file:// store, or with Config.S3 to a MinIO child

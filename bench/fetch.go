@@ -18,8 +18,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// The fetch settings of both consumers: the decoding kgo consumer
-// (consumeLabelled) and the protocol-level one (fetchConsumeFor).
+// The fetch settings of the decoding kgo consumer (consumeLabelled) and of
+// the protocol-level one over kgo's connection (fetchConsumeFor with viaKgo);
+// over its own connection (viaWire) the protocol-level consumer asks for
+// wireFetchBytes instead. All three wait up to fetchMaxWait.
 const (
 	fetchMaxBytes          = 64 << 20
 	fetchMaxPartitionBytes = 8 << 20
