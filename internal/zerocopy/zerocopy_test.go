@@ -19,20 +19,7 @@ func TestSendfileSlices(t *testing.T) {
 	for i := range data {
 		data[i] = byte(r.Uint32())
 	}
-	name := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(name, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	f, l := fileAndListener(t, data)
 	slices := [][2]int64{{0, 100}, {12345, 0}, {1 << 20, 7 << 20}, {len64(data) - 1, 1}}
 	var want []byte
 	for _, s := range slices {
@@ -77,20 +64,7 @@ func TestSendfileSlices(t *testing.T) {
 
 // TestSendfileShortFile asks for more bytes than the file holds.
 func TestSendfileShortFile(t *testing.T) {
-	name := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(name, []byte("short"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	f, l := fileAndListener(t, []byte("short"))
 	go func() {
 		if c, err := l.Accept(); err == nil {
 			io.Copy(io.Discard, c)
@@ -109,3 +83,24 @@ func TestSendfileShortFile(t *testing.T) {
 }
 
 func len64(b []byte) int64 { return int64(len(b)) }
+
+// fileAndListener writes data to a file and opens it, and listens on a free
+// loopback port; both are closed when the test ends.
+func fileAndListener(t *testing.T, data []byte) (*os.File, net.Listener) {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return f, l
+}
