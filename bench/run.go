@@ -820,7 +820,6 @@ func onOff(b bool) string {
 	return "off"
 }
 
-// syncFiles fsyncs every file under dir.
 // warmFiles reads files once, so that the hot phases find them in the page
 // cache. Memory managers may evict page cache that has not been touched for
 // a while (on the machine of docs/benchmarks.md, DAMON pages out what has
@@ -842,6 +841,7 @@ func warmFiles(files []string) error {
 	return nil
 }
 
+// syncFiles fsyncs every file under dir.
 func syncFiles(dir string) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
