@@ -75,11 +75,11 @@ func (w *wireConn) Close() error { return w.c.Close() }
 // Request sends req at the highest version both kmsg and the broker know,
 // and reads its response into the reused buffer.
 func (w *wireConn) Request(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
-	max, ok := w.versions[req.Key()]
+	top, ok := w.versions[req.Key()]
 	if !ok {
 		return nil, fmt.Errorf("bench: the broker does not serve %s", kmsg.NameForKey(req.Key()))
 	}
-	v := min(req.MaxVersion(), max)
+	v := min(req.MaxVersion(), top)
 	req.SetVersion(v)
 	w.corr++
 	w.out = w.fmt.AppendRequest(w.out[:0], req, w.corr)
