@@ -29,6 +29,13 @@ type Rate struct {
 	How         string  `json:"how"`
 }
 
+// add returns the sum of r and u, two runs of the same baseline.
+func (r Rate) add(u Rate) Rate {
+	s := rate(r.Bytes+u.Bytes, time.Duration((r.Seconds+u.Seconds)*float64(time.Second)), u.How)
+	s.Concurrency, s.Requests = u.Concurrency, r.Requests+u.Requests
+	return s
+}
+
 func rate(n int64, d time.Duration, how string) Rate {
 	r := Rate{Bytes: n, Seconds: d.Seconds(), How: how}
 	if r.Seconds > 0 {

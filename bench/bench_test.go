@@ -189,7 +189,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 	if len(r.Many) != len(r.Config.ManyPartitions) {
 		t.Errorf("many partitions: %d results", len(r.Many))
 	}
-	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "raw-sendfile-stream", "cold-replay"} {
+	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "raw-sendfile-2", "consume-sendfile-2", "raw-sendfile-stream", "cold-replay"} {
 		if _, ok := r.cpu(phase); !ok {
 			t.Errorf("no CPU measurement of %s", phase)
 		}
@@ -394,5 +394,18 @@ func TestRawSendfilePieces(t *testing.T) {
 		if err != nil || r.Bytes != total {
 			t.Errorf("piece %d: %d bytes, %v; want %d", piece, r.Bytes, err, total)
 		}
+	}
+}
+
+func TestAddRuns(t *testing.T) {
+	a := Throughput{Client: clientWire, FetchVersion: 17, Records: 10, FetchedBytes: 1e6, LogBytes: 1e6, Seconds: 1}
+	b := Throughput{Client: clientWire, FetchVersion: 17, Records: 30, FetchedBytes: 3e6, LogBytes: 3e6, Seconds: 3}
+	s := Throughput{}.add(a).add(b)
+	if s.Client != clientWire || s.FetchVersion != 17 || s.Records != 40 || s.LogBytes != 4e6 || s.Seconds != 4 || s.LogMBps != 1 || s.RecordsPerS != 10 {
+		t.Errorf("sum of throughputs: %+v", s)
+	}
+	r := Rate{}.add(rate(1e6, time.Second, "x")).add(rate(5e6, time.Second, "x"))
+	if r.Bytes != 6e6 || r.Seconds != 2 || r.MBps != 3 || r.How != "x" {
+		t.Errorf("sum of rates: %+v", r)
 	}
 }

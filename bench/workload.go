@@ -70,6 +70,21 @@ type Throughput struct {
 	Series       Series  `json:"-"`
 }
 
+// add returns the sum of t and u, two runs of the same phase: counts and
+// seconds add up, rates are recomputed; the client, version and series are
+// the first run's.
+func (t Throughput) add(u Throughput) Throughput {
+	if t.Client == "" && t.Seconds == 0 {
+		t.Client, t.FetchVersion, t.Series = u.Client, u.FetchVersion, u.Series
+	}
+	t.Records += u.Records
+	t.PayloadBytes += u.PayloadBytes
+	t.FetchedBytes += u.FetchedBytes
+	t.LogBytes += u.LogBytes
+	t.finish(time.Duration((t.Seconds + u.Seconds) * float64(time.Second)))
+	return t
+}
+
 func (t *Throughput) finish(d time.Duration) {
 	t.Seconds = d.Seconds()
 	if t.Seconds > 0 {
