@@ -154,20 +154,20 @@ func fetchPass(ctx context.Context, cl *kgo.Client, topic string, upTo map[int32
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var br requester = cl.Broker(int(leader))
-			if via == viaWire {
-				w, err := dialWire(ctx, addrs[leader])
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					return
+			err := func() error {
+				var br requester = cl.Broker(int(leader))
+				if via == viaWire {
+					w, err := dialWire(ctx, addrs[leader])
+					if err != nil {
+						return err
+					}
+					defer w.Close()
+					br = w
 				}
-				defer w.Close()
-				br = w
-			}
-			maxBytes, partBytes := via.limits()
-			if err := fetchLoop(ctx, br, maxBytes, partBytes, topic, id, parts, upTo, &bytes, &records, &version); err != nil {
+				maxBytes, partBytes := via.limits()
+				return fetchLoop(ctx, br, maxBytes, partBytes, topic, id, parts, upTo, &bytes, &records, &version)
+			}()
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
