@@ -124,6 +124,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 	}
 	for name, tp := range map[string]Throughput{
 		"produce kfake": r.ProduceKfake, "hot consume decoded by kgo": r.HotConsumeDecoded, "hot consume kfake": r.HotConsumeKfake,
+		"hot consume decoded by kgo, sendfile off": r.HotConsumeDecodedCopy,
 	} {
 		if tp.Records <= 0 || tp.PayloadBytes <= 0 || tp.Seconds <= 0 {
 			t.Errorf("%s did not run: %+v", name, tp)
@@ -189,10 +190,22 @@ func checkReport(t *testing.T, r *Report, out string) {
 	if len(r.Many) != len(r.Config.ManyPartitions) {
 		t.Errorf("many partitions: %d results", len(r.Many))
 	}
-	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "raw-sendfile-2", "consume-sendfile-2", "raw-sendfile-stream", "cold-replay"} {
+	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "raw-sendfile-2", "consume-sendfile-2", "raw-sendfile-stream", "consume-kgo-copy", "cold-replay", "raw-gets", "cold-replay-2", "raw-gets-2"} {
 		if _, ok := r.cpu(phase); !ok {
 			t.Errorf("no CPU measurement of %s", phase)
 		}
+	}
+	// A tiny phase can end within one clock tick of /proc/stat: 0 is allowed
+	// for a phase, not for all of them.
+	var busy float64
+	for _, c := range r.CPU {
+		if c.MachineBusy < 0 || c.MachineBusy > 1 {
+			t.Errorf("phase %s: machine busy %v, want [0, 1]", c.Phase, c.MachineBusy)
+		}
+		busy += c.MachineBusy
+	}
+	if busy == 0 {
+		t.Error("no phase recorded the machine's busy share")
 	}
 	c := r.Cost
 	if !c.CheckOK || c.IngestedBytes <= 0 || c.IngestPuts <= 0 || c.ReplayGets <= 0 || c.StoredBytes < c.LogBytes || c.LogBytes <= 0 {
@@ -236,6 +249,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 	for _, row := range []string{
 		"hot consume, log bytes, decoded by kgo vs raw sendfile",
 		"hot consume, log bytes, protocol-level over kgo's connection (32 MiB responses) vs raw sendfile",
+		"hot consume, decoded by kgo, payload, sendfile off (copy path) vs kfake, decoded by kgo",
 		fmt.Sprintf("warm replay, remote bytes (cache full, protocol-level fetch) vs raw GETs x%d", b.RawGet.Concurrency),
 	} {
 		if !rows[row] {

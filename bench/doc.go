@@ -39,7 +39,15 @@
 // cannot see the kernel time of sendfile(2) against read+write, so the broker
 // CPU per GB, sendfile on and off, comes from the same binary run as a child
 // process, `strata serve` (child.go), whose utime and stime are read around
-// the consume phase.
+// the consume phase. Every phase also records the object store's CPU
+// (MinIO's, from /proc/<pid>/stat, with Config.S3) and the share of all the
+// machine's cores that was busy (/proc/stat), which tells a phase bound by
+// the machine's processors from one that waits.
+//
+// Each ratio to a limit of the machine is taken over alternating rounds:
+// raw sendfile and the protocol-level hot consume (hotRounds), cold replay
+// (each round on an empty chunk cache) and raw GETs (coldRounds). On a shared
+// machine a single phase can catch a quiet or a busy spell.
 //
 // Cost (cost.go) prices the object-store requests and bytes of the run with a
 // PriceTable, beside the same data on local disks at replication factor 3.

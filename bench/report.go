@@ -90,13 +90,16 @@ type Report struct {
 	// consumer with its reused 1 MiB buffer (set against raw sendfile and
 	// against each other), HotConsumeKgoConn by the protocol-level consumer
 	// over kgo's connection (32 MiB responses, a new buffer each),
-	// HotConsumeDecoded and HotConsumeKfake by the kgo consumer.
+	// HotConsumeDecoded and HotConsumeKfake by the kgo consumer, and
+	// HotConsumeDecodedCopy by it from a second broker in this process with
+	// strata.sendfile.enable=false.
 	HotConsume              Throughput `json:"hot_consume"`
 	HotConsumeSendfileBytes int64      `json:"hot_consume_sendfile_bytes"`
 	HotConsumeKfakeWire     Throughput `json:"hot_consume_kfake_protocol"`
 	HotConsumeKgoConn       Throughput `json:"hot_consume_kgo_conn"`
 	HotConsumeDecoded       Throughput `json:"hot_consume_decoded"`
 	HotConsumeKfake         Throughput `json:"hot_consume_kfake"`
+	HotConsumeDecodedCopy   Throughput `json:"hot_consume_decoded_copy"`
 	// Child is the hot consume from a child-process broker, sendfile on
 	// then off: the broker CPU per GB comparison.
 	Child                  []ChildConsume   `json:"child_broker"`
@@ -227,6 +230,9 @@ func (r *Report) buildFigures() {
 	}
 	if r.HotConsumeKfake.PayloadMBps > 0 {
 		ratioFig("hot consume, decoded by kgo, payload", "MB/s", r.HotConsumeDecoded.PayloadMBps, "kfake, decoded by kgo", r.HotConsumeKfake.PayloadMBps, "> 1", 1.0000001, true)
+		if r.HotConsumeDecodedCopy.PayloadMBps > 0 {
+			ratioFig("hot consume, decoded by kgo, payload, sendfile off (copy path)", "MB/s", r.HotConsumeDecodedCopy.PayloadMBps, "kfake, decoded by kgo", r.HotConsumeKfake.PayloadMBps, "", 0, true)
+		}
 	} else if r.HotConsumeDecoded.PayloadMBps > 0 {
 		plain("hot consume, decoded by kgo, payload", "MB/s", r.HotConsumeDecoded.PayloadMBps, "", 0)
 	}
@@ -335,9 +341,13 @@ func (r *Report) Markdown() string {
 		w("\nOver all rounds: %s broker CPU s/GB with sendfile, %s with the copy path.\n", num(r.childCPUPerGB(true)), num(r.childCPUPerGB(false)))
 	}
 	if len(r.CPU) > 0 {
-		w("\n### CPU by phase (process CPU from getrusage, split by pprof labels)\n\n| phase | wall s | process CPU s | broker CPU s | client CPU s |\n|---|---|---|---|---|\n")
+		w("\n### CPU by phase (process CPU from getrusage, split by pprof labels; MinIO's from /proc/<pid>/stat; the machine's from /proc/stat, all cores)\n\n| phase | wall s | process CPU s | broker CPU s | client CPU s | MinIO CPU s | machine busy |\n|---|---|---|---|---|---|---|\n")
 		for _, c := range r.CPU {
-			w("| %s | %s | %s | %s | %s |\n", c.Phase, num(c.WallSeconds), num(c.ProcessSecs), num(c.BrokerSecs), num(c.ClientSecs))
+			store := "-"
+			if c.StoreSecs > 0 {
+				store = num(c.StoreSecs)
+			}
+			w("| %s | %s | %s | %s | %s | %s | %.0f%% |\n", c.Phase, num(c.WallSeconds), num(c.ProcessSecs), num(c.BrokerSecs), num(c.ClientSecs), store, 100*c.MachineBusy)
 		}
 	}
 	if len(r.Cost.Requests) > 0 {

@@ -37,6 +37,9 @@ type runner struct {
 	// baseProxy carries the raw baselines' requests to MinIO.
 	baseProxy *countingProxy
 	objs      objectStore
+	// reqCarry are the object-store requests counted by brokers of this run
+	// that have been stopped (a restarted broker counts from zero).
+	reqCarry map[string]int64
 }
 
 // Run runs the benchmark and returns its report. Progress goes to progressW
@@ -50,7 +53,7 @@ func Run(ctx context.Context, cfg Config, progressW io.Writer) (*Report, error) 
 		r.prog = newProgress(progressW, 5+len(cfg.Variants)+len(cfg.ManyPartitions))
 		return r.rep, r.runExternal(ctx)
 	}
-	r.prog = newProgress(progressW, 19+2*hotRounds+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
+	r.prog = newProgress(progressW, 19+2*hotRounds+2*coldRounds+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "strata-bench-")
@@ -140,7 +143,11 @@ func (r *runner) openStore(ctx context.Context) error {
 }
 
 func (r *runner) cpu(phase string, fn func() error) error {
-	c, err := measureCPU(phase, r.cfg.Out, fn)
+	pid := 0
+	if r.mio != nil {
+		pid = r.mio.Pid()
+	}
+	c, err := measureCPU(phase, r.cfg.Out, pid, fn)
 	r.rep.CPU = append(r.rep.CPU, c)
 	return err
 }
@@ -269,7 +276,18 @@ func (r *runner) runLocal(ctx context.Context) error {
 	// the full run) so that no writeback competes with the consume phases;
 	// then raw sendfile right before the protocol-level consume it is set
 	// against.
+	// A second broker, with the copy path, holds the headline topic for the
+	// decoded consume that is set against sendfile's.
+	r.prog.step("produce on a broker with sendfile off")
+	cp, cpEnds, err := r.startCopyBroker(ctx, hot)
+	if err != nil {
+		return err
+	}
+	defer cp.stop()
 	if err := syncFiles(filepath.Join(r.dir, "strata", "log")); err != nil {
+		return err
+	}
+	if err := syncFiles(filepath.Join(r.dir, copyBrokerDir, "log")); err != nil {
 		return err
 	}
 	if err := warmFiles(files); err != nil {
@@ -359,6 +377,25 @@ func (r *runner) runLocal(ctx context.Context) error {
 	rep.HotConsumeDecoded.finish(time.Duration(rep.HotConsumeDecoded.Seconds * float64(time.Second)))
 	rep.Series = append(rep.Series, rep.HotConsumeDecoded.Series)
 
+	r.prog.step("hot consume, decoded by kgo, sendfile off")
+	cpFiles, err := filepath.Glob(filepath.Join(r.dir, copyBrokerDir, "log", hot+"-*", "*.log"))
+	if err == nil {
+		err = warmFiles(cpFiles)
+	}
+	if err != nil {
+		return err
+	}
+	err = r.cpu("consume-kgo-copy", func() (err error) {
+		rep.HotConsumeDecodedCopy, err = consumeFor(ctx, cp.addr, hot, cpEnds, "hot consume strata, sendfile off, decoded by kgo", cfg.MinPhase)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := cp.stop(); err != nil {
+		return err
+	}
+
 	r.prog.step("hot consume on kfake, decoded by kgo")
 	err = r.cpu("consume-kfake", func() (err error) {
 		rep.HotConsumeKfake, err = consumeFor(ctx, kaddr, hot, kends, "hot consume kfake", cfg.MinPhase)
@@ -401,6 +438,35 @@ func (r *runner) runLocal(ctx context.Context) error {
 
 func named(s Series, name string) Series { s.Name = name; return s }
 
+// copyBrokerDir is the second in-process broker's directory under the run's.
+const copyBrokerDir = "strata-copy"
+
+// startCopyBroker starts a second broker in this process, with
+// strata.sendfile.enable=false and a file:// store of its own, and produces
+// the headline case into topic there, untiered. It returns the broker and the
+// topic's end offsets.
+func (r *runner) startCopyBroker(ctx context.Context, topic string) (*strata, map[int32]int64, error) {
+	dir := filepath.Join(r.dir, copyBrokerDir)
+	cp, err := startStrata(dir, "file://"+filepath.Join(dir, "remote"), &r.cfg, "strata.sendfile.enable=false")
+	if err != nil {
+		return nil, nil, err
+	}
+	h := r.cfg.Headline
+	err = createTopic(ctx, cp.addr, topic, h.Partitions, map[string]*string{"remote.storage.enable": kadm.StringPtr("false")})
+	if err == nil {
+		_, err = produce(ctx, cp.addr, topic, h, r.cfg.ProduceBytes, false)
+	}
+	var ends map[int32]int64
+	if err == nil {
+		ends, err = partitionEnds(ctx, cp.addr, topic)
+	}
+	if err != nil {
+		cp.stop()
+		return nil, nil, err
+	}
+	return cp, ends, nil
+}
+
 // many produces ManyBytes over n partitions, round robin, and consumes them.
 func (r *runner) many(ctx context.Context, addr string, n int, prefix string) (ManyResult, error) {
 	topic := fmt.Sprintf("%s-%d", prefix, n)
@@ -427,6 +493,15 @@ func (r *runner) many(ctx context.Context, addr string, n int, prefix string) (M
 // operation; for the file:// store, the store operations an S3 store would
 // have received (one request each).
 func (r *runner) requests() map[string]int64 {
+	out := r.brokerRequests()
+	for k, v := range r.reqCarry {
+		out[k] += v
+	}
+	return out
+}
+
+// brokerRequests are the requests counted by the running broker.
+func (r *runner) brokerRequests() map[string]int64 {
 	if r.cfg.S3 {
 		return r.strata.byLabel("strata_s3_requests_total", "operation")
 	}
@@ -439,6 +514,37 @@ func (r *runner) requests() map[string]int64 {
 		out[op] = n
 	}
 	return out
+}
+
+// restartEmptyCache restarts the broker on an empty chunk cache, carrying
+// its request counts over.
+func (r *runner) restartEmptyCache() error {
+	r.prog.note("chunk cache not empty: restarting with an empty one")
+	carry := r.requests()
+	if err := r.strata.stop(); err != nil {
+		return err
+	}
+	r.strata, r.reqCarry = nil, carry
+	if err := os.RemoveAll(filepath.Join(r.dir, "strata", "cache")); err != nil {
+		return err
+	}
+	st, err := startStrata(filepath.Join(r.dir, "strata"), r.storeURL, &r.cfg)
+	if err != nil {
+		return err
+	}
+	r.strata = st
+	return nil
+}
+
+// addCounts adds histogram bucket counts b to a (nil: none yet).
+func addCounts(a, b []uint64) []uint64 {
+	if a == nil {
+		return append([]uint64(nil), b...)
+	}
+	for i := range min(len(a), len(b)) {
+		a[i] += b[i]
+	}
+	return a
 }
 
 func diff(a, b map[string]int64) map[string]int64 {
@@ -493,61 +599,83 @@ func (r *runner) coldPhases(ctx context.Context) error {
 		}
 	}
 
-	// Cold replay: the chunk cache must be empty; if anything is in it,
-	// restart the broker on a fresh cache directory.
-	if st.counter("strata_remote_cache_entries") > 0 {
-		r.prog.note("chunk cache not empty: restarting with an empty one")
-		if err := st.stop(); err != nil {
-			return err
-		}
-		r.strata = nil
-		if err := os.RemoveAll(filepath.Join(r.dir, "strata", "cache")); err != nil {
-			return err
-		}
-		if st, err = startStrata(filepath.Join(r.dir, "strata"), r.storeURL, &cfg); err != nil {
-			return err
-		}
-		r.strata = st
-		req0 = r.requests()
-	}
-	rep.ColdCacheEntriesBefore = int64(st.counter("strata_remote_cache_entries"))
-	r.prog.step("cold replay")
-	req1 := r.requests()
-	remote0 := st.srv.Metrics().RemoteFetchBytes()
-	err = r.cpu("cold-replay", func() (err error) {
-		rep.ColdReplay, err = fetchConsumeFor(ctx, st.addr, cold, upTo, "cold replay, protocol-level fetch", 0, viaWire)
-		return err
-	})
-	if err != nil {
-		return err
-	}
 	var want int64
 	for _, n := range upTo {
 		want += n
 	}
-	if rep.ColdReplay.Records != want {
-		return fmt.Errorf("bench: cold replay counted %d records from batch headers, want %d", rep.ColdReplay.Records, want)
+	// Cold replay and the raw GETs it is set against, in alternating rounds
+	// (cold, raw, cold, raw) like the hot pair; each cold round starts on
+	// an empty chunk cache, restarting the broker on a fresh one if
+	// anything is in it.
+	conc := cfg.ColdPartitions * (1 + cfg.Readahead)
+	var fetchCounts []uint64
+	var fetchBounds []float64
+	rep.Cost.ReplayRequests = map[string]int64{}
+	for round := 1; round <= coldRounds; round++ {
+		suffix, of := "", fmt.Sprintf(" (%d/%d)", round, coldRounds)
+		if round > 1 {
+			suffix = fmt.Sprint("-", round)
+		}
+		if r.strata.counter("strata_remote_cache_entries") > 0 {
+			if err := r.restartEmptyCache(); err != nil {
+				return err
+			}
+		}
+		st = r.strata
+		rep.ColdCacheEntriesBefore = max(rep.ColdCacheEntriesBefore, int64(st.counter("strata_remote_cache_entries")))
+		r.prog.step("cold replay" + of)
+		req1 := r.requests()
+		remote0 := st.srv.Metrics().RemoteFetchBytes()
+		var tp Throughput
+		err = r.cpu("cold-replay"+suffix, func() (err error) {
+			tp, err = fetchConsumeFor(ctx, st.addr, cold, upTo, "cold replay, protocol-level fetch", 0, viaWire)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if tp.Records != want {
+			return fmt.Errorf("bench: cold replay counted %d records from batch headers, want %d", tp.Records, want)
+		}
+		tp.LogBytes = st.srv.Metrics().RemoteFetchBytes() - remote0
+		rep.ColdReplay = rep.ColdReplay.add(tp)
+		// No remote read happens before a cold round on its broker, so the
+		// histogram holds the round's reads.
+		bounds, counts, _ := st.histogram("strata_tier_remote_fetch_seconds")
+		fetchBounds, fetchCounts = bounds, addCounts(fetchCounts, counts)
+		for k, v := range diff(r.requests(), req1) {
+			rep.Cost.ReplayRequests[k] += v
+		}
+
+		r.prog.step(fmt.Sprintf("raw GETs x%d%s", conc, of))
+		var g Rate
+		err = r.cpu("raw-gets"+suffix, func() (err error) {
+			g, err = rawGets(ctx, r.objs, objs, cfg.ChunkBytes, conc)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		rep.Baselines.RawGet = rep.Baselines.RawGet.add(g)
 	}
-	rep.ColdReplay.LogBytes = st.srv.Metrics().RemoteFetchBytes() - remote0
-	// No remote read happens before the cold replay, so the histogram holds its reads.
-	bounds, counts, total = st.histogram("strata_tier_remote_fetch_seconds")
-	rep.RemoteFetch = RemoteFetch{Reads: total,
-		P50:    1000 * histQuantile(0.5, bounds, counts, total),
-		P99:    1000 * histQuantile(0.99, bounds, counts, total),
-		Source: "strata_tier_remote_fetch_seconds (one tier read: index, sidecar, chunk cache Get or GET, read-ahead) over the cold replay, quantiles interpolated within its buckets"}
-	rep.ColdReplay.finish(time.Duration(rep.ColdReplay.Seconds * float64(time.Second)))
+	var reads uint64
+	for _, n := range fetchCounts {
+		reads += n
+	}
+	rep.RemoteFetch = RemoteFetch{Reads: reads,
+		P50:    1000 * histQuantile(0.5, fetchBounds, fetchCounts, reads),
+		P99:    1000 * histQuantile(0.99, fetchBounds, fetchCounts, reads),
+		Source: "strata_tier_remote_fetch_seconds (one tier read: index, sidecar, chunk cache Get or GET, read-ahead) over the cold replay rounds, quantiles interpolated within its buckets"}
 	rep.Series = append(rep.Series, rep.ColdReplay.Series)
-	replayReq := diff(r.requests(), req1)
-	rep.Cost.ReplayPuts, rep.Cost.ReplayGets = classify(replayReq)
-	rep.Cost.ReplayRequests = replayReq
+	rep.Cost.ReplayPuts, rep.Cost.ReplayGets = classify(rep.Cost.ReplayRequests)
 	rep.Cost.ReplayedBytes = rep.ColdReplay.LogBytes
-	for k, v := range replayReq {
+	for k, v := range rep.Cost.ReplayRequests {
 		rep.Cost.Requests[k] += v
 	}
 
 	r.prog.step("warm replay")
 	hits0 := st.counter("strata_remote_cache_hits_total")
-	remote0 = st.srv.Metrics().RemoteFetchBytes()
+	remote0 := st.srv.Metrics().RemoteFetchBytes()
 	req2 := r.requests()
 	rep.WarmReplay, err = fetchConsumeFor(ctx, st.addr, cold, upTo, "warm replay, protocol-level fetch", 0, viaWire)
 	if err != nil {
@@ -562,12 +690,6 @@ func (r *runner) coldPhases(ctx context.Context) error {
 	rep.WarmRequests = diff(r.requests(), req2)
 	rep.Series = append(rep.Series, rep.WarmReplay.Series)
 
-	conc := cfg.ColdPartitions * (1 + cfg.Readahead)
-	r.prog.step(fmt.Sprintf("raw GETs x%d", conc))
-	rep.Baselines.RawGet, err = rawGets(ctx, r.objs, objs, cfg.ChunkBytes, conc)
-	if err != nil {
-		return err
-	}
 	r.prog.step("raw PUTs")
 	rep.Baselines.RawPut, err = rawPuts(ctx, r.objs, objs, 1)
 	if err != nil {
@@ -781,6 +903,10 @@ const childRounds = 2
 // protocol-level hot consume a run makes.
 const hotRounds = 2
 
+// coldRounds is how many alternating rounds of cold replay and raw GETs a
+// run makes.
+const coldRounds = 2
+
 // childPhases measures the broker's CPU per GB served with sendfile on and
 // off. Splitting this process's CPU by pprof labels cannot tell the kernel
 // time of sendfile(2) from that of read+write, so the broker runs as a child
@@ -906,7 +1032,7 @@ func (r *runner) childConsume(ctx context.Context, c *childStrata, sendfile bool
 		u0, s0, u1, s1 time.Duration
 	)
 	phase := fmt.Sprintf("child-sendfile-%s-%d", onOff(sendfile), round)
-	client, err := measureCPU(phase, cfg.Out, func() error {
+	client, err := measureCPU(phase, cfg.Out, 0, func() error {
 		var err error
 		if u0, s0, err = c.cpu(); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,9 @@ type strata struct {
 	addr string
 	errc chan error
 	sets []string
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // startStrata opens a broker on dir with the harness's settings plus extra,
@@ -72,15 +76,19 @@ func startStrata(dir, storeURL string, cfg *Config, extra ...string) (*strata, e
 	return s, nil
 }
 
+// stop shuts the broker down; later calls return the first one's error.
 func (s *strata) stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := s.srv.Shutdown(ctx)
-	if err == broker.ErrServerClosed {
-		err = nil
-	}
-	<-s.errc
-	return err
+	s.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := s.srv.Shutdown(ctx)
+		if err == broker.ErrServerClosed {
+			err = nil
+		}
+		<-s.errc
+		s.stopErr = err
+	})
+	return s.stopErr
 }
 
 // counter sums a counter (or a counter vector) in the registry.

@@ -304,6 +304,16 @@ func (s *Server) LogTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// Pid is the server process's id, 0 when it is not running.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.cmd == nil || s.mu.cmd.Process == nil {
+		return 0
+	}
+	return s.mu.cmd.Process.Pid
+}
+
 // Client returns a minio-go client for the server, independent of the
 // remotestore code under test.
 func (s *Server) Client() (*minio.Client, error) {
