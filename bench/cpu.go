@@ -33,8 +33,10 @@ type CPU struct {
 	// the phase, with --s3.
 	StoreSecs float64 `json:"store_cpu_seconds,omitempty"`
 	// MachineBusy is the share of all the machine's cores' time that was
-	// not idle during the phase (/proc/stat), whoever used it.
+	// not idle during the phase (/proc/stat), whoever used it;
+	// MachineSecs is that time in CPU seconds.
 	MachineBusy float64 `json:"machine_busy"`
+	MachineSecs float64 `json:"machine_cpu_seconds"`
 }
 
 func processCPU() time.Duration {
@@ -102,6 +104,7 @@ func measureCPU(phase, dir string, storePid int, fn func() error) (CPU, error) {
 	res := CPU{Phase: phase, WallSeconds: t1.Sub(t0).Seconds(), ProcessSecs: (c1 - c0).Seconds(), StoreSecs: (s1 - s0).Seconds()}
 	if mok0 && mok1 && m1 > m0 {
 		res.MachineBusy = float64(b1-b0) / float64(m1-m0)
+		res.MachineSecs = float64(b1-b0) / clockTicks
 	}
 	res.BrokerSecs = res.ProcessSecs
 	if !profiling {

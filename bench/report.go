@@ -241,6 +241,9 @@ func (r *Report) buildFigures() {
 	}
 	if r.Baselines.RawGet.MBps > 0 {
 		ratioFig("cold replay, remote bytes (cache empty, protocol-level fetch)", "MB/s", r.ColdReplay.LogMBps, fmt.Sprintf("raw GETs x%d", r.Baselines.RawGet.Concurrency), r.Baselines.RawGet.MBps, ">= 0.7", 0.7, true)
+		if cold, raw := r.machineCPUPerGB("cold-replay", r.ColdReplay.LogBytes), r.machineCPUPerGB("raw-gets", r.Baselines.RawGet.Bytes); cold > 0 && raw > 0 {
+			ratioFig("cold replay, machine CPU per GB (every process, all cores)", "CPU s/GB", cold, fmt.Sprintf("raw GETs x%d", r.Baselines.RawGet.Concurrency), raw, "", 0, false)
+		}
 		ratioFig("warm replay, remote bytes (cache full, protocol-level fetch)", "MB/s", r.WarmReplay.LogMBps, fmt.Sprintf("raw GETs x%d", r.Baselines.RawGet.Concurrency), r.Baselines.RawGet.MBps, "", 0, true)
 	}
 	if r.Baselines.RawPut.MBps > 0 {
@@ -370,6 +373,21 @@ func (r *Report) Markdown() string {
 		w("\nSkipped: %s\n", s)
 	}
 	return b.String()
+}
+
+// machineCPUPerGB is the machine's CPU seconds over every round of a phase
+// (phase, phase-2, ...) per GB of bytes; 0 if none was measured.
+func (r *Report) machineCPUPerGB(phase string, bytes int64) float64 {
+	var secs float64
+	for _, c := range r.CPU {
+		if c.Phase == phase || strings.HasPrefix(c.Phase, phase+"-") && strings.Trim(c.Phase[len(phase)+1:], "0123456789") == "" {
+			secs += c.MachineSecs
+		}
+	}
+	if secs <= 0 || bytes <= 0 {
+		return 0
+	}
+	return secs / (float64(bytes) / 1e9)
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -536,7 +536,7 @@ func (r *runner) restartEmptyCache() error {
 	return nil
 }
 
-// addCounts adds histogram bucket counts b to a (nil: none yet).
+// addCounts adds the bucket counts b of a histogram to a (nil: none yet).
 func addCounts(a, b []uint64) []uint64 {
 	if a == nil {
 		return append([]uint64(nil), b...)
@@ -608,8 +608,11 @@ func (r *runner) coldPhases(ctx context.Context) error {
 	// an empty chunk cache, restarting the broker on a fresh one if
 	// anything is in it.
 	conc := cfg.ColdPartitions * (1 + cfg.Readahead)
-	var fetchCounts []uint64
-	var fetchBounds []float64
+	var (
+		fetchCounts []uint64 // cumulative, summed over the rounds
+		fetchBounds []float64
+		reads       uint64
+	)
 	rep.Cost.ReplayRequests = map[string]int64{}
 	for round := 1; round <= coldRounds; round++ {
 		suffix, of := "", fmt.Sprintf(" (%d/%d)", round, coldRounds)
@@ -641,8 +644,8 @@ func (r *runner) coldPhases(ctx context.Context) error {
 		rep.ColdReplay = rep.ColdReplay.add(tp)
 		// No remote read happens before a cold round on its broker, so the
 		// histogram holds the round's reads.
-		bounds, counts, _ := st.histogram("strata_tier_remote_fetch_seconds")
-		fetchBounds, fetchCounts = bounds, addCounts(fetchCounts, counts)
+		bounds, counts, n := st.histogram("strata_tier_remote_fetch_seconds")
+		fetchBounds, fetchCounts, reads = bounds, addCounts(fetchCounts, counts), reads+n
 		for k, v := range diff(r.requests(), req1) {
 			rep.Cost.ReplayRequests[k] += v
 		}
@@ -657,10 +660,6 @@ func (r *runner) coldPhases(ctx context.Context) error {
 			return err
 		}
 		rep.Baselines.RawGet = rep.Baselines.RawGet.add(g)
-	}
-	var reads uint64
-	for _, n := range fetchCounts {
-		reads += n
 	}
 	rep.RemoteFetch = RemoteFetch{Reads: reads,
 		P50:    1000 * histQuantile(0.5, fetchBounds, fetchCounts, reads),
