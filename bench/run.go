@@ -272,10 +272,6 @@ func (r *runner) runLocal(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Write back what the produce phases left dirty (about 4.5 GiB in
-	// the full run) so that no writeback competes with the consume phases;
-	// then raw sendfile right before the protocol-level consume it is set
-	// against.
 	// A second broker, with the copy path, holds the headline topic for the
 	// decoded consume that is set against sendfile's.
 	r.prog.step("produce on a broker with sendfile off")
@@ -284,6 +280,10 @@ func (r *runner) runLocal(ctx context.Context) error {
 		return err
 	}
 	defer cp.stop()
+	// Write back what the produce phases left dirty (4.5 GiB in the
+	// full run, both brokers) so that no writeback competes with the consume phases;
+	// then raw sendfile right before the protocol-level consume it is set
+	// against.
 	if err := syncFiles(filepath.Join(r.dir, "strata", "log")); err != nil {
 		return err
 	}
