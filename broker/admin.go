@@ -152,14 +152,7 @@ func (s *Server) handleDeleteTopics(ctx context.Context, _ *conn, req *kmsg.Dele
 		default:
 			name := t.name
 			st.Topic, st.TopicID = &name, t.id
-			n := int32(len(t.parts()))
-			err := s.topics.remove(t)
-			if err == nil && s.tier != nil {
-				if terr := s.tier.DeleteTopic(ctx, name, n); terr != nil {
-					s.log.Warn("remote segments of a deleted topic remain; the reconciler removes them", "topic", name, "err", terr)
-				}
-			}
-			st.ErrorCode, st.ErrorMessage = adminError(err)
+			st.ErrorCode, st.ErrorMessage = adminError(s.deleteTopic(t))
 		}
 		if req.Version < 5 {
 			st.ErrorMessage = nil

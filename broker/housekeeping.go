@@ -46,7 +46,7 @@ func (s *Server) partitionLogs() []tierapi.PartitionLog {
 		c := t.cfg.Load().eff
 		for _, p := range t.parts() {
 			out = append(out, tierapi.PartitionLog{
-				Topic: t.name, Partition: p.index, Log: p.log,
+				Topic: t.name, TopicID: t.id, Partition: p.index, Log: p.log,
 				Remote:      c.RemoteStorageEnable,
 				RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
 				LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,

@@ -21,6 +21,7 @@ import (
 //	strata_broker_fetch_sendfile_bytes_total    of which through sendfile(2)
 //	strata_broker_fetch_copied_bytes_total      of which read into memory and written
 //	strata_broker_remote_fetch_bytes_total      record bytes served from the remote tier
+//	strata_broker_topic_deletions_pending       deleted topics whose cleanup has not finished
 type Metrics struct {
 	connections      prometheus.Gauge
 	badFrames        prometheus.Counter
@@ -32,6 +33,7 @@ type Metrics struct {
 	sendfileBytes    countingCounter
 	copiedBytes      countingCounter
 	remoteFetchBytes countingCounter
+	deletionsPending prometheus.Gauge
 }
 
 // countingCounter is a Prometheus counter whose value tests and the
@@ -65,10 +67,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		sendfileBytes:    countingCounter{f("strata_broker_fetch_sendfile_bytes_total", "Record bytes sent with sendfile."), new(atomic.Int64)},
 		copiedBytes:      countingCounter{f("strata_broker_fetch_copied_bytes_total", "Record bytes read into memory and written."), new(atomic.Int64)},
 		remoteFetchBytes: countingCounter{f("strata_broker_remote_fetch_bytes_total", "Record bytes served from the remote tier."), new(atomic.Int64)},
+		deletionsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_broker_topic_deletions_pending",
+			Help: "Deleted topics whose directories, remote objects or cached chunks are not yet removed."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.badFrames, m.requestSeconds, m.produceBytes, m.produceErrors,
-			m.fetchRequests, m.fetchBytes, m.sendfileBytes.Counter, m.copiedBytes.Counter, m.remoteFetchBytes.Counter)
+			m.fetchRequests, m.fetchBytes, m.sendfileBytes.Counter, m.copiedBytes.Counter, m.remoteFetchBytes.Counter,
+			m.deletionsPending)
 	}
 	return m
 }

@@ -65,6 +65,10 @@ type Server struct {
 		closed    bool
 	}
 	wg sync.WaitGroup // connection and background goroutines
+
+	deleteKick chan struct{} // wakes the deleter (deletion.go)
+	delErrMu   sync.Mutex
+	delErrs    map[string]string // last cleanup error by topic id (hex)
 }
 
 // New opens the broker's metadata, its logs and its remote tier. Call Serve to
@@ -93,6 +97,8 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 		tier:    opts.Tier,
 		advHost: host,
 		fetches: newFetchSessions(1000),
+
+		deleteKick: make(chan struct{}, 1),
 	}
 	s.pids.meta = meta
 	s.mu.advPort = port
@@ -121,8 +127,9 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 		OffsetsRetentionCheckInterval: 10 * time.Minute,
 	}, meta, s.topics, logger.With("component", "groups"))
 
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.housekeeping()
+	go s.deleter()
 	return s, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/stratalog/strata/localstore"
+	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/tier"
 	"github.com/stratalog/strata/tier/tierapi"
 )
@@ -23,8 +24,11 @@ type Tier interface {
 	// Manage runs one round of tiering for the partitions: upload closed segments,
 	// enforce local and remote retention. The broker calls it periodically.
 	Manage(ctx context.Context, parts []tierapi.PartitionLog)
-	// DeleteTopic removes a deleted topic's remote segments.
-	DeleteTopic(ctx context.Context, topic string, partitions int32) error
+	// ForgetTopic stops tiering a deleted topic (its rounds cancelled and
+	// waited for); PurgeTopic then deletes its remote objects and cached
+	// chunks, and may be repeated until it succeeds (deletion.go).
+	ForgetTopic(topic string, id [16]byte)
+	PurgeTopic(ctx context.Context, d metadata.TopicDeletion) error
 }
 
 var _ Tier = (*tier.Manager)(nil)

@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/localstore"
@@ -95,6 +95,9 @@ type registry struct {
 		sync.RWMutex
 		byName map[string]*topic
 		byID   map[[16]byte]*topic
+		// deleting reserves the names of topics whose deletion is under way
+		// (deletion.go).
+		deleting map[string]bool
 	}
 }
 
@@ -104,22 +107,17 @@ func openRegistry(cfg *config.Broker, meta *metadata.Store, logger *slog.Logger)
 	r := &registry{cfg: cfg, meta: meta, log: logger, dir: cfg.LogDir()}
 	r.mu.byName = map[string]*topic{}
 	r.mu.byID = map[[16]byte]*topic{}
-	// Finish deletions a crash interrupted.
-	entries, err := os.ReadDir(r.dir)
-	if err != nil {
-		return nil, fmt.Errorf("broker: cannot read log dir %q: %w", r.dir, err)
-	}
-	for _, e := range entries {
-		if e.IsDir() && strings.HasSuffix(e.Name(), deleteSuffix) {
-			os.RemoveAll(filepath.Join(r.dir, e.Name()))
-		}
+	r.mu.deleting = map[string]bool{}
+	// Finish the deletions a crash interrupted before any topic is opened.
+	if err := r.finishDeletionsAtStart(); err != nil {
+		return nil, fmt.Errorf("broker: log dir %q: %w", r.dir, err)
 	}
 	topics, err := meta.Topics()
 	if err != nil {
 		return nil, err
 	}
 	for _, mt := range topics {
-		t, err := r.load(mt)
+		t, err := r.load(mt, false)
 		if err != nil {
 			r.close()
 			return nil, err
@@ -130,8 +128,9 @@ func openRegistry(cfg *config.Broker, meta *metadata.Store, logger *slog.Logger)
 	return r, nil
 }
 
-// load opens a topic's logs.
-func (r *registry) load(mt metadata.Topic) (*topic, error) {
+// load opens a topic's logs. fresh: the topic was just created, so any
+// directory of its name is a stale one (addPartitions).
+func (r *registry) load(mt metadata.Topic, fresh bool) (*topic, error) {
 	eff, err := r.cfg.Resolve(mt.Configs)
 	if err != nil {
 		return nil, fmt.Errorf("broker: topic %q: %w", mt.Name, err)
@@ -140,7 +139,7 @@ func (r *registry) load(mt metadata.Topic) (*topic, error) {
 	t.cfg.Store(&topicConfig{overrides: mt.Configs, eff: eff})
 	ps := make([]*partition, 0, mt.Partitions)
 	t.partitions.Store(&ps)
-	if err := r.addPartitions(t, mt.Partitions); err != nil {
+	if err := r.addPartitions(t, mt.Partitions, fresh); err != nil {
 		for _, p := range t.parts() {
 			p.log.Close()
 		}
@@ -149,13 +148,26 @@ func (r *registry) load(mt metadata.Topic) (*topic, error) {
 	return t, nil
 }
 
-// addPartitions opens logs for partitions len(t.parts()) .. n-1.
-func (r *registry) addPartitions(t *topic, n int32) error {
+// addPartitions opens logs for partitions len(t.parts()) .. n-1. fresh: the
+// partitions are new (CreateTopics, CreatePartitions), so a directory already
+// there is left over from another topic of the same name (a crash of a
+// version without durable deletion, or a hand copy): it is set aside, never
+// adopted.
+func (r *registry) addPartitions(t *topic, n int32, fresh bool) error {
 	old := t.parts()
 	ps := append([]*partition(nil), old...)
 	lc := logConfig(t.cfg.Load().eff)
 	for i := int32(len(old)); i < n; i++ {
 		dir := filepath.Join(r.dir, t.name+"-"+strconv.Itoa(int(i)))
+		if fresh {
+			if _, err := os.Stat(dir); err == nil {
+				stale := dir + ".stale-" + strconv.FormatInt(time.Now().UnixNano(), 36) + deleteSuffix
+				r.log.Warn("a new partition's directory already exists; setting it aside", "dir", dir, "to", stale)
+				if err := os.Rename(dir, stale); err != nil {
+					return fmt.Errorf("broker: cannot set aside stale directory %q: %w", dir, err)
+				}
+			}
+		}
 		l, err := localstore.Open(dir, lc, r.log.With("topic", t.name, "partition", i))
 		if err != nil {
 			for _, p := range ps[len(old):] {
@@ -267,6 +279,9 @@ func (r *registry) create(name string, partitions int32, overrides map[string]st
 	if _, ok := r.mu.byName[name]; ok {
 		return nil, fmt.Errorf("%w: %q", errTopicExists, name)
 	}
+	if r.mu.deleting[name] {
+		return nil, fmt.Errorf("%w: %q is marked for deletion", errTopicExists, name)
+	}
 	if validateOnly {
 		return nil, nil
 	}
@@ -278,49 +293,17 @@ func (r *registry) create(name string, partitions int32, overrides map[string]st
 	if err := r.meta.CreateTopic(mt); err != nil {
 		return nil, err
 	}
-	t, err := r.load(mt)
+	t, err := r.load(mt, true)
 	if err != nil {
-		r.meta.DeleteTopic(name)
+		if d, derr := r.meta.DeleteTopic(name); derr == nil {
+			r.finishLocal(d) // under r.mu: no topic of this name can appear meanwhile
+		}
 		return nil, err
 	}
 	r.mu.byName[name] = t
 	r.mu.byID[id] = t
 	r.log.Info("topic created", "topic", name, "partitions", partitions)
 	return t, nil
-}
-
-// remove deletes a topic: out of the registry, then its metadata, then its files.
-func (r *registry) remove(t *topic) error {
-	r.mu.Lock()
-	if r.mu.byName[t.name] != t {
-		r.mu.Unlock()
-		return fmt.Errorf("%w: %q", errUnknownTopic, t.name)
-	}
-	delete(r.mu.byName, t.name)
-	delete(r.mu.byID, t.id)
-	r.mu.Unlock()
-
-	// Rename first so a crash leaves directories that start-up removes.
-	var dirs []string
-	for _, p := range t.parts() {
-		p.log.Close()
-		dir := p.log.Dir()
-		del := dir + "." + strconv.FormatInt(int64(p.index), 10) + deleteSuffix
-		if err := os.Rename(dir, del); err == nil {
-			dirs = append(dirs, del)
-		} else {
-			dirs = append(dirs, dir)
-		}
-		p.notify()
-	}
-	if err := r.meta.DeleteTopic(t.name); err != nil {
-		return err
-	}
-	for _, d := range dirs {
-		os.RemoveAll(d)
-	}
-	r.log.Info("topic deleted", "topic", t.name)
-	return nil
 }
 
 // setConfig validates, persists and applies a topic's new overrides.
@@ -337,6 +320,9 @@ func (r *registry) setConfig(t *topic, overrides map[string]string, validateOnly
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.mu.byName[t.name] != t {
+		return fmt.Errorf("%w: %q", errUnknownTopic, t.name)
+	}
 	if err := r.meta.SetTopicConfigs(t.name, overrides); err != nil {
 		return err
 	}
@@ -352,6 +338,9 @@ func (r *registry) setConfig(t *topic, overrides map[string]string, validateOnly
 func (r *registry) grow(t *topic, n int32, validateOnly bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.mu.byName[t.name] != t {
+		return fmt.Errorf("%w: %q", errUnknownTopic, t.name)
+	}
 	cur := int32(len(t.parts()))
 	if n <= cur {
 		return fmt.Errorf("%w: topic %q has %d partitions; the count can only grow", errInvalidParts, t.name, cur)
@@ -362,7 +351,7 @@ func (r *registry) grow(t *topic, n int32, validateOnly bool) error {
 	if validateOnly {
 		return nil
 	}
-	if err := r.addPartitions(t, n); err != nil {
+	if err := r.addPartitions(t, n, true); err != nil {
 		return err
 	}
 	return r.meta.SetPartitionCount(t.name, n)

@@ -69,6 +69,7 @@ type proc struct {
 	dir  string
 	port int
 	sets []string
+	env  []string // added to the environment of the next start
 	cmd  *exec.Cmd
 	logs *bytes.Buffer
 	mu   sync.Mutex
@@ -115,6 +116,9 @@ func (p *proc) start() {
 		p.logs = &bytes.Buffer{}
 	}
 	cmd := exec.Command(strataBin(p.t), args...)
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	cmd.Stdout = lockedWriter{&p.mu, p.logs}
 	cmd.Stderr = lockedWriter{&p.mu, p.logs}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -134,6 +138,16 @@ func (p *proc) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// wait waits for a broker that exits by itself (a crash point).
+func (p *proc) wait() error {
+	if p.cmd == nil {
+		return nil
+	}
+	err := p.cmd.Wait()
+	p.cmd = nil
+	return err
 }
 
 // kill9 kills the broker without warning.

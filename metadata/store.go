@@ -40,7 +40,8 @@ var (
 	keyFormat = []byte("format")
 	keyNextID = []byte("next")
 
-	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketPartitions, bucketProducerIDs, bucketGroupOffsets, bucketRemoteIndex}
+	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketPartitions, bucketProducerIDs, bucketGroupOffsets, bucketRemoteIndex,
+		bucketTopicDeletions, bucketDeletedRemote}
 )
 
 // Store is the broker's bbolt database. Safe for concurrent use.
@@ -199,31 +200,35 @@ func (s *Store) Topics() ([]Topic, error) {
 	return ts, err
 }
 
-// DeleteTopic removes the topic, its partition states, its remote index and the
-// groups' committed offsets for it (as Kafka does, so a re-created topic of the
-// same name does not inherit stale positions).
-func (s *Store) DeleteTopic(name string) error {
+// DeleteTopic removes the topic, its partition states and the groups'
+// committed offsets for it (as Kafka does, so a re-created topic of the same
+// name does not inherit stale positions), and records a TopicDeletion in the
+// same transaction: the topic's remote index moves under the deletion, where
+// the cleanup finds every object left to delete. A re-created topic of the
+// same name starts with an empty index and a new ID.
+func (s *Store) DeleteTopic(name string) (TopicDeletion, error) {
 	if err := checkTopicName(name); err != nil {
-		return err
+		return TopicDeletion{}, err
 	}
 	prefix := topicPrefix(name)
-	return s.db.Update(func(tx *bolt.Tx) error {
-		topics := tx.Bucket(bucketTopics)
-		if topics.Get([]byte(name)) == nil {
-			return fmt.Errorf("%w: %q", ErrTopicNotFound, name)
+	var d TopicDeletion
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t, err := getTopic(tx, name)
+		if err != nil {
+			return err
 		}
-		if err := topics.Delete([]byte(name)); err != nil {
+		if d, err = deleteTopicTx(tx, t, nowMs()); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketTopics).Delete([]byte(name)); err != nil {
 			return err
 		}
 		if err := deletePrefix(tx.Bucket(bucketPartitions), prefix, false); err != nil {
 			return err
 		}
-		if err := deletePrefix(tx.Bucket(bucketRemoteIndex), prefix, true); err != nil {
-			return err
-		}
 		groups := tx.Bucket(bucketGroupOffsets)
 		var empty [][]byte
-		err := groups.ForEachBucket(func(g []byte) error {
+		err = groups.ForEachBucket(func(g []byte) error {
 			gb := groups.Bucket(g)
 			if err := deletePrefix(gb, prefix, false); err != nil {
 				return err
@@ -243,6 +248,7 @@ func (s *Store) DeleteTopic(name string) error {
 		}
 		return nil
 	})
+	return d, err
 }
 
 // deletePrefix deletes every key (or nested bucket) of b that starts with prefix.

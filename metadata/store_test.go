@@ -101,7 +101,7 @@ func TestTopicsRoundTripAndReopen(t *testing.T) {
 	for _, err := range []error{
 		s.SetTopicConfigs("nope", nil),
 		s.SetPartitionCount("nope", 3),
-		s.DeleteTopic("nope"),
+		func() error { _, err := s.DeleteTopic("nope"); return err }(),
 		func() error { _, err := s.Topic("nope"); return err }(),
 	} {
 		if !errors.Is(err, ErrTopicNotFound) {
@@ -381,8 +381,13 @@ func TestDeleteTopicRemovesEverything(t *testing.T) {
 	if err := s.CommitOffsets("only-t", []OffsetCommit{{Topic: "t", Partition: 0, Offset: 3}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteTopic("t"); err != nil {
+	tt, _ := s.Topic("t")
+	d, err := s.DeleteTopic("t")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if d.ID != tt.ID || d.Name != "t" || d.Partitions != 2 || d.LocalDone {
+		t.Fatalf("deletion = %+v", d)
 	}
 	s = reopen(t, s, path)
 	if ts, _ := s.Topics(); len(ts) != 1 || ts[0].Name != "t.x" {
@@ -403,10 +408,39 @@ func TestDeleteTopicRemovesEverything(t *testing.T) {
 	if groups, _ := s.OffsetGroups(); !reflect.DeepEqual(groups, []string{"g"}) {
 		t.Errorf("groups = %v", groups)
 	}
+	// The deletion survived the reopen with the remote index it must clean up.
+	dels, err := s.TopicDeletions()
+	if err != nil || len(dels) != 1 || dels[0].ID != tt.ID {
+		t.Fatalf("TopicDeletions = %+v, %v", dels, err)
+	}
+	if ps, _ := s.DeletedPartitions(tt.ID); !reflect.DeepEqual(ps, []int32{0, 1}) {
+		t.Errorf("DeletedPartitions = %v", ps)
+	}
+	if segs, _ := s.DeletedSegments(tt.ID, 1); len(segs) != 1 || segs[0].EndOffset != 9 {
+		t.Errorf("DeletedSegments = %+v", segs)
+	}
 	// Re-creating the name starts clean.
 	mustCreate(t, s, "t", 1)
 	if segs, _ := s.RemoteSegments("t", 0); len(segs) != 0 {
 		t.Errorf("re-created topic inherited %d remote segments", len(segs))
+	}
+	if err := s.SetDeletionLocalDone(tt.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropDeletedSegment(tt.ID, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := s.DeletedPartitions(tt.ID); !reflect.DeepEqual(ps, []int32{1}) {
+		t.Errorf("DeletedPartitions after a drop = %v", ps)
+	}
+	if err := s.FinishTopicDeletion(tt.ID); err != nil {
+		t.Fatal(err)
+	}
+	if dels, _ := s.TopicDeletions(); len(dels) != 0 {
+		t.Errorf("deletions after finishing = %+v", dels)
+	}
+	if ps, _ := s.DeletedPartitions(tt.ID); len(ps) != 0 {
+		t.Errorf("DeletedPartitions after finishing = %v", ps)
 	}
 }
 

@@ -110,7 +110,11 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 	}
 	t.Cleanup(func() { l.Close() })
 	e.log = l
-	e.pl = PartitionLog{Topic: testTopic, Partition: 0, Log: l, Remote: true,
+	mt, err := meta.Topic(testTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pl = PartitionLog{Topic: testTopic, TopicID: mt.ID, Partition: 0, Log: l, Remote: true,
 		RetentionMs: -1, RetentionBytes: -1, LocalRetentionMs: -1, LocalRetentionBytes: -1}
 	e.cfg = Config{
 		CacheDir: filepath.Join(dir, "cache"), CacheMaxBytes: 64 << 20, ChunkBytes: 2048,

@@ -60,8 +60,10 @@ func newView(segs []metadata.RemoteSegment) *view {
 // partState is one partition's state in the manager.
 type partState struct {
 	key tp
+	// topicID is the ID of the topic Manage last named for key (zero until then).
+	topicID [16]byte
 	// opMu serialises everything that changes the partition's index: its
-	// round (uploads, retention), DeleteTopic. Held for a whole round.
+	// round (uploads, retention), ForgetTopic. Held for a whole round.
 	opMu sync.Mutex
 
 	// Guarded by Manager.viewMu.
@@ -113,6 +115,9 @@ type Manager struct {
 		outage   bool // an upload/delete failure has been logged and no success since
 		lagBytes int64
 		lagSegs  int
+		// forgotten holds the IDs of deleted topics (ForgetTopic): a Manage
+		// that still names one is ignored.
+		forgotten map[[16]byte]bool
 	}
 }
 
@@ -144,6 +149,7 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	}
 	m.viewMu.parts = make(map[tp]*partState)
 	m.jobs.cond = sync.NewCond(&m.jobs)
+	m.jobs.forgotten = map[[16]byte]bool{}
 
 	tps, err := meta.RemotePartitions()
 	if err != nil {

@@ -14,61 +14,6 @@ import (
 	"github.com/stratalog/strata/remotestore"
 )
 
-// DeleteTopic removes a deleted topic's remote segments: each goes through
-// DELETE_STARTED (when the index still has it; the broker usually dropped
-// the topic's index with the topic) and loses its objects, then the
-// partition leaves the manager. Objects it could not delete have no owner
-// any more: the reconciler removes them after the grace period.
-func (m *Manager) DeleteTopic(ctx context.Context, topic string, partitions int32) error {
-	var errs []error
-	for _, ps := range m.allParts() {
-		if ps.key.topic != topic {
-			continue
-		}
-		m.jobs.Lock()
-		ps.deleted = true
-		if ps.cancel != nil {
-			ps.cancel() // an upload in progress rolls itself back
-		}
-		m.jobs.Unlock()
-		ps.opMu.Lock()
-		for _, seg := range m.viewOf(ps).segs {
-			if seg.State != metadata.DeleteStarted {
-				seg.State = metadata.DeleteStarted
-				if err := m.putEntry(ps, seg); err != nil &&
-					!errors.Is(err, metadata.ErrTopicNotFound) && !errors.Is(err, metadata.ErrNotFound) {
-					errs = append(errs, err)
-				}
-			}
-			if err := m.deleteObjects(ctx, ps.key, seg); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if err := m.dropEntry(ps, seg); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		m.setView(ps, nil)
-		m.viewMu.Lock()
-		if m.viewMu.parts[ps.key] == ps {
-			delete(m.viewMu.parts, ps.key)
-		}
-		m.viewMu.Unlock()
-		m.jobs.Lock()
-		m.jobs.lagBytes -= ps.lagBytes
-		m.jobs.lagSegs -= ps.lagSegs
-		ps.lagBytes, ps.lagSegs = 0, 0
-		m.m.copyLagBytes.Set(float64(m.jobs.lagBytes))
-		m.m.copyLagSegs.Set(float64(m.jobs.lagSegs))
-		m.jobs.Unlock()
-		ps.opMu.Unlock()
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("tier: delete topic %q (%d partitions): %w", topic, partitions, errors.Join(errs...))
-	}
-	return nil
-}
-
 // Status describes the topic's partitions known to the manager (those it
 // was handed by Manage or that have a remote index), by partition.
 func (m *Manager) Status(topic string) []PartitionStatus {

@@ -215,6 +215,18 @@ func TestPeriodicReconcile(t *testing.T) {
 	eventually(t, "the reconciler", func() bool { return e.mem.Len() == 0 })
 }
 
+// deleteTopic deletes the test topic as the broker does: the committed
+// decision, then ForgetTopic.
+func (e *env) deleteTopic() metadata.TopicDeletion {
+	e.t.Helper()
+	d, err := e.meta.DeleteTopic(testTopic)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.m.ForgetTopic(testTopic, d.ID)
+	return d
+}
+
 func TestDeleteTopic(t *testing.T) {
 	e := newEnv(t, nil)
 	e.segment(3, 10)
@@ -223,41 +235,66 @@ func TestDeleteTopic(t *testing.T) {
 	if e.mem.Len() != 4 {
 		t.Fatal(e.keys())
 	}
-	// The broker drops the topic's metadata (index included) first.
-	if err := e.meta.DeleteTopic(testTopic); err != nil {
+	// Read a chunk so that the cache holds one.
+	if _, err := e.m.ReadMany(context.Background(), testTopic, 0, 0, 1<<20, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.m.DeleteTopic(context.Background(), testTopic, 2); err != nil {
-		t.Fatal(err)
+	if st := e.m.cache.Stats(); st.Entries == 0 {
+		t.Fatal("nothing cached")
 	}
-	if e.mem.Len() != 0 {
-		t.Errorf("objects left: %v", e.keys())
-	}
+	d := e.deleteTopic()
 	if _, ok := e.m.LogStartOffset(testTopic, 0); ok {
 		t.Error("the deleted topic still has a remote start")
 	}
 	if len(e.m.Status(testTopic)) != 0 {
 		t.Error("status of a deleted topic")
 	}
+	// A late Manage naming the deleted topic's ID changes nothing.
+	e.m.Manage(context.Background(), []PartitionLog{e.pl})
+	e.m.waitIdle()
+	if len(e.m.Status(testTopic)) != 0 {
+		t.Error("a late Manage brought the deleted topic back")
+	}
+	if e.mem.Len() != 4 {
+		t.Fatalf("ForgetTopic deleted objects: %v", e.keys())
+	}
+	if err := e.m.PurgeTopic(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if e.mem.Len() != 0 {
+		t.Errorf("objects left: %v", e.keys())
+	}
+	if st := e.m.cache.Stats(); st.Entries != 0 {
+		t.Errorf("%d cached chunks of the deleted topic left", st.Entries)
+	}
+	if ps, _ := e.meta.DeletedPartitions(d.ID); len(ps) != 0 {
+		t.Errorf("segments left under the deletion: %v", ps)
+	}
 }
 
-func TestDeleteTopicWithIndex(t *testing.T) {
+// A purge that fails part-way keeps what it has not deleted and finishes
+// when repeated, after a restart too.
+func TestPurgeTopicResumes(t *testing.T) {
 	e := newEnv(t, nil)
 	e.segment(3, 10)
+	e.segment(3, 10)
 	e.manage()
+	d := e.deleteTopic()
 	remove := e.fault.Inject(faultstore.Fault{Op: remotestore.OpDelete, Times: 1})
-	err := e.m.DeleteTopic(context.Background(), testTopic, 2)
+	err := e.m.PurgeTopic(context.Background(), d)
 	remove()
 	if err == nil {
 		t.Fatal("a failed delete was not reported")
 	}
-	// The entry stays DELETE_STARTED; the next start finishes it.
-	if segs := e.remote(); len(segs) != 1 || segs[0].State != metadata.DeleteStarted {
-		t.Fatalf("%+v", segs)
+	if segs, _ := e.meta.DeletedSegments(d.ID, 0); len(segs) != 2 {
+		t.Fatalf("segments under the deletion: %+v", segs)
 	}
 	e.open()
-	if segs := e.remote(); len(segs) != 0 || e.mem.Len() != 0 {
-		t.Fatalf("after restart: %+v, %v", segs, e.keys())
+	if err := e.m.PurgeTopic(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if e.mem.Len() != 0 {
+		t.Fatalf("after restart: %v", e.keys())
 	}
 }
 

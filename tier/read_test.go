@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stratalog/strata/localstore"
+	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/remotestore/faultstore"
 )
@@ -255,7 +256,8 @@ var _ interface {
 	Read(ctx context.Context, topic string, partition int32, offset, maxBytes int64, minOneBatch bool) (localstore.Slice, error)
 	OffsetForTimestamp(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, ok bool, err error)
 	Manage(ctx context.Context, parts []PartitionLog)
-	DeleteTopic(ctx context.Context, topic string, partitions int32) error
+	ForgetTopic(topic string, id [16]byte)
+	PurgeTopic(ctx context.Context, d metadata.TopicDeletion) error
 } = (*Manager)(nil)
 
 // ReadMany continues across chunks and segments up to maxBytes: one call

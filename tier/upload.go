@@ -29,11 +29,11 @@ func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 		return
 	}
 	for _, pl := range parts {
-		if pl.Log == nil {
+		if pl.Log == nil || m.jobs.forgotten[pl.TopicID] {
 			continue
 		}
 		ps := m.part(tp{pl.Topic, pl.Partition})
-		ps.log, ps.hasLog = pl, true
+		ps.log, ps.hasLog, ps.topicID = pl, true, pl.TopicID
 		if ps.queued || ps.deleted {
 			continue
 		}

@@ -128,6 +128,7 @@ func serve(args []string, stderr io.Writer) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/v1/tier", tierStatusHandler(srv))
+		mux.HandleFunc("/v1/tier/deletions", deletionsHandler(srv))
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go hs.Serve(ml)
 		defer hs.Close()

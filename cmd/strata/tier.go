@@ -162,43 +162,79 @@ func tierReconcile(ctx context.Context, cfg *config.Broker, grace time.Duration,
 // reads meta.db and the partition directories without changing anything.
 func tierLs(ctx context.Context, cfg *config.Broker, topic string, stdout io.Writer) error {
 	meta, err := metadata.Open(filepath.Join(cfg.LogDir(), "meta.db"))
-	var sts []tier.PartitionStatus
+	var (
+		sts  []tier.PartitionStatus
+		dels []broker.DeletionStatus
+	)
 	switch {
 	case errors.Is(err, metadata.ErrLocked):
 		if cfg.MetricsListen == "" {
 			return errors.New("the broker is running and metrics.listen is not set: set it to query the running broker, or stop the broker")
 		}
-		sts, err = fetchTierStatus(ctx, cfg.MetricsListen, topic)
-		if err != nil {
+		if err := askBroker(ctx, cfg.MetricsListen, "/v1/tier?topic="+url.QueryEscape(topic), &sts); err != nil {
+			return err
+		}
+		if err := askBroker(ctx, cfg.MetricsListen, "/v1/tier/deletions", &dels); err != nil {
 			return err
 		}
 	case err != nil:
 		return err
 	default:
 		defer meta.Close()
-		sts, err = offlineStatus(meta, cfg.LogDir(), topic)
-		if err != nil {
+		if sts, err = offlineStatus(meta, cfg.LogDir(), topic); err != nil {
+			return err
+		}
+		if dels, err = broker.PendingDeletions(meta); err != nil {
 			return err
 		}
 	}
 	printStatus(stdout, sts)
+	printDeletions(stdout, dels, topic)
 	return nil
 }
 
-func fetchTierStatus(ctx context.Context, addr, topic string) ([]tier.PartitionStatus, error) {
-	u := "http://" + addr + "/v1/tier?topic=" + url.QueryEscape(topic)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// askBroker GETs path from the running broker's metrics listener and decodes
+// the JSON answer into out.
+func askBroker(ctx context.Context, addr, path string, out any) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("asking the running broker: %w", err)
+		return fmt.Errorf("asking the running broker: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("asking the running broker: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("asking the running broker: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
-	var sts []tier.PartitionStatus
-	return sts, json.NewDecoder(resp.Body).Decode(&sts)
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// printDeletions shows the backlog of deleted topics' cleanup.
+func printDeletions(w io.Writer, dels []broker.DeletionStatus, topic string) {
+	for _, d := range dels {
+		if topic != "" && d.Topic != topic {
+			continue
+		}
+		fmt.Fprintf(w, "deleted topic %s (id %s, %d partitions) deleted at %s: cleanup pending, %d remote segments left",
+			d.Topic, d.TopicID, d.Partitions, d.DeletedAt, d.RemoteSegments)
+		if d.LastError != "" {
+			fmt.Fprintf(w, "; last error: %s", d.LastError)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// deletionsHandler serves /v1/tier/deletions: the pending topic deletions as JSON.
+func deletionsHandler(srv *broker.Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		dels, err := srv.PendingDeletions()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(dels)
+	}
 }
 
 // tierStatusHandler serves /v1/tier?topic=T (every topic when empty) as JSON.

@@ -246,3 +246,15 @@ func (c *Cache) load() error {
 		"bytes", c.mu.bytes, "max_bytes", c.cfg.MaxBytes, "removed", removed, "unknown", unknown)
 	return nil
 }
+
+// Remove drops ch from the cache, if it is there: a reader holding its file
+// keeps reading it. For the chunks of deleted segments, which nothing will
+// read again.
+func (c *Cache) Remove(ch Chunk) {
+	name := fileName(ch)
+	c.mu.Lock()
+	if e := c.mu.entries[name]; e != nil {
+		c.removeLocked(e)
+	}
+	c.mu.Unlock()
+}

@@ -20,7 +20,9 @@ var (
 // PartitionLog is what the tier needs of one partition, handed over by the broker
 // at each management round.
 type PartitionLog struct {
-	Topic     string
+	Topic string
+	// TopicID tells a topic from a deleted one of the same name.
+	TopicID   [16]byte
 	Partition int32
 	Log       *localstore.Log
 	// Remote reports whether the topic tiers now (remote.storage.enable).

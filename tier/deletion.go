@@ -1,0 +1,116 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stratalog/strata/metadata"
+	"github.com/stratalog/strata/remotestore"
+)
+
+// Topic deletion is two steps (see metadata.TopicDeletion): the broker
+// commits the deletion, which moves the topic's remote index under the
+// deletion record, and calls ForgetTopic; a background job then calls
+// PurgeTopic until it succeeds, across restarts.
+
+// ForgetTopic stops tiering a deleted topic: the rounds of its partitions
+// are cancelled (an upload in progress rolls itself back) and waited for,
+// its partitions leave the manager, and a late Manage naming its topic ID is
+// ignored. A topic re-created under the same name starts with nothing of the
+// old one. It does not touch the object store: PurgeTopic does.
+func (m *Manager) ForgetTopic(topic string, id [16]byte) {
+	m.jobs.Lock()
+	m.jobs.forgotten[id] = true
+	m.jobs.Unlock()
+	for _, ps := range m.allParts() {
+		if ps.key.topic != topic {
+			continue
+		}
+		m.jobs.Lock()
+		if ps.topicID != id && ps.topicID != ([16]byte{}) {
+			m.jobs.Unlock()
+			continue // a newer topic of the same name
+		}
+		ps.deleted = true
+		if ps.cancel != nil {
+			ps.cancel()
+		}
+		m.jobs.Unlock()
+		ps.opMu.Lock() // wait for the round in progress
+		m.setView(ps, nil)
+		m.viewMu.Lock()
+		if m.viewMu.parts[ps.key] == ps {
+			delete(m.viewMu.parts, ps.key)
+		}
+		m.viewMu.Unlock()
+		m.jobs.Lock()
+		m.jobs.lagBytes -= ps.lagBytes
+		m.jobs.lagSegs -= ps.lagSegs
+		ps.lagBytes, ps.lagSegs = 0, 0
+		m.m.copyLagBytes.Set(float64(m.jobs.lagBytes))
+		m.m.copyLagSegs.Set(float64(m.jobs.lagSegs))
+		m.jobs.Unlock()
+		ps.opMu.Unlock()
+	}
+}
+
+// PurgeTopic deletes what a deleted topic left in the object store and in
+// the chunk cache: for every remote segment recorded under the deletion, its
+// cached chunks, then its two objects, then the record. It stops at the
+// first store error (the caller retries later) and may be repeated: deleting
+// a missing object is not an error. Objects that no record names (an upload
+// cut by a crash before its COPY_STARTED entry was written) are the
+// reconciler's.
+func (m *Manager) PurgeTopic(ctx context.Context, d metadata.TopicDeletion) error {
+	parts, err := m.meta.DeletedPartitions(d.ID)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		segs, err := m.meta.DeletedSegments(d.ID, p)
+		if err != nil {
+			return err
+		}
+		key := tp{d.Name, p}
+		for _, seg := range segs {
+			if err := m.purgeCached(ctx, key, seg); err != nil {
+				return fmt.Errorf("tier: purge deleted topic %q: %w", d.Name, err)
+			}
+			if err := m.deleteObjects(ctx, key, seg); err != nil {
+				return fmt.Errorf("tier: purge deleted topic %q: %w", d.Name, err)
+			}
+			if err := m.meta.DropDeletedSegment(d.ID, p, seg.BaseOffset); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// purgeCached drops a deleted segment's chunks from the chunk cache. The
+// chunk table is in its sidecar; a sidecar already gone (a repeated purge)
+// leaves nothing to find, and the entries age out of the LRU. No reader can
+// reach them either way: a chunk's cache name hashes its object key, which
+// holds the upload id, and no other segment has that upload id.
+func (m *Manager) purgeCached(ctx context.Context, key tp, seg metadata.RemoteSegment) error {
+	if seg.State == metadata.CopyStarted {
+		return nil // never served, never cached
+	}
+	k := sidecarKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
+	sc := m.sidecars.get(k)
+	if sc == nil {
+		var err error
+		if sc, err = fetchSidecar(ctx, m.store, k); err != nil {
+			if errors.Is(err, remotestore.ErrNotFound) || errors.Is(err, errBadSidecar) {
+				return nil
+			}
+			return err
+		}
+	}
+	for c, ch := range sc.Chunks {
+		m.cache.Remove(m.chunk(key, seg, c, ch))
+	}
+	m.sidecars.remove(k)
+	return nil
+}
