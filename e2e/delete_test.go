@@ -23,14 +23,15 @@ var deleteSets = append([]string{"num.partitions=1"}, tierSets...)
 // acked maps partition -> the values acknowledged at offsets 0, 1, ...
 type acked map[int32][]string
 
-// produceAcked produces n records of about 1 KiB to each partition of topic
-// and returns what was acknowledged, checking that offsets follow on from
-// what was there.
+// produceAcked produces n rounds of two records of about 1 KiB to each
+// partition of topic, each round its own batch, so that 4 KiB segments roll,
+// and adds what was acknowledged to have, checking that offsets follow on
+// from what was there.
 func produceAcked(t *testing.T, addr, topic string, partitions int32, n int, tag string, have acked) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5*time.Millisecond),
-		kgo.RequestRetries(20))
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RequestRetries(20))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,24 +39,26 @@ func produceAcked(t *testing.T, addr, topic string, partitions int32, n int, tag
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pad := strings.Repeat("x", 1000)
-	var recs []*kgo.Record
 	for i := range n {
+		var recs []*kgo.Record
 		for p := range partitions {
-			recs = append(recs, &kgo.Record{Partition: p, Value: fmt.Appendf(nil, "%s-%d-%d-%s", tag, p, i, pad)})
+			for j := range 2 {
+				recs = append(recs, &kgo.Record{Partition: p, Value: fmt.Appendf(nil, "%s-%d-%d-%d-%s", tag, p, i, j, pad)})
+			}
 		}
-	}
-	res := cl.ProduceSync(ctx, recs...)
-	if err := res.FirstErr(); err != nil {
-		t.Fatalf("produce %s: %v", tag, err)
-	}
-	// ProduceSync keeps the order within a partition; offsets must continue
-	// exactly where the acknowledged ones end.
-	for _, r := range res {
-		p := r.Record.Partition
-		if r.Record.Offset != int64(len(have[p])) {
-			t.Fatalf("%s: partition %d acknowledged offset %d, want %d", tag, p, r.Record.Offset, len(have[p]))
+		res := cl.ProduceSync(ctx, recs...)
+		if err := res.FirstErr(); err != nil {
+			t.Fatalf("produce %s: %v", tag, err)
 		}
-		have[p] = append(have[p], string(r.Record.Value))
+		// ProduceSync keeps the order within a partition; offsets must
+		// continue exactly where the acknowledged ones end.
+		for _, r := range res {
+			p := r.Record.Partition
+			if r.Record.Offset != int64(len(have[p])) {
+				t.Fatalf("%s: partition %d acknowledged offset %d, want %d", tag, p, r.Record.Offset, len(have[p]))
+			}
+			have[p] = append(have[p], string(r.Record.Value))
+		}
 	}
 }
 
@@ -267,7 +270,7 @@ func TestKill9DuringDeleteTopics(t *testing.T) {
 		topic := fmt.Sprintf("doomed-%d", i)
 		createTopic(t, p.addr(), topic, parts)
 		have := acked{}
-		produceAcked(t, p.addr(), topic, parts, 6, "before", have)
+		produceAcked(t, p.addr(), topic, parts, 4, "before", have)
 		waitAllTiered(t, p.addr(), topic, parts)
 
 		if in.crash != "" {
@@ -329,7 +332,7 @@ func TestKill9DuringDeleteTopics(t *testing.T) {
 		default:
 			t.Fatalf("%s: after the restart the topic has %d of %d partitions", in.name, n, parts)
 		}
-		produceAcked(t, p.addr(), topic, n, 6, "after", after)
+		produceAcked(t, p.addr(), topic, n, 4, "after", after)
 		waitAllTiered(t, p.addr(), topic, n)
 		readAll(t, p.addr(), topic, n, after)
 	}

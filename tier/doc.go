@@ -65,9 +65,14 @@
 //   - after COPY_FINISHED: the segment is complete;
 //   - after DELETE_STARTED: the delete is finished (deleting is idempotent).
 //
+// A deleted topic's index is not dropped: metadata.DeleteTopic moves it under
+// a TopicDeletion record in the transaction that removes the topic. The
+// broker calls ForgetTopic (the topic's rounds end, a late Manage naming its
+// ID is ignored), then PurgeTopic until it succeeds, across restarts: each
+// recorded segment loses its cached chunks, its objects and then its record.
+//
 // What can still leak is an object whose entry is gone: a roll-back whose
-// delete failed, the objects of a deleted topic (the broker drops the topic's
-// index with the topic) whose delete failed, attempts reported by Recover.
+// delete failed, attempts reported by Recover.
 // Reconcile, run every Config.ReconcileInterval, lists the bucket and deletes
 // the tier's keys that no entry owns once they are older than
 // Config.OrphanGrace. Keys that do not parse as the tier's are never touched.
