@@ -66,7 +66,10 @@
 // Every object-store call is retried (with backoff) after a failure; an
 // attempt that overruns its timeout fails with an error naming the store and
 // the operation. The stall timeout bounds progress, not size: a 1 GiB upload
-// that keeps moving is never cut, a stopped store is.
+// that keeps moving is never cut, a stopped store is. Progress is counted
+// where the store client reads the segment, so for an s3 multipart upload the
+// stall timeout must exceed the time one part (part_size, 32 MiB by default)
+// takes to send.
 //
 // remote.storage.url may carry credentials (s3://key:secret@host/bucket);
 // DescribeConfigs shows it with the secret redacted.
