@@ -20,6 +20,7 @@ import (
 	"github.com/stratalog/strata/broker/group"
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/metadata"
+	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/remotestore/backend"
 	"github.com/stratalog/strata/tier"
 )
@@ -138,7 +139,15 @@ func (s *Server) openTier(reg prometheus.Registerer) error {
 	cfg := s.cfg
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{Registerer: reg})
+	health := remotestore.NewHealth(backend.Redact(cfg.RemoteStorageURL))
+	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{
+		Registerer: reg,
+		Timeouts: remotestore.Timeouts{
+			Request: ms(cfg.RemoteStorageRequestTimeoutMs),
+			Stall:   ms(cfg.RemoteStorageStallTimeoutMs),
+		},
+		Health: health,
+	})
 	if err != nil {
 		return fmt.Errorf("remote.storage.url: %w", err)
 	}
@@ -151,6 +160,7 @@ func (s *Server) openTier(reg prometheus.Registerer) error {
 		CopyMaxBytesPerSecond: cfg.RemoteLogManagerCopyMaxBytesPerSec,
 		FetchMaxWait:          ms(cfg.RemoteFetchMaxWaitMs),
 		OrphanGrace:           ms(cfg.RemoteOrphanGraceMs),
+		Health:                health,
 	}, store, s.meta, s.log.With("component", "tier"), reg)
 	if err != nil {
 		if c, ok := store.(io.Closer); ok {

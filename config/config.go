@@ -45,6 +45,8 @@ type Broker struct {
 	RemoteReadaheadChunks              int64  // remote.readahead.chunks (2)
 	RemoteLogReaderThreads             int64  // remote.log.reader.threads (10)
 	RemoteOrphanGraceMs                int64  // remote.orphan.grace.ms (3600000)
+	RemoteStorageRequestTimeoutMs      int64  // remote.storage.request.timeout.ms (10000)
+	RemoteStorageStallTimeoutMs        int64  // remote.storage.stall.timeout.ms (30000)
 
 	// Topic defaults, with their broker-level keys (log.*). Resolve applies them.
 	// MessageMaxBytes above is the default of max.message.bytes.
@@ -102,6 +104,8 @@ var brokerFields = map[string]func(b *Broker) string{
 	"remote.readahead.chunks":             func(b *Broker) string { return i64(b.RemoteReadaheadChunks) },
 	"remote.log.reader.threads":           func(b *Broker) string { return i64(b.RemoteLogReaderThreads) },
 	"remote.orphan.grace.ms":              func(b *Broker) string { return i64(b.RemoteOrphanGraceMs) },
+	"remote.storage.request.timeout.ms":   func(b *Broker) string { return i64(b.RemoteStorageRequestTimeoutMs) },
+	"remote.storage.stall.timeout.ms":     func(b *Broker) string { return i64(b.RemoteStorageStallTimeoutMs) },
 	"log.cleanup.policy":                  func(b *Broker) string { return b.LogCleanupPolicy },
 	"compression.type":                    func(b *Broker) string { return b.CompressionType },
 	"log.retention.ms":                    func(b *Broker) string { return i64(b.LogRetentionMs) },
@@ -309,6 +313,8 @@ func (l *loader) build() (*Broker, error) {
 		RemoteReadaheadChunks:              num("remote.readahead.chunks"),
 		RemoteLogReaderThreads:             num("remote.log.reader.threads"),
 		RemoteOrphanGraceMs:                num("remote.orphan.grace.ms"),
+		RemoteStorageRequestTimeoutMs:      num("remote.storage.request.timeout.ms"),
+		RemoteStorageStallTimeoutMs:        num("remote.storage.stall.timeout.ms"),
 
 		LogCleanupPolicy:               get("log.cleanup.policy"),
 		CompressionType:                get("compression.type"),

@@ -60,6 +60,16 @@
 //	remote.readahead.chunks              2                             0 to 9223372036854775807
 //	remote.log.reader.threads            10                            1 to 4096; read-ahead downloads at once, all partitions (Kafka's key)
 //	remote.orphan.grace.ms               3600000                       0 to 9223372036854775807
+//	remote.storage.request.timeout.ms    10000                         1 to 2147483647; one attempt of HEAD, DELETE, a GET until its body starts, a LIST's wait (Strata)
+//	remote.storage.stall.timeout.ms      30000                         1 to 2147483647; an upload or download that moves no byte this long (Strata)
+//
+// Every object-store call is retried (with backoff) after a failure; an
+// attempt that overruns its timeout fails with an error naming the store and
+// the operation. The stall timeout bounds progress, not size: a 1 GiB upload
+// that keeps moving is never cut, a stopped store is. Progress is counted
+// where the store client reads the segment, so for an s3 multipart upload the
+// stall timeout must exceed the time one part (part_size, 32 MiB by default)
+// takes to send.
 //
 // remote.storage.url may carry credentials (s3://key:secret@host/bucket);
 // DescribeConfigs shows it with the secret redacted.

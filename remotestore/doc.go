@@ -27,7 +27,15 @@
 // exponential backoff and jitter, rewinding Put's reader, resuming a
 // GetRange body that fails part-way, and resuming a List after the last key
 // it reported. WithMetrics records operations in a prometheus.Registerer.
-// The usual stack, outermost first: metrics, retries, prefix, backend.
+// WithTimeouts ends an attempt that overruns its bound with an error wrapping
+// ErrTimeout that names the store, the operation and the key: small calls by
+// a request timeout, Puts and GetRange bodies by a stall timeout (no byte
+// moved for that long), so a large healthy transfer is never cut and a
+// stopped store always is. WithHealth reports every call's outcome to a
+// Health, which says whether the store answers (its last failure is older
+// than its last success) and tells its watchers once per change.
+// The usual stack, outermost first: metrics, retries, health, timeouts,
+// prefix, backend (backend.Open builds it).
 //
 // # Metrics
 //

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/tier/tierapi"
 )
 
@@ -61,6 +62,11 @@ type Config struct {
 	// upload or delete failed is tried again; it doubles per failure
 	// (defaults 1s and 5m).
 	RetryBackoff, MaxRetryBackoff time.Duration
+	// Health follows whether the store answers. Give the one the store's own
+	// decorators feed (backend.Options.Health, which sees every attempt, so
+	// a hung store shows at its first timeout); nil: the manager follows the
+	// calls it makes itself (after their retries).
+	Health *remotestore.Health
 	// Now is the clock (default time.Now); for tests.
 	Now func() time.Time
 }
@@ -143,7 +149,8 @@ type PartitionStatus struct {
 	// last copied offset; -1 when nothing is copied.
 	LogStartOffset, HighestOffset int64
 	// CopyLagBytes and CopyLagSegments measure the closed local segments
-	// still waiting for upload.
+	// not yet covered by a COPY_FINISHED entry (an upload in progress
+	// included), as of the last Manage or round.
 	CopyLagBytes    int64
 	CopyLagSegments int
 	// LastError is the last upload or delete error, empty after a success.

@@ -26,9 +26,16 @@
 //
 // After a store error the partition's store work (1-3) waits for an
 // exponential backoff (Config.RetryBackoff doubling to MaxRetryBackoff); the
-// segments wait on local disk, local retention (4) goes on. The first failure
-// of an outage is logged as a warning, the recovery as info, the rest at debug;
-// strata_tier_store_available and strata_tier_copy_lag_* say so meanwhile.
+// segments wait on local disk, local retention (4) goes on. Every store call
+// has a deadline (the store's WithTimeouts, so a hung upload ends), and the
+// store's availability comes from every call's outcome (Config.Health, fed
+// per attempt by the store's own decorators): a warning naming the store and
+// the error when it becomes unavailable, an info line when it answers again,
+// once per change; round failures the store does not explain are logged once
+// per run of failures, the rest at debug. Manage recomputes the copy lag from
+// the log and the index on every tick (closed segments no COPY_FINISHED entry
+// covers, an upload in progress included), so strata_tier_copy_lag_* move
+// while an upload hangs.
 //
 // # State machine
 //
@@ -135,8 +142,9 @@
 //	strata_tier_copy_bytes_total             segment bytes copied (COPY_FINISHED)
 //	strata_tier_copy_requests_total          segment uploads started
 //	strata_tier_copy_errors_total            segment uploads failed and rolled back
-//	strata_tier_copy_lag_bytes               bytes of closed local segments waiting for upload
-//	strata_tier_copy_lag_segments            closed local segments waiting for upload
+//	strata_tier_copy_lag_bytes               bytes of closed local segments no COPY_FINISHED entry covers
+//	strata_tier_copy_lag_segments            closed local segments no COPY_FINISHED entry covers
+//	strata_tier_copy_lag_oldest_seconds      age since its roll of the oldest of those (0: none)
 //	strata_tier_delete_lag_segments          entries in DELETE_STARTED
 //	strata_tier_remote_fetch_bytes_total     bytes served by Read
 //	strata_tier_remote_fetch_requests_total  Read calls
@@ -144,7 +152,8 @@
 //	strata_tier_remote_fetch_seconds         histogram of Read latency
 //	strata_tier_remote_log_bytes             bytes of COPY_FINISHED segments
 //	strata_tier_time_to_tier_seconds         histogram of segment roll to COPY_FINISHED
-//	strata_tier_store_available              1 if the last store operation succeeded, else 0
+//	strata_tier_store_available              0 if the store's last failed call ended after its last successful one, else 1
+//	strata_tier_store_last_success_age_seconds  seconds from the last successful store call to the last Manage
 //
 // The chunk cache registers its own strata_remote_cache_* series (see
 // package chunkcache).

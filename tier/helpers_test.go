@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -65,6 +66,7 @@ type env struct {
 	log      *localstore.Log
 	cfg      Config
 	reg      *prometheus.Registry
+	logger   *slog.Logger // nil: none
 	m        *Manager
 	clock    *fakeClock
 	pl       PartitionLog
@@ -135,7 +137,7 @@ func (e *env) open() {
 		e.m.Close()
 	}
 	e.reg = prometheus.NewRegistry()
-	m, err := New(e.cfg, e.store, e.meta, nil, e.reg)
+	m, err := New(e.cfg, e.store, e.meta, e.logger, e.reg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

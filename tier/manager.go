@@ -80,19 +80,31 @@ type partState struct {
 	lastErr        string
 	lagBytes       int64
 	lagSegs        int
+	lagOldest      time.Time // roll time of the oldest lagging segment; zero: none
 	persistedStart int64
+
+	// lagMu serialises updateLag's reading of the log with its writing of
+	// the lag, so a slower computation never overwrites a newer one.
+	lagMu sync.Mutex
 }
 
 // Manager is the tiering manager. Its methods are safe for concurrent use.
 type Manager struct {
-	cfg      Config
-	store    remotestore.Store
-	meta     *metadata.Store
-	logger   *slog.Logger
-	m        *metrics
-	cache    *chunkcache.Cache
-	limiter  *tokenBucket // nil: unlimited
-	sidecars *sidecarCache
+	cfg     Config
+	store   remotestore.Store // the store given to New, under health if it had none
+	health  *remotestore.Health
+	started time.Time
+	// stopWatch ends the health watch (Close).
+	stopWatch func()
+	// downSince is when the store became unavailable; guarded by the
+	// health's lock (onHealth runs under it).
+	downSince time.Time
+	meta      *metadata.Store
+	logger    *slog.Logger
+	m         *metrics
+	cache     *chunkcache.Cache
+	limiter   *tokenBucket // nil: unlimited
+	sidecars  *sidecarCache
 	// prefetchSem bounds the goroutines that load a next segment's sidecar
 	// for read-ahead.
 	prefetchSem chan struct{}
@@ -138,12 +150,22 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("component", "tier")
+	health := cfg.Health
+	if health == nil {
+		health = remotestore.NewHealth("object store")
+		store = remotestore.WithHealth(store, health)
+	}
 	m := &Manager{
-		cfg: cfg, store: store, meta: meta, logger: logger,
+		cfg: cfg, store: store, meta: meta, logger: logger, health: health, started: time.Now(),
 		m:           newMetrics(reg),
 		sidecars:    newSidecarCache(cfg.SidecarCacheBytes),
 		prefetchSem: make(chan struct{}, 4),
 	}
+	m.sidecars.spawn = m.goTracked
+	if st := health.State(); !st.Available {
+		m.m.storeAvailable.Set(0)
+	}
+	m.stopWatch = health.Watch(m.onHealth)
 	if cfg.CopyMaxBytesPerSecond > 0 {
 		m.limiter = newTokenBucket(cfg.CopyMaxBytesPerSecond)
 	}
@@ -207,7 +229,38 @@ func (m *Manager) Close() error {
 	m.jobs.Unlock()
 	m.cancel()
 	m.wg.Wait()
+	m.stopWatch()
 	return m.cache.Close()
+}
+
+// goTracked runs f on a goroutine Close waits for; false if the manager is
+// closed (f does not run).
+func (m *Manager) goTracked(f func()) bool {
+	m.jobs.Lock()
+	defer m.jobs.Unlock()
+	if m.jobs.closed {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// onHealth reports a change of the store's availability: the gauge, and one
+// log line per change. It runs under the health's lock.
+func (m *Manager) onHealth(st remotestore.HealthState) {
+	if !st.Available {
+		m.downSince = st.LastFailure
+		m.m.storeAvailable.Set(0)
+		m.logger.Warn("object store unavailable; segments wait on local disk, calls are retried",
+			"store", st.Name, "op", st.Op, "err", st.Err)
+		return
+	}
+	m.m.storeAvailable.Set(1)
+	m.logger.Info("object store available again", "store", st.Name, "down_for", st.LastSuccess.Sub(m.downSince).Round(time.Millisecond))
 }
 
 // part returns the partition's state, created if missing.

@@ -13,6 +13,7 @@ type metrics struct {
 	copyErrors     prometheus.Counter
 	copyLagBytes   prometheus.Gauge
 	copyLagSegs    prometheus.Gauge
+	copyLagOldest  prometheus.Gauge
 	deleteLagSegs  prometheus.Gauge
 	fetchBytes     prometheus.Counter
 	fetchRequests  prometheus.Counter
@@ -21,6 +22,7 @@ type metrics struct {
 	remoteLogBytes prometheus.Gauge
 	timeToTier     prometheus.Histogram
 	storeAvailable prometheus.Gauge
+	storeSinceOK   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,14 +37,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		copyBytes:      counter("copy_bytes_total", "Segment bytes copied to the remote tier."),
 		copyRequests:   counter("copy_requests_total", "Segment uploads started."),
 		copyErrors:     counter("copy_errors_total", "Segment uploads that failed (rolled back, retried later)."),
-		copyLagBytes:   gauge("copy_lag_bytes", "Bytes of closed local segments waiting for upload."),
-		copyLagSegs:    gauge("copy_lag_segments", "Closed local segments waiting for upload."),
+		copyLagBytes:   gauge("copy_lag_bytes", "Bytes of closed local segments not yet covered by a COPY_FINISHED entry."),
+		copyLagSegs:    gauge("copy_lag_segments", "Closed local segments not yet covered by a COPY_FINISHED entry."),
+		copyLagOldest:  gauge("copy_lag_oldest_seconds", "Age since its roll of the oldest closed local segment not yet covered by a COPY_FINISHED entry; 0: none."),
 		deleteLagSegs:  gauge("delete_lag_segments", "Remote segments in DELETE_STARTED whose objects are not yet deleted."),
 		fetchBytes:     counter("remote_fetch_bytes_total", "Bytes served from the remote tier."),
 		fetchRequests:  counter("remote_fetch_requests_total", "Reads served from the remote tier."),
 		fetchErrors:    counter("remote_fetch_errors_total", "Reads from the remote tier that failed."),
 		remoteLogBytes: gauge("remote_log_bytes", "Bytes of COPY_FINISHED remote segments."),
-		storeAvailable: gauge("store_available", "1 if the last object-store operation of the tier succeeded, else 0."),
+		storeAvailable: gauge("store_available", "0 if the last failed object-store call ended after the last successful one, else 1."),
+		storeSinceOK:   gauge("store_last_success_age_seconds", "Seconds from the last successful object-store call (or the manager's start) to the last management tick."),
 		fetchSeconds: metricsreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    ns + "remote_fetch_seconds",
 			Help:    "Latency of a read served from the remote tier.",

@@ -148,10 +148,8 @@ func (m *Manager) readBatches(ctx context.Context, key tp, finished []metadata.R
 	}
 	f, release, err := m.cache.Get(ctx, m.chunk(key, seg, c, ch))
 	if err != nil {
-		m.noteStore(err)
 		return localstore.Slice{}, 0, fmt.Errorf("%w: %s-%d offset %d: %w", ErrUnavailable, key.topic, key.partition, sc.Batches[b].BaseOffset, err)
 	}
-	m.noteStore(nil)
 	last := b
 	for j := b + 1; j < ch.FirstBatch+ch.NumBatches; j++ {
 		e := sc.batchEnd(j)
@@ -238,20 +236,20 @@ func (m *Manager) prefetchSegment(key tp, seg metadata.RemoteSegment, n int) {
 	}()
 }
 
-// noteStore sets the store_available gauge from a store operation's outcome.
-func (m *Manager) noteStore(err error) {
-	if err == nil {
-		m.m.storeAvailable.Set(1)
-	} else if !errors.Is(err, context.Canceled) {
-		m.m.storeAvailable.Set(0)
-	}
-}
+// sidecarLoadTimeout bounds a shared sidecar download, beyond the store's
+// own per-attempt timeouts.
+const sidecarLoadTimeout = 2 * time.Minute
 
 // sidecar returns seg's sidecar, from memory or fetched once (concurrent
-// callers share one GET) and checked against the index entry.
+// callers share one GET) and checked against the index entry. The download
+// runs under the manager's context, not the caller's: a caller that stops
+// waiting (remote.fetch.max.wait.ms) leaves it to finish and be cached for
+// the next read.
 func (m *Manager) sidecar(ctx context.Context, key tp, seg metadata.RemoteSegment) (*sidecar, error) {
 	k := sidecarKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
-	sc, err := m.sidecars.load(ctx, k, func(ctx context.Context) (*sidecar, error) {
+	sc, err := m.sidecars.load(ctx, k, func() (*sidecar, error) {
+		ctx, cancel := context.WithTimeout(m.ctx, sidecarLoadTimeout)
+		defer cancel()
 		sc, err := fetchSidecar(ctx, m.store, k)
 		if err != nil {
 			return nil, err
@@ -262,7 +260,6 @@ func (m *Manager) sidecar(ctx context.Context, key tp, seg metadata.RemoteSegmen
 		return sc, nil
 	})
 	if err != nil {
-		m.noteStore(err)
 		if errors.Is(err, errBadSidecar) {
 			m.logger.Error("remote segment has a bad sidecar; it cannot be served", "key", k, "err", err)
 		}
@@ -329,7 +326,6 @@ func (m *Manager) batchBytes(ctx context.Context, key tp, seg metadata.RemoteSeg
 	c := sc.chunkOf(b)
 	ch := sc.Chunks[c]
 	f, release, err := m.cache.Get(ctx, m.chunk(key, seg, c, ch))
-	m.noteStore(err)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s-%d: %w", ErrUnavailable, key.topic, key.partition, err)
 	}
@@ -345,7 +341,10 @@ func (m *Manager) batchBytes(ctx context.Context, key tp, seg metadata.RemoteSeg
 // a byte bound; concurrent loads of one sidecar share one fetch.
 type sidecarCache struct {
 	max int64
-	mu  struct {
+	// spawn runs a download on its own goroutine; false: it cannot (the
+	// manager is closing). nil: a plain goroutine.
+	spawn func(func()) bool
+	mu    struct {
 		sync.Mutex
 		lru     list.List // of *scEntry, most recent at the front
 		entries map[string]*list.Element
@@ -416,9 +415,11 @@ func (c *sidecarCache) remove(key string) {
 }
 
 // load returns the cached sidecar or fetches it with fetch, once for all
-// concurrent callers. A caller whose ctx ends stops waiting; the fetch goes
-// on for the others under the ctx of the caller that started it.
-func (c *sidecarCache) load(ctx context.Context, key string, fetch func(context.Context) (*sidecar, error)) (*sidecar, error) {
+// concurrent callers. The fetch runs on its own goroutine, under the context
+// fetch makes for itself, so it is never cut short by the caller that started
+// it: every caller waits with its own ctx and, when that ends first, gets the
+// ctx's error while the fetch goes on and caches its result for the next one.
+func (c *sidecarCache) load(ctx context.Context, key string, fetch func() (*sidecar, error)) (*sidecar, error) {
 	c.mu.Lock()
 	if e := c.mu.entries[key]; e != nil {
 		c.mu.lru.MoveToFront(e)
@@ -430,17 +431,31 @@ func (c *sidecarCache) load(ctx context.Context, key string, fetch func(context.
 		fl = &scFlight{done: make(chan struct{})}
 		c.mu.flights[key] = fl
 		c.mu.Unlock()
-		fl.sc, fl.err = fetch(ctx)
-		c.mu.Lock()
-		delete(c.mu.flights, key)
-		if fl.err == nil {
-			c.putLocked(key, fl.sc)
+		run := func() {
+			sc, err := fetch()
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			fl.sc, fl.err = sc, err
+			delete(c.mu.flights, key)
+			if err == nil {
+				c.putLocked(key, sc)
+			}
+			close(fl.done)
 		}
-		close(fl.done)
+		spawn := c.spawn
+		if spawn == nil {
+			spawn = func(f func()) bool { go f(); return true }
+		}
+		if !spawn(run) {
+			c.mu.Lock()
+			fl.err = errors.New("tier: closing")
+			delete(c.mu.flights, key)
+			close(fl.done)
+			c.mu.Unlock()
+		}
+	} else {
 		c.mu.Unlock()
-		return fl.sc, fl.err
 	}
-	c.mu.Unlock()
 	select {
 	case <-fl.done:
 		return fl.sc, fl.err

@@ -22,19 +22,32 @@ const rollbackTimeout = 30 * time.Second
 // each partition that tiers (or still has remote segments). It never waits
 // for the store: rounds run on the upload workers, at most one per partition
 // at a time and Config.UploadConcurrency in all.
+//
+// It also recomputes the copy lag of every partition from its log and the
+// remote index (closed segments no COPY_FINISHED entry covers), so the lag
+// gauges move while an upload hangs, and the store gauges.
 func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 	m.jobs.Lock()
-	defer m.jobs.Unlock()
 	if m.jobs.closed {
+		m.jobs.Unlock()
 		return
 	}
+	type lagged struct {
+		ps *partState
+		pl PartitionLog
+	}
+	var lag []lagged
 	for _, pl := range parts {
 		if pl.Log == nil || m.jobs.forgotten[pl.TopicID] {
 			continue
 		}
 		ps := m.part(tp{pl.Topic, pl.Partition})
 		ps.log, ps.hasLog, ps.topicID = pl, true, pl.TopicID
-		if ps.queued || ps.deleted {
+		if ps.deleted {
+			continue
+		}
+		lag = append(lag, lagged{ps, pl})
+		if ps.queued {
 			continue
 		}
 		if !pl.Remote && len(m.viewOf(ps).segs) == 0 {
@@ -44,6 +57,17 @@ func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 		m.jobs.queue = append(m.jobs.queue, ps)
 	}
 	m.jobs.cond.Broadcast()
+	m.jobs.Unlock()
+
+	for _, l := range lag {
+		m.updateLag(l.ps, l.pl)
+	}
+	m.updateLagAge()
+	last := m.health.State().LastSuccess
+	if last.IsZero() {
+		last = m.started
+	}
+	m.m.storeSinceOK.Set(max(0, time.Since(last).Seconds()))
 }
 
 // worker runs queued rounds until Close.
@@ -119,11 +143,14 @@ func (m *Manager) round(ps *partState) {
 	}
 	m.persistLogStart(ps, pl)
 	m.updateLag(ps, pl)
+	m.updateLagAge()
 }
 
-// noteResult records a round's outcome: the backoff of the partition, the
-// store_available gauge, and one log line per outage.
+// noteResult records a round's outcome: the backoff of the partition, and
+// one log line per run of failures that the store's health does not already
+// explain (onHealth reports those: once per change of availability).
 func (m *Manager) noteResult(ps *partState, err error) {
+	storeDown := !m.health.State().Available
 	m.jobs.Lock()
 	defer m.jobs.Unlock()
 	if err == nil {
@@ -132,7 +159,6 @@ func (m *Manager) noteResult(ps *partState, err error) {
 			m.jobs.outage = false
 			m.logger.Info("remote tier operations succeed again")
 		}
-		m.m.storeAvailable.Set(1)
 		return
 	}
 	ps.failures++
@@ -143,8 +169,7 @@ func (m *Manager) noteResult(ps *partState, err error) {
 	backoff = min(backoff, m.cfg.MaxRetryBackoff)
 	ps.retryAt = m.cfg.Now().Add(backoff)
 	ps.lastErr = err.Error()
-	m.m.storeAvailable.Set(0)
-	if !m.jobs.outage {
+	if !m.jobs.outage && !storeDown {
 		m.jobs.outage = true
 		m.logger.Warn("remote tier operation failed; segments wait on local disk and are retried with backoff",
 			"topic", ps.key.topic, "partition", ps.key.partition, "retry_in", backoff, "err", err)
@@ -180,6 +205,7 @@ func (m *Manager) uploadEligible(ctx context.Context, ps *partState, pl Partitio
 			return err
 		}
 		m.updateLag(ps, pl)
+		m.updateLagAge()
 	}
 }
 
@@ -359,25 +385,52 @@ func (m *Manager) persistLogStart(ps *partState, pl PartitionLog) {
 	m.jobs.Unlock()
 }
 
-// updateLag recomputes the partition's copy lag and the totals.
+// updateLag recomputes the partition's copy lag from its log and the remote
+// index (the closed segments no COPY_FINISHED entry covers, an upload in
+// progress included) and the totals.
 func (m *Manager) updateLag(ps *partState, pl PartitionLog) {
+	ps.lagMu.Lock()
+	defer ps.lagMu.Unlock()
 	var (
 		lagBytes int64
 		lagSegs  int
+		oldest   time.Time
 	)
 	if pl.Remote {
 		for _, s := range eligible(pl, m.viewOf(ps).highest) {
 			lagBytes += s.Size
 			lagSegs++
+			if !s.RolledAt.IsZero() && (oldest.IsZero() || s.RolledAt.Before(oldest)) {
+				oldest = s.RolledAt
+			}
 		}
 	}
 	m.jobs.Lock()
-	defer m.jobs.Unlock()
 	m.jobs.lagBytes += lagBytes - ps.lagBytes
 	m.jobs.lagSegs += lagSegs - ps.lagSegs
-	ps.lagBytes, ps.lagSegs = lagBytes, lagSegs
+	ps.lagBytes, ps.lagSegs, ps.lagOldest = lagBytes, lagSegs, oldest
 	m.m.copyLagBytes.Set(float64(m.jobs.lagBytes))
 	m.m.copyLagSegs.Set(float64(m.jobs.lagSegs))
+	m.jobs.Unlock()
+}
+
+// updateLagAge sets the age of the oldest lagging segment, over every
+// partition.
+func (m *Manager) updateLagAge() {
+	parts := m.allParts()
+	m.jobs.Lock()
+	defer m.jobs.Unlock()
+	var first time.Time
+	for _, p := range parts {
+		if p.lagSegs > 0 && !p.lagOldest.IsZero() && (first.IsZero() || p.lagOldest.Before(first)) {
+			first = p.lagOldest
+		}
+	}
+	age := 0.0
+	if !first.IsZero() {
+		age = max(0, m.cfg.Now().Sub(first).Seconds())
+	}
+	m.m.copyLagOldest.Set(age)
 }
 
 // tokenBucket limits bytes per second across every upload. Reservations

@@ -103,7 +103,10 @@ func openOffline(ctx context.Context, cfg *config.Broker, what string) (*metadat
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{})
+	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{Timeouts: remotestore.Timeouts{
+		Request: time.Duration(cfg.RemoteStorageRequestTimeoutMs) * time.Millisecond,
+		Stall:   time.Duration(cfg.RemoteStorageStallTimeoutMs) * time.Millisecond,
+	}})
 	if err != nil {
 		meta.Close()
 		return nil, nil, nil, fmt.Errorf("remote.storage.url: %w", err)

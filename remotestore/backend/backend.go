@@ -51,6 +51,12 @@ type Options struct {
 	Retry remotestore.RetryPolicy
 	// NoRetry leaves WithRetries out.
 	NoRetry bool
+	// Timeouts bound each attempt (WithTimeouts, inside the retries); zero:
+	// no bound. An empty Name is filled with the redacted URL.
+	Timeouts remotestore.Timeouts
+	// Health, if set, hears the outcome of every attempt (WithHealth, inside
+	// the retries), so a hung store shows at its first timeout.
+	Health *remotestore.Health
 	// S3 is the base configuration of s3 URLs (HTTP client, observer, part
 	// sizes, ...); what the URL sets takes precedence.
 	S3 s3.Config
@@ -233,8 +239,8 @@ func parseSize(s string) (int64, error) {
 }
 
 // Open opens the store rawURL names, as
-// WithMetrics(WithRetries(WithPrefix(backend))) with the parts Options ask
-// for. It sends no request.
+// WithMetrics(WithRetries(WithHealth(WithTimeouts(WithPrefix(backend))))) with
+// the parts Options ask for. It sends no request.
 func Open(ctx context.Context, rawURL string, opts Options) (remotestore.Store, error) {
 	loc, err := ParseURL(rawURL)
 	if err != nil {
@@ -268,6 +274,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (remotestore.Store, 
 	}
 	if s, err = remotestore.WithPrefix(s, loc.Prefix); err != nil {
 		return nil, err
+	}
+	if opts.Timeouts.Name == "" {
+		opts.Timeouts.Name = Redact(rawURL)
+	}
+	s = remotestore.WithTimeouts(s, opts.Timeouts)
+	if opts.Health != nil {
+		s = remotestore.WithHealth(s, opts.Health)
 	}
 	if !opts.NoRetry {
 		s = remotestore.WithRetries(s, opts.Retry)

@@ -1,11 +1,16 @@
 package backend_test
 
 import (
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -156,5 +161,69 @@ func TestOpenS3(t *testing.T) {
 		if counts[k] != want {
 			t.Errorf("%s = %v, want %v (all: %v)", k, counts[k], want, counts)
 		}
+	}
+}
+
+// Open puts the timeouts and the health inside the retries: against an
+// endpoint that accepts connections and never answers (a stopped store),
+// every attempt ends with a timeout naming the store (secret redacted) and
+// the health hears it.
+func TestOpenTimeoutsAndHealth(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	const secret = "TOPSECRET"
+	rawURL := "s3://hung-bucket/p?endpoint=http://" + ln.Addr().String() + "&access_key=AK&secret_key=" + secret + "&max_attempts=1"
+	health := remotestore.NewHealth(backend.Redact(rawURL))
+	var attempts atomic.Int32
+	s, err := backend.Open(t.Context(), rawURL, backend.Options{
+		Timeouts: remotestore.Timeouts{Request: 100 * time.Millisecond, Stall: 100 * time.Millisecond},
+		Health:   health,
+		Retry: remotestore.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond,
+			OnRetry: func(string, int, error) { attempts.Add(1) }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Head(t.Context(), "k")
+	if !errors.Is(err, remotestore.ErrTimeout) || !strings.Contains(err.Error(), "hung-bucket") || !strings.Contains(err.Error(), "head") {
+		t.Fatalf("head against a hung endpoint: %v", err)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("error shows the secret: %v", err)
+	}
+	if n := attempts.Load(); n != 2 {
+		t.Errorf("%d retries, want 2 (3 attempts)", n)
+	}
+	if st := health.State(); st.Available || !errors.Is(st.Err, remotestore.ErrTimeout) || strings.Contains(st.Name, secret) {
+		t.Errorf("health %+v", st)
+	}
+	err = s.Put(t.Context(), "k", strings.NewReader("abc"), 3)
+	if !errors.Is(err, remotestore.ErrTimeout) || !strings.Contains(err.Error(), "put") {
+		t.Fatalf("put against a hung endpoint: %v", err)
 	}
 }

@@ -30,6 +30,12 @@ const (
 	// MidBody lets GetRange succeed, and fails its reader after
 	// BodyBytes bytes. Only meaningful for remotestore.OpGetRange.
 	MidBody
+	// Hang blocks the operation, as a stopped store does, until its
+	// context is done (it then returns the context's error) or the fault is
+	// removed (it then goes on to the inner store). A Put first reads
+	// BodyBytes bytes of its body, so the hang strikes mid-upload. Err is
+	// not used.
+	Hang
 )
 
 // Fault is one injected failure rule. The first matching rule with Times
@@ -41,6 +47,8 @@ type Fault struct {
 	Mode      Mode
 	BodyBytes int64 // MidBody: bytes served before the read fails
 	Times     int   // how many operations it fails; 0: until removed
+
+	release chan struct{} // Hang: closed when the fault is removed
 }
 
 type rule struct {
@@ -54,8 +62,9 @@ type Store struct {
 
 	mu struct {
 		sync.Mutex
-		rules []*rule
-		calls map[string]int
+		rules    []*rule
+		calls    map[string]int
+		keyCalls map[string]int
 	}
 }
 
@@ -65,6 +74,7 @@ var _ remotestore.Store = (*Store)(nil)
 func New(inner remotestore.Store) *Store {
 	s := &Store{inner: inner}
 	s.mu.calls = make(map[string]int)
+	s.mu.keyCalls = make(map[string]int)
 	return s
 }
 
@@ -73,6 +83,7 @@ func (s *Store) Inject(f Fault) (remove func()) {
 	if f.Err == nil {
 		f.Err = ErrInjected
 	}
+	f.release = make(chan struct{})
 	r := &rule{Fault: f, left: f.Times}
 	if f.Times <= 0 {
 		r.left = -1
@@ -86,15 +97,19 @@ func (s *Store) Inject(f Fault) (remove func()) {
 		for i, x := range s.mu.rules {
 			if x == r {
 				s.mu.rules = append(s.mu.rules[:i], s.mu.rules[i+1:]...)
+				close(r.release)
 				return
 			}
 		}
 	}
 }
 
-// Clear removes every fault.
+// Clear removes every fault (hung operations go on).
 func (s *Store) Clear() {
 	s.mu.Lock()
+	for _, r := range s.mu.rules {
+		close(r.release)
+	}
 	s.mu.rules = nil
 	s.mu.Unlock()
 }
@@ -106,6 +121,24 @@ func (s *Store) Calls(op string) int {
 	return s.mu.calls[op]
 }
 
+// KeyCalls returns how many times op was called with key (List: prefix),
+// faulted calls included.
+func (s *Store) KeyCalls(op, key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.keyCalls[op+"\x00"+key]
+}
+
+// hang blocks until ctx is done (its error) or f is removed (nil).
+func hang(ctx context.Context, f *Fault) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-f.release:
+		return nil
+	}
+}
+
 // Unwrap returns the decorated store.
 func (s *Store) Unwrap() remotestore.Store { return s.inner }
 
@@ -114,6 +147,7 @@ func (s *Store) check(op, key string) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.calls[op]++
+	s.mu.keyCalls[op+"\x00"+key]++
 	for _, r := range s.mu.rules {
 		if r.left == 0 || (r.Op != "" && r.Op != op) || !strings.HasPrefix(key, r.KeyPrefix) {
 			continue
@@ -130,6 +164,19 @@ func (s *Store) check(op, key string) *Fault {
 // Put implements remotestore.Store.
 func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
 	f := s.check(remotestore.OpPut, key)
+	if f != nil && f.Mode == Hang {
+		n, err := io.CopyN(io.Discard, r, min(f.BodyBytes, size))
+		if err != nil {
+			return err
+		}
+		if err := hang(ctx, f); err != nil {
+			return err
+		}
+		if _, err := r.Seek(-n, io.SeekCurrent); err != nil {
+			return err
+		}
+		f = nil
+	}
 	if f != nil && f.Mode != After {
 		return f.Err
 	}
@@ -143,6 +190,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64
 // GetRange implements remotestore.Store.
 func (s *Store) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
 	f := s.check(remotestore.OpGetRange, key)
+	if f != nil && f.Mode == Hang {
+		if err := hang(ctx, f); err != nil {
+			return nil, err
+		}
+		f = nil
+	}
 	if f != nil && f.Mode == Before {
 		return nil, f.Err
 	}
@@ -180,6 +233,12 @@ func (r *failingReader) Close() error { return r.rc.Close() }
 // Head implements remotestore.Store.
 func (s *Store) Head(ctx context.Context, key string) (remotestore.ObjectInfo, error) {
 	f := s.check(remotestore.OpHead, key)
+	if f != nil && f.Mode == Hang {
+		if err := hang(ctx, f); err != nil {
+			return remotestore.ObjectInfo{}, err
+		}
+		f = nil
+	}
 	if f != nil && f.Mode != After {
 		return remotestore.ObjectInfo{}, f.Err
 	}
@@ -193,6 +252,12 @@ func (s *Store) Head(ctx context.Context, key string) (remotestore.ObjectInfo, e
 // Delete implements remotestore.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	f := s.check(remotestore.OpDelete, key)
+	if f != nil && f.Mode == Hang {
+		if err := hang(ctx, f); err != nil {
+			return err
+		}
+		f = nil
+	}
 	if f != nil && f.Mode != After {
 		return f.Err
 	}
@@ -207,6 +272,12 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // listing fails after reporting BodyBytes objects.
 func (s *Store) List(ctx context.Context, prefix string, fn func(remotestore.ObjectInfo) error) error {
 	f := s.check(remotestore.OpList, prefix)
+	if f != nil && f.Mode == Hang {
+		if err := hang(ctx, f); err != nil {
+			return err
+		}
+		f = nil
+	}
 	if f != nil && f.Mode == Before {
 		return f.Err
 	}
