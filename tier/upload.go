@@ -406,6 +406,9 @@ func (m *Manager) updateLag(ps *partState, pl PartitionLog) {
 		}
 	}
 	m.jobs.Lock()
+	if ps.deleted { // ForgetTopic took its lag out; a late update must not put it back
+		lagBytes, lagSegs, oldest = 0, 0, time.Time{}
+	}
 	m.jobs.lagBytes += lagBytes - ps.lagBytes
 	m.jobs.lagSegs += lagSegs - ps.lagSegs
 	ps.lagBytes, ps.lagSegs, ps.lagOldest = lagBytes, lagSegs, oldest
