@@ -122,7 +122,59 @@ func tierRecover(ctx context.Context, cfg *config.Broker, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if err := startLocalLogsAfterRemote(cfg.LogDir(), meta, rep.Partitions, stdout); err != nil {
+		return err
+	}
 	printRecoverReport(stdout, rep)
+	return nil
+}
+
+// startLocalLogsAfterRemote makes each recovered partition whose local log is
+// lost (no directory, or only empty segments) start at the offset after its
+// last remote one: an empty segment file named for that offset, which the
+// broker opens as the active segment. Otherwise the local log would restart
+// at offset 0 and hide the remote records behind it. A local log with data
+// is left as it is.
+func startLocalLogsAfterRemote(logDir string, meta *metadata.Store, parts []metadata.TopicPartition, stdout io.Writer) error {
+	for _, tp := range parts {
+		segs, err := meta.RemoteSegments(tp.Topic, tp.Partition)
+		if err != nil {
+			return err
+		}
+		next := int64(-1)
+		for _, s := range segs {
+			if s.State == metadata.CopyFinished {
+				next = max(next, s.EndOffset+1)
+			}
+		}
+		if next <= 0 {
+			continue
+		}
+		dir := filepath.Join(logDir, tp.Topic+"-"+strconv.Itoa(int(tp.Partition)))
+		ents, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		empty := true
+		for _, e := range ents {
+			if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".log") && info.Size() > 0 {
+				empty = false
+			}
+		}
+		if !empty {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%020d.log", next)), nil, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "local log of %s-%d starts at offset %d, after the remote tier\n", tp.Topic, tp.Partition, next)
+	}
 	return nil
 }
 
