@@ -120,6 +120,10 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// The tier keeps a manifest of each topic in the bucket (for recover).
+	if mw, ok := s.tier.(interface{ TopicChanged(topic string) }); ok {
+		s.topics.changed = mw.TopicChanged
+	}
 	s.groups = group.New(group.Config{
 		MinSessionTimeout:             ms(cfg.GroupMinSessionTimeoutMs),
 		MaxSessionTimeout:             ms(cfg.GroupMaxSessionTimeoutMs),

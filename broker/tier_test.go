@@ -142,6 +142,7 @@ func TestTierMinIOReplayFromZero(t *testing.T) {
 			logs++
 		case strings.HasSuffix(k, ".idx"):
 			idxs++
+		case strings.HasPrefix(k, "cluster-a/manifests/history/"): // the topic's manifest (tier/manifest.go)
 		default:
 			t.Fatalf("unexpected object %s", k)
 		}

@@ -90,6 +90,10 @@ type registry struct {
 	meta *metadata.Store
 	log  *slog.Logger
 	dir  string
+	// changed, when set, is told the name of a topic whose durable
+	// description (ID, partitions, configs) was just created or changed: the
+	// tier writes the topic's manifest in the background.
+	changed func(topic string)
 
 	mu struct {
 		sync.RWMutex
@@ -303,6 +307,7 @@ func (r *registry) create(name string, partitions int32, overrides map[string]st
 	r.mu.byName[name] = t
 	r.mu.byID[id] = t
 	r.log.Info("topic created", "topic", name, "partitions", partitions)
+	r.notifyChanged(name)
 	return t, nil
 }
 
@@ -331,7 +336,15 @@ func (r *registry) setConfig(t *topic, overrides map[string]string, validateOnly
 	for _, p := range t.parts() {
 		p.log.SetConfig(lc)
 	}
+	r.notifyChanged(t.name)
 	return nil
+}
+
+// notifyChanged tells the tier a topic's description changed (never blocks).
+func (r *registry) notifyChanged(name string) {
+	if r.changed != nil {
+		r.changed(name)
+	}
 }
 
 // grow adds partitions up to n.
@@ -354,7 +367,11 @@ func (r *registry) grow(t *topic, n int32, validateOnly bool) error {
 	if err := r.addPartitions(t, n, true); err != nil {
 		return err
 	}
-	return r.meta.SetPartitionCount(t.name, n)
+	if err := r.meta.SetPartitionCount(t.name, n); err != nil {
+		return err
+	}
+	r.notifyChanged(t.name)
+	return nil
 }
 
 func (r *registry) close() error {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -192,6 +193,8 @@ func TestKill9MidUploadLeavesNoOrphanAndLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The topic's manifests (tier/manifest.go) are not segments.
+	keys = slices.DeleteFunc(keys, func(k string) bool { return strings.HasPrefix(k, "manifests/") })
 	index := remoteIndex(t, p)
 	if len(keys) != 2*len(index) {
 		t.Fatalf("%d objects in the bucket for %d index entries:\n%s\n%s", len(keys), len(index), strings.Join(keys, "\n"), strings.Join(index, "\n"))

@@ -85,7 +85,9 @@ func (m *Manager) PurgeTopic(ctx context.Context, d metadata.TopicDeletion) erro
 			}
 		}
 	}
-	return nil
+	// Last, so that recover never finds a manifest without the segments
+	// it describes being gone too.
+	return m.DeleteTopicManifests(ctx, d.Name, d.ID)
 }
 
 // purgeCached drops a deleted segment's chunks from the chunk cache. The

@@ -98,10 +98,21 @@
 // .idx (sidecar) holds everything else, so Recover can rebuild the index from
 // a listing alone.
 //
+//	manifests/<topic>/<topic id, 32 hex>/<20-digit version>-<upload id>.json
+//
+// A manifest describes a topic (ID, partition count, config overrides) for
+// Recover; it is written in the background after the broker creates a topic,
+// changes its configs or its partition count, never overwritten, JSON with a
+// CRC-32C, and checked against meta.db at every start (manifest.go has the
+// versioning and durability argument). Its keys are not the segment layout's,
+// so the reconciler leaves them alone; DeleteTopicManifests removes a topic
+// ID's manifests.
+//
 // # Sidecar
 //
-// Version 1, big-endian, fixed-width fields (see sidecar.go for the exact
-// layout): magic "STRATIDX", version, topic, partition, base and end offsets,
+// Version 2, big-endian, fixed-width fields (see sidecar.go for the exact
+// layout): magic "STRATIDX", version, topic, partition, topic ID (version 2;
+// version 1 sidecars, without it, are still read), base and end offsets,
 // size, first and max timestamps, the CRC-32C of the whole .log, the chunk
 // size it was cut with, the batch list (position, base offset, last offset,
 // max timestamp of every batch) and the chunk table (first batch, batch count,
@@ -135,6 +146,15 @@
 // bucket (`strata tier recover`); Reconcile deletes orphans (`strata tier
 // reconcile`, dry run available).
 //
+// Recover restores a topic missing from meta.db with the ID, partition count
+// and configs of its newest manifest; without one, with retention.ms=-1 and
+// retention.bytes=-1 as overrides (remote deletion off until set by hand), so
+// it never leaves a topic to retention on a guessed config. It attaches only
+// segments whose sidecar names the restored topic's ID (or none: version 1);
+// a deleted topic's segments under the same name are left alone and reported.
+// A topic still in meta.db is kept as it is, with its committed offsets; for
+// a created topic the report says its committed offsets are lost.
+//
 // # Metrics
 //
 // New registers, with the prometheus.Registerer it is given:
@@ -154,6 +174,9 @@
 //	strata_tier_time_to_tier_seconds         histogram of segment roll to COPY_FINISHED
 //	strata_tier_store_available              0 if the store's last failed call ended after its last successful one, else 1
 //	strata_tier_store_last_success_age_seconds  seconds from the last successful store call to the last Manage
+//	strata_tier_retention_passes_total       partition rounds whose remote retention completed
+//	strata_tier_manifest_writes_total        topic manifests written
+//	strata_tier_manifests_pending            topics whose manifest is not yet known to be written
 //
 // The chunk cache registers its own strata_remote_cache_* series (see
 // package chunkcache).

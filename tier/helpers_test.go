@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,6 +84,12 @@ func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
 }
 
 func (c *fakeClock) Advance(d time.Duration) {
@@ -191,11 +198,15 @@ func (e *env) remote() []metadata.RemoteSegment {
 	return segs
 }
 
+// keys lists the bucket's keys except the topic manifests (manifest.go),
+// which the manager writes in the background.
 func (e *env) keys() []string {
 	e.t.Helper()
 	var keys []string
 	if err := e.mem.List(context.Background(), "", func(o remotestore.ObjectInfo) error {
-		keys = append(keys, o.Key)
+		if !strings.HasPrefix(o.Key, manifestRoot) {
+			keys = append(keys, o.Key)
+		}
 		return nil
 	}); err != nil {
 		e.t.Fatal(err)

@@ -131,6 +131,16 @@ type Manager struct {
 		// that still names one is ignored.
 		forgotten map[[16]byte]bool
 	}
+
+	// manifests are the topics whose manifest is to be checked and written
+	// (manifest.go); manifestMu serialises manifest writes and deletes.
+	manifests struct {
+		sync.Mutex
+		pending map[string]manifestPending
+		gen     uint64
+		wake    chan struct{}
+	}
+	manifestMu sync.Mutex
 }
 
 // New opens the tiering manager: it opens the chunk cache, loads the remote
@@ -172,6 +182,8 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	m.viewMu.parts = make(map[tp]*partState)
 	m.jobs.cond = sync.NewCond(&m.jobs)
 	m.jobs.forgotten = map[[16]byte]bool{}
+	m.manifests.pending = make(map[string]manifestPending)
+	m.manifests.wake = make(chan struct{}, 1)
 
 	tps, err := meta.RemotePartitions()
 	if err != nil {
@@ -210,6 +222,18 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 		m.wg.Add(1)
 		go m.reconcileLoop()
 	}
+	// Every topic's manifest is checked once at start-up: one that a crash
+	// or an outage kept from landing is written now (see manifest.go).
+	topics, err := meta.Topics()
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("tier: cannot list topics: %w", err)
+	}
+	for _, t := range topics {
+		m.TopicChanged(t.Name)
+	}
+	m.wg.Add(1)
+	go m.manifestLoop()
 	return m, nil
 }
 

@@ -23,6 +23,10 @@ type metrics struct {
 	timeToTier     prometheus.Histogram
 	storeAvailable prometheus.Gauge
 	storeSinceOK   prometheus.Gauge
+	// retentionPasses counts rounds whose remote retention ran to the end.
+	retentionPasses  prometheus.Counter
+	manifestWrites   prometheus.Counter
+	manifestsPending prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,19 +38,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return metricsreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + name, Help: help}))
 	}
 	m := &metrics{
-		copyBytes:      counter("copy_bytes_total", "Segment bytes copied to the remote tier."),
-		copyRequests:   counter("copy_requests_total", "Segment uploads started."),
-		copyErrors:     counter("copy_errors_total", "Segment uploads that failed (rolled back, retried later)."),
-		copyLagBytes:   gauge("copy_lag_bytes", "Bytes of closed local segments not yet covered by a COPY_FINISHED entry."),
-		copyLagSegs:    gauge("copy_lag_segments", "Closed local segments not yet covered by a COPY_FINISHED entry."),
-		copyLagOldest:  gauge("copy_lag_oldest_seconds", "Age since its roll of the oldest closed local segment not yet covered by a COPY_FINISHED entry; 0: none."),
-		deleteLagSegs:  gauge("delete_lag_segments", "Remote segments in DELETE_STARTED whose objects are not yet deleted."),
-		fetchBytes:     counter("remote_fetch_bytes_total", "Bytes served from the remote tier."),
-		fetchRequests:  counter("remote_fetch_requests_total", "Reads served from the remote tier."),
-		fetchErrors:    counter("remote_fetch_errors_total", "Reads from the remote tier that failed."),
-		remoteLogBytes: gauge("remote_log_bytes", "Bytes of COPY_FINISHED remote segments."),
-		storeAvailable: gauge("store_available", "0 if the last failed object-store call ended after the last successful one, else 1."),
-		storeSinceOK:   gauge("store_last_success_age_seconds", "Seconds from the last successful object-store call (or the manager's start) to the last management tick."),
+		copyBytes:        counter("copy_bytes_total", "Segment bytes copied to the remote tier."),
+		copyRequests:     counter("copy_requests_total", "Segment uploads started."),
+		copyErrors:       counter("copy_errors_total", "Segment uploads that failed (rolled back, retried later)."),
+		copyLagBytes:     gauge("copy_lag_bytes", "Bytes of closed local segments not yet covered by a COPY_FINISHED entry."),
+		copyLagSegs:      gauge("copy_lag_segments", "Closed local segments not yet covered by a COPY_FINISHED entry."),
+		copyLagOldest:    gauge("copy_lag_oldest_seconds", "Age since its roll of the oldest closed local segment not yet covered by a COPY_FINISHED entry; 0: none."),
+		deleteLagSegs:    gauge("delete_lag_segments", "Remote segments in DELETE_STARTED whose objects are not yet deleted."),
+		fetchBytes:       counter("remote_fetch_bytes_total", "Bytes served from the remote tier."),
+		fetchRequests:    counter("remote_fetch_requests_total", "Reads served from the remote tier."),
+		fetchErrors:      counter("remote_fetch_errors_total", "Reads from the remote tier that failed."),
+		remoteLogBytes:   gauge("remote_log_bytes", "Bytes of COPY_FINISHED remote segments."),
+		storeAvailable:   gauge("store_available", "0 if the last failed object-store call ended after the last successful one, else 1."),
+		storeSinceOK:     gauge("store_last_success_age_seconds", "Seconds from the last successful object-store call (or the manager's start) to the last management tick."),
+		retentionPasses:  counter("retention_passes_total", "Partition rounds whose remote retention pass completed."),
+		manifestWrites:   counter("manifest_writes_total", "Topic manifests written to the object store."),
+		manifestsPending: gauge("manifests_pending", "Topics whose manifest is not yet known to be in the object store."),
 		fetchSeconds: metricsreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    ns + "remote_fetch_seconds",
 			Help:    "Latency of a read served from the remote tier.",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -136,17 +137,64 @@ type RecoverReport struct {
 	Segments int
 	// Partitions lists the partitions that have an index now.
 	Partitions []metadata.TopicPartition
-	// CreatedTopics names topics Recover created in the metadata store (with
-	// as many partitions as the bucket shows and default configs), and
+	// CreatedTopics names topics Recover created in the metadata store, and
 	// GrownTopics those whose partition count it raised.
 	CreatedTopics, GrownTopics []string
+	// Topics describes each topic the bucket holds segments or manifests
+	// of, by name: where its ID, partitions and configs came from, what was
+	// attached, and its committed offsets.
+	Topics []RecoveredTopic
 	// Orphans are the tier's keys that no entry owns after recovery:
 	// duplicate attempts at one base, a .log without a valid .idx or the
 	// other way round. Reconcile deletes them after the grace period.
 	Orphans []string
+	// LeftAlone are the .log keys of segments whose sidecar names another
+	// topic ID than the restored topic's (a deleted topic of the same name):
+	// they were not attached. No entry owns them either, so Reconcile
+	// deletes them after the grace period.
+	LeftAlone []string
 	// Problems describe objects that were skipped, one line each.
 	Problems []string
 }
+
+// Where a recovered topic's ID, partition count and configs came from.
+const (
+	// SourceMetadata: the metadata store still had the topic; it is kept as
+	// it was (the bucket can only raise its partition count).
+	SourceMetadata = "metadata"
+	// SourceManifest: the newest manifest in the bucket.
+	SourceManifest = "manifest"
+	// SourceNone: no manifest. The topic is restored with retention.ms=-1
+	// and retention.bytes=-1 as overrides, so no default can delete its
+	// remote segments; its retention must be set by hand.
+	SourceNone = "none"
+)
+
+// RecoveredTopic is one topic as Recover restored it.
+type RecoveredTopic struct {
+	Name       string
+	ID         [16]byte
+	Partitions int32
+	Configs    map[string]string
+	// Source is SourceMetadata, SourceManifest or SourceNone.
+	Source string
+	// ManifestVersion is the version of the manifest used (SourceManifest).
+	ManifestVersion int64
+	Created, Grown  bool
+	// Segments is the number of segments attached; NoIDSegments those of
+	// them whose sidecar predates topic IDs (version 1), which cannot be
+	// told apart by ID; LeftAlone the segments of other topic IDs.
+	Segments, NoIDSegments, LeftAlone int
+	// CommittedOffsets is the number of committed group offsets of the
+	// topic the metadata store holds: they are kept. Zero on a created
+	// topic means its committed offsets are lost.
+	CommittedOffsets int
+	// Notes say what else an operator should know, one line each.
+	Notes []string
+}
+
+// noDeletion are the overrides of a topic restored without a manifest.
+var noDeletion = map[string]string{"retention.ms": "-1", "retention.bytes": "-1"}
 
 // candidate is one upload attempt found in the bucket.
 type candidate struct {
@@ -156,14 +204,24 @@ type candidate struct {
 	lastModified time.Time
 }
 
-// Recover rebuilds the remote index from a listing of the bucket alone: for
-// every base offset, an upload whose .idx decodes, describes its partition
-// and base, and whose .log exists with the size the sidecar gives becomes a
-// COPY_FINISHED entry. Of several attempts at one base it keeps the one the
-// index already names, else the newest; the rest are reported as orphans. A
-// segment overlapping one kept before it is reported too. The log start
-// offset of a partition that has none recorded is set to its first remote
-// base. Run it with the broker stopped (the metadata store is exclusive).
+// Recover rebuilds the metadata of the tiered topics from a listing of the
+// bucket alone. Run it with the broker stopped (the metadata store is
+// exclusive).
+//
+// Topics: a topic the metadata store still has is kept as it is. Otherwise it
+// is created with the ID, partition count and configs of its newest manifest;
+// without a manifest, with remote deletion off (SourceNone) and, if its
+// sidecars name topic IDs, the ID of the newest one. Recover never leaves a
+// topic to retention on a guessed config.
+//
+// Segments: for every base offset, an upload whose .idx decodes, describes
+// its partition and base, names the restored topic's ID (or no ID: sidecars
+// written before IDs), and whose .log exists with the size the sidecar gives
+// becomes a COPY_FINISHED entry. Segments of another topic ID are left alone
+// (LeftAlone). Of several attempts at one base it keeps the one the index
+// already names, else the newest; the rest are reported as orphans. A segment
+// overlapping one kept before it is reported too. The log start offset of a
+// partition that has none recorded is set to its first remote base.
 func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store, logger *slog.Logger) (RecoverReport, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -176,7 +234,12 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 	}
 	attempts := make(map[attemptKey]*candidate)
 	var order []attemptKey
+	manifests := make(map[string][]manifestName)
 	err := store.List(ctx, "", func(info remotestore.ObjectInfo) error {
+		if mn, ok := parseManifestKey(info.Key); ok {
+			manifests[mn.Topic] = append(manifests[mn.Topic], mn)
+			return nil
+		}
 		n, ok := parseKey(info.Key)
 		if !ok {
 			return nil
@@ -209,8 +272,8 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 		}
 		return ks
 	}
-	// Check each attempt; group the good ones by partition and base.
-	byPart := make(map[tp]map[int64][]*candidate)
+	// Check each attempt; keep the good ones by topic.
+	byTopic := make(map[string][]*candidate)
 	for _, k := range order {
 		c := attempts[k]
 		problem := ""
@@ -239,51 +302,125 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 			rep.Orphans = append(rep.Orphans, keysOf(c)...)
 			continue
 		}
-		if byPart[k.tp] == nil {
-			byPart[k.tp] = make(map[int64][]*candidate)
-		}
-		byPart[k.tp][k.base] = append(byPart[k.tp][k.base], c)
+		byTopic[k.topic] = append(byTopic[k.topic], c)
 	}
 
-	parts := make([]tp, 0, len(byPart))
-	for p := range byPart {
-		parts = append(parts, p)
+	// Committed offsets the metadata store holds, by topic.
+	offsets := make(map[string]int)
+	groups, err := meta.OffsetGroups()
+	if err != nil {
+		return rep, fmt.Errorf("tier: recover: %w", err)
 	}
-	slices.SortFunc(parts, func(a, b tp) int {
-		if a.topic != b.topic {
-			if a.topic < b.topic {
-				return -1
-			}
-			return 1
-		}
-		return int(a.partition - b.partition)
-	})
-	maxPart := make(map[string]int32)
-	for _, p := range parts {
-		maxPart[p.topic] = max(maxPart[p.topic], p.partition)
-	}
-	for topic, mp := range maxPart {
-		t, err := meta.Topic(topic)
-		switch {
-		case errors.Is(err, metadata.ErrTopicNotFound):
-			if err := meta.CreateTopic(metadata.Topic{Name: topic, Partitions: mp + 1}); err != nil {
-				return rep, fmt.Errorf("tier: recover: create topic %q: %w", topic, err)
-			}
-			rep.CreatedTopics = append(rep.CreatedTopics, topic)
-		case err != nil:
+	for _, g := range groups {
+		cs, err := meta.GroupOffsets(g)
+		if err != nil {
 			return rep, fmt.Errorf("tier: recover: %w", err)
-		case t.Partitions <= mp:
-			if err := meta.SetPartitionCount(topic, mp+1); err != nil {
+		}
+		for _, c := range cs {
+			offsets[c.Topic]++
+		}
+	}
+
+	// Restore each topic and choose the segments to attach.
+	names := slices.Sorted(maps.Keys(byTopic))
+	for n := range manifests {
+		if _, ok := byTopic[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	byPart := make(map[tp]map[int64][]*candidate)
+	rts := make(map[string]*RecoveredTopic, len(names))
+	for _, topic := range names {
+		rt := &RecoveredTopic{Name: topic}
+		existing, err := meta.Topic(topic)
+		exists := err == nil
+		if err != nil && !errors.Is(err, metadata.ErrTopicNotFound) {
+			return rep, fmt.Errorf("tier: recover: %w", err)
+		}
+		mf, mn, haveMF, problems, err := newestManifest(ctx, store, manifests[topic])
+		if err != nil {
+			return rep, fmt.Errorf("tier: recover: %w", err)
+		}
+		rep.Problems = append(rep.Problems, problems...)
+		switch {
+		case exists:
+			rt.Source, rt.ID, rt.Partitions, rt.Configs = SourceMetadata, existing.ID, existing.Partitions, existing.Configs
+			if haveMF && mn.ID != existing.ID {
+				rt.Notes = append(rt.Notes, fmt.Sprintf("the metadata store's topic has ID %s, the bucket's newest manifest (version %d) names ID %s: the segments of %s are not attached",
+					topicIDHex(existing.ID), mf.Version, topicIDHex(mn.ID), topicIDHex(mn.ID)))
+			}
+		case haveMF:
+			rt.Source, rt.ID, rt.Partitions, rt.Configs, rt.ManifestVersion = SourceManifest, mn.ID, mf.Partitions, mf.Configs, mf.Version
+		default:
+			rt.Source, rt.Configs = SourceNone, maps.Clone(noDeletion)
+			var newest *candidate
+			for _, c := range byTopic[topic] {
+				if c.sc.TopicID != ([16]byte{}) && (newest == nil || c.lastModified.After(newest.lastModified)) {
+					newest = c
+				}
+			}
+			if newest != nil {
+				rt.ID = newest.sc.TopicID
+			}
+		}
+		maxPart := int32(-1)
+		for _, c := range byTopic[topic] {
+			if id := c.sc.TopicID; id != ([16]byte{}) && id != rt.ID {
+				rt.LeftAlone++
+				rep.LeftAlone = append(rep.LeftAlone, c.log.Key)
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s-%d base %d upload %s: belongs to topic ID %s, not %s: left alone",
+					topic, c.name.Partition, c.name.Base, c.name.UploadID, topicIDHex(id), topicIDHex(rt.ID)))
+				continue
+			}
+			p := tp{topic, c.name.Partition}
+			if byPart[p] == nil {
+				byPart[p] = make(map[int64][]*candidate)
+			}
+			byPart[p][c.name.Base] = append(byPart[p][c.name.Base], c)
+			maxPart = max(maxPart, c.name.Partition)
+		}
+		need := max(rt.Partitions, maxPart+1)
+		switch {
+		case exists && existing.Partitions < need:
+			if err := meta.SetPartitionCount(topic, need); err != nil {
 				return rep, fmt.Errorf("tier: recover: grow topic %q: %w", topic, err)
 			}
+			rt.Grown = true
 			rep.GrownTopics = append(rep.GrownTopics, topic)
+		case !exists:
+			if rt.Partitions > 0 && need > rt.Partitions {
+				rt.Notes = append(rt.Notes, fmt.Sprintf("the manifest says %d partitions, the bucket holds segments of partition %d: restored with %d",
+					rt.Partitions, need-1, need))
+			}
+			t := metadata.Topic{Name: topic, ID: rt.ID, Partitions: need, Configs: rt.Configs}
+			if err := meta.CreateTopic(t); err != nil {
+				return rep, fmt.Errorf("tier: recover: create topic %q: %w", topic, err)
+			}
+			if rt.ID == ([16]byte{}) {
+				if t, err = meta.Topic(topic); err != nil {
+					return rep, fmt.Errorf("tier: recover: %w", err)
+				}
+				rt.ID = t.ID
+			}
+			rt.Created = true
+			rep.CreatedTopics = append(rep.CreatedTopics, topic)
 		}
+		rt.Partitions = need
+		rt.CommittedOffsets = offsets[topic]
+		rts[topic] = rt
 	}
-	slices.Sort(rep.CreatedTopics)
-	slices.Sort(rep.GrownTopics)
 
+	parts := slices.Collect(maps.Keys(byPart))
+	slices.SortFunc(parts, func(a, b tp) int {
+		if c := cmp.Compare(a.topic, b.topic); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.partition, b.partition)
+	})
 	nowMs := time.Now().UnixMilli()
 	for _, p := range parts {
+		rt := rts[p.topic]
 		existing, err := meta.RemoteSegments(p.topic, p.partition)
 		if err != nil {
 			return rep, fmt.Errorf("tier: recover: %w", err)
@@ -292,11 +429,7 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 		for _, s := range existing {
 			named[s.BaseOffset] = s.UploadID
 		}
-		bases := make([]int64, 0, len(byPart[p]))
-		for b := range byPart[p] {
-			bases = append(bases, b)
-		}
-		slices.Sort(bases)
+		bases := slices.Sorted(maps.Keys(byPart[p]))
 		lastEnd := int64(-1)
 		first := int64(-1)
 		for _, base := range bases {
@@ -334,6 +467,10 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 				return rep, fmt.Errorf("tier: recover: %w", err)
 			}
 			rep.Segments++
+			rt.Segments++
+			if sc.TopicID == ([16]byte{}) {
+				rt.NoIDSegments++
+			}
 			lastEnd = sc.EndOffset
 			if first < 0 {
 				first = sc.BaseOffset
@@ -349,7 +486,11 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 		}
 		logger.Info("recovered remote index", "topic", p.topic, "partition", p.partition, "first", first, "last", lastEnd)
 	}
+	for _, n := range names {
+		rep.Topics = append(rep.Topics, *rts[n])
+	}
 	slices.Sort(rep.Orphans)
+	slices.Sort(rep.LeftAlone)
 	return rep, nil
 }
 

@@ -162,7 +162,7 @@ func TestRecoverRebuildsIndex(t *testing.T) {
 	if !slices.Equal(deleted, wantOrphans) {
 		t.Errorf("reconcile deleted %v", deleted)
 	}
-	if n := e.mem.Len(); n != 7 {
+	if n := len(e.keys()); n != 7 {
 		t.Errorf("%d objects left, want 6 + README", n)
 	}
 }
@@ -185,8 +185,8 @@ func TestReconcile(t *testing.T) {
 		t.Fatalf("within grace: %v %v", deleted, err)
 	}
 	dry, err := Reconcile(context.Background(), e.store, e.meta, 0, true)
-	if err != nil || len(dry) != 2 || e.mem.Len() != 7 {
-		t.Fatalf("dry run: %v %v, %d objects", dry, err, e.mem.Len())
+	if err != nil || len(dry) != 2 || len(e.keys()) != 7 {
+		t.Fatalf("dry run: %v %v, %d objects", dry, err, len(e.keys()))
 	}
 	deleted, err = Reconcile(context.Background(), e.store, e.meta, 0, false)
 	slices.Sort(deleted)
@@ -195,8 +195,8 @@ func TestReconcile(t *testing.T) {
 	if err != nil || !slices.Equal(deleted, want) {
 		t.Fatalf("deleted %v %v, want %v", deleted, err, want)
 	}
-	if e.mem.Len() != 5 {
-		t.Errorf("%d objects left, want 4 owned + 1 unrelated", e.mem.Len())
+	if len(e.keys()) != 5 {
+		t.Errorf("%d objects left, want 4 owned + 1 unrelated", len(e.keys()))
 	}
 	// The owned objects still read.
 	e.pl.LocalRetentionBytes = 0
@@ -212,7 +212,7 @@ func TestPeriodicReconcile(t *testing.T) {
 	if err := e.mem.Put(context.Background(), orphan, strings.NewReader("x"), 1); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the reconciler", func() bool { return e.mem.Len() == 0 })
+	eventually(t, "the reconciler", func() bool { return len(e.keys()) == 0 })
 }
 
 // deleteTopic deletes the test topic as the broker does: the committed
@@ -232,7 +232,7 @@ func TestDeleteTopic(t *testing.T) {
 	e.segment(3, 10)
 	e.segment(3, 10)
 	e.manage()
-	if e.mem.Len() != 4 {
+	if len(e.keys()) != 4 {
 		t.Fatal(e.keys())
 	}
 	// Read a chunk so that the cache holds one.
@@ -255,13 +255,13 @@ func TestDeleteTopic(t *testing.T) {
 	if len(e.m.Status(testTopic)) != 0 {
 		t.Error("a late Manage brought the deleted topic back")
 	}
-	if e.mem.Len() != 4 {
+	if len(e.keys()) != 4 {
 		t.Fatalf("ForgetTopic deleted objects: %v", e.keys())
 	}
 	if err := e.m.PurgeTopic(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
-	if e.mem.Len() != 0 {
+	if len(e.keys()) != 0 {
 		t.Errorf("objects left: %v", e.keys())
 	}
 	if st := e.m.cache.Stats(); st.Entries != 0 {
@@ -269,6 +269,9 @@ func TestDeleteTopic(t *testing.T) {
 	}
 	if ps, _ := e.meta.DeletedPartitions(d.ID); len(ps) != 0 {
 		t.Errorf("segments left under the deletion: %v", ps)
+	}
+	if e.mem.Len() != 0 {
+		t.Errorf("objects left, manifests included: %d", e.mem.Len())
 	}
 }
 
@@ -293,7 +296,7 @@ func TestPurgeTopicResumes(t *testing.T) {
 	if err := e.m.PurgeTopic(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
-	if e.mem.Len() != 0 {
+	if len(e.keys()) != 0 {
 		t.Fatalf("after restart: %v", e.keys())
 	}
 }

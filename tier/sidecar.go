@@ -14,14 +14,17 @@ import (
 	"github.com/stratalog/strata/localstore"
 )
 
-// Sidecar format (the .idx object beside each .log), version 1. Big-endian,
+// Sidecar format (the .idx object beside each .log), version 2. Big-endian,
 // fixed-width, so a reader can check any entry without decoding the rest:
 //
 //	magic        8  "STRATIDX"
-//	version      u16 (1)
+//	version      u16 (2; 1 is still read)
 //	flags        u16 (0)
 //	topic        u16 length | bytes
 //	partition    i32
+//	topic id     [16]byte  version 2 only: the topic's ID (zero: unknown), so
+//	                       Recover never attaches a deleted topic's segments
+//	                       to a new topic of the same name
 //	base offset  i64   first offset of the segment
 //	end offset   i64   last offset of the segment (inclusive)
 //	size         i64   bytes of the .log object
@@ -40,7 +43,9 @@ import (
 // fetched, so a corrupt chunk is never served.
 const (
 	sidecarMagic   = "STRATIDX"
-	sidecarVersion = 1
+	sidecarVersion = 2
+	// sidecarV1 lacks the topic ID.
+	sidecarV1      = 1
 	batchEntrySize = 24
 	chunkEntrySize = 28
 	sidecarFixed   = 8 + 2 + 2 + 2 + 4 + 8*5 + 4 + 8 + 4 + 4 + 4 // without topic, batches, chunks
@@ -54,6 +59,7 @@ var errBadSidecar = errors.New("tier: bad sidecar")
 type sidecar struct {
 	Topic          string
 	Partition      int32
+	TopicID        [16]byte // zero: unknown (a version 1 sidecar)
 	BaseOffset     int64
 	EndOffset      int64
 	Size           int64
@@ -184,13 +190,14 @@ func buildSidecar(r io.Reader, topic string, partition int32, base, end, size, c
 // encode serialises the sidecar.
 func (s *sidecar) encode() []byte {
 	be := binary.BigEndian
-	b := make([]byte, 0, sidecarFixed+len(s.Topic)+len(s.Batches)*batchEntrySize+len(s.Chunks)*chunkEntrySize)
+	b := make([]byte, 0, sidecarFixed+16+len(s.Topic)+len(s.Batches)*batchEntrySize+len(s.Chunks)*chunkEntrySize)
 	b = append(b, sidecarMagic...)
 	b = be.AppendUint16(b, sidecarVersion)
 	b = be.AppendUint16(b, 0)
 	b = be.AppendUint16(b, uint16(len(s.Topic)))
 	b = append(b, s.Topic...)
 	b = be.AppendUint32(b, uint32(s.Partition))
+	b = append(b, s.TopicID[:]...)
 	for _, v := range []int64{s.BaseOffset, s.EndOffset, s.Size, s.FirstTimestamp, s.MaxTimestamp} {
 		b = be.AppendUint64(b, uint64(v))
 	}
@@ -268,13 +275,17 @@ func decodeSidecar(b []byte) (*sidecar, error) {
 	if string(d.take(len(sidecarMagic))) != sidecarMagic {
 		return nil, fmt.Errorf("%w: bad magic", errBadSidecar)
 	}
-	if v := d.u16(); v != sidecarVersion {
-		return nil, fmt.Errorf("%w: unknown version %d", errBadSidecar, v)
+	version := d.u16()
+	if version != sidecarVersion && version != sidecarV1 {
+		return nil, fmt.Errorf("%w: unknown version %d", errBadSidecar, version)
 	}
 	d.u16() // flags
 	s := &sidecar{}
 	s.Topic = string(d.take(int(d.u16())))
 	s.Partition = int32(d.u32())
+	if version >= 2 {
+		copy(s.TopicID[:], d.take(16))
+	}
 	s.BaseOffset = int64(d.u64())
 	s.EndOffset = int64(d.u64())
 	s.Size = int64(d.u64())

@@ -3,6 +3,7 @@ package tier
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"hash/crc32"
 	"io"
@@ -211,7 +212,7 @@ func TestManageDoesNotBlockAndCloseStops(t *testing.T) {
 			t.Errorf("entry %+v after restart", s)
 		}
 	}
-	if e.mem.Len() != 0 {
+	if len(e.keys()) != 0 {
 		t.Errorf("objects after restart: %v", e.keys())
 	}
 }
@@ -234,5 +235,27 @@ func TestConfigValidate(t *testing.T) {
 		if bad.Validate() == nil {
 			t.Errorf("%+v accepted", bad)
 		}
+	}
+}
+
+// Version 2 records the topic ID; a version 1 sidecar (no ID) still decodes,
+// with a zero ID.
+func TestSidecarTopicIDAndVersion1(t *testing.T) {
+	sc, _ := testSidecar(t, 4096)
+	sc.TopicID = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	enc := sc.encode()
+	got, err := decodeSidecar(enc)
+	if err != nil || got.TopicID != sc.TopicID {
+		t.Fatalf("v2: %v, id %x", err, got.TopicID)
+	}
+	// The same sidecar as version 1 wrote it: no ID after the partition.
+	idAt := len(sidecarMagic) + 2 + 2 + 2 + len(sc.Topic) + 4
+	v1 := append([]byte{}, enc[:idAt]...)
+	v1 = append(v1, enc[idAt+16:len(enc)-4]...)
+	binary.BigEndian.PutUint16(v1[len(sidecarMagic):], sidecarV1)
+	v1 = binary.BigEndian.AppendUint32(v1, crc(v1))
+	got, err = decodeSidecar(v1)
+	if err != nil || got.TopicID != ([16]byte{}) || got.EndOffset != sc.EndOffset || len(got.Chunks) != len(sc.Chunks) {
+		t.Fatalf("v1: %v %+v", err, got)
 	}
 }

@@ -131,6 +131,9 @@ func (m *Manager) round(ps *partState) {
 		}
 		if err == nil {
 			err = m.remoteRetention(ctx, ps, pl)
+			if err == nil {
+				m.m.retentionPasses.Inc()
+			}
 		}
 		if ctx.Err() == nil {
 			m.noteResult(ps, err)
@@ -223,6 +226,11 @@ func (m *Manager) upload(ctx context.Context, ps *partState, si localstore.Segme
 		si.BaseOffset, si.NextOffset-1, si.Size, m.cfg.ChunkBytes)
 	if err != nil {
 		return fmt.Errorf("tier: cannot index segment %q: %w", si.LogPath, err)
+	}
+	// The sidecar names the topic ID, so Recover can tell this topic's
+	// segments from those of a deleted topic of the same name.
+	if t, err := m.meta.Topic(key.topic); err == nil {
+		sc.TopicID = t.ID
 	}
 	idx := sc.encode()
 

@@ -125,7 +125,7 @@ func TestLocalRetentionOnlyAfterCopy(t *testing.T) {
 	if got := len(e.log.Segments()); got != 3 {
 		t.Fatalf("%d local segments with the store down, want 3", got)
 	}
-	if len(e.remote()) != 0 || e.mem.Len() != 0 {
+	if len(e.remote()) != 0 || len(e.keys()) != 0 {
 		t.Fatalf("index %+v / objects %v after failed uploads", e.remote(), e.keys())
 	}
 	remove()
@@ -150,12 +150,12 @@ func TestLocalRetentionByTime(t *testing.T) {
 	e.segment(2, 10)
 	e.active(1)
 	e.pl.LocalRetentionMs = 1000
-	e.clock.now = time.UnixMilli(1_000_000 + 500)
+	e.clock.Set(time.UnixMilli(1_000_000 + 500))
 	e.manage()
 	if got := len(e.log.Segments()); got != 3 {
 		t.Fatalf("deleted before local.retention.ms: %d segments", got)
 	}
-	e.clock.now = time.UnixMilli(1_000_000 + 40 + 2000)
+	e.clock.Set(time.UnixMilli(1_000_000 + 40 + 2000))
 	e.manage()
 	if got := len(e.log.Segments()); got != 1 {
 		t.Fatalf("%d local segments after local.retention.ms, want 1", got)

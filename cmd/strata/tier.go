@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -124,20 +125,154 @@ func tierRecover(ctx context.Context, cfg *config.Broker, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "recovered %d remote segments in %d partitions\n", rep.Segments, len(rep.Partitions))
-	for _, t := range rep.CreatedTopics {
-		fmt.Fprintf(stdout, "created topic %s (default configs)\n", t)
+	if err := startLocalLogsAfterRemote(cfg.LogDir(), meta, rep.Partitions, stdout); err != nil {
+		return err
 	}
-	for _, t := range rep.GrownTopics {
-		fmt.Fprintf(stdout, "raised the partition count of %s\n", t)
-	}
-	for _, o := range rep.Orphans {
-		fmt.Fprintf(stdout, "orphan (reconcile deletes it after the grace period): %s\n", o)
-	}
-	for _, p := range rep.Problems {
-		fmt.Fprintf(stdout, "skipped: %s\n", p)
+	printRecoverReport(stdout, rep)
+	return nil
+}
+
+// startLocalLogsAfterRemote makes each recovered partition whose local log is
+// lost (no directory, or only empty segments) start at the offset after its
+// last remote one: an empty segment file named for that offset, which the
+// broker opens as the active segment. Otherwise the local log would restart
+// at offset 0 and hide the remote records behind it. A local log with data
+// is left as it is.
+func startLocalLogsAfterRemote(logDir string, meta *metadata.Store, parts []metadata.TopicPartition, stdout io.Writer) error {
+	for _, tp := range parts {
+		segs, err := meta.RemoteSegments(tp.Topic, tp.Partition)
+		if err != nil {
+			return err
+		}
+		next := int64(-1)
+		for _, s := range segs {
+			if s.State == metadata.CopyFinished {
+				next = max(next, s.EndOffset+1)
+			}
+		}
+		if next <= 0 {
+			continue
+		}
+		dir := filepath.Join(logDir, tp.Topic+"-"+strconv.Itoa(int(tp.Partition)))
+		ents, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		empty := true
+		for _, e := range ents {
+			if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".log") && info.Size() > 0 {
+				empty = false
+			}
+		}
+		if !empty {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%020d.log", next)), nil, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "local log of %s-%d starts at offset %d, after the remote tier\n", tp.Topic, tp.Partition, next)
 	}
 	return nil
+}
+
+// printRecoverReport says, topic by topic, where each restored topic's ID,
+// partitions and configs came from, what was attached and left alone, and
+// whether its committed offsets were kept.
+func printRecoverReport(w io.Writer, rep tier.RecoverReport) {
+	fmt.Fprintf(w, "recovered %d remote segments in %d partitions of %d topics\n", rep.Segments, len(rep.Partitions), len(rep.Topics))
+	var lost []string
+	for _, t := range rep.Topics {
+		verb := "kept"
+		switch {
+		case t.Created:
+			verb = "created"
+		case t.Grown:
+			verb = "kept (partition count raised)"
+		}
+		fmt.Fprintf(w, "topic %s: %s, id %s, %d partitions, configs %s\n", t.Name, verb, uuidString(t.ID), t.Partitions, configString(t.Configs))
+		switch t.Source {
+		case tier.SourceMetadata:
+			fmt.Fprintf(w, "  source: the metadata store (left as it was)\n")
+		case tier.SourceManifest:
+			fmt.Fprintf(w, "  source: manifest version %d\n", t.ManifestVersion)
+		default:
+			fmt.Fprintf(w, "  source: no manifest: remote deletion off (retention.ms=-1, retention.bytes=-1 set as overrides); set retention by hand, e.g.\n"+
+				"    kafka-configs.sh --bootstrap-server HOST:PORT --alter --entity-type topics --entity-name %s --add-config retention.ms=MS,retention.bytes=BYTES\n", t.Name)
+		}
+		fmt.Fprintf(w, "  segments attached: %d", t.Segments)
+		if t.NoIDSegments > 0 {
+			fmt.Fprintf(w, " (%d written before sidecars recorded the topic ID)", t.NoIDSegments)
+		}
+		if t.LeftAlone > 0 {
+			fmt.Fprintf(w, "; left alone: %d (they belong to another topic ID)", t.LeftAlone)
+		}
+		fmt.Fprintln(w)
+		switch {
+		case t.CommittedOffsets > 0:
+			fmt.Fprintf(w, "  committed offsets: %d kept\n", t.CommittedOffsets)
+		case t.Created:
+			fmt.Fprintf(w, "  committed offsets: lost (consumers start from auto.offset.reset)\n")
+			lost = append(lost, t.Name)
+		default:
+			fmt.Fprintf(w, "  committed offsets: none\n")
+		}
+		for _, n := range t.Notes {
+			fmt.Fprintf(w, "  note: %s\n", n)
+		}
+	}
+	var byHand []string
+	for _, t := range rep.Topics {
+		if t.Source == tier.SourceNone {
+			byHand = append(byHand, t.Name)
+		}
+	}
+	if len(byHand) > 0 {
+		fmt.Fprintf(w, "topics without a manifest, restored with remote deletion off: set their retention by hand: %s\n", strings.Join(byHand, ", "))
+	}
+	if len(lost) > 0 {
+		fmt.Fprintf(w, "committed consumer offsets are lost for: %s\n", strings.Join(lost, ", "))
+	}
+	for _, k := range rep.LeftAlone {
+		fmt.Fprintf(w, "left alone (another topic ID; reconcile deletes it after the grace period): %s\n", k)
+	}
+	for _, o := range rep.Orphans {
+		fmt.Fprintf(w, "orphan (reconcile deletes it after the grace period): %s\n", o)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "skipped: %s\n", p)
+	}
+}
+
+// uuidString formats a topic ID as a UUID.
+func uuidString(id [16]byte) string {
+	h := hex.EncodeToString(id[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// configString formats config overrides as k=v,... sorted ("none" when empty).
+func configString(cfg map[string]string) string {
+	if len(cfg) == 0 {
+		return "none (broker defaults)"
+	}
+	keys := make([]string, 0, len(cfg))
+	for k := range cfg {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k + "=" + cfg[k])
+	}
+	return b.String()
 }
 
 func tierReconcile(ctx context.Context, cfg *config.Broker, grace time.Duration, dryRun bool, stdout io.Writer) error {
