@@ -68,17 +68,17 @@ func (s *Server) deleteTopic(t *topic) error {
 	return nil
 }
 
-// crashPoint exits the process at once when STRATA_TEST_CRASH_AT names
+// crashPoint exits the process at once when STRATATEST_CRASH_AT names
 // point: the kill -9 tests use it to stop the broker between two steps of a
 // multi-step operation. Unset, it costs one map lookup.
 func crashPoint(point string) {
 	if crashAt != "" && crashAt == point {
-		fmt.Fprintf(os.Stderr, "STRATA_TEST_CRASH_AT=%s: exiting\n", point)
+		fmt.Fprintf(os.Stderr, "STRATATEST_CRASH_AT=%s: exiting\n", point)
 		os.Exit(137)
 	}
 }
 
-var crashAt = os.Getenv("STRATA_TEST_CRASH_AT")
+var crashAt = os.Getenv("STRATATEST_CRASH_AT")
 
 // unlist takes t out of the registry and reserves its name.
 func (r *registry) unlist(t *topic) error {

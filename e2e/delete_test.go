@@ -253,7 +253,7 @@ func TestKill9DuringDeleteTopics(t *testing.T) {
 	p := startProc(t, append([]string{"metrics.listen=" + maddr}, deleteSets...)...)
 	instants := []struct {
 		name string
-		// crash is a crash point (STRATA_TEST_CRASH_AT) the broker exits at;
+		// crash is a crash point (STRATATEST_CRASH_AT) the broker exits at;
 		// empty: the test kills it with -9 when kill says so.
 		crash string
 		kill  func() bool
@@ -278,28 +278,26 @@ func TestKill9DuringDeleteTopics(t *testing.T) {
 			// handles: let the earlier ones drain first.
 			waitNoDeletions(t, maddr)
 			p.stop()
-			p.env = []string{"STRATA_TEST_CRASH_AT=" + in.crash}
+			p.env = []string{"STRATATEST_CRASH_AT=" + in.crash}
 			p.start()
 			p.env = nil
 		}
-		sent := make(chan struct{})
+		reqDone := make(chan struct{})
 		go func() {
+			defer close(reqDone)
 			cl, err := kgo.NewClient(kgo.SeedBrokers(p.addr()), kgo.RequestRetries(0))
 			if err != nil {
-				close(sent)
 				return
 			}
 			defer cl.Close()
-			req := kmsg.NewPtrDeleteTopicsRequest()
-			req.Version = 4
-			req.TopicNames = []string{topic}
-			req.TimeoutMillis = 60000
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			close(sent)
-			req.RequestWith(ctx, cl) // cut short by the crash
+			resp, err := kadm.NewClient(cl).DeleteTopics(ctx, topic) // cut short by the crash
+			if err == nil {
+				err = resp[topic].Err
+			}
+			t.Logf("%s: DeleteTopics returned %v", in.name, err)
 		}()
-		<-sent
 		if in.crash != "" {
 			done := make(chan error, 1)
 			go func() { done <- p.wait() }()
@@ -309,12 +307,16 @@ func TestKill9DuringDeleteTopics(t *testing.T) {
 				t.Fatalf("%s: the broker did not reach crash point %s", in.name, in.crash)
 			}
 		} else {
-			deadline := time.Now().Add(time.Minute)
-			for !in.kill() && time.Now().Before(deadline) {
+			deadline := time.Now().Add(2 * time.Minute)
+			for !in.kill() {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the instant to kill at never came", in.name)
+				}
 				time.Sleep(time.Millisecond / 2)
 			}
 			p.kill9()
 		}
+		<-reqDone // the crash cut it short, or it was answered
 		p.start()
 
 		n := topicPartitions(t, p.addr(), topic)
