@@ -173,11 +173,13 @@ func logConfig(c config.Topic) localstore.Config {
 	return localstore.Config{
 		SegmentBytes:       c.SegmentBytes,
 		SegmentMs:          c.SegmentMs,
+		SegmentJitterMs:    c.SegmentJitterMs,
 		SegmentIndexBytes:  c.SegmentIndexBytes,
 		IndexIntervalBytes: c.IndexIntervalBytes,
 		FlushMessages:      c.FlushMessages,
 		FlushMs:            c.FlushMs,
 		LogAppendTime:      c.TimestampType == "LogAppendTime",
+		FileDeleteDelayMs:  c.FileDeleteDelayMs,
 	}
 }
 
