@@ -33,6 +33,7 @@ type Broker struct {
 	OffsetsRetentionMinutes      int64  // offsets.retention.minutes (10080)
 	MetricsListen                string // metrics.listen: host:port of the Prometheus endpoint ("" = off)
 	SendfileEnable               bool   // strata.sendfile.enable (true): false serves fetches by read+write
+	NumRecoveryThreadsPerDataDir int64  // num.recovery.threads.per.data.dir (1): partition logs opened at once at start-up
 
 	// Remote storage (tiering).
 	RemoteStorageURL                   string // remote.storage.url (default file://<log.dirs>/remote)
@@ -90,6 +91,7 @@ var brokerFields = map[string]func(b *Broker) string{
 	"offsets.retention.minutes":           func(b *Broker) string { return i64(b.OffsetsRetentionMinutes) },
 	"metrics.listen":                      func(b *Broker) string { return b.MetricsListen },
 	"strata.sendfile.enable":              func(b *Broker) string { return strconv.FormatBool(b.SendfileEnable) },
+	"num.recovery.threads.per.data.dir":   func(b *Broker) string { return i64(b.NumRecoveryThreadsPerDataDir) },
 	"remote.storage.url":                  func(b *Broker) string { return b.RemoteStorageURL },
 	"remote.log.manager.task.interval.ms": func(b *Broker) string { return i64(b.RemoteLogManagerTaskIntervalMs) },
 	"remote.log.manager.copy.max.bytes.per.second": func(b *Broker) string {
@@ -298,6 +300,7 @@ func (l *loader) build() (*Broker, error) {
 		OffsetsRetentionMinutes:      num("offsets.retention.minutes"),
 		MetricsListen:                get("metrics.listen"),
 		SendfileEnable:               boolean("strata.sendfile.enable"),
+		NumRecoveryThreadsPerDataDir: num("num.recovery.threads.per.data.dir"),
 
 		RemoteStorageURL:                   get("remote.storage.url"),
 		RemoteLogManagerTaskIntervalMs:     num("remote.log.manager.task.interval.ms"),
