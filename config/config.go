@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/url"
@@ -465,6 +466,23 @@ func (b *Broker) DescribeBroker() []Entry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// WarnNoEffect logs one warning for each key set (in the file, the
+// environment or --set; defaults do not count) that Strata accepts for
+// compatibility with a Kafka server.properties but that changes nothing,
+// naming the key and why. The broker calls it once at start-up.
+func (b *Broker) WarnNoEffect(logger *slog.Logger) {
+	for _, s := range brokerSpecs {
+		if _, set := b.values[s.name]; !set || !s.noEffect {
+			continue
+		}
+		why := s.doc
+		if t, ok := topicByName[s.topic]; ok && !s.compat {
+			why = t.doc // a topic default's doc says what it defaults, the topic key's why it does nothing
+		}
+		logger.Warn("config key has no effect in Strata, accepted for Kafka compatibility", "key", s.name, "value", b.values[s.name], "why", why)
+	}
 }
 
 func brokerNames() []string {

@@ -136,7 +136,9 @@
 //	zookeeper.connect                         ""
 //	zookeeper.connection.timeout.ms           18000
 //
-// Any other key is an error.
+// Any other key is an error. A key of either list that is set (not left at its
+// default) is logged once at start-up, as a warning that names the key and
+// why it has no effect (Broker.WarnNoEffect).
 //
 // # Topic fields consumers apply
 //

@@ -1,10 +1,13 @@
 package broker
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/localstore"
 )
 
@@ -157,4 +161,47 @@ func TestRestartWithRecoveryThreads(t *testing.T) {
 	}
 	got := consumeN(t, tb.client(kgo.ConsumeTopics("rt"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())), 60, 30*time.Second)
 	checkSame(t, recs, got)
+}
+
+// lockedBuffer is a log sink safe for the broker's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A start-up logs one warning per Kafka key that was set but has no effect.
+func TestStartupWarnsOnceForKeysWithoutEffect(t *testing.T) {
+	cfg, err := config.Load("", nil, []string{"log.dirs=" + t.TempDir(), "listeners=PLAINTEXT://127.0.0.1:0", "num.io.threads=16", "zookeeper.connect=zk:2181"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf lockedBuffer
+	srv, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(&buf, nil)), NoTier: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+	out := buf.String()
+	for _, key := range []string{"num.io.threads", "zookeeper.connect"} {
+		if n := strings.Count(out, "key="+key+" "); n != 1 {
+			t.Errorf("%d warnings naming %s, want 1:\n%s", n, key, out)
+		}
+	}
+	if strings.Contains(out, "key=num.network.threads") {
+		t.Errorf("a warning for a key left at its default:\n%s", out)
+	}
 }
