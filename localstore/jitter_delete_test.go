@@ -2,6 +2,7 @@ package localstore
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,5 +179,34 @@ func TestFileDeleteDelayZero(t *testing.T) {
 	names := dirNames(t, dir)
 	if countSuffix(names, ".deleted") != 0 || countSuffix(names, ".log") != 1 {
 		t.Fatalf("files after deleting with no delay: %v", names)
+	}
+}
+
+// Kafka's "never" values (Long.MAX_VALUE ms, flush.ms's default) do not
+// overflow into "at once": a tick a day later neither fsyncs nor removes
+// deleted files.
+func TestMaxMsSettingsMeanNever(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, Config{FlushMs: math.MaxInt64, FileDeleteDelayMs: math.MaxInt64})
+	defer l.Close()
+	mustAppend(t, l, simpleBatch(t, "d", 10, time.Now().UnixMilli()))
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.DeleteSegmentsBefore(10); err != nil || n != 1 {
+		t.Fatalf("deleted %d %v", n, err)
+	}
+	mustAppend(t, l, simpleBatch(t, "e", 1, time.Now().UnixMilli()))
+	if err := l.Tick(time.Now().Add(24 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	l.wr.Lock()
+	flushed := l.wr.unflushedSince.IsZero()
+	l.wr.Unlock()
+	if flushed {
+		t.Fatal("flush.ms=9223372036854775807 flushed after a day")
+	}
+	if n := countSuffix(dirNames(t, dir), ".deleted"); n == 0 {
+		t.Fatal("file.delete.delay.ms=9223372036854775807 removed the files after a day")
 	}
 }

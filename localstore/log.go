@@ -357,10 +357,19 @@ func (l *Log) tickLocked(now time.Time) error {
 			return err
 		}
 	}
-	if cfg.FlushMs > 0 && !l.wr.unflushedSince.IsZero() && now.Sub(l.wr.unflushedSince) >= time.Duration(cfg.FlushMs)*time.Millisecond {
+	if cfg.FlushMs > 0 && !l.wr.unflushedSince.IsZero() && now.Sub(l.wr.unflushedSince) >= msDuration(cfg.FlushMs) {
 		return l.flushLocked()
 	}
 	return nil
+}
+
+// msDuration converts a config value in ms, saturating: Kafka's "never" is
+// Long.MAX_VALUE ms, which overflows a time.Duration.
+func msDuration(ms int64) time.Duration {
+	if ms > int64(math.MaxInt64/time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // pendingDeletion is a deleted segment's files, renamed with deletedSuffix,
@@ -705,7 +714,7 @@ func (l *Log) DeleteSegmentsBefore(offset int64) (deleted int, err error) {
 	// As in Kafka, the files are renamed .deleted at once and removed after
 	// file.delete.delay.ms (by Tick, or by the next Open); reads already
 	// holding the open file go on either way.
-	delay := time.Duration(l.wr.cfg.FileDeleteDelayMs) * time.Millisecond
+	delay := msDuration(l.wr.cfg.FileDeleteDelayMs)
 	var errs []error
 	pd := pendingDeletion{due: time.Now().Add(delay)}
 	for _, s := range segs[:n] {
