@@ -65,11 +65,11 @@ func (r recordSet) Done() {
 func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, req *kmsg.FetchRequest) (kmsg.Response, error) {
 	if req.ReplicaID >= 0 && req.Version < 15 {
 		// A follower fetch: no replication on one node.
-		return s.fetchError(c, hdr, req.Version, kerr.NotLeaderForPartition, 0)
+		return s.fetchError(c, hdr, req, kerr.NotLeaderForPartition)
 	}
 	parts, sess, full, ferr := s.fetchSet(req)
 	if ferr != nil {
-		return s.fetchError(c, hdr, req.Version, ferr, 0)
+		return s.fetchError(c, hdr, req, ferr)
 	}
 	if sess != nil {
 		defer sess.inUse.Unlock()
@@ -156,10 +156,20 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 	return nil, s.writeFetchResponse(c, hdr, req.Version, 0, sessionID, out)
 }
 
-// fetchError answers a whole fetch with one top-level error (v7+), or with the
-// error on every partition before sessions existed.
-func (s *Server) fetchError(c *conn, hdr requestHeader, version int16, e *kerr.Error, sessionID int32) (kmsg.Response, error) {
-	return nil, s.writeFetchResponse(c, hdr, version, e.Code, sessionID, nil)
+// fetchError answers a whole fetch with one error: from v7 in the top-level
+// error code with no partitions; before v7, which has no top-level error, on
+// every requested partition, as Kafka does.
+func (s *Server) fetchError(c *conn, hdr requestHeader, req *kmsg.FetchRequest, e *kerr.Error) (kmsg.Response, error) {
+	if req.Version >= 7 {
+		return nil, s.writeFetchResponse(c, hdr, req.Version, e.Code, 0, nil)
+	}
+	var parts []fetchPart
+	for _, rt := range req.Topics {
+		for _, rp := range rt.Partitions {
+			parts = append(parts, fetchPart{key: sessKey{name: rt.Topic, index: rp.Partition}, err: e, hw: -1, logStart: -1})
+		}
+	}
+	return nil, s.writeFetchResponse(c, hdr, req.Version, 0, 0, parts)
 }
 
 // fetchSet resolves the request's partitions, through its session if it has

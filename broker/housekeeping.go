@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/stratalog/strata/localstore"
@@ -15,18 +17,13 @@ func (s *Server) housekeeping() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	lastRetention, lastTier := time.Now(), time.Time{}
+	failing := failingLogs{}
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case now := <-tick.C:
-			for _, t := range s.topics.all() {
-				for _, p := range t.parts() {
-					if err := p.log.Tick(now); err != nil {
-						s.log.Warn("log tick", "topic", t.name, "partition", p.index, "err", err)
-					}
-				}
-			}
+			s.tickLogs(now, failing)
 			if now.Sub(lastRetention) >= ms(s.cfg.LogRetentionCheckIntervalMs) {
 				lastRetention = now
 				s.enforceRetention(now)
@@ -36,6 +33,47 @@ func (s *Server) housekeeping() {
 				s.tier.Manage(s.ctx, s.partitionLogs())
 			}
 		}
+	}
+}
+
+// failingLogs holds the partitions whose last Tick failed, with the error.
+type failingLogs map[*partition]error
+
+// tickLogs runs every partition log's Tick (time-based roll and flush,
+// removal of deleted segment files). A log's write error is sticky (a full
+// or failing disk fails every later write, until a restart), so a failing
+// partition would fail every tick: it is logged when it starts failing (WARN)
+// and when it recovers (INFO), not every second.
+func (s *Server) tickLogs(now time.Time, failing failingLogs) {
+	seen := make(map[*partition]bool, len(failing))
+	for _, t := range s.topics.all() {
+		for _, p := range t.parts() {
+			err := p.log.Tick(now)
+			if errors.Is(err, localstore.ErrClosed) {
+				continue // its topic is being deleted
+			}
+			seen[p] = true
+			failing.note(s.log, p, err)
+		}
+	}
+	for p := range failing {
+		if !seen[p] {
+			delete(failing, p) // deleted since
+		}
+	}
+}
+
+// note records p's latest tick result and logs a change of state.
+func (f failingLogs) note(log *slog.Logger, p *partition, err error) {
+	_, was := f[p]
+	switch {
+	case err != nil && !was:
+		f[p] = err
+		log.Warn("partition log failing: produce to it gets KAFKA_STORAGE_ERROR until the disk is fixed and the broker restarted",
+			"topic", p.topic.name, "partition", p.index, "err", err)
+	case err == nil && was:
+		delete(f, p)
+		log.Info("partition log recovered", "topic", p.topic.name, "partition", p.index)
 	}
 }
 

@@ -10,12 +10,19 @@ package broker
 // flushed as flush.messages / flush.ms say. A retried idempotent batch is
 // answered with its original offset. v13 names topics by ID. Transactions are
 // not supported: transactional batches get TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+// With message.timestamp.type=CreateTime, a partition whose records carry a
+// timestamp more than message.timestamp.before.max.ms behind the broker's
+// clock, or more than message.timestamp.after.max.ms ahead, gets
+// INVALID_TIMESTAMP and nothing of it is written (KIP-937).
 
 import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -93,6 +100,11 @@ func (s *Server) produceTo(p *partition, records []byte) (localstore.AppendResul
 	if err != nil {
 		return localstore.AppendResult{}, err
 	}
+	if cfg.TimestampType != "LogAppendTime" {
+		if err := checkTimestamps(records, hdrs, time.Now().UnixMilli(), cfg.MessageTimestampBeforeMaxMs, cfg.MessageTimestampAfterMaxMs); err != nil {
+			return localstore.AppendResult{}, err
+		}
+	}
 	pos := 0
 	for _, h := range hdrs {
 		if h.Transactional() || h.Control() {
@@ -114,6 +126,60 @@ func (s *Server) produceTo(p *partition, records []byte) (localstore.AppendResul
 }
 
 var errTransactional = errors.New("transactional and control batches are not supported")
+
+// checkTimestamps applies message.timestamp.before.max.ms and
+// message.timestamp.after.max.ms (CreateTime only) to every batch of a
+// validated produce. Records with no timestamp (-1) are not checked, as in
+// Kafka. An uncompressed batch's records are each checked (first timestamp
+// plus delta). A compressed batch's records are inside the compression: only
+// its FirstTimestamp (the first record's) and MaxTimestamp (the largest of
+// all) are checked, which bounds every record from above but, since a later
+// record may carry an earlier timestamp, not every record from below.
+func checkTimestamps(records []byte, hdrs []localstore.BatchHeader, nowMs, beforeMax, afterMax int64) error {
+	if beforeMax == math.MaxInt64 && afterMax == math.MaxInt64 {
+		return nil
+	}
+	bad := func(ts int64) error {
+		if ts == -1 {
+			return nil
+		}
+		// now-ts and ts-now may overflow int64 for absurd timestamps: compare
+		// in a way that cannot.
+		if ts < nowMs && uint64(nowMs)-uint64(ts) > uint64(beforeMax) {
+			return fmt.Errorf("%w: timestamp %d is more than message.timestamp.before.max.ms (%d) before the broker's time %d", localstore.ErrInvalidTimestamp, ts, beforeMax, nowMs)
+		}
+		if ts > nowMs && uint64(ts)-uint64(nowMs) > uint64(afterMax) {
+			return fmt.Errorf("%w: timestamp %d is more than message.timestamp.after.max.ms (%d) after the broker's time %d", localstore.ErrInvalidTimestamp, ts, afterMax, nowMs)
+		}
+		return nil
+	}
+	pos := int64(0)
+	for _, h := range hdrs {
+		b := records[pos : pos+h.TotalSize()]
+		pos += h.TotalSize()
+		if err := bad(h.FirstTimestamp); err != nil {
+			return err
+		}
+		if err := bad(h.MaxTimestamp); err != nil {
+			return err
+		}
+		if h.Compression() != 0 {
+			continue
+		}
+		var err error
+		ferr := localstore.ForEachRecord(b, func(_, ts int64) bool {
+			err = bad(ts)
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
+		if ferr != nil {
+			return ferr
+		}
+	}
+	return nil
+}
 
 // produceError maps an append error to its Kafka error code.
 func produceError(err error) *kerr.Error {

@@ -83,6 +83,7 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.WarnNoEffect(logger)
 	if err := os.MkdirAll(cfg.LogDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("broker: cannot create log dir %q: %w", cfg.LogDir(), err)
 	}

@@ -120,16 +120,100 @@ func openRegistry(cfg *config.Broker, meta *metadata.Store, logger *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
-	for _, mt := range topics {
-		t, err := r.load(mt, false)
-		if err != nil {
-			r.close()
-			return nil, err
-		}
+	loaded, err := r.loadAll(topics)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range loaded {
 		r.mu.byName[t.name] = t
 		r.mu.byID[t.id] = t
 	}
 	return r, nil
+}
+
+// loadAll opens every partition log of topics at start-up, with
+// num.recovery.threads.per.data.dir of them opening at once: after an unclean
+// shutdown each open scans and recovers segments, as Kafka's recovery
+// threads do. On an error every log opened is closed again.
+func (r *registry) loadAll(topics []metadata.Topic) ([]*topic, error) {
+	var out []*topic
+	var jobs []partitionJob
+	for _, mt := range topics {
+		eff, err := r.cfg.Resolve(mt.Configs)
+		if err != nil {
+			return nil, fmt.Errorf("broker: topic %q: %w", mt.Name, err)
+		}
+		t := &topic{name: mt.Name, id: mt.ID}
+		t.cfg.Store(&topicConfig{overrides: mt.Configs, eff: eff})
+		lc := logConfig(eff)
+		for i := int32(0); i < mt.Partitions; i++ {
+			jobs = append(jobs, partitionJob{t: t, index: i, dir: filepath.Join(r.dir, t.name+"-"+strconv.Itoa(int(i))), cfg: lc})
+		}
+		out = append(out, t)
+	}
+	logs, err := openLogs(jobs, int(r.cfg.NumRecoveryThreadsPerDataDir), localstore.Open, r.log)
+	if err != nil {
+		return nil, err
+	}
+	parts := map[*topic][]*partition{}
+	for i, j := range jobs {
+		parts[j.t] = append(parts[j.t], &partition{topic: j.t, index: j.index, log: logs[i]})
+	}
+	for _, t := range out {
+		ps := parts[t]
+		t.partitions.Store(&ps)
+	}
+	return out, nil
+}
+
+// partitionJob is a partition log to open at start-up.
+type partitionJob struct {
+	t     *topic
+	index int32
+	dir   string
+	cfg   localstore.Config
+}
+
+type openLogFunc func(dir string, cfg localstore.Config, logger *slog.Logger) (*localstore.Log, error)
+
+// openLogs opens the logs of jobs, at most workers at once, and returns them
+// in job order. On an error it closes what it opened and returns the error of
+// the first job that failed.
+func openLogs(jobs []partitionJob, workers int, open openLogFunc, logger *slog.Logger) ([]*localstore.Log, error) {
+	logs := make([]*localstore.Log, len(jobs))
+	errs := make([]error, len(jobs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, min(workers, len(jobs))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				j := jobs[i]
+				l, err := open(j.dir, j.cfg, logger.With("topic", j.t.name, "partition", j.index))
+				if err != nil {
+					err = fmt.Errorf("broker: cannot open partition %s-%d: %w", j.t.name, j.index, err)
+				}
+				logs[i], errs[i] = l, err
+			}
+		}()
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			for _, l := range logs {
+				if l != nil {
+					l.Close()
+				}
+			}
+			return nil, err
+		}
+	}
+	return logs, nil
 }
 
 // load opens a topic's logs. fresh: the topic was just created, so any
@@ -189,11 +273,13 @@ func logConfig(c config.Topic) localstore.Config {
 	return localstore.Config{
 		SegmentBytes:       c.SegmentBytes,
 		SegmentMs:          c.SegmentMs,
+		SegmentJitterMs:    c.SegmentJitterMs,
 		SegmentIndexBytes:  c.SegmentIndexBytes,
 		IndexIntervalBytes: c.IndexIntervalBytes,
 		FlushMessages:      c.FlushMessages,
 		FlushMs:            c.FlushMs,
 		LogAppendTime:      c.TimestampType == "LogAppendTime",
+		FileDeleteDelayMs:  c.FileDeleteDelayMs,
 	}
 }
 

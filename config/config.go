@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/url"
@@ -33,6 +34,7 @@ type Broker struct {
 	OffsetsRetentionMinutes      int64  // offsets.retention.minutes (10080)
 	MetricsListen                string // metrics.listen: host:port of the Prometheus endpoint ("" = off)
 	SendfileEnable               bool   // strata.sendfile.enable (true): false serves fetches by read+write
+	NumRecoveryThreadsPerDataDir int64  // num.recovery.threads.per.data.dir (1): partition logs opened at once at start-up
 
 	// Remote storage (tiering).
 	RemoteStorageURL                   string // remote.storage.url (default file://<log.dirs>/remote)
@@ -92,6 +94,7 @@ var brokerFields = map[string]func(b *Broker) string{
 	"offsets.retention.minutes":           func(b *Broker) string { return i64(b.OffsetsRetentionMinutes) },
 	"metrics.listen":                      func(b *Broker) string { return b.MetricsListen },
 	"strata.sendfile.enable":              func(b *Broker) string { return strconv.FormatBool(b.SendfileEnable) },
+	"num.recovery.threads.per.data.dir":   func(b *Broker) string { return i64(b.NumRecoveryThreadsPerDataDir) },
 	"remote.storage.url":                  func(b *Broker) string { return b.RemoteStorageURL },
 	"remote.log.manager.task.interval.ms": func(b *Broker) string { return i64(b.RemoteLogManagerTaskIntervalMs) },
 	"remote.log.manager.copy.max.bytes.per.second": func(b *Broker) string {
@@ -302,6 +305,7 @@ func (l *loader) build() (*Broker, error) {
 		OffsetsRetentionMinutes:      num("offsets.retention.minutes"),
 		MetricsListen:                get("metrics.listen"),
 		SendfileEnable:               boolean("strata.sendfile.enable"),
+		NumRecoveryThreadsPerDataDir: num("num.recovery.threads.per.data.dir"),
 
 		RemoteStorageURL:                   get("remote.storage.url"),
 		RemoteLogManagerTaskIntervalMs:     num("remote.log.manager.task.interval.ms"),
@@ -468,6 +472,23 @@ func (b *Broker) DescribeBroker() []Entry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// WarnNoEffect logs one warning for each key set (in the file, the
+// environment or --set; defaults do not count) that Strata accepts for
+// compatibility with a Kafka server.properties but that changes nothing,
+// naming the key and why. The broker calls it once at start-up.
+func (b *Broker) WarnNoEffect(logger *slog.Logger) {
+	for _, s := range brokerSpecs {
+		if _, set := b.values[s.name]; !set || !s.noEffect {
+			continue
+		}
+		why := s.doc
+		if t, ok := topicByName[s.topic]; ok && !s.compat {
+			why = t.doc // a topic default's doc says what it defaults, the topic key's why it does nothing
+		}
+		logger.Warn("config key has no effect in Strata, accepted for Kafka compatibility", "key", s.name, "value", b.values[s.name], "why", why)
+	}
 }
 
 func brokerNames() []string {

@@ -47,6 +47,7 @@
 //	offsets.retention.minutes            10080                         1 to 2147483647
 //	metrics.listen                       "" (off)                      host:port of the Prometheus endpoint, or empty (Strata)
 //	strata.sendfile.enable               true                          true, false; false serves fetches by read+write (Strata)
+//	num.recovery.threads.per.data.dir    1                             1 to 2147483647; partition logs opened (recovered) at once at start-up
 //
 // Remote storage (Strata's own keys, beside Kafka's remote.log.manager.*):
 //
@@ -139,14 +140,15 @@
 //	num.io.threads                            8
 //	socket.send.buffer.bytes                  102400
 //	socket.receive.buffer.bytes               102400
-//	num.recovery.threads.per.data.dir         1
 //	offsets.topic.replication.factor          3
 //	transaction.state.log.replication.factor  3
 //	transaction.state.log.min.isr             2
 //	zookeeper.connect                         ""
 //	zookeeper.connection.timeout.ms           18000
 //
-// Any other key is an error.
+// Any other key is an error. A key of either list that is set (not left at its
+// default) is logged once at start-up, as a warning that names the key and
+// why it has no effect (Broker.WarnNoEffect).
 //
 // # Topic fields consumers apply
 //

@@ -240,6 +240,7 @@ var brokerSpecs = []*spec{
 	stringKey("metrics.listen", "", "host:port of the Prometheus /metrics endpoint; empty: off.").
 		allow("host:port, or empty").checked(checkHostPort),
 	boolKey("strata.sendfile.enable", true, "Serve fetches with sendfile; false copies through user space (read+write)."),
+	intKey("num.recovery.threads.per.data.dir", 1, 1, maxInt32, "Partition logs opened (and, after an unclean shutdown, recovered) at once at start-up."),
 
 	// Remote storage.
 	stringKey("remote.storage.url", "", "The object store: file://<dir>, s3://bucket/prefix, ... ; default file://<log dir>/remote (absolute).").
@@ -305,7 +306,6 @@ var brokerSpecs = []*spec{
 	intKey("num.io.threads", 8, 1, maxInt32, "Kafka's request handler thread count; Strata handles requests on the connection's goroutine.").compatOnly(),
 	intKey("socket.send.buffer.bytes", 102400, -1, maxInt32, "Kafka's SO_SNDBUF; Strata leaves the OS default.").compatOnly(),
 	intKey("socket.receive.buffer.bytes", 102400, -1, maxInt32, "Kafka's SO_RCVBUF; Strata leaves the OS default.").compatOnly(),
-	intKey("num.recovery.threads.per.data.dir", 1, 1, maxInt32, "Kafka's log recovery threads; Strata has one data directory.").compatOnly(),
 	{name: "offsets.topic.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16, noEffect: true, compat: true,
 		doc: "Kafka's __consumer_offsets replication; Strata keeps offsets in its metadata store."},
 	{name: "transaction.state.log.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16, noEffect: true, compat: true,

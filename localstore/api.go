@@ -29,11 +29,13 @@ var (
 type Config struct {
 	SegmentBytes       int64 // segment.bytes: roll when the active segment would exceed this
 	SegmentMs          int64 // segment.ms: roll when the active segment's first batch is older (0 = never)
+	SegmentJitterMs    int64 // segment.jitter.ms: each segment rolls a random 0..min(this, SegmentMs)-1 ms early
 	SegmentIndexBytes  int64 // segment.index.bytes: maximum size of an offset index (roll when full)
 	IndexIntervalBytes int64 // index.interval.bytes: bytes between offset/time index entries
 	FlushMessages      int64 // flush.messages: fsync after this many messages (1 = every append)
 	FlushMs            int64 // flush.ms: fsync when the oldest unflushed append is older (0 = off)
 	LogAppendTime      bool  // message.timestamp.type=LogAppendTime
+	FileDeleteDelayMs  int64 // file.delete.delay.ms: a deleted segment's files are renamed .deleted and removed this much later (0 = at once)
 }
 
 // AppendResult says where an append landed.

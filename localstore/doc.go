@@ -14,7 +14,12 @@
 // Writers serialize on Log.wr and publish under Log.mu, which readers hold
 // only to pick a segment; file reads use pread, never a shared seek offset.
 //
-// Open recovers: leftover temporary files are removed and unknown files
+// Segments roll at segment.bytes, a full index, or segment.ms less a random
+// per-segment jitter below segment.jitter.ms. DeleteSegmentsBefore takes
+// segments out of the log at once and renames their files .deleted; Tick
+// removes them after file.delete.delay.ms.
+//
+// Open recovers: leftover temporary and .deleted files are removed and unknown files
 // skipped; the active segment, and after an unclean shutdown (no
 // clean-shutdown marker) every segment past the recovery point, is scanned
 // batch by batch, a torn or corrupt tail is truncated at the last batch whose

@@ -18,6 +18,7 @@ const (
 	timeIndexSuffix = ".timeindex" // time index: timeEntrySize-byte entries
 	snapshotSuffix  = ".snapshot"  // producer state at the offset in the name
 	tmpSuffix       = ".tmp"       // a file being written; left over only by a crash
+	deletedSuffix   = ".deleted"   // added to a deleted segment's files until file.delete.delay.ms passes
 
 	offsetDigits = 20
 

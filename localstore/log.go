@@ -23,7 +23,8 @@ import (
 type Log struct {
 	dir      string
 	logger   *slog.Logger
-	readBufs sync.Pool // *[]byte of readBufSize, for scanning headers in Read
+	readBufs sync.Pool     // *[]byte of readBufSize, for scanning headers in Read
+	rand     func() uint64 // draws each segment's roll jitter; tests replace it
 
 	wr struct {
 		sync.Mutex
@@ -34,6 +35,7 @@ type Log struct {
 		unflushedSince time.Time // zero when everything appended is fsynced
 		idxScratch     []byte
 		tidxScratch    []byte
+		deletions      []pendingDeletion // renamed .deleted, waiting for file.delete.delay.ms
 	}
 
 	mu struct {
@@ -252,7 +254,7 @@ func (l *Log) maybeRollLocked(now time.Time, size, records int64) error {
 	switch {
 	case act.st.size+size > cfg.SegmentBytes,
 		act.st.size+size > math.MaxUint32,
-		cfg.SegmentMs > 0 && now.UnixMilli()-act.st.rollTs > cfg.SegmentMs,
+		act.rollDue(cfg, now.UnixMilli()),
 		len(act.idx)/offsetEntrySize >= maxIdx,
 		len(act.tidx)/timeEntrySize >= maxTidx,
 		act.st.next+records-1-act.base > math.MaxUint32:
@@ -307,6 +309,7 @@ func (l *Log) rollLocked(now time.Time) error {
 		l.wr.err = storageErr("fsync directory", l.dir, err)
 		return l.wr.err
 	}
+	ns.jitterDraw = l.rand()
 	l.mu.Lock()
 	act.st = st
 	act.tidx = append(act.tidx, final...)
@@ -326,24 +329,70 @@ func (l *Log) rollLocked(now time.Time) error {
 	return nil
 }
 
-// Tick rolls by segment.ms and flushes by flush.ms; the broker calls it periodically.
+// Tick rolls by segment.ms (less the segment's jitter), flushes by flush.ms,
+// and removes the files of deleted segments whose file.delete.delay.ms has
+// passed; the broker calls it periodically.
 func (l *Log) Tick(now time.Time) error {
 	l.wr.Lock()
-	defer l.wr.Unlock()
 	if l.mu.closed {
+		l.wr.Unlock()
 		return ErrClosed
 	}
+	err := l.tickLocked(now)
+	due := l.dueDeletionsLocked(now)
+	l.wr.Unlock()
+	for _, p := range due {
+		if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			l.logger.Warn("cannot remove deleted segment file", "path", p, "err", rerr)
+		}
+	}
+	return err
+}
+
+// tickLocked is Tick's roll and flush. Caller holds wr.
+func (l *Log) tickLocked(now time.Time) error {
 	cfg := &l.wr.cfg
-	act := l.active()
-	if cfg.SegmentMs > 0 && act.st.size > 0 && now.UnixMilli()-act.st.rollTs > cfg.SegmentMs {
+	if l.active().rollDue(cfg, now.UnixMilli()) {
 		if err := l.rollLocked(now); err != nil {
 			return err
 		}
 	}
-	if cfg.FlushMs > 0 && !l.wr.unflushedSince.IsZero() && now.Sub(l.wr.unflushedSince) >= time.Duration(cfg.FlushMs)*time.Millisecond {
+	if cfg.FlushMs > 0 && !l.wr.unflushedSince.IsZero() && now.Sub(l.wr.unflushedSince) >= msDuration(cfg.FlushMs) {
 		return l.flushLocked()
 	}
 	return nil
+}
+
+// msDuration converts a config value in ms, saturating: Kafka's "never" is
+// Long.MAX_VALUE ms, which overflows a time.Duration.
+func msDuration(ms int64) time.Duration {
+	if ms > int64(math.MaxInt64/time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// pendingDeletion is a deleted segment's files, renamed with deletedSuffix,
+// to be removed at due.
+type pendingDeletion struct {
+	paths []string
+	due   time.Time
+}
+
+// dueDeletionsLocked takes the paths whose delay has passed. Caller holds wr.
+func (l *Log) dueDeletionsLocked(now time.Time) []string {
+	var due []string
+	keep := l.wr.deletions[:0]
+	for _, d := range l.wr.deletions {
+		if now.Before(d.due) {
+			keep = append(keep, d)
+		} else {
+			due = append(due, d.paths...)
+		}
+	}
+	clear(l.wr.deletions[len(keep):])
+	l.wr.deletions = keep
+	return due
 }
 
 // SetConfig applies changed configuration.
@@ -662,16 +711,32 @@ func (l *Log) DeleteSegmentsBefore(offset int64) (deleted int, err error) {
 	l.mu.Lock()
 	l.mu.segs = slices.Clone(segs[n:])
 	l.mu.Unlock()
+	// As in Kafka, the files are renamed .deleted at once and removed after
+	// file.delete.delay.ms (by Tick, or by the next Open); reads already
+	// holding the open file go on either way.
+	delay := msDuration(l.wr.cfg.FileDeleteDelayMs)
 	var errs []error
+	pd := pendingDeletion{due: time.Now().Add(delay)}
 	for _, s := range segs[:n] {
-		for _, p := range []string{s.logPath, s.idxPath, s.tidxPath} {
-			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		for _, p := range []string{s.logPath, s.idxPath, s.tidxPath, snapshotPath(l.dir, s.base)} {
+			var err error
+			if delay > 0 {
+				if err = os.Rename(p, p+deletedSuffix); err == nil {
+					pd.paths = append(pd.paths, p+deletedSuffix)
+				}
+			} else {
+				err = os.Remove(p)
+			}
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, storageErr("remove", p, err))
 			}
 		}
 		s.release() // the file stays open for slices still being sent
 	}
-	l.logger.Info("deleted segments", "dir", l.dir, "count", n, "logStartOffset", segs[n].base)
+	if len(pd.paths) > 0 {
+		l.wr.deletions = append(l.wr.deletions, pd)
+	}
+	l.logger.Info("deleted segments", "dir", l.dir, "count", n, "logStartOffset", segs[n].base, "fileDeleteDelay", delay)
 	return n, errors.Join(errs...)
 }
 

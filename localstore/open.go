@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,7 +31,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, storageErr("create log directory", dir, err)
 	}
-	l := &Log{dir: dir, logger: logger}
+	l := &Log{dir: dir, logger: logger, rand: rand.Uint64}
 	l.wr.cfg = withDefaults(cfg)
 
 	ents, err := os.ReadDir(dir)
@@ -44,6 +45,13 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 	var indexes []string
 	for _, e := range ents {
 		name := e.Name()
+		if strings.HasSuffix(name, deletedSuffix) {
+			// A segment deleted before the last shutdown whose file.delete.delay.ms
+			// had not passed: Kafka removes these at load too.
+			logger.Info("removing deleted segment file", "path", filepath.Join(dir, name))
+			os.Remove(filepath.Join(dir, name))
+			continue
+		}
 		if strings.HasSuffix(name, tmpSuffix) {
 			logger.Info("removing leftover temporary file", "path", filepath.Join(dir, name))
 			os.Remove(filepath.Join(dir, name))
@@ -94,6 +102,9 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 			s.release()
 		}
 		return nil, err
+	}
+	for _, s := range segs {
+		s.jitterDraw = l.rand()
 	}
 	l.mu.segs = segs
 

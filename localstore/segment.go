@@ -27,6 +27,25 @@ type segment struct {
 	idx      []byte // offset index, the bytes of the file
 	tidx     []byte // time index, the bytes of the file
 	rolledAt time.Time
+
+	// jitterDraw is drawn once when the segment is created or opened;
+	// rollDue turns it into this segment's share of segment.jitter.ms.
+	jitterDraw uint64
+}
+
+// rollDue reports whether segment.ms (less this segment's jitter) has passed
+// since the segment's first batch. As in Kafka, the jitter is a random
+// amount in [0, min(segment.jitter.ms, segment.ms)), fixed per segment.
+// Caller holds Log.wr.
+func (s *segment) rollDue(cfg *Config, nowMs int64) bool {
+	if cfg.SegmentMs <= 0 || s.st.size == 0 {
+		return false
+	}
+	jitter := int64(0)
+	if cfg.SegmentJitterMs > 0 {
+		jitter = int64(s.jitterDraw % uint64(min(cfg.SegmentJitterMs, cfg.SegmentMs)))
+	}
+	return nowMs-s.st.rollTs > cfg.SegmentMs-jitter
 }
 
 // segStats is what appending batches to a segment changes.
