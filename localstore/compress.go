@@ -363,8 +363,20 @@ func (s *recordScanner) record() (record, error) {
 }
 
 // longRecord reads the fields of a record that ends at position end, as
-// parseRecord does, skipping its key, value and headers.
+// parseRecord does, skipping its key, value and headers. As for a record
+// in memory, a record that runs past the records is truncated (corrupt)
+// even if a field of it is invalid too.
 func (s *recordScanner) longRecord(end int64) (record, error) {
+	r, err := s.longFields(end)
+	if errors.Is(err, ErrInvalidRecord) {
+		if left := end - s.consumed(); left > 0 && errors.Is(s.skip(left), errTruncated) {
+			return r, fmt.Errorf("%w: bad length", ErrCorruptBatch)
+		}
+	}
+	return r, err
+}
+
+func (s *recordScanner) longFields(end int64) (record, error) {
 	var r record
 	invalid := func(format string, args ...any) (record, error) {
 		return r, fmt.Errorf("%w: "+format, append([]any{ErrInvalidRecord}, args...)...)
@@ -431,11 +443,6 @@ func (s *recordScanner) longRecord(end int64) (record, error) {
 		}
 	}
 	if left := end - s.consumed(); left > 0 {
-		// As an uncompressed batch's check would: a record that runs past the
-		// records is truncated; one that does not has bytes after its headers.
-		if err := s.skip(left); err != nil {
-			return r, err
-		}
 		return invalid("%d bytes after the headers", left)
 	}
 	return r, nil
