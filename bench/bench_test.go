@@ -23,7 +23,9 @@ import (
 func tiny(t *testing.T) Config {
 	c := Defaults()
 	c.Headline = ProduceCase{RecordBytes: 1024, Partitions: 2, Acks: "1", BatchBytes: 64 << 10}
-	c.Variants = []ProduceCase{{RecordBytes: 1024, Partitions: 2, Acks: "all", BatchBytes: 64 << 10}}
+	c.Variants = []ProduceCase{{RecordBytes: 1024, Partitions: 2, Acks: "all", BatchBytes: 64 << 10},
+		{RecordBytes: 1024, Partitions: 2, Acks: "1", BatchBytes: 64 << 10, Compression: "lz4"},
+		{RecordBytes: 1024, Partitions: 2, Acks: "1", BatchBytes: 64 << 10, Compression: "zstd"}}
 	c.ProduceBytes = 2 << 20
 	c.ColdBytes = 1 << 20
 	c.ColdSegmentBytes = 128 << 10
@@ -190,7 +192,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 	if len(r.Many) != len(r.Config.ManyPartitions) {
 		t.Errorf("many partitions: %d results", len(r.Many))
 	}
-	for _, phase := range []string{"produce-strata", "produce-kfake", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "raw-sendfile-2", "consume-sendfile-2", "raw-sendfile-stream", "consume-kgo-copy", "cold-replay", "raw-gets", "cold-replay-2", "raw-gets-2"} {
+	for _, phase := range []string{"produce-strata", "produce-kfake", "produce-lz4", "produce-zstd", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "raw-sendfile-2", "consume-sendfile-2", "raw-sendfile-stream", "consume-kgo-copy", "cold-replay", "raw-gets", "cold-replay-2", "raw-gets-2"} {
 		if _, ok := r.cpu(phase); !ok {
 			t.Errorf("no CPU measurement of %s", phase)
 		}
@@ -251,6 +253,11 @@ func checkReport(t *testing.T, r *Report, out string) {
 		"hot consume, log bytes, protocol-level over kgo's connection (32 MiB responses) vs raw sendfile",
 		"hot consume, decoded by kgo, payload, sendfile off (copy path) vs kfake, decoded by kgo",
 		fmt.Sprintf("warm replay, remote bytes (cache full, protocol-level fetch) vs raw GETs x%d", b.RawGet.Concurrency),
+		"produce, payload, lz4 (" + r.Config.Variants[1].String() + ") vs uncompressed",
+		"produce, lz4, broker CPU per GB of payload vs uncompressed",
+		"produce, payload, zstd (" + r.Config.Variants[2].String() + ") vs uncompressed",
+		"produce, zstd, broker CPU per GB of payload vs uncompressed",
+		"produce, zstd, log bytes / payload vs ",
 	} {
 		if !rows[row] {
 			t.Errorf("no row %q", row)

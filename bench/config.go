@@ -15,10 +15,19 @@ type ProduceCase struct {
 	Partitions  int    `json:"partitions"`
 	Acks        string `json:"acks"` // "0", "1" or "all"
 	BatchBytes  int    `json:"batch_bytes"`
+	// Compression is the producer's codec: "" (none), gzip, snappy, lz4 or
+	// zstd. A compressed case produces compressible values (see
+	// compressibleValues), so the broker has real work to decompress and
+	// validate.
+	Compression string `json:"compression,omitempty"`
 }
 
 func (c ProduceCase) String() string {
-	return fmt.Sprintf("rec=%dB parts=%d acks=%s batch=%s", c.RecordBytes, c.Partitions, c.Acks, sizeStr(int64(c.BatchBytes)))
+	s := fmt.Sprintf("rec=%dB parts=%d acks=%s batch=%s", c.RecordBytes, c.Partitions, c.Acks, sizeStr(int64(c.BatchBytes)))
+	if c.Compression != "" {
+		s += " compression=" + c.Compression
+	}
+	return s
 }
 
 // Config is one benchmark run. Defaults gives the full run, Quick the small one.
@@ -123,6 +132,10 @@ func variants(h ProduceCase) []ProduceCase {
 	add(func(c *ProduceCase) { c.Acks = "0" })
 	add(func(c *ProduceCase) { c.Acks = "all" })
 	add(func(c *ProduceCase) { c.BatchBytes = 16 << 10 })
+	// What validating compressed batches costs (the broker decompresses
+	// every batch to check its records).
+	add(func(c *ProduceCase) { c.Compression = "lz4" })
+	add(func(c *ProduceCase) { c.Compression = "zstd" })
 	return vs
 }
 
@@ -139,6 +152,8 @@ func (c *Config) Validate() error {
 		check(pc.Partitions >= 1, "partitions %d: at least 1", pc.Partitions)
 		check(pc.Acks == "0" || pc.Acks == "1" || pc.Acks == "all", "acks %q: 0, 1 or all", pc.Acks)
 		check(pc.BatchBytes >= pc.RecordBytes+128, "batch %d bytes: smaller than a record", pc.BatchBytes)
+		_, ok := codecs[pc.Compression]
+		check(ok, "compression %q: none, gzip, snappy, lz4 or zstd", pc.Compression)
 	}
 	check(c.ProduceBytes > 0 && c.ColdBytes > 0 && c.ManyBytes > 0, "byte counts must be positive")
 	check(c.ColdSegmentBytes >= 1024, "cold segment bytes %d: at least 1024", c.ColdSegmentBytes)

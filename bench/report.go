@@ -212,6 +212,23 @@ func (r *Report) buildFigures() {
 			ratioFig("produce, payload", "MB/s", p.PayloadMBps, "kfake", r.ProduceKfake.PayloadMBps, "> 1", 1.0000001, true)
 		}
 		plain("produce, records", "records/s", p.RecordsPerS, "", 0)
+		// Compressed cases: payload rate beside the uncompressed headline,
+		// and the broker's CPU per GB of payload beside the headline's: the
+		// cost of decompressing every batch to validate its records.
+		base, baseOK := r.cpu("produce-strata")
+		for _, c := range r.Produce[1:] {
+			if c.Case.Compression == "" {
+				continue
+			}
+			ratioFig("produce, payload, "+c.Case.Compression+" ("+c.Case.String()+")", "MB/s", c.Strata.PayloadMBps, "uncompressed", p.PayloadMBps, "", 0, true)
+			if c.Strata.PayloadBytes > 0 {
+				plain("produce, "+c.Case.Compression+", log bytes / payload", "", float64(c.Strata.LogBytes)/float64(c.Strata.PayloadBytes), "", 0)
+			}
+			if cc, ok := r.cpu("produce-" + c.Case.Compression); ok && baseOK && c.Strata.PayloadBytes > 0 && p.PayloadBytes > 0 {
+				ratioFig("produce, "+c.Case.Compression+", broker CPU per GB of payload", "CPU s/GB", cc.BrokerSecs/(float64(c.Strata.PayloadBytes)/1e9),
+					"uncompressed", base.BrokerSecs/(float64(p.PayloadBytes)/1e9), "", 0, false)
+			}
+		}
 	}
 	if r.Baselines.RawSendfile.MBps > 0 {
 		ratioFig("hot consume, log bytes (protocol-level fetch, 1 MiB buffer)", "MB/s", r.HotConsume.LogMBps, "raw sendfile", r.Baselines.RawSendfile.MBps, ">= 0.8", 0.8, true)

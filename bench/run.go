@@ -238,7 +238,18 @@ func (r *runner) runLocal(ctx context.Context) error {
 			return err
 		}
 		before := st.counter("strata_broker_produce_bytes_total")
-		t, err := produce(ctx, st.addr, topic, v, cfg.ProduceBytes, false)
+		var t Throughput
+		run := func() (err error) {
+			t, err = produce(ctx, st.addr, topic, v, cfg.ProduceBytes, false)
+			return err
+		}
+		if v.Compression != "" {
+			// The broker's CPU beside produce-strata's shows what
+			// decompressing and validating the batches costs.
+			err = r.cpu("produce-"+v.Compression, run)
+		} else {
+			err = run()
+		}
 		if err != nil {
 			return err
 		}

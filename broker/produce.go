@@ -3,10 +3,10 @@ package broker
 // Produce (key 0), versions 3-13.
 //
 // v3 is the first version with v2 record batches, which is all the log stores.
-// Each partition's records are validated whole (magic, length, CRC-32C, record
-// count, max.message.bytes) before anything is written; the log then assigns
-// offsets by rewriting baseOffset and appends the bytes as they came, compressed
-// or not. acks 0, 1 and -1 are accepted; on one node -1 means appended and
+// Each partition's records are validated whole (magic, length, CRC-32C, codec,
+// max.message.bytes, and every record, decompressed if need be) before anything
+// is written; the log then assigns offsets by rewriting baseOffset and appends
+// the bytes as they came, compressed or not. acks 0, 1 and -1 are accepted; on one node -1 means appended and
 // flushed as flush.messages / flush.ms say. A retried idempotent batch is
 // answered with its original offset. v13 names topics by ID. Transactions are
 // not supported: transactional batches get TRANSACTIONAL_ID_AUTHORIZATION_FAILED.

@@ -1,17 +1,10 @@
 package localstore
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"math"
-
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/snappy/xerial"
-	"github.com/klauspost/compress/zstd"
-	"github.com/pierrec/lz4/v4"
 )
 
 // Byte positions inside a v2 record batch header (KIP-98).
@@ -33,10 +26,6 @@ const (
 	batchLogOverhead  = 12 // baseOffset + length: the bytes not counted by Length
 	minBatchLength    = HeaderSize - batchLogOverhead
 	attrTimestampType = 0x08 // attributes bit 3: LogAppendTime
-
-	// maxDecompressed bounds what a codec may expand one batch to when
-	// records are decoded for a timestamp lookup.
-	maxDecompressed = 256 << 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -97,14 +86,19 @@ func crcOK(b []byte) bool {
 }
 
 // ValidateBatches checks a produce request's records field: one or more whole v2
-// batches, each with magic 2, a consistent length, a CRC-32C that holds, a record
-// count that matches (for uncompressed batches), and a total size <= maxBatchBytes.
+// batches, each with magic 2, a consistent length, a CRC-32C that holds, a known
+// codec, and a total size <= maxBatchBytes; and, as Kafka's LogValidator does,
+// each batch's records, decompressed as a stream if the batch is compressed:
+// exactly the header's count of well-formed records, offset deltas 0, 1, 2, ...
+// and nothing after the last (compress.go says what bounds the decompression).
 // It returns the headers of the batches. maxBatchBytes <= 0 means no limit.
 func ValidateBatches(b []byte, maxBatchBytes int64) ([]BatchHeader, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: no record batch", ErrCorruptBatch)
 	}
 	var hs []BatchHeader
+	var dec decoders
+	defer dec.close()
 	for pos := 0; pos < len(b); {
 		rest := b[pos:]
 		if len(rest) <= batchOffMagic {
@@ -140,45 +134,16 @@ func ValidateBatches(b []byte, maxBatchBytes int64) ([]BatchHeader, error) {
 		if h.LastOffsetDelta != h.NumRecords-1 {
 			return nil, fmt.Errorf("%w: lastOffsetDelta %d with %d records at position %d", ErrInvalidRecord, h.LastOffsetDelta, h.NumRecords, pos)
 		}
-		switch c := h.Compression(); {
-		case c == 0:
-			if err := checkRecords(batch[HeaderSize:], h.NumRecords); err != nil {
-				return nil, fmt.Errorf("%w (batch at position %d)", err, pos)
-			}
-		case c > 4:
+		if c := h.Compression(); c > 4 {
 			return nil, fmt.Errorf("%w: unknown compression codec %d at position %d", ErrCorruptBatch, c, pos)
+		}
+		if err := dec.checkBatch(batch, h); err != nil {
+			return nil, fmt.Errorf("%w (batch at position %d)", err, pos)
 		}
 		hs = append(hs, h)
 		pos += int(size)
 	}
 	return hs, nil
-}
-
-// checkRecords parses n uncompressed records that must fill b exactly.
-func checkRecords(b []byte, n int32) error {
-	var i int32
-	for ; len(b) > 0; i++ {
-		if i >= n {
-			return fmt.Errorf("%w: more than %d records", ErrCorruptBatch, n)
-		}
-		l, k := readVarint(b)
-		if k <= 0 || l < 0 || int64(len(b)-k) < l {
-			return fmt.Errorf("%w: record %d: bad length", ErrCorruptBatch, i)
-		}
-		rec := b[k : k+int(l)]
-		b = b[k+int(l):]
-		r, err := parseRecord(rec)
-		if err != nil {
-			return fmt.Errorf("%w: record %d: %v", ErrInvalidRecord, i, err)
-		}
-		if r.offsetDelta != i {
-			return fmt.Errorf("%w: record %d has offset delta %d", ErrInvalidRecord, i, r.offsetDelta)
-		}
-	}
-	if i != n {
-		return fmt.Errorf("%w: %d records, header says %d", ErrCorruptBatch, i, n)
-	}
-	return nil
 }
 
 // record is what a timestamp lookup needs of a decoded record.
@@ -257,98 +222,4 @@ func readVarint(b []byte) (int64, int) {
 		return 0, -1
 	}
 	return v, k
-}
-
-// decoders holds reusable decompressors for decoding records; the zero
-// value is ready. Not safe for concurrent use.
-type decoders struct {
-	gzip *gzip.Reader
-	lz4  *lz4.Reader
-	zstd *zstd.Decoder
-}
-
-func (d *decoders) close() {
-	if d.zstd != nil {
-		d.zstd.Close()
-	}
-}
-
-// batchRecords returns the uncompressed records section of the whole batch b.
-func (d *decoders) batchRecords(b []byte, h BatchHeader) ([]byte, error) {
-	body := b[HeaderSize:]
-	var (
-		out []byte
-		err error
-	)
-	switch h.Compression() {
-	case 0:
-		return body, nil
-	case 1:
-		if d.gzip == nil {
-			d.gzip, err = gzip.NewReader(bytes.NewReader(body))
-		} else {
-			err = d.gzip.Reset(bytes.NewReader(body))
-		}
-		if err == nil {
-			out, err = readCapped(d.gzip)
-		}
-	case 2:
-		out, err = xerial.Decode(body)
-	case 3:
-		if d.lz4 == nil {
-			d.lz4 = lz4.NewReader(bytes.NewReader(body))
-		} else {
-			d.lz4.Reset(bytes.NewReader(body))
-		}
-		out, err = readCapped(d.lz4)
-	case 4:
-		if d.zstd == nil {
-			d.zstd, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxDecompressed))
-		}
-		if err == nil {
-			out, err = d.zstd.DecodeAll(body, nil)
-		}
-	default:
-		err = fmt.Errorf("unknown codec %d", h.Compression())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: batch at offset %d: decompress: %v", ErrCorruptBatch, h.BaseOffset, err)
-	}
-	return out, nil
-}
-
-func readCapped(r io.Reader) ([]byte, error) {
-	out, err := io.ReadAll(io.LimitReader(r, maxDecompressed+1))
-	if err == nil && len(out) > maxDecompressed {
-		err = fmt.Errorf("more than %d bytes", maxDecompressed)
-	}
-	return out, err
-}
-
-// forEachRecord calls fn with the offset and timestamp of each record of the
-// whole batch b, in order, until fn returns false.
-func (d *decoders) forEachRecord(b []byte, h BatchHeader, fn func(offset, ts int64) bool) error {
-	recs, err := d.batchRecords(b, h)
-	if err != nil {
-		return err
-	}
-	for i := int32(0); len(recs) > 0 && i < h.NumRecords; i++ {
-		l, k := readVarint(recs)
-		if k <= 0 || l < 0 || int64(len(recs)-k) < l {
-			return fmt.Errorf("%w: batch at offset %d: record %d: bad length", ErrCorruptBatch, h.BaseOffset, i)
-		}
-		r, err := parseRecord(recs[k : k+int(l)])
-		if err != nil {
-			return fmt.Errorf("%w: batch at offset %d: record %d: %v", ErrCorruptBatch, h.BaseOffset, i, err)
-		}
-		recs = recs[k+int(l):]
-		ts := h.FirstTimestamp + r.timestampDelta
-		if h.logAppendTime() {
-			ts = h.MaxTimestamp
-		}
-		if !fn(h.BaseOffset+int64(r.offsetDelta), ts) {
-			return nil
-		}
-	}
-	return nil
 }

@@ -110,7 +110,29 @@ func FuzzValidateBatches(f *testing.F) {
 			p += int(size)
 		}
 		checkValidate(t, fixed)
+		checkSections(t, b)
 	})
+}
+
+// checkSections takes b as a records section: streamed through a small
+// buffer it is judged as in memory, and compressed with each codec as
+// uncompressed.
+func checkSections(t *testing.T, b []byte) {
+	n := int32(1)
+	if len(b) > 0 {
+		n = int32(b[0]%4) + 1
+	}
+	want := checkSection(b, n, nil)
+	if got := checkSection(b, n, make([]byte, 16)); (got == nil) != (want == nil) || (want != nil && !sameClass(got, want)) {
+		t.Fatalf("%d records through a 16-byte buffer: %v; in memory: %v", n, got, want)
+	}
+	_, plain := ValidateBatches(wrapBatch(0, n, b), 0)
+	for codec := int8(1); codec <= 5; codec++ {
+		_, got := ValidateBatches(wrapBatch(codec, n, compress(t, codec, b)), 0)
+		if (got == nil) != (plain == nil) || (plain != nil && !sameClass(got, plain)) {
+			t.Fatalf("codec %d: %v; uncompressed: %v", codec, got, plain)
+		}
+	}
 }
 
 // checkValidate: ValidateBatches never panics, errs only with its sentinels,
@@ -170,7 +192,20 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	binary.BigEndian.PutUint32(badCount[batchOffNumRecords:], 9)
 	magic1 := bytes.Clone(good)
 	magic1[batchOffMagic] = 1
-	return append(seeds, flipped, recrc(badCount), magic1)
+	seeds = append(seeds, flipped, recrc(badCount), magic1)
+	// Compressed batches, valid and not, for every codec (5: raw snappy).
+	garbage := bytes.Repeat([]byte{0x1f, 0x8b, 0x28, 0xb5, 0x04, 0x22, 0x82, 0x53}, 8)
+	for codec := int8(1); codec <= 5; codec++ {
+		seeds = append(seeds,
+			wrapBatch(codec, 3, compress(t, codec, records(3))),
+			wrapBatch(codec, 1, garbage),
+			wrapBatch(codec, 1000, compress(t, codec, records(1))),
+			wrapBatch(codec, 2, compress(t, codec, append(records(2), 0))),
+			wrapBatch(codec, 2, compress(t, codec, append(rawRecord(0, nil, []byte("a")), rawRecord(2, nil, []byte("b"))...))),
+			wrapBatch(codec, 2, compress(t, codec, records(2)[:20])),
+		)
+	}
+	return seeds
 }
 
 // TestWriteFuzzCorpus regenerates testdata/fuzz/FuzzValidateBatches when
