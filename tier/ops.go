@@ -235,9 +235,35 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 	attempts := make(map[attemptKey]*candidate)
 	var order []attemptKey
 	manifests := make(map[string][]manifestName)
-	err := store.List(ctx, "", func(info remotestore.ObjectInfo) error {
+	// Topics deleted with their cleanup pending: never restored, their
+	// segments never attached (the broker's deletion job removes them).
+	dels, err := meta.TopicDeletions()
+	if err != nil {
+		return rep, fmt.Errorf("tier: recover: %w", err)
+	}
+	deletedIDs := make(map[[16]byte]bool)
+	deletedSegs := make(map[attemptKey]bool)
+	for _, d := range dels {
+		deletedIDs[d.ID] = true
+		parts, err := meta.DeletedPartitions(d.ID)
+		if err != nil {
+			return rep, fmt.Errorf("tier: recover: %w", err)
+		}
+		for _, p := range parts {
+			segs, err := meta.DeletedSegments(d.ID, p)
+			if err != nil {
+				return rep, fmt.Errorf("tier: recover: %w", err)
+			}
+			for _, sg := range segs {
+				deletedSegs[attemptKey{tp{d.Name, p}, sg.BaseOffset, sg.UploadID}] = true
+			}
+		}
+	}
+	err = store.List(ctx, "", func(info remotestore.ObjectInfo) error {
 		if mn, ok := parseManifestKey(info.Key); ok {
-			manifests[mn.Topic] = append(manifests[mn.Topic], mn)
+			if !deletedIDs[mn.ID] {
+				manifests[mn.Topic] = append(manifests[mn.Topic], mn)
+			}
 			return nil
 		}
 		n, ok := parseKey(info.Key)
@@ -245,6 +271,9 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 			return nil
 		}
 		k := attemptKey{tp{n.Topic, n.Partition}, n.Base, n.UploadID}
+		if deletedSegs[k] {
+			return nil
+		}
 		c := attempts[k]
 		if c == nil {
 			c = &candidate{name: n}
@@ -293,6 +322,8 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 				problem = fmt.Sprintf("sidecar describes %s-%d base %d", sc.Topic, sc.Partition, sc.BaseOffset)
 			case sc.Size != c.log.Size:
 				problem = fmt.Sprintf(".log is %d bytes, the sidecar says %d", c.log.Size, sc.Size)
+			case deletedIDs[sc.TopicID]:
+				problem = "a segment of a deleted topic whose cleanup is pending"
 			default:
 				c.sc = sc
 			}

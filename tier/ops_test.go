@@ -3,6 +3,7 @@ package tier
 import (
 	"bytes"
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -320,5 +321,26 @@ func TestStatus(t *testing.T) {
 	if len(s.Remote) != 1 || s.Remote[0].State != "COPY_FINISHED" || s.CopyLagSegments != 1 || s.CopyLagBytes != s.Local[1].Size ||
 		s.LastError == "" || s.HighestOffset != 29 || s.LogStartOffset != 0 {
 		t.Errorf("status %+v", s)
+	}
+}
+
+// Recover run while a deleted topic's cleanup is pending neither restores
+// the topic from its manifest nor attaches its segments.
+func TestRecoverSkipsPendingDeletions(t *testing.T) {
+	e := newEnv(t, nil)
+	e.segment(3, 10)
+	e.manage()
+	eventually(t, "the topic's manifest", func() bool { return len(e.manifestKeys()) > 0 })
+	e.deleteTopic()
+	e.m.Close()
+	rep, err := Recover(context.Background(), e.store, e.meta, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.meta.Topic(testTopic); !errors.Is(err, metadata.ErrTopicNotFound) {
+		t.Fatalf("recover restored a deleted topic: %v; report %+v", err, rep)
+	}
+	if rep.Segments != 0 {
+		t.Fatalf("recover attached %d segments of a deleted topic", rep.Segments)
 	}
 }
