@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/url"
@@ -170,11 +171,33 @@ func (l *loader) set(key, raw, origin string) error {
 	}
 	v, err := s.parse(key, raw)
 	if err != nil {
+		if s.sensitive {
+			hideValue(err, raw)
+		}
 		err.Origin = origin
 		return err
 	}
 	l.given[key], l.origin[key] = v, origin
 	return nil
+}
+
+// Hidden stands for a sensitive value in logs and printed configurations,
+// as Kafka's "[hidden]".
+const Hidden = "[hidden]"
+
+// hideValue takes a sensitive value out of e: the message says why the
+// value was refused without quoting it.
+func hideValue(e *Error, raw string) {
+	e.Value = Hidden
+	for _, v := range []string{raw, strings.TrimSpace(raw)} {
+		if v == "" {
+			continue
+		}
+		e.Msg = strings.ReplaceAll(e.Msg, strconv.Quote(v), "the value ("+Hidden+": "+e.Key+" is sensitive)")
+		if len(v) >= 6 { // shorter, it would match words of the message
+			e.Msg = strings.ReplaceAll(e.Msg, v, Hidden)
+		}
+	}
 }
 
 func unknownBrokerKey(key string) *Error {
@@ -454,14 +477,53 @@ func (b *Broker) DescribeBroker() []Entry {
 		if s.noEffect {
 			e.Doc += " Accepted for compatibility, no effect."
 		}
-		if s.name == "remote.storage.url" {
-			if u, err := url.Parse(e.Value); err == nil {
-				e.Value = u.Redacted() // s3://key:secret@host hides the secret
-			}
+		if s.sensitive {
+			// As Kafka answers a password: the value is never sent.
+			e.Value, e.Sensitive = "", true
 		}
 		out = append(out, e)
 	}
 	return out
+}
+
+// String lists every broker config as DescribeBroker shows it, key=value,
+// with sensitive values shown as [hidden]: a Broker may be printed or
+// logged without leaking a secret.
+func (b *Broker) String() string {
+	var sb strings.Builder
+	sb.WriteString("config.Broker{")
+	for i, e := range b.DescribeBroker() {
+		if i > 0 {
+			sb.WriteByte(' ')
+		}
+		v := e.Value
+		if e.Sensitive {
+			v = Hidden
+		}
+		sb.WriteString(e.Name + "=" + strconv.Quote(v))
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}
+
+// GoString is String, so %#v hides secrets too.
+func (b *Broker) GoString() string { return b.String() }
+
+// LogValue is the keys that were set (properties file, environment, --set),
+// in DescribeBroker order, with sensitive values shown as [hidden].
+func (b *Broker) LogValue() slog.Value {
+	var attrs []slog.Attr
+	for _, e := range b.DescribeBroker() {
+		if e.Source != SourceStaticBroker {
+			continue
+		}
+		v := e.Value
+		if e.Sensitive {
+			v = Hidden
+		}
+		attrs = append(attrs, slog.String(e.Name, v))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 func brokerNames() []string {

@@ -56,6 +56,20 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.SecretKeyFile != "" {
+		v, err := readSecretFile("secret_key_file", cfg.SecretKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.SecretKey = v
+	}
+	if cfg.SessionTokenFile != "" {
+		v, err := readSecretFile("session_token_file", cfg.SessionTokenFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.SessionToken = v
+	}
 	loadOpts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
