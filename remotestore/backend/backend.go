@@ -9,16 +9,25 @@
 //	file://./REL/PATH, file:REL     a directory relative to the working directory
 //	mem://                          a fresh in-memory store (tests)
 //
-// s3 parameters: endpoint (http(s) URL of an S3-compatible service), region,
-// path_style (true/false; default true when endpoint is set), access_key and
-// secret_key (and session_token; default: the AWS credential chain, e.g.
-// AWS_ACCESS_KEY_ID), profile, part_size, multipart_threshold (bytes, or with
+// s3 parameters: endpoint (http(s) URL of an S3-compatible service, without
+// user or password), region, path_style (true/false; default true when
+// endpoint is set), access_key with secret_key or secret_key_file (a file
+// holding the secret, read at Open, white space trimmed), session_token or
+// session_token_file, profile, part_size, multipart_threshold (bytes, or with
 // a KiB/MiB/GiB suffix), concurrency, max_attempts. Unknown parameters are
-// errors. For example, MinIO on loopback:
+// errors. Without access_key, the AWS default chain gives the credentials:
+// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, the shared
+// credentials file (profile picks a profile), web identity, instance role.
 //
-//	s3://strata/cluster-1?endpoint=http://127.0.0.1:9000&access_key=minioadmin&secret_key=minioadmin
+// Prefer the chain or secret_key_file to secret_key (or s3://KEY:SECRET@):
+// a URL given on a command line is visible in ps. For example, MinIO on
+// loopback:
 //
-// Errors name the URL with its secrets replaced by "xxxxx".
+//	s3://strata/cluster-1?endpoint=http://127.0.0.1:9000&access_key=minioadmin&secret_key_file=/run/secrets/minio
+//
+// Errors and Redact show the URL with its secrets replaced by "xxxxx": a
+// userinfo password, secret_key, session_token, the value of any parameter
+// not known to be public (a mistyped secret_key=), and the fragment.
 package backend
 
 import (
