@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"os"
@@ -12,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratalog/strata/config"
@@ -52,6 +56,11 @@ func (b *syncBuffer) String() string {
 // properties file (props, if not empty), environment variables and sets, as
 // `strata serve` builds it, logging at debug level into log.
 func startBrokerFrom(t *testing.T, props string, environ, sets []string, log *syncBuffer) *testBroker {
+	return startBrokerReg(t, props, environ, sets, log, nil)
+}
+
+// startBrokerReg is startBrokerFrom with the broker's metrics in reg.
+func startBrokerReg(t *testing.T, props string, environ, sets []string, log *syncBuffer, reg prometheus.Registerer) *testBroker {
 	t.Helper()
 	tb := &testBroker{t: t, dir: t.TempDir()}
 	path := ""
@@ -67,7 +76,7 @@ func startBrokerFrom(t *testing.T, props string, environ, sets []string, log *sy
 		t.Fatalf("config: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := New(cfg, Options{Logger: logger})
+	srv, err := New(cfg, Options{Logger: logger, Registerer: reg})
 	if err != nil {
 		t.Fatalf("broker: %v", err)
 	}
@@ -228,6 +237,53 @@ func TestStartupLogHidesStoreSecret(t *testing.T) {
 				t.Errorf("%s/%s: the remote tier line is missing:\n%s", name, form, out)
 			}
 		}
+	}
+}
+
+// Failing uploads (the endpoint refuses connections) put their errors in the
+// log, the tier status (/v1/tier) and the S3 request metrics: none of them
+// carries the secret.
+func TestTierErrorsHideStoreSecret(t *testing.T) {
+	for _, form := range []string{"query", "userinfo"} {
+		var log syncBuffer
+		reg := prometheus.NewRegistry()
+		sets := []string{"remote.storage.url=" + secretURLs[form] + "&max_attempts=1",
+			"remote.log.manager.task.interval.ms=50", "log.retention.check.interval.ms=50"}
+		if form == "userinfo" {
+			sets[0] = "remote.storage.url=" + strings.Replace(secretURLs[form], "?", "?max_attempts=1&", 1)
+		}
+		tb := startBrokerReg(t, "", nil, sets, &log, reg)
+		tb.createTopic("failing", 1, map[string]*string{"segment.bytes": kmsg.StringPtr("1024")})
+		cl := tb.client(kgo.DefaultProduceTopic("failing"))
+		for i := 0; i < 20; i++ {
+			produceSync(t, cl, &kgo.Record{Value: bytes.Repeat([]byte{'x'}, 200)})
+		}
+		var status string
+		waitFor(t, ctxT(t, 60*time.Second), "an upload error in the tier status", func() bool {
+			sts := tb.srv.TierManager().Status("failing")
+			b, _ := json.Marshal(sts)
+			status = string(b)
+			return len(sts) > 0 && sts[0].LastError != ""
+		})
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var metrics strings.Builder
+		for _, mf := range mfs {
+			if _, err := expfmt.MetricFamilyToText(&metrics, mf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !strings.Contains(metrics.String(), "strata_s3_request_failures_total") {
+			t.Errorf("%s: no S3 failure counted:\n%s", form, metrics.String())
+		}
+		for what, out := range map[string]string{"log": log.String(), "status": status, "metrics": metrics.String()} {
+			if strings.Contains(out, storeSecret) {
+				t.Errorf("%s: the %s shows the secret:\n%s", form, what, out)
+			}
+		}
+		tb.stop()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -166,6 +167,10 @@ func (l *loader) set(key, raw, origin string) error {
 	s, ok := brokerByName[key]
 	if !ok {
 		e := unknownBrokerKey(key)
+		if !keyName.MatchString(key) {
+			// Perhaps a value given without its key: it may be a secret.
+			e = &Error{Msg: "an unknown key that is not a key name (not shown: it may be a value; keys look like log.retention.ms)"}
+		}
 		e.Origin = origin
 		return e
 	}
@@ -180,6 +185,9 @@ func (l *loader) set(key, raw, origin string) error {
 	l.given[key], l.origin[key] = v, origin
 	return nil
 }
+
+// keyName is what a key looks like; anything else is not quoted in errors.
+var keyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // Hidden stands for a sensitive value in logs and printed configurations,
 // as Kafka's "[hidden]".
@@ -263,6 +271,9 @@ func Load(path string, environ []string, sets []string) (*Broker, error) {
 	for _, s := range sets {
 		key, val, ok := strings.Cut(s, "=")
 		if !ok {
+			if k := strings.TrimSpace(s); !keyName.MatchString(k) {
+				return nil, &Error{Msg: "--set: want key=value (the argument is not shown: it may hold a value)", Origin: "--set"}
+			}
 			return nil, &Error{Key: strings.TrimSpace(s), Msg: fmt.Sprintf("--set %q: want key=value", s), Origin: "--set"}
 		}
 		if err := l.set(strings.TrimSpace(key), val, "--set"); err != nil {

@@ -77,6 +77,32 @@ func TestSensitiveValueErrors(t *testing.T) {
 	}
 }
 
+// A value given without its key (or with a space for '=') is not quoted
+// back: it may be the secret.
+func TestValueWithoutKeyNotQuoted(t *testing.T) {
+	url := "s3://AKID:" + testSecret + "@bucket/p?region=x"
+	for _, set := range []string{url, "remote.storage.url " + "s3://AKID:" + testSecret + "@bucket/p"} {
+		_, err := Load("", nil, []string{set})
+		if err == nil {
+			t.Fatalf("%q accepted", set)
+		}
+		if strings.Contains(err.Error(), testSecret) {
+			t.Errorf("--set %q: error shows the secret: %v", set, err)
+		}
+	}
+	props := filepath.Join(t.TempDir(), "server.properties")
+	if err := os.WriteFile(props, []byte(url+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(props, nil, nil); err == nil || strings.Contains(err.Error(), testSecret) {
+		t.Errorf("properties line without a key: %v", err)
+	}
+	// A mistyped key is still named.
+	if _, err := Load("", nil, []string{"remote.storage.ur=x"}); err == nil || !strings.Contains(err.Error(), `"remote.storage.ur"`) {
+		t.Errorf("mistyped key: %v", err)
+	}
+}
+
 // Keys named like secrets must be marked sensitive (spec.secret()), so a
 // key added later cannot leak through DescribeConfigs or the logs.
 func TestSecretLookingKeysAreSensitive(t *testing.T) {
