@@ -11,6 +11,9 @@ package broker
 // IncrementalAlterConfigs sets, deletes, appends to or subtracts from them.
 // The broker (resource type 4, name "" or its id) is described; its configs
 // are static, so altering them is refused with a message that says so.
+// A sensitive config (remote.storage.url, which may carry S3 credentials) is
+// answered as Kafka answers a password: IsSensitive, a null value, null
+// synonym values.
 
 import (
 	"context"

@@ -79,6 +79,9 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// The keys set, as Kafka logs its config at start-up; sensitive ones
+	// show as [hidden] (config.Broker.LogValue).
+	logger.Info("config", "set", cfg)
 	host, port, err := cfg.Advertised()
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -172,16 +173,45 @@ func (l *loader) set(key, raw, origin string) error {
 	s, ok := brokerByName[key]
 	if !ok {
 		e := unknownBrokerKey(key)
+		if !keyName.MatchString(key) {
+			// Perhaps a value given without its key: it may be a secret.
+			e = &Error{Msg: "an unknown key that is not a key name (not shown: it may be a value; keys look like log.retention.ms)"}
+		}
 		e.Origin = origin
 		return e
 	}
 	v, err := s.parse(key, raw)
 	if err != nil {
+		if s.sensitive {
+			hideValue(err, raw)
+		}
 		err.Origin = origin
 		return err
 	}
 	l.given[key], l.origin[key] = v, origin
 	return nil
+}
+
+// keyName is what a key looks like; anything else is not quoted in errors.
+var keyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// Hidden stands for a sensitive value in logs and printed configurations,
+// as Kafka's "[hidden]".
+const Hidden = "[hidden]"
+
+// hideValue takes a sensitive value out of e: the message says why the
+// value was refused without quoting it.
+func hideValue(e *Error, raw string) {
+	e.Value = Hidden
+	for _, v := range []string{raw, strings.TrimSpace(raw)} {
+		if v == "" {
+			continue
+		}
+		e.Msg = strings.ReplaceAll(e.Msg, strconv.Quote(v), "the value ("+Hidden+": "+e.Key+" is sensitive)")
+		if len(v) >= 6 { // shorter, it would match words of the message
+			e.Msg = strings.ReplaceAll(e.Msg, v, Hidden)
+		}
+	}
 }
 
 func unknownBrokerKey(key string) *Error {
@@ -247,6 +277,9 @@ func Load(path string, environ []string, sets []string) (*Broker, error) {
 	for _, s := range sets {
 		key, val, ok := strings.Cut(s, "=")
 		if !ok {
+			if k := strings.TrimSpace(s); !keyName.MatchString(k) {
+				return nil, &Error{Msg: "--set: want key=value (the argument is not shown: it may hold a value)", Origin: "--set"}
+			}
 			return nil, &Error{Key: strings.TrimSpace(s), Msg: fmt.Sprintf("--set %q: want key=value", s), Origin: "--set"}
 		}
 		if err := l.set(strings.TrimSpace(key), val, "--set"); err != nil {
@@ -464,10 +497,9 @@ func (b *Broker) DescribeBroker() []Entry {
 		if s.noEffect {
 			e.Doc += " Accepted for compatibility, no effect."
 		}
-		if s.name == "remote.storage.url" {
-			if u, err := url.Parse(e.Value); err == nil {
-				e.Value = u.Redacted() // s3://key:secret@host hides the secret
-			}
+		if s.sensitive {
+			// As Kafka answers a password: the value is never sent.
+			e.Value, e.Sensitive = "", true
 		}
 		out = append(out, e)
 	}
@@ -489,6 +521,46 @@ func (b *Broker) WarnNoEffect(logger *slog.Logger) {
 		}
 		logger.Warn("config key has no effect in Strata, accepted for Kafka compatibility", "key", s.name, "value", b.values[s.name], "why", why)
 	}
+}
+
+// String lists every broker config as DescribeBroker shows it, key=value,
+// with sensitive values shown as [hidden]: a Broker may be printed or
+// logged without leaking a secret.
+func (b *Broker) String() string {
+	var sb strings.Builder
+	sb.WriteString("config.Broker{")
+	for i, e := range b.DescribeBroker() {
+		if i > 0 {
+			sb.WriteByte(' ')
+		}
+		v := e.Value
+		if e.Sensitive {
+			v = Hidden
+		}
+		sb.WriteString(e.Name + "=" + strconv.Quote(v))
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}
+
+// GoString is String, so %#v hides secrets too.
+func (b *Broker) GoString() string { return b.String() }
+
+// LogValue is the keys that were set (properties file, environment, --set),
+// in DescribeBroker order, with sensitive values shown as [hidden].
+func (b *Broker) LogValue() slog.Value {
+	var attrs []slog.Attr
+	for _, e := range b.DescribeBroker() {
+		if e.Source != SourceStaticBroker {
+			continue
+		}
+		v := e.Value
+		if e.Sensitive {
+			v = Hidden
+		}
+		attrs = append(attrs, slog.String(e.Name, v))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 func brokerNames() []string {

@@ -72,8 +72,14 @@
 // stall timeout must exceed the time one part (part_size, 32 MiB by default)
 // takes to send.
 //
-// remote.storage.url may carry credentials (s3://key:secret@host/bucket);
-// DescribeConfigs shows it with the secret redacted.
+// remote.storage.url is sensitive, as Kafka's password keys are: it may carry
+// credentials (s3://key:secret@bucket, secret_key=, session_token=), so
+// DescribeConfigs answers it as null with IsSensitive whatever its value,
+// a bad value is refused without quoting it, and a printed or logged Broker
+// shows it as [hidden]. Prefer to keep the secret out of the URL: the AWS
+// chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, shared
+// credentials file) or secret_key_file=/path (see the remotestore/backend
+// package). A key marked sensitive in keys.go (spec.secret) gets all of this.
 //
 // # Topic keys and their broker defaults
 //

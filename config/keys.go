@@ -43,13 +43,16 @@ type spec struct {
 	noEffect bool   // accepted for Kafka compatibility, changes nothing
 	compat   bool   // a Kafka key that does not apply to one node (listed in doc.go)
 	topic    string // the topic key this broker key is the default of
+	// sensitive marks a value that may hold a secret: DescribeConfigs
+	// answers it as null with IsSensitive, and logs and errors hide it.
+	sensitive bool
 }
 
 // Error is a configuration error: an unknown key or a bad value. The message
 // names the key and what is allowed.
 type Error struct {
 	Key    string // the key (or, for an unknown STRATA_ variable, the key it maps to)
-	Value  string // the value as given; empty for an unknown key
+	Value  string // the value as given ("[hidden]" for a sensitive key); empty for an unknown key
 	Msg    string // the message without the "config: " prefix
 	Origin string // where it was set: "server.properties line 3", "environment variable STRATA_X", "--set"; empty for topic configs
 }
@@ -188,6 +191,7 @@ func (s *spec) allow(text string) *spec     { s.allowed = text; return s }
 func (s *spec) defaults(topic string) *spec { s.topic = topic; return s }
 func (s *spec) ineffective() *spec          { s.noEffect = true; return s }
 func (s *spec) compatOnly() *spec           { s.noEffect, s.compat = true, true; return s }
+func (s *spec) secret() *spec               { s.sensitive = true; return s }
 func (s *spec) checked(f func(string) string) *spec {
 	s.check = f
 	return s
@@ -244,7 +248,7 @@ var brokerSpecs = []*spec{
 
 	// Remote storage.
 	stringKey("remote.storage.url", "", "The object store: file://<dir>, s3://bucket/prefix, ... ; default file://<log dir>/remote (absolute).").
-		allow("a URL with a scheme, or empty for the default").checked(checkURL),
+		allow("a URL with a scheme, or empty for the default").checked(checkURL).secret(),
 	longKey("remote.log.manager.task.interval.ms", 30000, 1, "How often the tiering manager looks for segments to copy and delete."),
 	longKey("remote.log.manager.copy.max.bytes.per.second", -1, -1, "Upload bandwidth limit; -1: unlimited.").
 		allow("-1 (unlimited) or 1 to 9223372036854775807").checked(func(v string) string {

@@ -9,22 +9,32 @@
 //	file://./REL/PATH, file:REL     a directory relative to the working directory
 //	mem://                          a fresh in-memory store (tests)
 //
-// s3 parameters: endpoint (http(s) URL of an S3-compatible service), region,
-// path_style (true/false; default true when endpoint is set), access_key and
-// secret_key (and session_token; default: the AWS credential chain, e.g.
-// AWS_ACCESS_KEY_ID), profile, part_size, multipart_threshold (bytes, or with
+// s3 parameters: endpoint (http(s) URL of an S3-compatible service, without
+// user or password), region, path_style (true/false; default true when
+// endpoint is set), access_key with secret_key or secret_key_file (a file
+// holding the secret, read at Open, white space trimmed), session_token or
+// session_token_file, profile, part_size, multipart_threshold (bytes, or with
 // a KiB/MiB/GiB suffix), concurrency, max_attempts. Unknown parameters are
-// errors. For example, MinIO on loopback:
+// errors. Without access_key, the AWS default chain gives the credentials:
+// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, the shared
+// credentials file (profile picks a profile), web identity, instance role.
 //
-//	s3://strata/cluster-1?endpoint=http://127.0.0.1:9000&access_key=minioadmin&secret_key=minioadmin
+// Prefer the chain or secret_key_file to secret_key (or s3://KEY:SECRET@):
+// a URL given on a command line is visible in ps. For example, MinIO on
+// loopback:
 //
-// Errors name the URL with its secrets replaced by "xxxxx".
+//	s3://strata/cluster-1?endpoint=http://127.0.0.1:9000&access_key=minioadmin&secret_key_file=/run/secrets/minio
+//
+// Errors and Redact show the URL with its secrets replaced by "xxxxx": a
+// userinfo password, secret_key, session_token, the value of any parameter
+// not known to be public (a mistyped secret_key=), and the fragment.
 package backend
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -72,11 +82,29 @@ type Location struct {
 
 var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 
-// secretParams are the query parameters Redact hides.
+// publicParams are the query parameters whose values Redact keeps; every
+// other value (secret_key, session_token, and any unknown or mistyped
+// parameter, which may be a secret) is replaced.
+var publicParams = map[string]bool{
+	"endpoint": true, "region": true, "path_style": true, "access_key": true, "profile": true,
+	"secret_key_file": true, "session_token_file": true,
+	"part_size": true, "multipart_threshold": true, "concurrency": true, "max_attempts": true,
+}
+
+// secretParams are the parameters that carry a secret in the URL itself.
 var secretParams = []string{"secret_key", "session_token"}
 
-// Redact returns rawURL with its secrets (secret_key, session_token and any
-// userinfo password) replaced by "xxxxx", for logs and errors.
+// redacted replaces a secret in Redact's output.
+const redacted = "xxxxx"
+
+// plainName is a parameter name an error may quote: a mistyped name is
+// shown, a secret pasted without "name=" is not.
+var plainName = regexp.MustCompile(`^[A-Za-z][A-Za-z_-]{0,31}$`)
+
+// Redact returns rawURL with its secrets replaced by "xxxxx", for logs and
+// errors: any userinfo password (of the URL or of its endpoint), the values
+// of secret_key, session_token and of every parameter not known to be
+// public, parameter names that do not look like names, and the fragment.
 func Redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -84,21 +112,51 @@ func Redact(rawURL string) string {
 	}
 	if u.User != nil {
 		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			u.User = url.UserPassword(u.User.Username(), redacted)
 		}
 	}
-	q := u.Query()
-	redacted := false
-	for _, p := range secretParams {
-		if q.Has(p) {
-			q.Set(p, "xxxxx")
-			redacted = true
-		}
+	if u.Fragment != "" || u.RawFragment != "" {
+		u.Fragment, u.RawFragment = redacted, ""
 	}
-	if redacted {
-		u.RawQuery = q.Encode()
+	if u.RawQuery != "" {
+		// Pair by pair, so what is kept reads as it was written.
+		var out []string
+		for pair := range strings.SplitSeq(u.RawQuery, "&") {
+			if pair == "" {
+				continue
+			}
+			rawName, rawVal, _ := strings.Cut(pair, "=")
+			name, err := url.QueryUnescape(rawName)
+			val, verr := url.QueryUnescape(rawVal)
+			switch {
+			case err != nil || !plainName.MatchString(name):
+				out = append(out, redacted+"="+redacted)
+			case !publicParams[name] || verr != nil || strings.Contains(rawVal, ";"):
+				out = append(out, rawName+"="+redacted)
+			case name == "endpoint" && redactUserinfo(val) != val:
+				out = append(out, rawName+"="+url.QueryEscape(redactUserinfo(val)))
+			default:
+				out = append(out, pair)
+			}
+		}
+		u.RawQuery = strings.Join(out, "&")
 	}
 	return u.String()
+}
+
+// redactUserinfo hides the password of an endpoint URL, if it has one.
+func redactUserinfo(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return redacted
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), redacted)
+			return u.String()
+		}
+	}
+	return raw
 }
 
 // ParseURL parses a store URL without opening anything.
@@ -171,6 +229,9 @@ func parseS3(u *url.URL, bad func(string, ...any) (Location, error)) (Location, 
 	}
 	pathStyleSet := false
 	for name, vals := range q {
+		if !plainName.MatchString(name) {
+			return bad("a parameter name is not valid (known: %s)", knownParams())
+		}
 		if len(vals) != 1 {
 			return bad("parameter %q given %d times", name, len(vals))
 		}
@@ -188,8 +249,12 @@ func parseS3(u *url.URL, bad func(string, ...any) (Location, error)) (Location, 
 			cfg.AccessKey = v
 		case "secret_key":
 			cfg.SecretKey = v
+		case "secret_key_file":
+			cfg.SecretKeyFile = v
 		case "session_token":
 			cfg.SessionToken = v
+		case "session_token_file":
+			cfg.SessionTokenFile = v
 		case "profile":
 			cfg.Profile = v
 		case "part_size":
@@ -201,7 +266,7 @@ func parseS3(u *url.URL, bad func(string, ...any) (Location, error)) (Location, 
 		case "max_attempts":
 			cfg.MaxAttempts, perr = strconv.Atoi(v)
 		default:
-			return bad("unknown parameter %q", name)
+			return bad("unknown parameter %q (known: %s)", name, knownParams())
 		}
 		if perr != nil {
 			if slices.Contains(secretParams, name) {
@@ -217,6 +282,13 @@ func parseS3(u *url.URL, bad func(string, ...any) (Location, error)) (Location, 
 		return bad("%v", err)
 	}
 	return loc, nil
+}
+
+// knownParams lists the s3 parameters, for errors.
+func knownParams() string {
+	names := append(slices.Sorted(maps.Keys(publicParams)), secretParams...)
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }
 
 // parseSize parses bytes with an optional KiB, MiB or GiB suffix.
@@ -305,6 +377,7 @@ func mergeS3(base, u s3.Config) s3.Config {
 	set(&base.Profile, u.Profile)
 	if u.AccessKey != "" {
 		base.AccessKey, base.SecretKey, base.SessionToken = u.AccessKey, u.SecretKey, u.SessionToken
+		base.SecretKeyFile, base.SessionTokenFile = u.SecretKeyFile, u.SessionTokenFile
 	}
 	if u.PartSize != 0 {
 		base.PartSize = u.PartSize

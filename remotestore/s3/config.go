@@ -3,8 +3,11 @@ package s3
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 )
 
@@ -41,10 +44,17 @@ type Config struct {
 	PathStyle bool
 	// AccessKey and SecretKey (and SessionToken) are static credentials;
 	// when empty, the AWS default chain is used (environment, shared
-	// files, web identity, instance role).
+	// files, web identity, instance role). Prefer the chain, or
+	// SecretKeyFile, to a SecretKey written in a command line or config.
 	AccessKey    string
 	SecretKey    string
 	SessionToken string
+	// SecretKeyFile and SessionTokenFile name files that hold the secret
+	// key and the session token (a Docker or Kubernetes secret, say),
+	// read once by New, surrounding white space trimmed. Each is an
+	// alternative to its in-memory field and needs AccessKey.
+	SecretKeyFile    string
+	SessionTokenFile string
 	// Profile picks a profile of the shared AWS files (default chain only).
 	Profile string
 
@@ -81,6 +91,62 @@ func (f ObserverFunc) ObserveRequest(operation string, status int, took time.Dur
 	f(operation, status, took, err)
 }
 
+// String prints c with the secret key and the session token hidden, so a
+// Config may be logged or printed (%v, %+v, %#v).
+func (c Config) String() string {
+	type plain Config // no methods: no recursion
+	p := plain(c)
+	if p.SecretKey != "" {
+		p.SecretKey = "xxxxx"
+	}
+	if p.SessionToken != "" {
+		p.SessionToken = "xxxxx"
+	}
+	return fmt.Sprintf("s3.Config%+v", p)
+}
+
+// GoString is String.
+func (c Config) GoString() string { return c.String() }
+
+// maxSecretFile bounds what readSecretFile reads: a key is tens of bytes, a
+// session token a few KiB.
+const maxSecretFile = 64 << 10
+
+// readSecretFile reads a secret from path; param names it in errors (the
+// URL parameter, secret_key_file or session_token_file).
+func readSecretFile(param, path string) (string, error) {
+	fail := func(format string, args ...any) (string, error) {
+		return "", fmt.Errorf("remotestore/s3: %s %q: %s", param, path, fmt.Sprintf(format, args...))
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fail("cannot read it: %v", err)
+	}
+	if fi.IsDir() {
+		return fail("is a directory, not a file")
+	}
+	if !fi.Mode().IsRegular() {
+		return fail("is not a regular file")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fail("cannot read it: %v", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return fail("cannot read it: %v", err)
+	}
+	if len(b) > maxSecretFile {
+		return fail("is larger than %d bytes: not a secret", maxSecretFile)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return fail("is empty")
+	}
+	return v, nil
+}
+
 // withDefaults returns c with the zero fields set to their defaults.
 func (c Config) withDefaults() Config {
 	if c.PartSize == 0 {
@@ -112,12 +178,24 @@ func (c Config) Validate() error {
 		return fmt.Errorf("remotestore/s3: concurrency %d must be positive", c.Concurrency)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("remotestore/s3: max attempts %d must be positive", c.MaxAttempts)
-	case (c.AccessKey == "") != (c.SecretKey == ""):
-		return errors.New("remotestore/s3: give both access key and secret key, or neither")
+	case c.SecretKey != "" && c.SecretKeyFile != "":
+		return errors.New("remotestore/s3: give the secret key or a secret key file (secret_key_file), not both")
+	case c.SessionToken != "" && c.SessionTokenFile != "":
+		return errors.New("remotestore/s3: give the session token or a session token file (session_token_file), not both")
+	case (c.AccessKey == "") != (c.SecretKey == "" && c.SecretKeyFile == ""):
+		return errors.New("remotestore/s3: give both access key and secret key (or secret_key_file), or neither")
+	case c.AccessKey == "" && (c.SessionToken != "" || c.SessionTokenFile != ""):
+		return errors.New("remotestore/s3: a session token needs an access key and a secret key")
 	}
 	if c.Endpoint != "" {
 		u, err := url.Parse(c.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		switch {
+		case err != nil:
+			// Not quoted: it may hold a password.
+			return errors.New("remotestore/s3: the endpoint is not an http(s) URL")
+		case u.User != nil:
+			return errors.New("remotestore/s3: the endpoint carries a user name or password: give the credentials as access key and secret key (file), or by the AWS chain")
+		case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 			return fmt.Errorf("remotestore/s3: endpoint %q is not an http(s) URL", c.Endpoint)
 		}
 	}

@@ -14,6 +14,14 @@
 // itself. Every HTTP request the SDK makes is shown to Config.Observer, by
 // operation name; NewRequestMetrics is an Observer that counts them for the
 // cost model.
+//
+// Credentials: Config.AccessKey with Config.SecretKey, or with
+// Config.SecretKeyFile (read once by New); without an access key, the AWS
+// default chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+// AWS_SESSION_TOKEN, the shared credentials file and Config.Profile, web
+// identity, instance role). Prefer the chain or a file to a secret held in
+// a URL or a command line. A Config prints (%v, %+v, %#v) with its secrets
+// replaced by "xxxxx".
 package s3
 
 import (
@@ -55,6 +63,20 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.SecretKeyFile != "" {
+		v, err := readSecretFile("secret_key_file", cfg.SecretKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.SecretKey = v
+	}
+	if cfg.SessionTokenFile != "" {
+		v, err := readSecretFile("session_token_file", cfg.SessionTokenFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.SessionToken = v
 	}
 	loadOpts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRetryer(func() aws.Retryer {
