@@ -349,9 +349,21 @@ func TestKill9DuringDeleteTopics(t *testing.T) {
 		if !pending && !deleteSetAside(p.dir) {
 			index := remoteIndex(t, p)
 			objs := 0
+			// One manifest directory (topic ID) per topic name: those of the
+			// deleted IDs are gone.
+			mdir := filepath.Join(p.dir, "remote", "manifests")
+			names, _ := os.ReadDir(mdir)
+			if len(names) != len(instants) {
+				t.Fatalf("manifests of %d topic names, want %d", len(names), len(instants))
+			}
+			for _, n := range names {
+				if ids, _ := os.ReadDir(filepath.Join(mdir, n.Name())); len(ids) != 1 {
+					t.Fatalf("manifests of %d topic IDs named %s, want 1", len(ids), n.Name())
+				}
+			}
 			filepath.WalkDir(filepath.Join(p.dir, "remote"), func(_ string, d os.DirEntry, err error) error {
-				if err == nil && d.IsDir() && d.Name() == ".strata-tmp" {
-					return filepath.SkipDir // puts a kill cut short
+				if err == nil && d.IsDir() && (d.Name() == ".strata-tmp" || d.Name() == "manifests") {
+					return filepath.SkipDir // puts a kill cut short; manifests, checked above
 				}
 				if err == nil && !d.IsDir() {
 					objs++
