@@ -114,9 +114,18 @@ func readAll(t *testing.T, addr, topic string, partitions int32, want acked) {
 // listOffsets asks for a special timestamp's offset of every partition.
 func listOffsets(t *testing.T, addr, topic string, partitions int32, ts int64) []int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	offs, err := requestOffsets(addr, topic, partitions, ts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return offs
+}
+
+// requestOffsets sends one ListOffsets v9 for partitions 0..partitions-1.
+func requestOffsets(addr, topic string, partitions int32, ts int64) ([]int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return nil, err
 	}
 	defer cl.Close()
 	req := kmsg.NewPtrListOffsetsRequest()
@@ -130,16 +139,16 @@ func listOffsets(t *testing.T, addr, topic string, partitions int32, ts int64) [
 	defer cancel()
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	out := make([]int64, partitions)
 	for _, p := range resp.Topics[0].Partitions {
 		if p.ErrorCode != 0 {
-			t.Fatalf("ListOffsets %s/%d: error %d", topic, p.Partition, p.ErrorCode)
+			return nil, fmt.Errorf("ListOffsets %s/%d: error %d", topic, p.Partition, p.ErrorCode)
 		}
 		out[p.Partition] = p.Offset
 	}
-	return out
+	return out, nil
 }
 
 // waitAllTiered waits until every partition of topic has a segment in the

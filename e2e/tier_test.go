@@ -18,7 +18,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratalog/strata/internal/minioserver"
 )
@@ -38,24 +37,15 @@ func minioSet(mio *minioserver.Server, bucket, prefix string) string {
 		bucket, prefix, mio.Endpoint, mio.AccessKey, mio.SecretKey)
 }
 
-// listOffset asks the broker for a special ListOffsets timestamp (v9).
+// listOffset asks the broker for a special ListOffsets timestamp (v9) of
+// partition 0; -1 if it could not.
 func listOffset(t *testing.T, addr, topic string, ts int64) int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrListOffsetsRequest()
-	req.Version = 9
-	req.Topics = []kmsg.ListOffsetsRequestTopic{{Topic: topic, Partitions: []kmsg.ListOffsetsRequestTopicPartition{{Timestamp: ts, CurrentLeaderEpoch: -1}}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := req.RequestWith(ctx, cl)
+	offs, err := requestOffsets(addr, topic, 1, ts)
 	if err != nil {
 		return -1
 	}
-	return resp.Topics[0].Partitions[0].Offset
+	return offs[0]
 }
 
 // waitTiered waits until the early segments of partition 0 (at least half of

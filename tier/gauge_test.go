@@ -126,21 +126,7 @@ func TestHungStoreMovesTheGauges(t *testing.T) {
 
 	// The hung upload ends with a timeout that names the store and the
 	// operation; the store is unavailable.
-	e.m.waitIdle()
-	var lastErr string
-	for _, st := range e.m.Status(testTopic) {
-		if st.Partition == 0 {
-			lastErr = st.LastError
-		}
-	}
-	for _, want := range []string{remotestore.ErrTimeout.Error(), name, "put"} {
-		if !strings.Contains(lastErr, want) {
-			t.Errorf("upload error %q does not say %q", lastErr, want)
-		}
-	}
-	if v := gauge(t, e.reg, "strata_tier_store_available"); v != 0 {
-		t.Errorf("store available %v during the outage", v)
-	}
+	expectUploadTimedOut(t, e, name)
 	if len(e.remote()) != 0 {
 		t.Errorf("index %+v after the failed upload", e.remote())
 	}
@@ -222,5 +208,27 @@ func TestSidecarDownloadOutlivesTheFirstFetch(t *testing.T) {
 	})
 	if n := e.fault.KeyCalls(remotestore.OpGetRange, idx); n != 1 {
 		t.Errorf("%d GETs of the sidecar, want 1", n)
+	}
+}
+
+// expectUploadTimedOut waits for the rounds to end and checks that the
+// upload ended with a timeout naming the store and the operation, and that
+// the store counts as unavailable.
+func expectUploadTimedOut(t *testing.T, e *env, name string) {
+	t.Helper()
+	e.m.waitIdle()
+	var lastErr string
+	for _, st := range e.m.Status(testTopic) {
+		if st.Partition == 0 {
+			lastErr = st.LastError
+		}
+	}
+	for _, want := range []string{remotestore.ErrTimeout.Error(), name, "put"} {
+		if !strings.Contains(lastErr, want) {
+			t.Errorf("upload error %q does not say %q", lastErr, want)
+		}
+	}
+	if v := gauge(t, e.reg, "strata_tier_store_available"); v != 0 {
+		t.Errorf("store available %v during the outage", v)
 	}
 }

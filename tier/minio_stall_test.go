@@ -66,21 +66,7 @@ func TestMinIOStopped(t *testing.T) {
 	e.m.Manage(ctx, []PartitionLog{e.pl}) // a tick meanwhile
 	checkLag(t, e, closed)
 
-	e.m.waitIdle()
-	var lastErr string
-	for _, st := range e.m.Status(testTopic) {
-		if st.Partition == 0 {
-			lastErr = st.LastError
-		}
-	}
-	for _, want := range []string{remotestore.ErrTimeout.Error(), name, "put"} {
-		if !strings.Contains(lastErr, want) {
-			t.Errorf("upload error %q does not say %q", lastErr, want)
-		}
-	}
-	if v := gauge(t, e.reg, "strata_tier_store_available"); v != 0 {
-		t.Errorf("store available %v with MinIO stopped", v)
-	}
+	expectUploadTimedOut(t, e, name)
 	e.clock.Advance(time.Minute)
 	e.manage() // fails again: no second warning
 	checkLag(t, e, closed)
