@@ -64,6 +64,9 @@ func TestComposeFile(t *testing.T) {
 	if loc, err := backend.ParseURL(url); err != nil || loc.Scheme != "s3" || loc.S3.Endpoint != "http://minio:9000" || loc.S3.Bucket != "strata" {
 		t.Errorf("strata tiers to %q (%+v, %v), want the minio service's bucket strata", url, loc, err)
 	}
+	if strings.Contains(url, "secret") || st.Environment["AWS_SECRET_ACCESS_KEY"] == "" {
+		t.Errorf("the store's secret should come by the AWS chain, not in the URL %q", url)
+	}
 	if !strings.Contains(strings.Join(compose.Services["minio-init"].Volumes, " ")+compose.Services["minio-init"].Image, "mc") {
 		t.Error("minio-init does not use mc")
 	}

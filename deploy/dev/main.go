@@ -48,8 +48,7 @@ func run() error {
 	if err != nil && !isExists(err) {
 		return err
 	}
-	url := fmt.Sprintf("s3://strata/dev?endpoint=%s&region=%s&access_key=%s&secret_key=%s",
-		mio.Endpoint, minioserver.Region, mio.AccessKey, mio.SecretKey)
+	url := fmt.Sprintf("s3://strata/dev?endpoint=%s&region=%s", mio.Endpoint, minioserver.Region)
 	fmt.Fprintf(os.Stderr, "dev: MinIO at %s (user %s, password %s), bucket strata, log %s\n", mio.Endpoint, mio.AccessKey, mio.SecretKey, mio.LogPath)
 
 	args := append([]string{"serve",
@@ -59,6 +58,8 @@ func run() error {
 		"--set", "remote.log.manager.task.interval.ms=5000",
 	}, flag.Args()...)
 	cmd := exec.Command(*bin, args...)
+	// The credentials by the AWS chain, so they are not in the URL or in ps.
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+mio.AccessKey, "AWS_SECRET_ACCESS_KEY="+mio.SecretKey)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
