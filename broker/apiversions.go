@@ -26,7 +26,7 @@ const apiKeyApiVersions = 18
 var served = map[int16][2]int16{
 	0:  {3, 13}, // Produce
 	1:  {4, 17}, // Fetch (v18 adds KIP-1166 high-watermark fields we do not need yet)
-	2:  {0, 10}, // ListOffsets (v11 adds earliest-pending-upload, KIP-1023)
+	2:  {0, 11}, // ListOffsets (v11: earliest-pending-upload, KIP-1023)
 	3:  {0, 13}, // Metadata
 	10: {0, 6},  // FindCoordinator
 	18: {0, 4},  // ApiVersions

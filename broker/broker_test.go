@@ -673,7 +673,7 @@ func TestLocalRetentionByBytesAndTime(t *testing.T) {
 	})
 	// retention.bytes keeps at least the limit; time retention empties the old log.
 	var size int64
-	for _, sg := range tb.srv.topics.get("bybytes").partition(0).log.Segments() {
+	for _, sg := range tb.srv.topics.get("bybytes").partition(0).log.Local().Segments() {
 		size += sg.Size
 	}
 	if size < 16384-4096 || size > 16384+4096 {

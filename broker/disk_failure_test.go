@@ -45,7 +45,7 @@ func TestFailingPartitionLogsOncePerStateChange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.RemoveAll(bad.log.Dir()); err != nil {
+	if err := os.RemoveAll(bad.log.Local().Dir()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -72,7 +72,7 @@ func TestFailingPartitionLogsOncePerStateChange(t *testing.T) {
 	if _, err := srv.produceTo(good, makeBatch(-1, -1, -1, 1)); err != nil {
 		t.Fatalf("produce to the healthy partition: %v", err)
 	}
-	sl, err := bad.log.Read(0, 1<<20, true)
+	sl, err := bad.log.Local().Read(0, 1<<20, true)
 	if err != nil || sl.Len == 0 {
 		t.Fatalf("read of what the failed partition holds: %v (%d bytes)", err, sl.Len)
 	}

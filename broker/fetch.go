@@ -252,10 +252,14 @@ func (s *Server) fetchSet(req *kmsg.FetchRequest) (parts []fetchPart, sess *fetc
 	return parts, sess, full, nil
 }
 
-// readParts reads every partition's slice within the limits; it returns the
-// bytes read and whether any partition has an error.
+// readParts reads every partition's record set within the limits; it
+// returns the bytes read and whether any partition has an error. The remote
+// partitions are warmed first, all at once (each one's first batch brought
+// into the chunk cache), so a fetch over several cold partitions waits for one
+// round of GETs; each is then read in order within exactly the bytes left,
+// so nothing is read past its limit and dropped.
 func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int64) (total int64, errored bool) {
-	pre := s.readRemoteConcurrently(ctx, parts, maxBytes)
+	s.warmRemote(ctx, parts)
 	minOne := true
 	for i := range parts {
 		fp := &parts[i]
@@ -275,22 +279,15 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			continue
 		}
 		l := fp.p.log
-		fp.hw = l.LogEndOffset()
-		fp.logStart = s.logStartOffset(fp.p)
+		fp.hw = l.HighWatermark()
+		fp.logStart = l.LogStartOffset()
 		limit := min(int64(fp.maxBytes), maxBytes-total)
 		if limit <= 0 && !minOne {
 			continue
 		}
 		limit = max(limit, 0)
-		var rs recordSet
-		var err error
-		if r, ok := pre[i]; ok && r.err == nil && r.records.Len() <= limit {
-			rs = r.records // read ahead of its turn, and within what is left
-			delete(pre, i)
-			s.metrics.remoteFetchBytes.Add(float64(rs.Len()))
-		} else {
-			rs, err = s.readPartition(ctx, fp, limit, minOne)
-		}
+		remote := l.IsRemote(fp.offset)
+		sls, err := l.Read(ctx, fp.offset, limit, minOne)
 		if err != nil {
 			fp.err = fetchError(err)
 			errored = true
@@ -299,63 +296,42 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			}
 			continue
 		}
+		rs := recordSet(sls)
 		fp.records = rs
 		if n := rs.Len(); n > 0 {
+			if remote {
+				s.metrics.remoteFetchBytes.Add(float64(n))
+			}
 			minOne = false
 			total += n
 		}
 	}
-	for _, r := range pre {
-		r.records.Done() // did not fit: the bytes stay in the chunk cache
-	}
 	return total, errored
 }
 
-type remoteRead struct {
-	records recordSet
-	err     error
-}
-
-// readRemoteConcurrently reads, all at once, the partitions of a fetch whose
-// offsets are in the remote tier, so that a fetch over several cold partitions
-// waits for one round of GETs instead of one per partition. readParts then
-// takes each result in order if it fits in the bytes left, else reads again
-// (from the chunk cache, which now holds the bytes).
-func (s *Server) readRemoteConcurrently(ctx context.Context, parts []fetchPart, maxBytes int64) map[int]remoteRead {
-	if s.tier == nil {
-		return nil
-	}
+// warmRemote warms, all at once, the partitions of a fetch whose offsets are
+// in the remote tier (partition.Log.Warm), when there are two or more.
+func (s *Server) warmRemote(ctx context.Context, parts []fetchPart) {
 	var idx []int
 	for i := range parts {
 		fp := &parts[i]
-		if fp.p != nil && fp.leaderEpoch <= 0 && fp.offset < fp.p.log.LogStartOffset() {
+		if fp.p != nil && fp.leaderEpoch <= 0 && fp.p.log.IsRemote(fp.offset) {
 			idx = append(idx, i)
 		}
 	}
 	if len(idx) < 2 {
-		return nil
+		return
 	}
-	out := make(map[int]remoteRead, len(idx))
-	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, i := range idx {
 		fp := &parts[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rs, err := s.tier.ReadMany(ctx, fp.p.topic.name, fp.p.index, fp.offset, min(int64(fp.maxBytes), maxBytes), true)
-			mu.Lock()
-			out[i] = remoteRead{rs, err}
-			mu.Unlock()
+			fp.p.log.Warm(ctx, fp.offset)
 		}()
 	}
 	wg.Wait()
-	for i, r := range out {
-		if r.err != nil {
-			delete(out, i) // read again in turn, which reports the error
-		}
-	}
-	return out
 }
 
 func fetchError(err error) *kerr.Error {
@@ -368,30 +344,4 @@ func fetchError(err error) *kerr.Error {
 		return kerr.KafkaStorageError
 	}
 	return kerr.UnknownServerError
-}
-
-// readPartition reads from the local log, or from the remote tier below the
-// local log start. Local retention may delete segments between the choice and
-// the read; an offset that has just left the local log is then read remotely.
-func (s *Server) readPartition(ctx context.Context, fp *fetchPart, limit int64, minOne bool) (recordSet, error) {
-	l := fp.p.log
-	remote := func() (recordSet, error) {
-		rs, err := s.tier.ReadMany(ctx, fp.p.topic.name, fp.p.index, fp.offset, limit, minOne)
-		if err == nil {
-			s.metrics.remoteFetchBytes.Add(float64(recordSet(rs).Len()))
-		}
-		return rs, err
-	}
-	if s.tier != nil && fp.offset < l.LogStartOffset() && fp.offset >= fp.logStart {
-		return remote()
-	}
-	sl, err := l.Read(fp.offset, limit, minOne)
-	if errors.Is(err, localstore.ErrOffsetOutOfRange) && s.tier != nil && fp.offset < l.LogStartOffset() {
-		return remote()
-	}
-	if err != nil || sl.Len == 0 {
-		sl.Done()
-		return nil, err
-	}
-	return recordSet{sl}, nil
 }

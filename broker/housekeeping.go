@@ -84,56 +84,31 @@ func (s *Server) partitionLogs() []tierapi.PartitionLog {
 		c := t.cfg.Load().eff
 		for _, p := range t.parts() {
 			out = append(out, tierapi.PartitionLog{
-				Topic: t.name, TopicID: t.id, Partition: p.index, Log: p.log,
-				Remote:      c.RemoteStorageEnable,
-				RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
-				LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
+				Topic: t.name, TopicID: t.id, Partition: p.index, Log: p.log.Local(),
+				Remote: c.RemoteStorageEnable,
 			})
 		}
 	}
 	return out
 }
 
-// enforceRetention deletes local segments past retention.ms / retention.bytes
-// for partitions that do not tier; the tier applies retention to the others,
-// since a local segment may go only once it is uploaded.
+// enforceRetention runs every partition's retention (package partition: one
+// cut-off over the whole log, local segments deleted here, remote ones by
+// the tier's next round).
 func (s *Server) enforceRetention(now time.Time) {
 	for _, t := range s.topics.all() {
-		c := t.cfg.Load().eff
-		if s.tier != nil && c.RemoteStorageEnable {
-			continue
-		}
 		for _, p := range t.parts() {
-			s.applyLocalRetention(p, now, c.RetentionMs, c.RetentionBytes)
-		}
-	}
-}
-
-func (s *Server) applyLocalRetention(p *partition, now time.Time, retMs, retBytes int64) {
-	segs := p.log.Segments()
-	var items []localstore.RetentionItem
-	var total int64
-	for _, sg := range segs {
-		total += sg.Size
-		// The active segment goes by time only (rolled first), as in Kafka.
-		if sg.Active && (sg.Size == 0 || retMs < 0) {
-			continue
-		}
-		items = append(items, localstore.RetentionItem{NextOffset: sg.NextOffset, Size: sg.Size, MaxTimestamp: sg.MaxTimestamp})
-	}
-	cut := localstore.RetentionCutoff(items, total, now.UnixMilli(), retMs, retBytes)
-	if cut < 0 {
-		return
-	}
-	n, err := p.log.DeleteSegmentsBefore(cut)
-	if err != nil {
-		s.log.Warn("retention", "topic", p.topic.name, "partition", p.index, "err", err)
-		return
-	}
-	if n > 0 {
-		s.log.Info("retention deleted segments", "topic", p.topic.name, "partition", p.index, "segments", n, "log_start", p.log.LogStartOffset())
-		if err := s.meta.SetLogStartOffset(p.topic.name, p.index, p.log.LogStartOffset()); err != nil {
-			s.log.Warn("cannot persist log start offset", "err", err)
+			n, err := p.log.Retention(now)
+			if errors.Is(err, localstore.ErrClosed) {
+				continue // its topic is being deleted
+			}
+			if err != nil {
+				s.log.Warn("retention", "topic", t.name, "partition", p.index, "err", err)
+			}
+			if n > 0 {
+				s.log.Debug("retention deleted segments", "topic", t.name, "partition", p.index, "segments", n,
+					"log_start", p.log.LogStartOffset(), "local_log_start", p.log.LocalLogStartOffset())
+			}
 		}
 	}
 }

@@ -1,20 +1,25 @@
 package broker
 
-// ListOffsets (key 2), versions 0-10.
+// ListOffsets (key 2), versions 0-11.
 //
 // Special timestamps: -1 latest (the high watermark), -2 earliest (the log
 // start, remote tier included), -3 the record with the largest timestamp
 // (KIP-734, v7+), -4 the local log start (KIP-405, v8+), -5 the last offset in
-// the remote tier (KIP-1005, v9+; -1 when nothing is tiered). A timestamp finds
-// the first record at or after it, in the remote tier first, then locally. v0
-// answers with the old offsets array. Leader epoch 0: a CurrentLeaderEpoch above
+// the remote tier (KIP-1005, v9+; -1 when nothing is tiered), -6 the first
+// offset not yet in the remote tier (KIP-1023, v11+; -1 when the topic does
+// not tier or nothing waits). A timestamp finds the first record at or after
+// it, in the remote tier first, then locally: package partition answers all
+// of them. v0 answers with the old offsets array. Leader epoch 0: a CurrentLeaderEpoch above
 // it is UNKNOWN_LEADER_EPOCH.
 
 import (
 	"context"
+	"errors"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	plog "github.com/stratalog/strata/partition"
 )
 
 func (s *Server) handleListOffsets(ctx context.Context, _ *conn, req *kmsg.ListOffsetsRequest) (kmsg.Response, error) {
@@ -55,48 +60,13 @@ func (s *Server) handleListOffsets(ctx context.Context, _ *conn, req *kmsg.ListO
 
 // listOffset answers one partition; offset -1 means "no such offset".
 func (s *Server) listOffset(ctx context.Context, p *partition, ts int64, version int16) (int64, int64, *kerr.Error) {
-	l := p.log
+	off, fts, err := p.log.ListOffset(ctx, ts, version)
 	switch {
-	case ts == -1:
-		return l.LogEndOffset(), -1, nil
-	case ts == -2:
-		return s.logStartOffset(p), -1, nil
-	case ts == -3 && version >= 7:
-		off, mts, ok, err := l.MaxTimestamp()
-		if err != nil {
-			return -1, -1, kerr.KafkaStorageError
-		}
-		if !ok {
-			return -1, -1, nil
-		}
-		return off, mts, nil
-	case ts == -4 && version >= 8:
-		return l.LogStartOffset(), -1, nil
-	case ts == -5 && version >= 9:
-		if s.tier != nil {
-			if off, ok := s.tier.HighestOffset(p.topic.name, p.index); ok {
-				return off, -1, nil
-			}
-		}
-		return -1, -1, nil
-	case ts < 0:
+	case errors.Is(err, plog.ErrUnsupportedTimestamp):
 		return -1, -1, kerr.InvalidRequest
-	}
-	if s.tier != nil && s.logStartOffset(p) < l.LogStartOffset() {
-		off, fts, ok, err := s.tier.OffsetForTimestamp(ctx, p.topic.name, p.index, ts)
-		if err != nil {
-			return -1, -1, kerr.KafkaStorageError
-		}
-		if ok {
-			return off, fts, nil
-		}
-	}
-	off, fts, ok, err := l.OffsetForTimestamp(ts)
-	if err != nil {
+	case err != nil:
+		s.log.Warn("list offsets failed", "topic", p.topic.name, "partition", p.index, "timestamp", ts, "err", err)
 		return -1, -1, kerr.KafkaStorageError
-	}
-	if !ok {
-		return -1, -1, nil
 	}
 	return off, fts, nil
 }

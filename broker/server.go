@@ -20,6 +20,7 @@ import (
 	"github.com/stratalog/strata/broker/group"
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/metadata"
+	plog "github.com/stratalog/strata/partition"
 	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/remotestore/backend"
 	"github.com/stratalog/strata/tier"
@@ -120,7 +121,11 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 			return fail(err)
 		}
 	}
-	s.topics, err = openRegistry(cfg, meta, logger)
+	var remote plog.Remote // a nil Tier must stay a nil interface
+	if s.tier != nil {
+		remote = s.tier
+	}
+	s.topics, err = openRegistry(cfg, meta, remote, logger)
 	if err != nil {
 		return fail(err)
 	}

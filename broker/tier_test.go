@@ -37,12 +37,12 @@ func waitTiered(t *testing.T, tb *testBroker, topic string, partitions int32) {
 	waitFor(t, ctx, "closed segments uploaded and deleted locally", func() bool {
 		for p := int32(0); p < partitions; p++ {
 			part := tb.srv.topics.get(topic).partition(p)
-			segs := part.log.Segments()
-			if len(segs) != 1 || part.log.LogStartOffset() == 0 {
+			segs := part.log.Local().Segments()
+			if len(segs) != 1 || part.log.LocalLogStartOffset() == 0 {
 				return false // closed segments still local
 			}
 			hi, ok := tb.srv.tier.HighestOffset(topic, p)
-			if !ok || hi+1 != part.log.LogStartOffset() {
+			if !ok || hi+1 != part.log.LocalLogStartOffset() {
 				return false
 			}
 			if start, ok := tb.srv.tier.LogStartOffset(topic, p); !ok || start != 0 {

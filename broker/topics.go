@@ -16,6 +16,7 @@ import (
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/metadata"
+	plog "github.com/stratalog/strata/partition"
 )
 
 // topic is a topic in memory. Its partition list and configuration are replaced
@@ -42,11 +43,12 @@ func (t *topic) partition(i int32) *partition {
 	return ps[i]
 }
 
-// partition is one partition: its local log and the fetches parked on it.
+// partition is one partition: its whole log (package partition: local and
+// remote) and the fetches parked on it.
 type partition struct {
 	topic *topic
 	index int32
-	log   *localstore.Log
+	log   *plog.Log
 
 	waitMu  sync.Mutex
 	waiters map[*waiter]struct{}
@@ -88,8 +90,10 @@ func (p *partition) notify() {
 type registry struct {
 	cfg  *config.Broker
 	meta *metadata.Store
-	log  *slog.Logger
-	dir  string
+	// remote is the tier partitions read below their local logs; nil: none.
+	remote plog.Remote
+	log    *slog.Logger
+	dir    string
 	// changed, when set, is told the name of a topic whose durable
 	// description (ID, partitions, configs) was just created or changed: the
 	// tier writes the topic's manifest in the background.
@@ -107,8 +111,8 @@ type registry struct {
 
 const deleteSuffix = "-delete"
 
-func openRegistry(cfg *config.Broker, meta *metadata.Store, logger *slog.Logger) (*registry, error) {
-	r := &registry{cfg: cfg, meta: meta, log: logger, dir: cfg.LogDir()}
+func openRegistry(cfg *config.Broker, meta *metadata.Store, remote plog.Remote, logger *slog.Logger) (*registry, error) {
+	r := &registry{cfg: cfg, meta: meta, remote: remote, log: logger, dir: cfg.LogDir()}
 	r.mu.byName = map[string]*topic{}
 	r.mu.byID = map[[16]byte]*topic{}
 	r.mu.deleting = map[string]bool{}
@@ -157,7 +161,7 @@ func (r *registry) loadAll(topics []metadata.Topic) ([]*topic, error) {
 	}
 	parts := map[*topic][]*partition{}
 	for i, j := range jobs {
-		parts[j.t] = append(parts[j.t], &partition{topic: j.t, index: j.index, log: logs[i]})
+		parts[j.t] = append(parts[j.t], r.newPartition(j.t, j.index, logs[i]))
 	}
 	for _, t := range out {
 		ps := parts[t]
@@ -263,10 +267,26 @@ func (r *registry) addPartitions(t *topic, n int32, fresh bool) error {
 			}
 			return fmt.Errorf("broker: cannot open partition %s-%d: %w", t.name, i, err)
 		}
-		ps = append(ps, &partition{topic: t, index: i, log: l})
+		ps = append(ps, r.newPartition(t, i, l))
 	}
 	t.partitions.Store(&ps)
 	return nil
+}
+
+// newPartition wraps an open local log in the partition's whole log.
+func (r *registry) newPartition(t *topic, index int32, l *localstore.Log) *partition {
+	return &partition{topic: t, index: index,
+		log: plog.New(t.name, t.id, index, l, r.remote, r.meta, r.partitionConfig(t.cfg.Load().eff), r.log.With("topic", t.name, "partition", index))}
+}
+
+// partitionConfig is what a partition's whole log needs of its topic's
+// settings.
+func (r *registry) partitionConfig(c config.Topic) plog.Config {
+	return plog.Config{
+		Tiered:      r.remote != nil && c.RemoteStorageEnable,
+		RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
+		LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
+	}
 }
 
 func logConfig(c config.Topic) localstore.Config {
@@ -418,9 +438,10 @@ func (r *registry) setConfig(t *topic, overrides map[string]string, validateOnly
 		return err
 	}
 	t.cfg.Store(&topicConfig{overrides: overrides, eff: eff})
-	lc := logConfig(eff)
+	lc, pc := logConfig(eff), r.partitionConfig(eff)
 	for _, p := range t.parts() {
-		p.log.SetConfig(lc)
+		p.log.Local().SetConfig(lc)
+		p.log.SetConfig(pc)
 	}
 	r.notifyChanged(t.name)
 	return nil

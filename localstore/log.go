@@ -667,6 +667,26 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64, ok bool, err error) {
 	return offset, timestamp, ok, err
 }
 
+// OpenSegment returns the whole of the closed segment based at base, for the
+// tier's upload: a slice of its file holding a reference, so the file stays
+// readable until the slice is released, even if retention deletes the
+// segment meanwhile. The active segment, or one that is gone, is an error.
+func (l *Log) OpenSegment(base int64) (Slice, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.mu.closed {
+		return Slice{}, ErrClosed
+	}
+	segs := l.mu.segs
+	for i, s := range segs[:len(segs)-1] {
+		if s.base == base {
+			segs[i].acquire()
+			return Slice{File: s.f, Pos: 0, Len: s.st.size, Release: s.releaser()}, nil
+		}
+	}
+	return Slice{}, fmt.Errorf("%w: no closed segment at %d", ErrOffsetOutOfRange, base)
+}
+
 // Segments lists the segments in offset order, the active one last.
 func (l *Log) Segments() []SegmentInfo {
 	l.mu.RLock()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/metadata"
+	"github.com/stratalog/strata/partition"
 	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/remotestore/faultstore"
 	"github.com/stratalog/strata/remotestore/mem"
@@ -71,6 +72,7 @@ type env struct {
 	m        *Manager
 	clock    *fakeClock
 	pl       PartitionLog
+	ret      partition.Config // the partition's retention
 	nextTs   int64
 	appended [][]byte // every batch as stored, in offset order
 }
@@ -123,8 +125,8 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.pl = PartitionLog{Topic: testTopic, TopicID: mt.ID, Partition: 0, Log: l, Remote: true,
-		RetentionMs: -1, RetentionBytes: -1, LocalRetentionMs: -1, LocalRetentionBytes: -1}
+	e.pl = PartitionLog{Topic: testTopic, TopicID: mt.ID, Partition: 0, Log: l, Remote: true}
+	e.ret = partition.Config{Tiered: true, RetentionMs: -1, RetentionBytes: -1, LocalRetentionMs: -1, LocalRetentionBytes: -1}
 	e.cfg = Config{
 		CacheDir: filepath.Join(dir, "cache"), CacheMaxBytes: 64 << 20, ChunkBytes: 2048,
 		ReadaheadChunks: 0, FetchMaxWait: 5 * time.Second, ReconcileInterval: -1,
@@ -184,9 +186,22 @@ func (e *env) active(records int) {
 }
 
 // manage runs one round for the partition and waits for it.
+// manage runs a round as the broker does: the tier's round (uploads), the
+// partition's retention (package partition, which deletes local segments and
+// sets the remote cut-off), then a round that deletes the remote segments
+// below the cut-off.
 func (e *env) manage() {
 	e.m.Manage(context.Background(), []PartitionLog{e.pl})
 	e.m.waitIdle()
+	p := partition.New(testTopic, e.pl.TopicID, 0, e.pl.Log, e.m, e.meta, e.ret, nil)
+	if _, err := p.Retention(e.clock.Now()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.m.Manage(context.Background(), []PartitionLog{e.pl})
+	e.m.waitIdle()
+	if _, err := p.Retention(e.clock.Now()); err != nil { // persists the log start the deletions moved
+		e.t.Fatal(err)
+	}
 }
 
 func (e *env) remote() []metadata.RemoteSegment {

@@ -70,18 +70,18 @@ type partState struct {
 	v *view
 
 	// Guarded by Manager.jobs.
-	log            PartitionLog
-	hasLog         bool
-	queued         bool // a round is queued or running
-	deleted        bool
-	cancel         context.CancelFunc // of the running round
-	retryAt        time.Time
-	failures       int
-	lastErr        string
-	lagBytes       int64
-	lagSegs        int
-	lagOldest      time.Time // roll time of the oldest lagging segment; zero: none
-	persistedStart int64
+	log          PartitionLog
+	hasLog       bool
+	queued       bool // a round is queued or running
+	deleted      bool
+	cancel       context.CancelFunc // of the running round
+	retryAt      time.Time
+	failures     int
+	lastErr      string
+	retentionCut int64 // remote segments ending below it are deleted (DeleteRemoteBefore)
+	lagBytes     int64
+	lagSegs      int
+	lagOldest    time.Time // roll time of the oldest lagging segment; zero: none
 
 	// lagMu serialises updateLag's reading of the log with its writing of
 	// the lag, so a slower computation never overwrites a newer one.
@@ -298,7 +298,7 @@ func (m *Manager) part(key tp) *partState {
 	m.viewMu.Lock()
 	defer m.viewMu.Unlock()
 	if ps = m.viewMu.parts[key]; ps == nil {
-		ps = &partState{key: key, v: newView(nil), persistedStart: -1}
+		ps = &partState{key: key, v: newView(nil)}
 		m.viewMu.parts[key] = ps
 	}
 	return ps

@@ -61,7 +61,7 @@ func TestMinIO(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.FetchMaxWait = 10 * time.Second })
 	e.store = store
 	e.open()
-	e.pl.LocalRetentionBytes = 0
+	e.ret.LocalRetentionBytes = 0
 	for range 3 {
 		e.segment(6, 10)
 	}

@@ -200,7 +200,7 @@ func TestReconcile(t *testing.T) {
 		t.Errorf("%d objects left, want 4 owned + 1 unrelated", len(e.keys()))
 	}
 	// The owned objects still read.
-	e.pl.LocalRetentionBytes = 0
+	e.ret.LocalRetentionBytes = 0
 	e.manage()
 	if got := e.readAll(0, 60, 1<<20); !bytes.Equal(got, e.bytesBetween(0, 60)) {
 		t.Error("owned objects damaged")

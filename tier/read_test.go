@@ -18,7 +18,7 @@ import (
 // them locally, and leaves an active segment at offset 180.
 func tiered(t *testing.T, tweak func(*Config)) *env {
 	e := newEnv(t, tweak)
-	e.pl.LocalRetentionBytes = 0
+	e.ret.LocalRetentionBytes = 0
 	for range 3 {
 		e.segment(6, 10)
 	}

@@ -3,10 +3,8 @@ package tier
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -106,9 +104,10 @@ func (m *Manager) waitIdle() {
 }
 
 // round is one management round of a partition: finish interrupted work,
-// upload what is eligible in offset order, apply remote then local retention,
-// persist the log start offset. After a failure the store work waits for the
-// partition's backoff; local retention (disk only) goes on.
+// upload what is eligible in offset order, delete the remote segments below
+// the retention cut-off the partition asked for (DeleteRemoteBefore). After a
+// failure the store work waits for the partition's backoff. Local segments
+// are the partition's (package partition): the tier never deletes them.
 func (m *Manager) round(ps *partState) {
 	ps.opMu.Lock()
 	defer ps.opMu.Unlock()
@@ -130,7 +129,7 @@ func (m *Manager) round(ps *partState) {
 			err = m.uploadEligible(ctx, ps, pl)
 		}
 		if err == nil {
-			err = m.remoteRetention(ctx, ps, pl)
+			err = m.remoteRetention(ctx, ps)
 			if err == nil {
 				m.m.retentionPasses.Inc()
 			}
@@ -139,12 +138,6 @@ func (m *Manager) round(ps *partState) {
 			m.noteResult(ps, err)
 		}
 	}
-	if pl.Remote {
-		if err := m.localRetention(ps, pl); err != nil {
-			m.logger.Warn("local retention", "topic", pl.Topic, "partition", pl.Partition, "err", err)
-		}
-	}
-	m.persistLogStart(ps, pl)
 	m.updateLag(ps, pl)
 	m.updateLagAge()
 }
@@ -204,7 +197,7 @@ func (m *Manager) uploadEligible(ctx context.Context, ps *partState, pl Partitio
 		if len(segs) == 0 {
 			return nil
 		}
-		if err := m.upload(ctx, ps, segs[0]); err != nil {
+		if err := m.upload(ctx, ps, pl.Log, segs[0]); err != nil {
 			return err
 		}
 		m.updateLag(ps, pl)
@@ -215,17 +208,18 @@ func (m *Manager) uploadEligible(ctx context.Context, ps *partState, pl Partitio
 // upload copies one closed segment: COPY_STARTED, the .log (rate-limited)
 // and the .idx under fresh keys, COPY_FINISHED. On any error it deletes what
 // it put and drops the entry; the segment stays local and is retried.
-func (m *Manager) upload(ctx context.Context, ps *partState, si localstore.SegmentInfo) (err error) {
+func (m *Manager) upload(ctx context.Context, ps *partState, local *localstore.Log, si localstore.SegmentInfo) (err error) {
 	key := ps.key
-	f, err := os.Open(si.LogPath)
+	seg0, err := local.OpenSegment(si.BaseOffset)
 	if err != nil {
-		return fmt.Errorf("tier: cannot open segment %q: %w", si.LogPath, err)
+		return fmt.Errorf("tier: cannot open segment %d of %s-%d: %w", si.BaseOffset, key.topic, key.partition, err)
 	}
-	defer f.Close()
+	defer seg0.Done()
+	f := seg0.File
 	sc, err := buildSidecar(io.NewSectionReader(f, 0, si.Size), key.topic, key.partition,
 		si.BaseOffset, si.NextOffset-1, si.Size, m.cfg.ChunkBytes)
 	if err != nil {
-		return fmt.Errorf("tier: cannot index segment %q: %w", si.LogPath, err)
+		return fmt.Errorf("tier: cannot index segment %d of %s-%d: %w", si.BaseOffset, key.topic, key.partition, err)
 	}
 	// The sidecar names the topic ID, so Recover can tell this topic's
 	// segments from those of a deleted topic of the same name.
@@ -290,107 +284,52 @@ func (m *Manager) upload(ctx context.Context, ps *partState, si localstore.Segme
 	return nil
 }
 
-// remoteRetention applies retention.ms / retention.bytes to the whole log:
-// the remote segments, then the local segments not yet uploaded (each offset
-// range counted once). Remote segments below the cut go through
-// DELETE_STARTED; local segments below it are deleted too.
-func (m *Manager) remoteRetention(ctx context.Context, ps *partState, pl PartitionLog) error {
-	if pl.RetentionMs < 0 && pl.RetentionBytes < 0 {
-		return nil
+// RetentionItems describes the partition's COPY_FINISHED segments for the
+// partition's retention cut-off, and the highest offset they hold (-1: none).
+func (m *Manager) RetentionItems(topic string, partition int32) ([]localstore.RetentionItem, int64) {
+	ps := m.lookup(tp{topic, partition})
+	if ps == nil {
+		return nil, -1
 	}
 	v := m.viewOf(ps)
-	var (
-		items []localstore.RetentionItem
-		total int64
-	)
+	items := make([]localstore.RetentionItem, 0, len(v.finished))
 	for _, s := range v.finished {
 		items = append(items, localstore.RetentionItem{NextOffset: s.EndOffset + 1, Size: s.Size, MaxTimestamp: s.MaxTimestamp})
-		total += s.Size
 	}
-	for _, s := range pl.Log.Segments() {
-		if s.BaseOffset <= v.highest {
-			continue // its range is counted in the remote tier
-		}
-		total += s.Size
-		// The active segment goes by time only (rolled first), as in Kafka.
-		if s.Active && (s.Size == 0 || pl.RetentionMs < 0) {
-			continue
-		}
-		items = append(items, localstore.RetentionItem{NextOffset: s.NextOffset, Size: s.Size, MaxTimestamp: s.MaxTimestamp})
+	return items, v.highest
+}
+
+// DeleteRemoteBefore records the partition's retention cut-off: its next
+// round deletes the remote segments that end below offset (DELETE_STARTED,
+// the objects, the entry), retrying while the store is down. A partition the
+// manager holds nothing of has nothing to delete.
+func (m *Manager) DeleteRemoteBefore(topic string, partition int32, offset int64) {
+	ps := m.lookup(tp{topic, partition})
+	if ps == nil {
+		return
 	}
-	cut := localstore.RetentionCutoff(items, total, m.cfg.Now().UnixMilli(), pl.RetentionMs, pl.RetentionBytes)
-	if cut < 0 {
-		return nil
-	}
-	for _, s := range v.finished {
+	m.jobs.Lock()
+	ps.retentionCut = max(ps.retentionCut, offset)
+	m.jobs.Unlock()
+}
+
+// remoteRetention deletes the remote segments below the retention cut-off
+// the partition last asked for.
+func (m *Manager) remoteRetention(ctx context.Context, ps *partState) error {
+	m.jobs.Lock()
+	cut := ps.retentionCut
+	m.jobs.Unlock()
+	for _, s := range m.viewOf(ps).finished {
 		if s.EndOffset >= cut {
 			break
 		}
 		if err := m.deleteRemote(ctx, ps, s); err != nil {
 			return err
 		}
-		m.logger.Debug("remote retention deleted a segment", "topic", pl.Topic, "partition", pl.Partition,
+		m.logger.Debug("remote retention deleted a segment", "topic", ps.key.topic, "partition", ps.key.partition,
 			"base", s.BaseOffset, "end", s.EndOffset)
 	}
-	if pl.Remote && pl.Log.LogStartOffset() < cut {
-		if _, err := pl.Log.DeleteSegmentsBefore(cut); err != nil {
-			return err
-		}
-	}
 	return nil
-}
-
-// localRetention deletes local closed segments that a COPY_FINISHED entry
-// covers and that are beyond local.retention.ms / local.retention.bytes.
-func (m *Manager) localRetention(ps *partState, pl PartitionLog) error {
-	if pl.LocalRetentionMs < 0 && pl.LocalRetentionBytes < 0 {
-		return nil
-	}
-	highest := m.viewOf(ps).highest
-	var (
-		items []localstore.RetentionItem
-		total int64
-	)
-	segs := pl.Log.Segments()
-	for _, s := range segs {
-		total += s.Size
-	}
-	for _, s := range segs {
-		if s.Active || s.NextOffset-1 > highest {
-			break // not uploaded: it stays
-		}
-		items = append(items, localstore.RetentionItem{NextOffset: s.NextOffset, Size: s.Size, MaxTimestamp: s.MaxTimestamp})
-	}
-	cut := localstore.RetentionCutoff(items, total, m.cfg.Now().UnixMilli(), pl.LocalRetentionMs, pl.LocalRetentionBytes)
-	if cut <= pl.Log.LogStartOffset() {
-		return nil
-	}
-	_, err := pl.Log.DeleteSegmentsBefore(cut)
-	return err
-}
-
-// persistLogStart records the whole log's start offset in the metadata store
-// when it moved.
-func (m *Manager) persistLogStart(ps *partState, pl PartitionLog) {
-	start := pl.Log.LogStartOffset()
-	if v := m.viewOf(ps); v.start >= 0 {
-		start = min(start, v.start)
-	}
-	m.jobs.Lock()
-	same := ps.persistedStart == start
-	m.jobs.Unlock()
-	if same {
-		return
-	}
-	if err := m.meta.SetLogStartOffset(pl.Topic, pl.Partition, start); err != nil {
-		if !errors.Is(err, metadata.ErrTopicNotFound) && !errors.Is(err, metadata.ErrNotFound) {
-			m.logger.Warn("cannot persist the log start offset", "topic", pl.Topic, "partition", pl.Partition, "err", err)
-		}
-		return
-	}
-	m.jobs.Lock()
-	ps.persistedStart = start
-	m.jobs.Unlock()
 }
 
 // updateLag recomputes the partition's copy lag from its log and the remote

@@ -114,7 +114,7 @@ func TestUploadWaitsForPreviousSegment(t *testing.T) {
 
 func TestLocalRetentionOnlyAfterCopy(t *testing.T) {
 	e := newEnv(t, nil)
-	e.pl.LocalRetentionBytes = 0
+	e.ret.LocalRetentionBytes = 0
 	e.segment(4, 10)
 	e.segment(4, 10)
 	e.active(5)
@@ -149,7 +149,7 @@ func TestLocalRetentionByTime(t *testing.T) {
 	e.segment(2, 10) // timestamps from 1_000_000
 	e.segment(2, 10)
 	e.active(1)
-	e.pl.LocalRetentionMs = 1000
+	e.ret.LocalRetentionMs = 1000
 	e.clock.Set(time.UnixMilli(1_000_000 + 500))
 	e.manage()
 	if got := len(e.log.Segments()); got != 3 {
@@ -174,7 +174,7 @@ func TestRemoteRetention(t *testing.T) {
 	}
 	size := e.remote()[0].Size
 	// Keep about two segments: the two oldest go, remote and local.
-	e.pl.RetentionBytes = 2*size + 100
+	e.ret.RetentionBytes = 2*size + 100
 	e.manage()
 	segs := e.remote()
 	if len(segs) != 2 || segs[0].BaseOffset != 40 {

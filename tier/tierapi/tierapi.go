@@ -27,8 +27,4 @@ type PartitionLog struct {
 	Log       *localstore.Log
 	// Remote reports whether the topic tiers now (remote.storage.enable).
 	Remote bool
-	// Retention settings, resolved: local.* = -2 already replaced by retention.*;
-	// -1 means no limit.
-	RetentionMs, RetentionBytes           int64
-	LocalRetentionMs, LocalRetentionBytes int64
 }
