@@ -139,6 +139,14 @@
 // timestamps of the index, then of the sidecar's batches, then decodes the
 // batch (localstore.ForEachRecord).
 //
+// Sidecars and chunks are downloaded by one mechanism, tier/internal/flight,
+// each cache keeping its own storage (sidecars in memory, chunks in files):
+// one download per key shared by every waiter; the download is the cache's,
+// not its first caller's, and ends on its own deadline (2 minutes for a
+// sidecar, the chunk cache's fetch timeout for a chunk) or on Close; a
+// waiter that gives up at Config.FetchMaxWait leaves it to finish and be
+// cached before anyone is served; errors are not cached.
+//
 // # Operations
 //
 // Status describes a topic's partitions (local and remote segments, states,

@@ -168,10 +168,9 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	m := &Manager{
 		cfg: cfg, store: store, meta: meta, logger: logger, health: health, started: time.Now(),
 		m:           newMetrics(reg),
-		sidecars:    newSidecarCache(cfg.SidecarCacheBytes),
+		sidecars:    newSidecarCache(cfg.SidecarCacheBytes, sidecarLoadTimeout),
 		prefetchSem: make(chan struct{}, 4),
 	}
-	m.sidecars.spawn = m.goTracked
 	if st := health.State(); !st.Available {
 		m.m.storeAvailable.Set(0)
 	}
@@ -252,25 +251,10 @@ func (m *Manager) Close() error {
 	m.jobs.cond.Broadcast()
 	m.jobs.Unlock()
 	m.cancel()
+	m.sidecars.close()
 	m.wg.Wait()
 	m.stopWatch()
 	return m.cache.Close()
-}
-
-// goTracked runs f on a goroutine Close waits for; false if the manager is
-// closed (f does not run).
-func (m *Manager) goTracked(f func()) bool {
-	m.jobs.Lock()
-	defer m.jobs.Unlock()
-	if m.jobs.closed {
-		return false
-	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		f()
-	}()
-	return true
 }
 
 // onHealth reports a change of the store's availability: the gauge, and one

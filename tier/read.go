@@ -13,6 +13,7 @@ import (
 	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/tier/chunkcache"
+	"github.com/stratalog/strata/tier/internal/flight"
 )
 
 // maxSidecarBytes bounds a sidecar read from the store (a 2 GiB segment of
@@ -242,14 +243,12 @@ const sidecarLoadTimeout = 2 * time.Minute
 
 // sidecar returns seg's sidecar, from memory or fetched once (concurrent
 // callers share one GET) and checked against the index entry. The download
-// runs under the manager's context, not the caller's: a caller that stops
-// waiting (remote.fetch.max.wait.ms) leaves it to finish and be cached for
-// the next read.
+// is not the caller's (see sidecarCache.load): a caller that stops waiting
+// (remote.fetch.max.wait.ms) leaves it to finish and be cached for the next
+// read; Close cancels it.
 func (m *Manager) sidecar(ctx context.Context, key tp, seg metadata.RemoteSegment) (*sidecar, error) {
 	k := sidecarKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
-	sc, err := m.sidecars.load(ctx, k, func() (*sidecar, error) {
-		ctx, cancel := context.WithTimeout(m.ctx, sidecarLoadTimeout)
-		defer cancel()
+	sc, err := m.sidecars.load(ctx, k, func(ctx context.Context) (*sidecar, error) {
 		sc, err := fetchSidecar(ctx, m.store, k)
 		if err != nil {
 			return nil, err
@@ -338,18 +337,16 @@ func (m *Manager) batchBytes(ctx context.Context, key tp, seg metadata.RemoteSeg
 }
 
 // sidecarCache keeps decoded sidecars, least recently used out first, within
-// a byte bound; concurrent loads of one sidecar share one fetch.
+// a byte bound; its group loads them, one download per sidecar shared by
+// every caller (tier/internal/flight's rules).
 type sidecarCache struct {
-	max int64
-	// spawn runs a download on its own goroutine; false: it cannot (the
-	// manager is closing). nil: a plain goroutine.
-	spawn func(func()) bool
-	mu    struct {
+	max     int64
+	flights *flight.Group[string, *sidecar]
+	mu      struct {
 		sync.Mutex
 		lru     list.List // of *scEntry, most recent at the front
 		entries map[string]*list.Element
 		bytes   int64
-		flights map[string]*scFlight
 	}
 }
 
@@ -358,28 +355,19 @@ type scEntry struct {
 	sc  *sidecar
 }
 
-type scFlight struct {
-	done chan struct{}
-	sc   *sidecar
-	err  error
-}
-
-func newSidecarCache(maxBytes int64) *sidecarCache {
+// newSidecarCache returns a cache of at most maxBytes of sidecars whose
+// downloads each run for at most timeout.
+func newSidecarCache(maxBytes int64, timeout time.Duration) *sidecarCache {
 	c := &sidecarCache{max: maxBytes}
 	c.mu.entries = make(map[string]*list.Element)
-	c.mu.flights = make(map[string]*scFlight)
+	c.flights = flight.New[string, *sidecar]((*sidecarLRU)(c), flight.Options{Timeout: timeout})
 	return c
 }
 
 // get returns a cached sidecar or nil.
 func (c *sidecarCache) get(key string) *sidecar {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e := c.mu.entries[key]; e != nil {
-		c.mu.lru.MoveToFront(e)
-		return e.Value.(*scEntry).sc
-	}
-	return nil
+	sc, _ := (*sidecarLRU)(c).Get(key)
+	return sc
 }
 
 func (c *sidecarCache) put(key string, sc *sidecar) {
@@ -414,52 +402,40 @@ func (c *sidecarCache) remove(key string) {
 	}
 }
 
-// load returns the cached sidecar or fetches it with fetch, once for all
-// concurrent callers. The fetch runs on its own goroutine, under the context
-// fetch makes for itself, so it is never cut short by the caller that started
-// it: every caller waits with its own ctx and, when that ends first, gets the
-// ctx's error while the fetch goes on and caches its result for the next one.
-func (c *sidecarCache) load(ctx context.Context, key string, fetch func() (*sidecar, error)) (*sidecar, error) {
+// load returns the cached sidecar or downloads it with fetch, once for all
+// concurrent callers, by the rules of tier/internal/flight: the download
+// runs on its own goroutine under its own deadline (sidecarLoadTimeout),
+// every caller waits with its own ctx, and one whose ctx ends first gets
+// its error while the download goes on and caches its result for the next.
+func (c *sidecarCache) load(ctx context.Context, key string, fetch flight.Fetch[*sidecar]) (*sidecar, error) {
+	sc, _, err := c.flights.Do(ctx, key, fetch)
+	return sc, err
+}
+
+// close cancels the downloads in progress and waits for them to end.
+func (c *sidecarCache) close() { c.flights.Close() }
+
+// sidecarLRU is the Cache the flight group fills; each method locks c.mu.
+type sidecarLRU sidecarCache
+
+func (l *sidecarLRU) Get(key string) (*sidecar, bool) {
+	c := (*sidecarCache)(l)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if e := c.mu.entries[key]; e != nil {
 		c.mu.lru.MoveToFront(e)
-		c.mu.Unlock()
-		return e.Value.(*scEntry).sc, nil
+		return e.Value.(*scEntry).sc, true
 	}
-	fl := c.mu.flights[key]
-	if fl == nil {
-		fl = &scFlight{done: make(chan struct{})}
-		c.mu.flights[key] = fl
-		c.mu.Unlock()
-		run := func() {
-			sc, err := fetch()
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			fl.sc, fl.err = sc, err
-			delete(c.mu.flights, key)
-			if err == nil {
-				c.putLocked(key, sc)
-			}
-			close(fl.done)
-		}
-		spawn := c.spawn
-		if spawn == nil {
-			spawn = func(f func()) bool { go f(); return true }
-		}
-		if !spawn(run) {
-			c.mu.Lock()
-			fl.err = errors.New("tier: closing")
-			delete(c.mu.flights, key)
-			close(fl.done)
-			c.mu.Unlock()
-		}
-	} else {
-		c.mu.Unlock()
-	}
-	select {
-	case <-fl.done:
-		return fl.sc, fl.err
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
+	return nil, false
+}
+
+func (l *sidecarLRU) Has(key string) bool {
+	c := (*sidecarCache)(l)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.entries[key] != nil
+}
+
+func (l *sidecarLRU) Add(key string, sc *sidecar, _ int) {
+	(*sidecarCache)(l).put(key, sc)
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stratalog/strata/tier/internal/flight"
 )
 
 // Errors returned (wrapped) by the cache.
@@ -144,19 +146,23 @@ type Cache struct {
 	lock   *os.File // the flock'd LOCK file
 
 	queue chan request
-	// ctx is cancelled by Close; every download runs under it.
+	// ctx is cancelled by Close; it stops the read-ahead workers.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// wg counts read-ahead workers and download goroutines started by Get.
+	// wg counts the read-ahead workers.
 	wg sync.WaitGroup
+	// flights runs the downloads into the files by tier/internal/flight's
+	// rules (one per chunk, detached from the callers, ended by
+	// Config.FetchTimeout or Close). Its lock is taken before c.mu, never
+	// while c.mu is held.
+	flights *flight.Group[string, *entry]
 
 	mu struct {
 		sync.Mutex
 		closed  bool
-		entries map[string]*entry  // by file name
-		lru     list.List          // of *entry, most recently used at the front
-		bytes   int64              // sum of entries' sizes
-		flights map[string]*flight // downloads in progress, by file name
+		entries map[string]*entry // by file name
+		lru     list.List         // of *entry, most recently used at the front
+		bytes   int64             // sum of entries' sizes
 	}
 }
 
@@ -196,7 +202,6 @@ func New(cfg Config, fetch FetchFunc, logger *slog.Logger, reg prometheus.Regist
 		queue:  make(chan request, cfg.ReadaheadQueue),
 	}
 	c.mu.entries = make(map[string]*entry)
-	c.mu.flights = make(map[string]*flight)
 	if err := c.load(); err != nil {
 		unlockDir(lock)
 		return nil, err
@@ -207,6 +212,7 @@ func New(cfg Config, fetch FetchFunc, logger *slog.Logger, reg prometheus.Regist
 			return nil, err
 		}
 	}
+	c.flights = flight.New[string, *entry]((*files)(c), flight.Options{Timeout: cfg.FetchTimeout})
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(cfg.ReadaheadWorkers)
 	for range cfg.ReadaheadWorkers {
@@ -223,8 +229,8 @@ func New(cfg Config, fetch FetchFunc, logger *slog.Logger, reg prometheus.Regist
 // download then. Errors wrap ErrCorruptChunk, ErrInvalidChunk, ErrClosed, the
 // fetch error, or ctx's error.
 //
-// Get locks c.mu to look the chunk up, pin it and join or start its flight;
-// it opens, verifies and waits with c.mu unlocked.
+// The flight group looks the chunk up and pins it (files.Get) or joins or
+// starts its flight under its lock; Get opens, verifies and waits unlocked.
 func (c *Cache) Get(ctx context.Context, ch Chunk) (*os.File, func(), error) {
 	if err := ch.validate(); err != nil {
 		return nil, nil, err
@@ -236,41 +242,28 @@ func (c *Cache) Get(ctx context.Context, ch Chunk) (*os.File, func(), error) {
 	// A cached file found missing or corrupt is dropped and looked up again;
 	// the second time round it is in flight or freshly downloaded.
 	for range 3 {
-		c.mu.Lock()
-		if c.mu.closed {
-			c.mu.Unlock()
+		e, cached, err := c.flights.Do(ctx, name, c.fetcher(name, ch, false))
+		switch {
+		case errors.Is(err, flight.ErrClosed):
 			return nil, nil, ErrClosed
+		case err != nil && ctx.Err() != nil:
+			return nil, nil, fmt.Errorf("chunkcache: waiting for %s: %w", ch, err)
+		case err != nil:
+			return nil, nil, err
 		}
-		if e := c.mu.entries[name]; e != nil {
-			e.pins++
-			c.mu.lru.MoveToFront(e.elem)
-			verified := e.verified
-			c.mu.Unlock()
-			f, err := c.openCached(e, ch, verified)
-			c.unpin(e)
-			if errors.Is(err, errStale) {
-				continue
-			}
-			if err != nil {
-				return nil, nil, err
-			}
+		// e is pinned for us, cached or just downloaded.
+		f, err := c.openCached(e, ch)
+		c.unpin(e)
+		if errors.Is(err, errStale) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if cached {
 			c.m.hits.Add(1)
-			return f, releaseFunc(f), nil
 		}
-		fl := c.mu.flights[name]
-		if fl == nil {
-			fl = c.startFlightLocked(name, ch)
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				// The download outlives the caller: keep ctx's values, not its end.
-				c.download(context.WithoutCancel(ctx), fl)
-			}()
-		}
-		fl.waiters++
-		c.mu.Unlock()
-		c.m.misses.Add(1)
-		return c.wait(ctx, fl)
+		return f, releaseFunc(f), nil
 	}
 	return nil, nil, fmt.Errorf("chunkcache: get %s: cached file kept vanishing", ch)
 }
@@ -279,42 +272,12 @@ func releaseFunc(f *os.File) func() {
 	return func() { _ = f.Close() }
 }
 
-// wait waits for fl on behalf of one waiter counted in fl.waiters, then
-// opens the downloaded file. It locks c.mu when ctx ends, to leave the
-// flight, and to unpin the entry.
-func (c *Cache) wait(ctx context.Context, fl *flight) (*os.File, func(), error) {
-	select {
-	case <-fl.done:
-	case <-ctx.Done():
-		c.mu.Lock()
-		finished := fl.finished
-		if !finished {
-			fl.waiters--
-		}
-		c.mu.Unlock()
-		if !finished {
-			return nil, nil, fmt.Errorf("chunkcache: waiting for %s: %w", fl.chunk, context.Cause(ctx))
-		}
-		// It finished meanwhile and counted us in its pins: take the result.
-	}
-	if fl.err != nil {
-		return nil, nil, fl.err
-	}
-	path := c.path(fl.entry.name)
-	f, err := os.Open(path)
-	c.unpin(fl.entry)
-	if err != nil {
-		return nil, nil, fmt.Errorf("chunkcache: cannot open %s in %q: %w", fl.chunk, path, err)
-	}
-	return f, releaseFunc(f), nil
-}
-
 // Prefetch queues a background download of ch, shared with any Get of it,
 // unless it is cached or in flight already (it then counts as used, for
 // LRU). It never blocks: when the queue is full, or the cache closed, the
 // request is dropped. Invalid chunks are dropped too.
 //
-// Prefetch locks c.mu for the lookup.
+// Prefetch locks c.mu for the lookup, then the flight group's lock.
 func (c *Cache) Prefetch(ch Chunk) {
 	if ch.validate() != nil {
 		c.m.raDropped.Add(1)
@@ -327,13 +290,12 @@ func (c *Cache) Prefetch(ch Chunk) {
 	if cached {
 		c.mu.lru.MoveToFront(e.elem)
 	}
-	_, inFlight := c.mu.flights[name]
 	c.mu.Unlock()
 	switch {
 	case closed:
 		c.m.raDropped.Add(1)
 		return
-	case cached || inFlight:
+	case cached || c.flights.InFlight(name):
 		c.m.raSkipped.Add(1)
 		return
 	}
@@ -357,26 +319,17 @@ func (c *Cache) worker() {
 	}
 }
 
-// readahead downloads r's chunk unless it got cached or in flight since it
-// was queued. It locks c.mu for the lookup.
+// readahead downloads r's chunk on the worker's goroutine unless it got
+// cached or in flight since it was queued; Gets that come meanwhile share
+// the download. The fetch counts it as fetched when it starts.
 func (c *Cache) readahead(r request) {
-	c.mu.Lock()
-	if c.mu.closed {
-		c.mu.Unlock()
+	ran, err := c.flights.Run(context.Background(), r.name, c.fetcher(r.name, r.chunk, true))
+	switch {
+	case errors.Is(err, flight.ErrClosed):
 		c.m.raDropped.Add(1)
-		return
-	}
-	_, cached := c.mu.entries[r.name]
-	_, inFlight := c.mu.flights[r.name]
-	if cached || inFlight {
-		c.mu.Unlock()
+	case !ran:
 		c.m.raSkipped.Add(1)
-		return
 	}
-	fl := c.startFlightLocked(r.name, r.chunk)
-	c.mu.Unlock()
-	c.m.raFetched.Add(1)
-	c.download(context.Background(), fl)
 }
 
 // Stats returns the counters. It takes no lock: each number is read
@@ -413,6 +366,7 @@ func (c *Cache) Close() error {
 	}
 	c.mu.closed = true
 	c.mu.Unlock()
+	c.flights.Close()
 	c.cancel()
 	c.wg.Wait()
 	for len(c.queue) > 0 { // no worker is left to take them

@@ -24,13 +24,14 @@
 // the next Get fetches again. Fetch errors are returned wrapped, without
 // retrying (the store passed in retries already).
 //
-// A download does not belong to the caller that started it: when a waiter's
-// context ends, that waiter returns at once and the download goes on for the
-// others, and for the cache, until it completes, fails, hits
-// Config.FetchTimeout, or Close cancels it. A consumer that timed out and
-// retries then finds the chunk cached instead of restarting the GET from
-// zero; the price is at most one chunk of bandwidth for a reader that never
-// comes back.
+// The flights follow the rules of tier/internal/flight, which the tier's
+// sidecar cache shares. A download does not belong to the caller that
+// started it: when a waiter's context ends, that waiter returns at once and
+// the download goes on for the others, and for the cache, until it
+// completes, fails, hits Config.FetchTimeout, or Close cancels it. A
+// consumer that timed out and retries then finds the chunk cached instead of
+// restarting the GET from zero; the price is at most one chunk of bandwidth
+// for a reader that never comes back.
 //
 // Prefetch queues a read-ahead download for Config.ReadaheadWorkers workers.
 // It never blocks: a chunk already cached or in flight is skipped, and a

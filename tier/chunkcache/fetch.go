@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/stratalog/strata/tier/internal/flight"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -14,66 +16,70 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // copyBufSize is the buffer a download copies the body through.
 const copyBufSize = 256 << 10
 
-// flight is one download of a chunk, shared by every Get and Prefetch that
-// asks for the chunk while it runs.
-type flight struct {
-	name  string
-	chunk Chunk
-	done  chan struct{} // closed when the download has ended
+// files is the Cache the flight group fills: the index of chunk files. The
+// group calls its methods with its own lock held; each locks c.mu.
+type files Cache
 
-	// Guarded by Cache.mu.
-	waiters  int  // Gets waiting; each gets a pin on the entry
-	finished bool // err and entry are set
-
-	// Written under Cache.mu before done is closed; read-only after.
-	err   error
-	entry *entry
-}
-
-// startFlightLocked registers a flight for name. c.mu must be held.
-func (c *Cache) startFlightLocked(name string, ch Chunk) *flight {
-	fl := &flight{name: name, chunk: ch, done: make(chan struct{})}
-	c.mu.flights[name] = fl
-	return fl
-}
-
-// download fills fl's chunk, caches it pinned once per waiter, and wakes the
-// waiters. parent carries values only: the download ends on its own
-// timeout or on Close. It locks c.mu to publish the result.
-func (c *Cache) download(parent context.Context, fl *flight) {
-	ctx, cancel := context.WithTimeout(parent, c.cfg.FetchTimeout)
-	defer cancel()
-	stop := context.AfterFunc(c.ctx, cancel)
-	defer stop()
-
-	c.m.fetches.Add(1)
-	start := time.Now()
-	err := c.fill(ctx, fl)
-	if err == nil {
-		c.m.fetchSeconds.Observe(time.Since(start).Seconds())
-	} else {
-		c.m.fetchFailures.Add(1)
-	}
-
+// Get pins and returns the entry of a cached chunk for a Get, or counts the
+// miss that Get now waits for.
+func (fs *files) Get(name string) (*entry, bool) {
+	c := (*Cache)(fs)
 	c.mu.Lock()
-	delete(c.mu.flights, fl.name)
-	fl.finished = true
-	fl.err = err
-	if err == nil {
-		e := &entry{name: fl.name, size: fl.chunk.Length, verified: true, pins: fl.waiters}
-		c.insertLocked(e)
-		c.evictLocked()
-		fl.entry = e
+	defer c.mu.Unlock()
+	e := c.mu.entries[name]
+	if e == nil {
+		c.m.misses.Add(1)
+		return nil, false
 	}
-	c.mu.Unlock()
-	close(fl.done)
+	e.pins++
+	c.mu.lru.MoveToFront(e.elem)
+	return e, true
 }
 
-// fill downloads fl's chunk to a temp file, checks its length and CRC, and
-// renames it to the chunk's name. It takes no lock: the name is not in the
-// index while its flight runs.
-func (c *Cache) fill(ctx context.Context, fl *flight) (err error) {
-	ch := fl.chunk
+// Has reports whether a chunk is cached.
+func (fs *files) Has(name string) bool {
+	c := (*Cache)(fs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.mu.entries[name]
+	return ok
+}
+
+// Add indexes a downloaded chunk file, pinned once per Get waiting for it
+// (each unpins it once it has opened the file), and evicts what no longer
+// fits.
+func (fs *files) Add(name string, e *entry, waiters int) {
+	c := (*Cache)(fs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.pins = waiters
+	c.insertLocked(e)
+	c.evictLocked()
+}
+
+// fetcher returns the download of ch into the file name, for the flight
+// group: it fills the file and returns its entry, not yet indexed; the group
+// adds it. A read-ahead download counts as fetched when it starts.
+func (c *Cache) fetcher(name string, ch Chunk, readahead bool) flight.Fetch[*entry] {
+	return func(ctx context.Context) (*entry, error) {
+		if readahead {
+			c.m.raFetched.Add(1)
+		}
+		c.m.fetches.Add(1)
+		start := time.Now()
+		if err := c.fill(ctx, name, ch); err != nil {
+			c.m.fetchFailures.Add(1)
+			return nil, err
+		}
+		c.m.fetchSeconds.Observe(time.Since(start).Seconds())
+		return &entry{name: name, size: ch.Length, verified: true}, nil
+	}
+}
+
+// fill downloads ch to a temp file, checks its length and CRC, and renames
+// it to name. It takes no lock: the name is not in the index while its
+// flight runs.
+func (c *Cache) fill(ctx context.Context, name string, ch Chunk) (err error) {
 	tmp, err := os.CreateTemp(c.cfg.Dir, "*"+tmpSuffix)
 	if err != nil {
 		return fmt.Errorf("chunkcache: cannot create temp file for %s: %w", ch, err)
@@ -106,7 +112,7 @@ func (c *Cache) fill(ctx context.Context, fl *flight) (err error) {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("chunkcache: cannot write %q: %w", tmp.Name(), err)
 	}
-	if err := os.Rename(tmp.Name(), c.path(fl.name)); err != nil {
+	if err := os.Rename(tmp.Name(), c.path(name)); err != nil {
 		return fmt.Errorf("chunkcache: cannot rename %q into place: %w", tmp.Name(), err)
 	}
 	return nil

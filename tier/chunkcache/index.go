@@ -126,9 +126,12 @@ func (c *Cache) unpin(e *entry) {
 
 // openCached opens a cached entry the caller has pinned. A file from a
 // previous run (verified false) is checked first. A missing or corrupt file
-// is dropped and errStale returned. It locks c.mu only to record the result
-// of a check.
-func (c *Cache) openCached(e *entry, ch Chunk, verified bool) (*os.File, error) {
+// is dropped and errStale returned. It locks c.mu to read and to record
+// whether the file was checked.
+func (c *Cache) openCached(e *entry, ch Chunk) (*os.File, error) {
+	c.mu.Lock()
+	verified := e.verified
+	c.mu.Unlock()
 	path := c.path(e.name)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
