@@ -225,8 +225,14 @@ func minioURL(mio *minioserver.Server, bucket, prefix string) string {
 // listOffsetRaw asks ListOffsets v9 for a special timestamp.
 func listOffsetRaw(t *testing.T, tb *testBroker, topic string, p int32, ts int64) int64 {
 	t.Helper()
+	return listOffsetV(t, tb, topic, p, ts, 9)
+}
+
+// listOffsetV asks ListOffsets at version v for a special timestamp.
+func listOffsetV(t *testing.T, tb *testBroker, topic string, p int32, ts int64, v int16) int64 {
+	t.Helper()
 	req := kmsg.NewPtrListOffsetsRequest()
-	req.Version = 9
+	req.Version = v
 	req.Topics = []kmsg.ListOffsetsRequestTopic{{Topic: topic, Partitions: []kmsg.ListOffsetsRequestTopicPartition{{Partition: p, Timestamp: ts, CurrentLeaderEpoch: -1}}}}
 	resp, err := tb.raw().request(req)
 	if err != nil {
@@ -237,4 +243,53 @@ func listOffsetRaw(t *testing.T, tb *testBroker, topic string, p int32, ts int64
 		t.Fatalf("list offset %d: code %d", ts, sp.ErrorCode)
 	}
 	return sp.Offset
+}
+
+// ListOffsets v11's -6 (KIP-1023) is the first offset the remote tier does
+// not hold: while the store is down and closed segments wait for upload it
+// stays one past the last tiered offset, below the log end; once the backlog
+// is uploaded it moves on.
+func TestListOffsetsEarliestPendingUpload(t *testing.T) {
+	mio := minioserver.Start(t)
+	bucket := mio.NewBucket(t)
+	tb := startBroker(t, append([]string{minioURL(mio, bucket, "")}, tierSets...)...)
+	const topic = "backlog"
+	tb.createTopic(topic, 1, tieredTopic)
+	want := recordsFor(topic, 400, 1)
+	prod := tb.client(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	for i := 0; i < 200; i += 50 {
+		produceSync(t, prod, want[i:i+50]...)
+	}
+	waitTiered(t, tb, topic, 1)
+	tiered := listOffsetV(t, tb, topic, 0, -5, 11)
+	if got := listOffsetV(t, tb, topic, 0, -6, 11); got != tiered+1 {
+		t.Fatalf("after the upload: -6 = %d, want %d", got, tiered+1)
+	}
+
+	mio.Stop()
+	for i := 200; i < 400; i += 20 {
+		produceSync(t, prod, want[i:i+20]...)
+	}
+	part := tb.srv.topics.get(topic).partition(0)
+	if closed := len(part.log.Local().Segments()) - 1; closed < 2 {
+		t.Fatalf("%d closed segments wait for upload, want a backlog", closed)
+	}
+	if got := listOffsetV(t, tb, topic, 0, -6, 11); got != tiered+1 || got >= part.log.LogEndOffset() {
+		t.Fatalf("with a backlog: -6 = %d, want %d (log end %d)", got, tiered+1, part.log.LogEndOffset())
+	}
+	if got := listOffsetV(t, tb, topic, 0, -5, 11); got != tiered {
+		t.Fatalf("with a backlog: -5 = %d, want %d", got, tiered)
+	}
+
+	if err := mio.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitTiered(t, tb, topic, 1)
+	now := listOffsetV(t, tb, topic, 0, -5, 11)
+	if now <= tiered {
+		t.Fatalf("the backlog was not uploaded: -5 = %d", now)
+	}
+	if got, end := listOffsetV(t, tb, topic, 0, -6, 11), part.log.LogEndOffset(); (got != now+1 || got >= end) && got != -1 {
+		t.Fatalf("after the backlog: -6 = %d, want %d or -1 (log end %d)", got, now+1, end)
+	}
 }

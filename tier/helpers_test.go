@@ -1,11 +1,9 @@
 package tier
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -17,8 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/stratalog/strata/internal/recbatch"
 	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/partition"
@@ -29,31 +27,10 @@ import (
 
 const testTopic = "events"
 
-// makeBatch encodes a v2 record batch of n records (base offset 0, which the
-// log overwrites) with timestamps ts, ts+1, ... and a real CRC-32C.
+// makeBatch encodes a v2 record batch of n records (recbatch.Make).
 func makeBatch(t testing.TB, n int, ts int64, tag string) []byte {
 	t.Helper()
-	var recs []byte
-	for i := range n {
-		r := kmsg.Record{
-			TimestampDelta64: int64(i),
-			OffsetDelta:      int32(i),
-			Key:              fmt.Appendf(nil, "k%d", i),
-			Value:            bytes.Repeat(fmt.Appendf(nil, "%s-%d|", tag, i), 8),
-		}
-		body := r.AppendTo(nil)
-		r.Length = int32(len(body) - 1) // the zero Length took one byte
-		recs = r.AppendTo(recs)
-	}
-	b := kmsg.RecordBatch{
-		Magic: 2, LastOffsetDelta: int32(n - 1), FirstTimestamp: ts, MaxTimestamp: ts + int64(n-1),
-		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(n), Records: recs,
-	}
-	b.Length = int32(localstore.HeaderSize - 12 + len(recs))
-	raw := b.AppendTo(nil)
-	crc := crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli))
-	binary.BigEndian.PutUint32(raw[17:], crc)
-	return raw
+	return recbatch.Make(n, ts, tag)
 }
 
 // env is a partition log, a faulty in-memory store, a metadata store and
