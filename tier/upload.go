@@ -41,6 +41,9 @@ func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 		if pl.Log == nil || m.jobs.forgotten[pl.TopicID] {
 			continue
 		}
+		if m.jobs.remoteOff[pl.TopicID] {
+			pl.Remote = false // DropRemote: this description may predate it
+		}
 		ps := m.part(tp{pl.Topic, pl.Partition})
 		ps.log, ps.hasLog, ps.topicID = pl, true, pl.TopicID
 		if ps.deleted {
@@ -106,7 +109,8 @@ func (m *Manager) waitIdle() {
 }
 
 // round is one management round of a partition: finish interrupted work,
-// upload what is eligible in offset order, apply remote then local retention,
+// upload what is eligible in offset order (nothing with
+// remote.log.copy.disable), apply remote then local retention,
 // persist the log start offset. After a failure the store work waits for the
 // partition's backoff; local retention (disk only) goes on.
 func (m *Manager) round(ps *partState) {
@@ -118,6 +122,9 @@ func (m *Manager) round(ps *partState) {
 		return
 	}
 	pl := ps.log
+	if m.jobs.remoteOff[pl.TopicID] {
+		pl.Remote = false
+	}
 	ctx, cancel := context.WithCancel(m.ctx)
 	ps.cancel = cancel
 	storeDue := !m.cfg.Now().Before(ps.retryAt)
@@ -126,7 +133,7 @@ func (m *Manager) round(ps *partState) {
 
 	if storeDue {
 		err := m.finishPending(ctx, ps)
-		if err == nil && pl.Remote {
+		if err == nil && pl.Remote && !pl.CopyDisabled {
 			err = m.uploadEligible(ctx, ps, pl)
 		}
 		if err == nil {
@@ -404,7 +411,7 @@ func (m *Manager) updateLag(ps *partState, pl PartitionLog) {
 		lagSegs  int
 		oldest   time.Time
 	)
-	if pl.Remote {
+	if pl.Remote && !pl.CopyDisabled { // with copy disabled nothing waits to be copied
 		for _, s := range eligible(pl, m.viewOf(ps).highest) {
 			lagBytes += s.Size
 			lagSegs++

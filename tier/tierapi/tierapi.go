@@ -27,6 +27,9 @@ type PartitionLog struct {
 	Log       *localstore.Log
 	// Remote reports whether the topic tiers now (remote.storage.enable).
 	Remote bool
+	// CopyDisabled: remote.log.copy.disable (KIP-950). The remote tier is
+	// read-only: nothing is uploaded, what is there is served and expired.
+	CopyDisabled bool
 	// Retention settings, resolved: local.* = -2 already replaced by retention.*;
 	// -1 means no limit.
 	RetentionMs, RetentionBytes           int64
