@@ -105,7 +105,7 @@ func (s *Server) handleAlterConfigs(_ context.Context, _ *conn, req *kmsg.AlterC
 				}
 				overrides[c.Name] = *c.Value
 			}
-			return s.topics.setConfig(t, overrides, req.ValidateOnly)
+			return s.setTopicConfig(t, overrides, req.ValidateOnly)
 		})
 		resp.Resources = append(resp.Resources, sr)
 	}
@@ -123,7 +123,7 @@ func (s *Server) handleIncrementalAlterConfigs(_ context.Context, _ *conn, req *
 			if err != nil {
 				return err
 			}
-			return s.topics.setConfig(t, overrides, req.ValidateOnly)
+			return s.setTopicConfig(t, overrides, req.ValidateOnly)
 		})
 		resp.Resources = append(resp.Resources, sr)
 	}

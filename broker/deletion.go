@@ -168,7 +168,7 @@ func (r *registry) finishDeletionsAtStart() error {
 		return err
 	}
 	for _, d := range dels {
-		if d.LocalDone {
+		if d.LocalDone || d.RemoteOnly { // RemoteOnly: the topic lives, its directories stay
 			continue
 		}
 		if err := r.finishLocal(d); err != nil {
@@ -299,6 +299,16 @@ func (s *Server) purgeDeletion(ctx context.Context, d metadata.TopicDeletion) er
 	if !d.LocalDone {
 		return nil // its DeleteTopics is still running (step 3)
 	}
+	if d.RemoteOnly {
+		// KIP-950 disablement (remote_disable.go): the topic and its
+		// directories stay; only the remote segments go.
+		if s.tier != nil {
+			if err := s.tier.PurgeTopic(ctx, d); err != nil {
+				return err
+			}
+		}
+		return s.meta.FinishTopicDeletion(d.ID)
+	}
 	suffix := "." + hex.EncodeToString(d.ID[:]) + deleteSuffix
 	ents, err := os.ReadDir(s.topics.dir)
 	if err != nil {
@@ -328,7 +338,11 @@ type DeletionStatus struct {
 	Partitions     int32  `json:"partitions"`
 	DeletedAt      string `json:"deleted_at"`
 	RemoteSegments int    `json:"remote_segments"`
-	LastError      string `json:"last_error,omitempty"`
+	// RemoteOnly: the remote data of a live topic whose remote storage was
+	// disabled (KIP-950); TopicID is then the topic's, not the record's.
+	RemoteOnly bool   `json:"remote_only,omitempty"`
+	id         string // the record's ID, hex: the key of its last error
+	LastError  string `json:"last_error,omitempty"`
 }
 
 // PendingDeletions lists the deleted topics whose cleanup has not finished.
@@ -341,7 +355,11 @@ func PendingDeletions(meta *metadata.Store) ([]DeletionStatus, error) {
 	for _, d := range dels {
 		st := DeletionStatus{
 			Topic: d.Name, TopicID: hex.EncodeToString(d.ID[:]), Partitions: d.Partitions,
-			DeletedAt: time.UnixMilli(d.DeletedAtMs).UTC().Format(time.RFC3339),
+			DeletedAt:  time.UnixMilli(d.DeletedAtMs).UTC().Format(time.RFC3339),
+			RemoteOnly: d.RemoteOnly, id: hex.EncodeToString(d.ID[:]),
+		}
+		if d.RemoteOnly {
+			st.TopicID = hex.EncodeToString(d.TopicID[:])
 		}
 		parts, err := meta.DeletedPartitions(d.ID)
 		if err != nil {
@@ -369,7 +387,7 @@ func (s *Server) PendingDeletions() ([]DeletionStatus, error) {
 	s.delErrMu.Lock()
 	defer s.delErrMu.Unlock()
 	for i := range out {
-		out[i].LastError = s.delErrs[out[i].TopicID]
+		out[i].LastError = s.delErrs[out[i].id]
 	}
 	return out, nil
 }

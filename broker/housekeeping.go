@@ -85,7 +85,7 @@ func (s *Server) partitionLogs() []tierapi.PartitionLog {
 		for _, p := range t.parts() {
 			out = append(out, tierapi.PartitionLog{
 				Topic: t.name, TopicID: t.id, Partition: p.index, Log: p.log.Local(),
-				Remote: c.RemoteStorageEnable,
+				Remote: c.RemoteStorageEnable, CopyDisabled: c.RemoteLogCopyDisable,
 			})
 		}
 	}

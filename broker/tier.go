@@ -23,6 +23,11 @@ type Tier interface {
 	// chunks, and may be repeated until it succeeds (deletion.go).
 	ForgetTopic(topic string, id [16]byte)
 	PurgeTopic(ctx context.Context, d metadata.TopicDeletion) error
+	// DropRemote stops tiering a live topic and forgets its remote view,
+	// holding its rounds while commit runs (KIP-950 disablement,
+	// remote_disable.go); ResumeRemote lets it tier again.
+	DropRemote(topic string, id [16]byte, commit func() error) error
+	ResumeRemote(id [16]byte)
 }
 
 var _ Tier = (*tier.Manager)(nil)

@@ -61,4 +61,8 @@ type Topic struct {
 	FileDeleteDelayMs           int64 // file.delete.delay.ms
 	MessageTimestampBeforeMaxMs int64 // message.timestamp.before.max.ms
 	MessageTimestampAfterMaxMs  int64 // message.timestamp.after.max.ms
+
+	// KIP-950 (topic keys only, default false).
+	RemoteLogCopyDisable     bool // remote.log.copy.disable
+	RemoteLogDeleteOnDisable bool // remote.log.delete.on.disable
 }

@@ -224,6 +224,9 @@ func unknownBrokerKey(key string) *Error {
 
 // brokerKeyHint suggests what an unknown broker key may have meant.
 func brokerKeyHint(key string) string {
+	if t, ok := topicByName[key]; ok && t.own != nil {
+		return fmt.Sprintf("%s is a topic config with no broker default (as in Kafka)", key)
+	}
 	if t, ok := topicByName[key]; ok && t.synonyms[0] != key {
 		return fmt.Sprintf("%s is a topic config; the broker default is %s", key, t.synonyms[0])
 	}

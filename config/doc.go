@@ -115,6 +115,8 @@
 //	remote.storage.enable            remote.storage.enable                 true (Kafka: false)   true, false
 //	local.retention.ms               log.local.retention.ms                -2 (= retention.ms)   -2 to 9223372036854775807, see below
 //	local.retention.bytes            log.local.retention.bytes             -2 (= retention.bytes) -2 to 9223372036854775807, see below
+//	remote.log.copy.disable          (none, as in Kafka)                   false                 true, false; see below
+//	remote.log.delete.on.disable     (none, as in Kafka)                   false                 true, false; see below
 //	max.compaction.lag.ms            log.cleaner.max.compaction.lag.ms     9223372036854775807   1 to 9223372036854775807
 //	min.compaction.lag.ms            log.cleaner.min.compaction.lag.ms     0                     0 to 9223372036854775807
 //	min.cleanable.dirty.ratio        log.cleaner.min.cleanable.ratio       0.5                   0 to 1
@@ -128,6 +130,24 @@
 // when retention.ms is not -1 and local.retention.ms is not -2,
 // local.retention.ms must be 0 to retention.ms (not -1); the same for the
 // bytes pair. Topic.LocalRetention resolves -2.
+//
+// KIP-950, tiered storage disablement (both keys are topic keys only, with
+// fixed defaults, as in Kafka):
+//
+//   - remote.log.copy.disable=true makes the topic's remote tier read-only:
+//     no more segments are uploaded, what is there is still served and
+//     retention.* still expires it. Nothing new leaves local disk, so the
+//     local log grows up to retention.* (it keeps every segment above the
+//     last uploaded one until retention.* expires it); as in Kafka,
+//     local.retention.ms and local.retention.bytes must then be -2 or equal
+//     retention.ms and retention.bytes. Setting it back to false resumes the
+//     uploads from the last uploaded offset.
+//   - remote.storage.enable from true to false is refused (INVALID_CONFIG)
+//     unless remote.log.delete.on.disable=true is set in the same request (or
+//     already): then the topic's remote data is deleted in the background,
+//     the topic keeps serving its local log, and its log start offset
+//     becomes the local log start. Setting remote.storage.enable back to
+//     true tiers afresh from the local log.
 //
 // # Accepted for compatibility, no effect
 //

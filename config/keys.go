@@ -326,6 +326,9 @@ type topicSpec struct {
 	noEffect bool
 	doc      string
 	base     *spec // validation: the first synonym's spec, or its own
+	// own is the spec of a topic key that no broker key defaults (Kafka
+	// has none for it): its default is fixed, own.def. No synonyms then.
+	own *spec
 }
 
 // topicSpecs lists every topic key, in Kafka's documentation order.
@@ -353,6 +356,11 @@ var topicSpecs = []*topicSpec{
 	{name: "remote.storage.enable", synonyms: []string{"remote.storage.enable"}, doc: "Tier closed segments to the object store."},
 	{name: "local.retention.ms", synonyms: []string{"log.local.retention.ms"}, doc: "Age limit of the local copy of tiered segments; -2: retention.ms."},
 	{name: "local.retention.bytes", synonyms: []string{"log.local.retention.bytes"}, doc: "Size limit of the local log; -2: retention.bytes."},
+	// KIP-950: topic keys only, with fixed defaults (Kafka has no broker key for them).
+	{name: "remote.log.copy.disable", own: boolKey("remote.log.copy.disable", false, ""),
+		doc: "Stop uploading the topic's segments; the remote tier stays readable and retention.* keeps expiring it. The local log then grows up to retention.*."},
+	{name: "remote.log.delete.on.disable", own: boolKey("remote.log.delete.on.disable", false, ""),
+		doc: "Must be true to turn remote.storage.enable from true to false; the topic's remote data is then deleted in the background."},
 	{name: "max.compaction.lag.ms", synonyms: []string{"log.cleaner.max.compaction.lag.ms"}, noEffect: true, doc: "Compaction only."},
 	{name: "min.compaction.lag.ms", synonyms: []string{"log.cleaner.min.compaction.lag.ms"}, noEffect: true, doc: "Compaction only."},
 	{name: "min.cleanable.dirty.ratio", synonyms: []string{"log.cleaner.min.cleanable.ratio"}, noEffect: true, doc: "Compaction only."},
@@ -371,6 +379,11 @@ func init() {
 		brokerByName[s.name] = s
 	}
 	for _, t := range topicSpecs {
+		if t.own != nil {
+			t.base = t.own
+			topicByName[t.name] = t
+			continue
+		}
 		t.base = brokerByName[t.synonyms[0]]
 		for _, syn := range t.synonyms {
 			brokerByName[syn].topic = t.name

@@ -37,9 +37,12 @@ func (b *Broker) resolve(overrides map[string]string, origins map[string]string)
 	names := make(map[string]string, len(topicSpecs)) // the key each value came from, for errors
 	for _, ts := range topicSpecs {
 		name, raw := ts.name, ""
-		if o, ok := overrides[ts.name]; ok {
+		switch o, ok := overrides[ts.name]; {
+		case ok:
 			raw = o
-		} else {
+		case ts.own != nil:
+			raw = ts.own.def
+		default:
 			name = b.setSynonym(ts)
 			raw = b.brokerValue(ts.synonyms[0])
 		}
@@ -72,6 +75,8 @@ func (b *Broker) resolve(overrides map[string]string, origins map[string]string)
 		FileDeleteDelayMs:           v["file.delete.delay.ms"],
 		MessageTimestampBeforeMaxMs: v["message.timestamp.before.max.ms"],
 		MessageTimestampAfterMaxMs:  v["message.timestamp.after.max.ms"],
+		RemoteLogCopyDisable:        s["remote.log.copy.disable"] == "true",
+		RemoteLogDeleteOnDisable:    s["remote.log.delete.on.disable"] == "true",
 	}
 	if t.RemoteStorageEnable {
 		for _, p := range [][2]string{{"local.retention.ms", "retention.ms"}, {"local.retention.bytes", "retention.bytes"}} {
@@ -90,6 +95,20 @@ func (b *Broker) resolve(overrides map[string]string, origins map[string]string)
 			}
 			key := names[p[0]]
 			e := valueError(key, s[p[0]], "%s: the local log cannot outlive the whole log (allowed: -2, or 0 to %d)", why, total)
+			e.Origin = origins[key]
+			return Topic{}, e
+		}
+	}
+	if t.RemoteStorageEnable && t.RemoteLogCopyDisable {
+		// Kafka's rule (KAFKA-17236): nothing more is copied, so the local
+		// log is kept by the topic-wide retention alone.
+		for _, p := range [][2]string{{"local.retention.ms", "retention.ms"}, {"local.retention.bytes", "retention.bytes"}} {
+			local, total := v[p[0]], v[p[1]]
+			if local == -2 || local == total {
+				continue
+			}
+			key := names[p[0]]
+			e := valueError(key, s[p[0]], "with remote.log.copy.disable=true no more segments are copied, so %s must equal %s (allowed: -2 or %d)", p[0], p[1], total)
 			e.Origin = origins[key]
 			return Topic{}, e
 		}
@@ -142,6 +161,8 @@ func (b *Broker) DescribeTopic(overrides map[string]string) []Entry {
 			if v, err := ts.base.parse(ts.name, raw); err == nil {
 				e.Value = v
 			}
+		} else if ts.own != nil {
+			e.Source, e.Value = SourceDefault, ts.own.def
 		} else {
 			e.Source, e.Value = SourceDefault, b.brokerValue(ts.synonyms[0])
 			if _, ok := b.values[b.setSynonym(ts)]; ok {

@@ -3,6 +3,7 @@ package metadata
 import (
 	"bytes"
 	"cmp"
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -26,6 +27,14 @@ type TopicDeletion struct {
 	// this was set belongs to a newer topic of the same name.
 	LocalDone   bool
 	DeletedAtMs int64
+	// RemoteOnly: not a topic deletion but KIP-950's disablement of the
+	// topic's remote storage (DisableRemoteStorage). The topic stays, with
+	// its local log; only the remote segments recorded under the deletion
+	// go. ID is then a fresh deletion ID, never a topic's, so the record
+	// cannot collide with a deletion of the topic itself; TopicID is the
+	// topic's. LocalDone is always set: there is no local step.
+	RemoteOnly bool
+	TopicID    [16]byte
 }
 
 // Buckets of deletions (see doc.go).
@@ -45,6 +54,10 @@ func encodeDeletion(d TopicDeletion) []byte {
 		e.u8(0)
 	}
 	e.i64(d.DeletedAtMs)
+	if d.RemoteOnly { // older records end here: a topic deletion
+		e.u8(1)
+		e.b = append(e.b, d.TopicID[:]...)
+	}
 	return seal(e.b)
 }
 
@@ -60,6 +73,13 @@ func decodeDeletion(key, v []byte) (TopicDeletion, error) {
 	td.Name = d.str()
 	td.LocalDone = d.u8() == 1
 	td.DeletedAtMs = d.i64()
+	if d.err == nil && len(d.b) > 0 {
+		if kind := d.u8(); kind != 1 {
+			return TopicDeletion{}, fmt.Errorf("unknown deletion kind %d", kind)
+		}
+		td.RemoteOnly = true
+		copy(td.TopicID[:], d.take(16))
+	}
 	if err := d.done(); err != nil {
 		return TopicDeletion{}, err
 	}
@@ -82,9 +102,19 @@ func deleteTopicTx(tx *bolt.Tx, t Topic, nowMs int64) (TopicDeletion, error) {
 	if dels.Get(t.ID[:]) != nil {
 		return d, fmt.Errorf("%w: topic id %x of %q is already being deleted", ErrInvalid, t.ID, t.Name)
 	}
+	if _, err := moveRemoteIndex(tx, t.Name, d.ID); err != nil {
+		return d, err
+	}
+	return d, dels.Put(t.ID[:], encodeDeletion(d))
+}
+
+// moveRemoteIndex moves every remote segment of topic name from the remote
+// index to the deleted index under the deletion id; it reports whether
+// there was any.
+func moveRemoteIndex(tx *bolt.Tx, name string, id [16]byte) (bool, error) {
 	idx := tx.Bucket(bucketRemoteIndex)
 	moved := tx.Bucket(bucketDeletedRemote)
-	prefix := topicPrefix(t.Name)
+	prefix := topicPrefix(name)
 	var parts [][]byte
 	c := idx.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -92,27 +122,104 @@ func deleteTopicTx(tx *bolt.Tx, t Topic, nowMs int64) (TopicDeletion, error) {
 			parts = append(parts, bytes.Clone(k))
 		}
 	}
+	found := false
 	for _, k := range parts {
 		_, p, err := splitPartitionKey(k)
 		if err != nil {
-			return d, corrupt("remote_index", k, err)
+			return false, corrupt("remote_index", k, err)
 		}
 		src := idx.Bucket(k)
-		dst, err := moved.CreateBucketIfNotExists(deletedPartitionKey(t.ID, p))
+		dst, err := moved.CreateBucketIfNotExists(deletedPartitionKey(id, p))
 		if err != nil {
-			return d, err
+			return false, err
 		}
 		err = src.ForEach(func(base, v []byte) error {
+			found = true
 			return dst.Put(bytes.Clone(base), bytes.Clone(v))
 		})
 		if err != nil {
-			return d, err
+			return false, err
 		}
 		if err := idx.DeleteBucket(k); err != nil {
-			return d, err
+			return false, err
+		}
+		if k, _ := dst.Cursor().First(); k == nil {
+			if err := moved.DeleteBucket(deletedPartitionKey(id, p)); err != nil {
+				return false, err
+			}
 		}
 	}
-	return d, dels.Put(t.ID[:], encodeDeletion(d))
+	return found, nil
+}
+
+// DisableRemoteStorage is KIP-950's remote.storage.enable=false with
+// remote.log.delete.on.disable=true, in one transaction: the topic's
+// overrides become cfg, its remote index moves under a RemoteOnly deletion
+// (a fresh deletion ID) for the background cleanup, and the recorded log
+// start offset of each partition in starts is raised to the given offset
+// (the local log start: what is below it went with the remote tier). The
+// topic itself stays. With no remote segment recorded, no deletion is
+// recorded either (ok false).
+func (s *Store) DisableRemoteStorage(name string, cfg map[string]string, starts map[int32]int64) (d TopicDeletion, ok bool, err error) {
+	if err := checkTopicName(name); err != nil {
+		return TopicDeletion{}, false, err
+	}
+	for p, off := range starts {
+		if err := checkPartition(name, p); err != nil {
+			return TopicDeletion{}, false, err
+		}
+		if off < 0 {
+			return TopicDeletion{}, false, fmt.Errorf("%w: log start offset %d", ErrInvalid, off)
+		}
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		t, err := getTopic(tx, name)
+		if err != nil {
+			return err
+		}
+		t.Configs = cfg
+		if err := tx.Bucket(bucketTopics).Put([]byte(name), encodeTopic(t)); err != nil {
+			return err
+		}
+		parts := tx.Bucket(bucketPartitions)
+		for p, off := range starts {
+			if p >= t.Partitions {
+				return fmt.Errorf("%w: partition %d of topic %q (%d partitions)", ErrNotFound, p, name, t.Partitions)
+			}
+			k := partitionKey(name, p)
+			if v := parts.Get(k); v != nil {
+				cur, err := decodeInt64(v)
+				if err != nil {
+					return corrupt("partitions", k, err)
+				}
+				off = max(off, cur)
+			}
+			if err := parts.Put(k, encodeInt64(off)); err != nil {
+				return err
+			}
+		}
+		dels := tx.Bucket(bucketTopicDeletions)
+		d = TopicDeletion{Name: name, Partitions: t.Partitions, DeletedAtMs: nowMs(), LocalDone: true, RemoteOnly: true, TopicID: t.ID}
+		for {
+			rand.Read(d.ID[:])
+			if d.ID != t.ID && dels.Get(d.ID[:]) == nil && !hasPrefix(tx.Bucket(bucketDeletedRemote), d.ID[:]) {
+				break
+			}
+		}
+		if ok, err = moveRemoteIndex(tx, name, d.ID); err != nil || !ok {
+			return err
+		}
+		return dels.Put(d.ID[:], encodeDeletion(d))
+	})
+	if err != nil {
+		return TopicDeletion{}, false, err
+	}
+	return d, ok, nil
+}
+
+func hasPrefix(b *bolt.Bucket, prefix []byte) bool {
+	k, _ := b.Cursor().Seek(prefix)
+	return k != nil && bytes.HasPrefix(k, prefix)
 }
 
 // TopicDeletions lists the deletions whose cleanup has not finished, oldest first.

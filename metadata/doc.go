@@ -20,15 +20,22 @@
 //	group_offsets  group -> nested bucket: topic 0x00 partition(u32 BE) -> value{OffsetCommit}
 //	remote_index   topic 0x00 partition(u32 BE) -> nested bucket:
 //	               base offset(u64 BE) -> value{RemoteSegment}
-//	topic_deletions       topic id [16]byte -> value{TopicDeletion}
-//	deleted_remote_index  topic id [16]byte partition(u32 BE) -> nested bucket:
+//	topic_deletions       deletion id [16]byte -> value{TopicDeletion}
+//	deleted_remote_index  deletion id [16]byte partition(u32 BE) -> nested bucket:
 //	               base offset(u64 BE) -> value{RemoteSegment}
 //
 // DeleteTopic moves a topic's remote_index buckets to deleted_remote_index
 // and records the TopicDeletion in the transaction that removes the topic:
 // deleting is one committed decision, and the cleanup that follows (the
 // broker's directories, the tier's objects and cached chunks) resumes from
-// these buckets after any restart.
+// these buckets after any restart. A topic deletion's ID is the topic's.
+//
+// DisableRemoteStorage (KIP-950: remote.storage.enable turned off with
+// remote.log.delete.on.disable=true) is the same move without removing the
+// topic: one transaction sets the topic's configs, raises its partitions' log
+// start offsets to the local log start, and moves its remote_index buckets
+// under a RemoteOnly TopicDeletion whose ID is fresh (never a topic's, so a
+// later deletion of the topic itself is a separate record).
 //
 // Partitions and offsets are fixed-width big-endian, so a cursor walks them in
 // numeric order; FloorRemoteSegment is a Seek followed by at most one Prev.
@@ -52,6 +59,7 @@
 //	producer_ids   next id i64
 //	OffsetCommit   offset i64 | leader epoch i32 | commit timestamp i64 | metadata str
 //	TopicDeletion  id [16]byte | partitions i32 | name str | local done u8 | deleted at i64
+//	               [ kind u8 (1: RemoteOnly) | topic id [16]byte ]  (absent: a topic deletion)
 //	RemoteSegment  base i64 | end i64 | first ts i64 | max ts i64 | size i64 |
 //	               leader epoch i32 | state u8 | crc32c u32 | rolled at i64 |
 //	               updated at i64 | upload id str

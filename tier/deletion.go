@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/remotestore"
@@ -55,8 +56,79 @@ func (m *Manager) ForgetTopic(topic string, id [16]byte) {
 	}
 }
 
-// PurgeTopic deletes what a deleted topic left in the object store and in
-// the chunk cache: for every remote segment recorded under the deletion, its
+// DropRemote is KIP-950's remote.storage.enable=false with
+// remote.log.delete.on.disable=true: the topic stays and keeps its local
+// log, its remote tier goes. It stops the topic's rounds (cancelled, an
+// upload in progress rolled back, and waited for) and holds them while
+// commit runs: commit records the decision (metadata.DisableRemoteStorage
+// moves the remote index under a RemoteOnly deletion) and applies the new
+// configs. If commit fails nothing changes. If it succeeds the partitions
+// forget their remote view (reads go to the local log only, whose start is
+// the log start) and the topic does not tier until ResumeRemote, even if a
+// Manage still says it does. PurgeTopic then deletes the objects.
+func (m *Manager) DropRemote(topic string, id [16]byte, commit func() error) error {
+	m.jobs.Lock()
+	was := m.jobs.remoteOff[id]
+	m.jobs.remoteOff[id] = true
+	m.jobs.Unlock()
+	var held []*partState
+	for _, ps := range m.allParts() {
+		if ps.key.topic != topic {
+			continue
+		}
+		m.jobs.Lock()
+		if ps.topicID != id && ps.topicID != ([16]byte{}) {
+			m.jobs.Unlock()
+			continue // an older topic of the same name, being deleted
+		}
+		if ps.cancel != nil {
+			ps.cancel()
+		}
+		m.jobs.Unlock()
+		ps.opMu.Lock() // wait for the round in progress
+		held = append(held, ps)
+	}
+	defer func() {
+		for _, ps := range held {
+			ps.opMu.Unlock()
+		}
+	}()
+	if err := commit(); err != nil {
+		if !was {
+			m.jobs.Lock()
+			delete(m.jobs.remoteOff, id)
+			m.jobs.Unlock()
+		}
+		return err
+	}
+	for _, ps := range held {
+		for _, seg := range m.viewOf(ps).segs {
+			m.sidecars.remove(sidecarKey(ps.key.topic, ps.key.partition, seg.BaseOffset, seg.UploadID))
+		}
+		m.setView(ps, nil)
+		m.jobs.Lock()
+		ps.retentionCut = 0
+		ps.failures, ps.retryAt, ps.lastErr = 0, time.Time{}, ""
+		m.jobs.lagBytes -= ps.lagBytes
+		m.jobs.lagSegs -= ps.lagSegs
+		ps.lagBytes, ps.lagSegs, ps.lagOldest = 0, 0, time.Time{}
+		m.m.copyLagBytes.Set(float64(m.jobs.lagBytes))
+		m.m.copyLagSegs.Set(float64(m.jobs.lagSegs))
+		m.jobs.Unlock()
+	}
+	return nil
+}
+
+// ResumeRemote lets a topic whose remote storage was disabled (DropRemote)
+// tier again, afresh from its local log, once Manage says it does.
+func (m *Manager) ResumeRemote(id [16]byte) {
+	m.jobs.Lock()
+	delete(m.jobs.remoteOff, id)
+	m.jobs.Unlock()
+}
+
+// PurgeTopic deletes what a deleted topic (or a RemoteOnly deletion, whose
+// topic and manifests stay) left in the object store and in the chunk cache: for every remote segment recorded under the deletion, its
 // cached chunks, then its two objects, then the record. It stops at the
 // first store error (the caller retries later) and may be repeated: deleting
 // a missing object is not an error. Objects that no record names (an upload
@@ -84,6 +156,9 @@ func (m *Manager) PurgeTopic(ctx context.Context, d metadata.TopicDeletion) erro
 				return err
 			}
 		}
+	}
+	if d.RemoteOnly {
+		return nil // the topic lives on: its manifests stay
 	}
 	// Last, so that recover never finds a manifest without the segments
 	// it describes being gone too.

@@ -77,6 +77,12 @@
 // broker calls ForgetTopic (the topic's rounds end, a late Manage naming its
 // ID is ignored), then PurgeTopic until it succeeds, across restarts: each
 // recorded segment loses its cached chunks, its objects and then its record.
+// KIP-950's disablement of a live topic's remote storage is the same move
+// under a RemoteOnly record (metadata.DisableRemoteStorage): the broker runs
+// it inside DropRemote, which holds the topic's rounds and then forgets its
+// remote view; the topic does not tier until ResumeRemote. PurgeTopic then
+// leaves the topic's manifests alone. remote.log.copy.disable only skips the
+// uploads of a round (and the copy lag): retention goes on.
 //
 // What can still leak is an object whose entry is gone: a roll-back whose
 // delete failed, attempts reported by Recover.

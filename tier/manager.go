@@ -130,6 +130,10 @@ type Manager struct {
 		// forgotten holds the IDs of deleted topics (ForgetTopic): a Manage
 		// that still names one is ignored.
 		forgotten map[[16]byte]bool
+		// remoteOff holds the IDs of topics whose remote storage was
+		// disabled (DropRemote) until ResumeRemote: their partitions do not
+		// tier, whatever a Manage still says.
+		remoteOff map[[16]byte]bool
 	}
 
 	// manifests are the topics whose manifest is to be checked and written
@@ -181,6 +185,7 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	m.viewMu.parts = make(map[tp]*partState)
 	m.jobs.cond = sync.NewCond(&m.jobs)
 	m.jobs.forgotten = map[[16]byte]bool{}
+	m.jobs.remoteOff = map[[16]byte]bool{}
 	m.manifests.pending = make(map[string]manifestPending)
 	m.manifests.wake = make(chan struct{}, 1)
 

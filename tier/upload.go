@@ -39,6 +39,9 @@ func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 		if pl.Log == nil || m.jobs.forgotten[pl.TopicID] {
 			continue
 		}
+		if m.jobs.remoteOff[pl.TopicID] {
+			pl.Remote = false // DropRemote: this description may predate it
+		}
 		ps := m.part(tp{pl.Topic, pl.Partition})
 		ps.log, ps.hasLog, ps.topicID = pl, true, pl.TopicID
 		if ps.deleted {
@@ -104,10 +107,11 @@ func (m *Manager) waitIdle() {
 }
 
 // round is one management round of a partition: finish interrupted work,
-// upload what is eligible in offset order, delete the remote segments below
-// the retention cut-off the partition asked for (DeleteRemoteBefore). After a
-// failure the store work waits for the partition's backoff. Local segments
-// are the partition's (package partition): the tier never deletes them.
+// upload what is eligible in offset order (nothing with
+// remote.log.copy.disable), delete the remote segments below the retention
+// cut-off the partition asked for (DeleteRemoteBefore). After a failure the
+// store work waits for the partition's backoff. Local segments are the
+// partition's (package partition): the tier never deletes them.
 func (m *Manager) round(ps *partState) {
 	ps.opMu.Lock()
 	defer ps.opMu.Unlock()
@@ -117,6 +121,9 @@ func (m *Manager) round(ps *partState) {
 		return
 	}
 	pl := ps.log
+	if m.jobs.remoteOff[pl.TopicID] {
+		pl.Remote = false
+	}
 	ctx, cancel := context.WithCancel(m.ctx)
 	ps.cancel = cancel
 	storeDue := !m.cfg.Now().Before(ps.retryAt)
@@ -125,7 +132,7 @@ func (m *Manager) round(ps *partState) {
 
 	if storeDue {
 		err := m.finishPending(ctx, ps)
-		if err == nil && pl.Remote {
+		if err == nil && pl.Remote && !pl.CopyDisabled {
 			err = m.uploadEligible(ctx, ps, pl)
 		}
 		if err == nil {
@@ -343,7 +350,7 @@ func (m *Manager) updateLag(ps *partState, pl PartitionLog) {
 		lagSegs  int
 		oldest   time.Time
 	)
-	if pl.Remote {
+	if pl.Remote && !pl.CopyDisabled { // with copy disabled nothing waits to be copied
 		for _, s := range eligible(pl, m.viewOf(ps).highest) {
 			lagBytes += s.Size
 			lagSegs++

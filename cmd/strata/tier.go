@@ -353,8 +353,13 @@ func printDeletions(w io.Writer, dels []broker.DeletionStatus, topic string) {
 		if topic != "" && d.Topic != topic {
 			continue
 		}
-		fmt.Fprintf(w, "deleted topic %s (id %s, %d partitions) deleted at %s: cleanup pending, %d remote segments left",
-			d.Topic, d.TopicID, d.Partitions, d.DeletedAt, d.RemoteSegments)
+		if d.RemoteOnly {
+			fmt.Fprintf(w, "topic %s (id %s): remote storage disabled at %s: remote data deletion pending, %d remote segments left",
+				d.Topic, d.TopicID, d.DeletedAt, d.RemoteSegments)
+		} else {
+			fmt.Fprintf(w, "deleted topic %s (id %s, %d partitions) deleted at %s: cleanup pending, %d remote segments left",
+				d.Topic, d.TopicID, d.Partitions, d.DeletedAt, d.RemoteSegments)
+		}
 		if d.LastError != "" {
 			fmt.Fprintf(w, "; last error: %s", d.LastError)
 		}

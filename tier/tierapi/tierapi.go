@@ -27,4 +27,7 @@ type PartitionLog struct {
 	Log       *localstore.Log
 	// Remote reports whether the topic tiers now (remote.storage.enable).
 	Remote bool
+	// CopyDisabled: remote.log.copy.disable (KIP-950). The remote tier is
+	// read-only: nothing is uploaded, what is there is served and expired.
+	CopyDisabled bool
 }
