@@ -588,7 +588,7 @@ func (r *runner) coldPhases(ctx context.Context) error {
 		return err
 	}
 	r.prog.step("wait until tiered")
-	status, err := waitTiered(ctx, st.srv.TierManager(), cold, cfg.ColdPartitions, 3*time.Minute+time.Duration(cfg.ColdBytes/(1<<20))*time.Second)
+	status, err := waitTiered(ctx, st.mgr, cold, cfg.ColdPartitions, 3*time.Minute+time.Duration(cfg.ColdBytes/(1<<20))*time.Second)
 	if err != nil {
 		return err
 	}

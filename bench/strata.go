@@ -17,12 +17,17 @@ import (
 
 	"github.com/stratalog/strata/broker"
 	"github.com/stratalog/strata/config"
+	"github.com/stratalog/strata/internal/wire"
+	"github.com/stratalog/strata/metadata"
+	"github.com/stratalog/strata/tier"
 )
 
 // strata is a broker in this process. Every goroutine it starts carries the
 // pprof label side=broker (see cpu.go).
 type strata struct {
 	srv  *broker.Server
+	mgr  *tier.Manager
+	meta *metadata.Store
 	reg  *prometheus.Registry
 	addr string
 	errc chan error
@@ -57,14 +62,26 @@ func startStrata(dir, storeURL string, cfg *Config, extra ...string) (*strata, e
 	s := &strata{reg: prometheus.NewRegistry(), errc: make(chan error, 1), sets: sets}
 	var startErr error
 	pprof.Do(context.Background(), pprof.Labels("side", "broker"), func(context.Context) {
-		s.srv, startErr = broker.New(bcfg, broker.Options{Logger: slog.New(slog.DiscardHandler), Registerer: s.reg})
+		if s.meta, startErr = wire.Meta(bcfg); startErr != nil {
+			return
+		}
+		var closeTier func() error
+		if s.mgr, closeTier, startErr = wire.Tier(bcfg, s.meta, nil, s.reg); startErr != nil {
+			s.meta.Close()
+			return
+		}
+		s.srv, startErr = broker.New(bcfg, broker.Options{Logger: slog.New(slog.DiscardHandler), Registerer: s.reg,
+			Meta: s.meta, Tier: s.mgr, Closers: []func() error{closeTier}})
 		if startErr != nil {
+			closeTier()
+			s.meta.Close()
 			return
 		}
 		var l net.Listener
 		l, startErr = net.Listen("tcp", "127.0.0.1:0")
 		if startErr != nil {
 			s.srv.Close()
+			s.meta.Close()
 			return
 		}
 		s.addr = l.Addr().String()
@@ -86,6 +103,9 @@ func (s *strata) stop() error {
 			err = nil
 		}
 		<-s.errc
+		if cerr := s.meta.Close(); err == nil {
+			err = cerr
+		}
 		s.stopErr = err
 	})
 	return s.stopErr

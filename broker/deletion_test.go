@@ -91,7 +91,7 @@ func TestDeleteTopicWhileStoreIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	owned := map[string]bool{}
-	for _, st := range tb.srv.TierManager().Status(topic) {
+	for _, st := range tb.mgr.Status(topic) {
 		for _, r := range st.Remote {
 			owned["del/"+r.LogKey], owned["del/"+r.SidecarKey] = true, true
 		}

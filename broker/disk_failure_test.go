@@ -26,7 +26,7 @@ func TestFailingPartitionLogsOncePerStateChange(t *testing.T) {
 	}
 	var buf lockedBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, nil))
-	srv, err := New(cfg, Options{Logger: logger, NoTier: true})
+	srv, err := New(cfg, Options{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stratalog/strata/config"
+	"github.com/stratalog/strata/internal/wire"
+	"github.com/stratalog/strata/metadata"
+	"github.com/stratalog/strata/tier"
 )
 
 // testBroker is an in-process broker on a free loopback port and a temporary
@@ -25,6 +29,8 @@ type testBroker struct {
 	dir  string
 	sets []string
 	srv  *Server
+	mgr  *tier.Manager
+	meta *metadata.Store
 	addr string
 	done chan error
 }
@@ -45,15 +51,36 @@ func (tb *testBroker) start() {
 	if err != nil {
 		tb.t.Fatalf("config: %v", err)
 	}
-	srv, err := New(cfg, Options{Logger: testLogger()})
+	tb.serve(cfg, testLogger(), nil)
+}
+
+// serve builds the node as cmd/strata does (internal/wire: the metadata
+// store, the tier from remote.storage.url, then the broker) and serves it
+// on a free loopback port.
+func (tb *testBroker) serve(cfg *config.Broker, logger *slog.Logger, reg prometheus.Registerer) {
+	tb.t.Helper()
+	meta, err := wire.Meta(cfg)
 	if err != nil {
+		tb.t.Fatalf("metadata: %v", err)
+	}
+	mgr, closeTier, err := wire.Tier(cfg, meta, logger, reg)
+	if err != nil {
+		meta.Close()
+		tb.t.Fatalf("tier: %v", err)
+	}
+	srv, err := New(cfg, Options{Logger: logger, Registerer: reg, Meta: meta, Tier: mgr, Closers: []func() error{closeTier}})
+	if err != nil {
+		closeTier()
+		meta.Close()
 		tb.t.Fatalf("broker: %v", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		srv.Close()
+		meta.Close()
 		tb.t.Fatal(err)
 	}
-	tb.srv = srv
+	tb.srv, tb.mgr, tb.meta = srv, mgr, meta
 	tb.done = make(chan error, 1)
 	go func() { tb.done <- srv.Serve(l) }()
 	tb.addr = l.Addr().String()
@@ -70,7 +97,10 @@ func (tb *testBroker) stop() {
 		tb.t.Errorf("shutdown: %v", err)
 	}
 	<-tb.done
-	tb.srv = nil
+	if err := tb.meta.Close(); err != nil {
+		tb.t.Errorf("metadata: %v", err)
+	}
+	tb.srv, tb.mgr, tb.meta = nil, nil, nil
 }
 
 func (tb *testBroker) restart() {

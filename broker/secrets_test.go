@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,17 +75,7 @@ func startBrokerReg(t *testing.T, props string, environ, sets []string, log *syn
 		t.Fatalf("config: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := New(cfg, Options{Logger: logger, Registerer: reg})
-	if err != nil {
-		t.Fatalf("broker: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		srv.Close()
-		t.Fatal(err)
-	}
-	tb.srv, tb.done, tb.addr = srv, make(chan error, 1), l.Addr().String()
-	go func() { tb.done <- srv.Serve(l) }()
+	tb.serve(cfg, logger, reg)
 	t.Cleanup(tb.stop)
 	return tb
 }
@@ -260,7 +249,7 @@ func TestTierErrorsHideStoreSecret(t *testing.T) {
 		}
 		var status string
 		waitFor(t, ctxT(t, 60*time.Second), "an upload error in the tier status", func() bool {
-			sts := tb.srv.TierManager().Status("failing")
+			sts := tb.mgr.Status("failing")
 			b, _ := json.Marshal(sts)
 			status = string(b)
 			return len(sts) > 0 && sts[0].LastError != ""

@@ -21,23 +21,27 @@ import (
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/metadata"
 	plog "github.com/stratalog/strata/partition"
-	"github.com/stratalog/strata/remotestore"
-	"github.com/stratalog/strata/remotestore/backend"
-	"github.com/stratalog/strata/tier"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("broker: server closed")
 
-// Options are the optional parts of a Server.
+// Options are the parts of a Server that its caller builds (cmd/strata is
+// the composition root: internal/wire opens the store and the tier).
 type Options struct {
 	Logger *slog.Logger
-	// Registerer receives the broker's and the tier's metrics (nil: none).
+	// Registerer receives the broker's metrics (nil: none).
 	Registerer prometheus.Registerer
-	// Tier replaces the tier the broker builds from remote.storage.url (tests).
+	// Meta is the node's metadata store, which the tier shares; the caller
+	// closes it after Shutdown. Nil: the broker opens <log dir>/meta.db and
+	// closes it itself.
+	Meta *metadata.Store
+	// Tier is the remote tier; nil runs without one (retention is then local
+	// only).
 	Tier Tier
-	// NoTier runs without a remote tier: retention is plain local retention.
-	NoTier bool
+	// Closers run when the broker stops, after it stopped serving and before
+	// its logs close: the tier's, so no upload reads a closed log.
+	Closers []func() error
 }
 
 // Server is one Strata broker.
@@ -50,8 +54,8 @@ type Server struct {
 	fetches *fetchSessions
 	metrics *Metrics
 	tier    Tier
-	tierMgr *tier.Manager
-	closers []func() error // the tier and its store, closed after the broker stops
+	closers []func() error // Options.Closers
+	ownMeta bool           // the broker opened meta and closes it
 	pids    producerIDs
 
 	advHost string
@@ -88,14 +92,18 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 		return nil, err
 	}
 	cfg.WarnNoEffect(logger)
-	if err := os.MkdirAll(cfg.LogDir(), 0o755); err != nil {
-		return nil, fmt.Errorf("broker: cannot create log dir %q: %w", cfg.LogDir(), err)
-	}
-	meta, err := metadata.Open(filepath.Join(cfg.LogDir(), "meta.db"))
-	if err != nil {
-		return nil, err
+	meta, ownMeta := opts.Meta, opts.Meta == nil
+	if ownMeta {
+		if err := os.MkdirAll(cfg.LogDir(), 0o755); err != nil {
+			return nil, fmt.Errorf("broker: cannot create log dir %q: %w", cfg.LogDir(), err)
+		}
+		if meta, err = metadata.Open(filepath.Join(cfg.LogDir(), "meta.db")); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{
+		ownMeta: ownMeta,
+		closers: opts.Closers,
 		cfg:     cfg,
 		log:     logger,
 		meta:    meta,
@@ -116,11 +124,6 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 		return nil, err
 	}
 
-	if s.tier == nil && !opts.NoTier {
-		if err := s.openTier(opts.Registerer); err != nil {
-			return fail(err)
-		}
-	}
 	var remote plog.Remote // a nil Tier must stay a nil interface
 	if s.tier != nil {
 		remote = s.tier
@@ -147,50 +150,6 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// openTier opens remote.storage.url and the tiering manager over it.
-func (s *Server) openTier(reg prometheus.Registerer) error {
-	cfg := s.cfg
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	health := remotestore.NewHealth(backend.Redact(cfg.RemoteStorageURL))
-	store, err := backend.Open(ctx, cfg.RemoteStorageURL, backend.Options{
-		Registerer: reg,
-		Timeouts: remotestore.Timeouts{
-			Request: ms(cfg.RemoteStorageRequestTimeoutMs),
-			Stall:   ms(cfg.RemoteStorageStallTimeoutMs),
-		},
-		Health: health,
-	})
-	if err != nil {
-		return fmt.Errorf("remote.storage.url: %w", err)
-	}
-	mgr, err := tier.New(tier.Config{
-		CacheDir:              cfg.RemoteCacheDir,
-		CacheMaxBytes:         cfg.RemoteCacheMaxBytes,
-		ChunkBytes:            cfg.RemoteChunkBytes,
-		ReadaheadChunks:       int(cfg.RemoteReadaheadChunks),
-		ReaderThreads:         int(cfg.RemoteLogReaderThreads),
-		CopyMaxBytesPerSecond: cfg.RemoteLogManagerCopyMaxBytesPerSec,
-		FetchMaxWait:          ms(cfg.RemoteFetchMaxWaitMs),
-		OrphanGrace:           ms(cfg.RemoteOrphanGraceMs),
-		Health:                health,
-	}, store, s.meta, s.log.With("component", "tier"), reg)
-	if err != nil {
-		if c, ok := store.(io.Closer); ok {
-			c.Close()
-		}
-		return err
-	}
-	s.tier = mgr
-	s.tierMgr = mgr
-	s.closers = append(s.closers, mgr.Close)
-	if c, ok := store.(io.Closer); ok {
-		s.closers = append(s.closers, c.Close)
-	}
-	s.log.Info("remote tier", "url", backend.Redact(cfg.RemoteStorageURL))
-	return nil
-}
-
 // closeAll closes the logs, the tier and the metadata, in that order.
 func (s *Server) closeAll() error {
 	var first error
@@ -208,13 +167,11 @@ func (s *Server) closeAll() error {
 	if s.topics != nil {
 		keep(s.topics.close())
 	}
-	keep(s.meta.Close())
+	if s.ownMeta {
+		keep(s.meta.Close())
+	}
 	return first
 }
-
-// TierManager is the tiering manager the broker built, nil when it runs
-// without one or was given its own.
-func (s *Server) TierManager() *tier.Manager { return s.tierMgr }
 
 func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 

@@ -188,7 +188,7 @@ func TestStartupWarnsOnceForKeysWithoutEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf lockedBuffer
-	srv, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(&buf, nil)), NoTier: true})
+	srv, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 
 	"github.com/stratalog/strata/metadata"
 	plog "github.com/stratalog/strata/partition"
-	"github.com/stratalog/strata/tier"
 	"github.com/stratalog/strata/tier/tierapi"
 )
 
@@ -30,4 +29,3 @@ type Tier interface {
 	ResumeRemote(id [16]byte)
 }
 
-var _ Tier = (*tier.Manager)(nil)

@@ -149,7 +149,7 @@ func TestTierMinIOReplayFromZero(t *testing.T) {
 	}
 	remote := 0
 	for _, p := range []int32{0, 1} {
-		for _, st := range tb.srv.TierManager().Status("history") {
+		for _, st := range tb.mgr.Status("history") {
 			if st.Partition == p {
 				remote += len(st.Remote)
 			}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/stratalog/strata/broker"
 	"github.com/stratalog/strata/config"
+	"github.com/stratalog/strata/internal/wire"
 	"github.com/stratalog/strata/localstore"
 )
 
@@ -115,8 +116,20 @@ func serve(args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	srv, err := broker.New(cfg, broker.Options{Logger: logger, Registerer: reg})
+	// The composition root: the metadata store, the object store and the
+	// tier over them, then the broker, which sees the tier as an interface.
+	meta, err := wire.Meta(cfg)
 	if err != nil {
+		return err
+	}
+	defer meta.Close() // after the broker and the tier stopped
+	mgr, closeTier, err := wire.Tier(cfg, meta, logger, reg)
+	if err != nil {
+		return err
+	}
+	srv, err := broker.New(cfg, broker.Options{Logger: logger, Registerer: reg, Meta: meta, Tier: mgr, Closers: []func() error{closeTier}})
+	if err != nil {
+		closeTier()
 		return err
 	}
 	if cfg.MetricsListen != "" {
@@ -127,7 +140,7 @@ func serve(args []string, stderr io.Writer) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/v1/tier", tierStatusHandler(srv))
+		mux.HandleFunc("/v1/tier", tierStatusHandler(srv, mgr))
 		mux.HandleFunc("/v1/tier/deletions", deletionsHandler(srv))
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go hs.Serve(ml)

@@ -380,10 +380,12 @@ func deletionsHandler(srv *broker.Server) http.HandlerFunc {
 	}
 }
 
+// The tier is the broker's remote tier.
+var _ broker.Tier = (*tier.Manager)(nil)
+
 // tierStatusHandler serves /v1/tier?topic=T (every topic when empty) as JSON.
-func tierStatusHandler(srv *broker.Server) http.HandlerFunc {
+func tierStatusHandler(srv *broker.Server, mgr *tier.Manager) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		mgr := srv.TierManager()
 		if mgr == nil {
 			http.Error(w, "this broker runs without a remote tier", http.StatusNotFound)
 			return
