@@ -11,8 +11,11 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: build
 
+# strata, the broker and its tools, and strata-bench, the benchmark that
+# `strata bench` runs (kept out of the broker's binary: docs/benchmarks.md).
 build:
 	$(GO) build -o strata ./cmd/strata
+	$(GO) build -o strata-bench ./cmd/strata-bench
 
 run: build
 	./strata serve
@@ -62,4 +65,4 @@ bench-quick: build
 	./strata bench --quick
 
 clean:
-	rm -f strata
+	rm -f strata strata-bench

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,17 +45,14 @@ type ChildConsume struct {
 // 100 on Linux on every architecture Go supports.
 const clockTicks = 100
 
-// strataBinary is the strata executable for the child-process broker:
-// Config.StrataBinary, or this program when it is cmd/strata.
+// strataBinary is the strata executable for the child-process broker,
+// Config.StrataBinary (cmd/strata-bench sets it: the strata that ran
+// `strata bench`, or strata next to it or on PATH).
 func strataBinary(cfg *Config) (string, error) {
-	if cfg.StrataBinary != "" {
-		return cfg.StrataBinary, nil
+	if cfg.StrataBinary == "" {
+		return "", errors.New("no strata executable: Config.StrataBinary (--strata-binary) is not set and none was found next to strata-bench or on PATH")
 	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok || bi.Path != "github.com/stratalog/strata/cmd/strata" {
-		return "", errors.New("this program is not cmd/strata and Config.StrataBinary (--strata-binary) is not set")
-	}
-	return os.Executable()
+	return cfg.StrataBinary, nil
 }
 
 // childStrata is `strata serve` in a child process.

@@ -44,8 +44,8 @@ type Config struct {
 	// Out is where the report, charts and profiles go (empty: none written).
 	Out string
 	// StrataBinary is the strata executable run as a child process for the
-	// broker CPU per GB, sendfile on and off (empty: this program, when it
-	// is cmd/strata; otherwise that comparison is skipped with a note).
+	// broker CPU per GB, sendfile on and off (empty: that comparison is
+	// skipped with a note).
 	StrataBinary string `json:"-"`
 
 	// Headline is the produce case the baselines, kfake and hot consume use.
@@ -171,16 +171,16 @@ func (c *Config) Validate() error {
 
 // RegisterFlags binds the configuration to fs; call before fs.Parse. quick
 // is set by --quick, which the caller applies with ApplyQuick before the other
-// flags take effect (see cmd/strata/bench.go).
+// flags take effect (see cmd/strata-bench).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Func("brokers", "measure a running broker (host:port,...) instead of starting one", func(s string) error {
 		c.Brokers = strings.Split(s, ",")
 		return nil
 	})
-	fs.BoolVar(&c.S3, "s3", c.S3, "tier to MinIO (a child process; `make minio` builds it) instead of the embedded file:// store")
+	fs.BoolVar(&c.S3, "s3", c.S3, "tier to MinIO (a child process, built by make minio) instead of the embedded file:// store")
 	fs.StringVar(&c.Dir, "dir", c.Dir, "working directory (default: a temporary one, removed after)")
 	fs.StringVar(&c.Out, "out", c.Out, "write report.json, report.md, SVG charts and CPU profiles here")
-	fs.StringVar(&c.StrataBinary, "strata-binary", c.StrataBinary, "strata executable for the child-process broker of the CPU-per-GB comparison (default: this program)")
+	fs.StringVar(&c.StrataBinary, "strata-binary", c.StrataBinary, "strata executable for the child-process broker of the CPU-per-GB comparison (strata bench passes its own path; default: strata next to strata-bench, else on PATH)")
 	fs.Var(bytesFlag{ptr: &c.ProduceBytes}, "produce-bytes", "payload per produce case (KiB/MiB/GiB suffixes)")
 	fs.Var(bytesFlag{ptr: &c.ColdBytes}, "cold-bytes", "payload of the tiered topic")
 	fs.Var(bytesFlag{ptr: &c.ColdSegmentBytes}, "cold-segment-bytes", "segment.bytes of the tiered topic")

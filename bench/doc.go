@@ -1,4 +1,6 @@
-// Package bench is Strata's benchmark harness, behind `strata bench`.
+// Package bench is Strata's benchmark harness, behind `strata bench`, which
+// runs the command cmd/strata-bench: the broker binary does not link this
+// package (nor kfake, nor internal/minioserver).
 //
 // One run measures Strata beside the limits of the machine and a peer, with
 // the same client (franz-go) and the same bytes:
@@ -38,7 +40,7 @@
 // in the proportion of the labelled CPU profile samples (cpu.go). That split
 // cannot see the kernel time of sendfile(2) against read+write, so the broker
 // CPU per GB, sendfile on and off, comes from the same binary run as a child
-// process, `strata serve` (child.go), whose utime and stime are read around
+// process, `strata serve` (child.go, Config.StrataBinary), whose utime and stime are read around
 // the consume phase. Every phase also records the object store's CPU
 // (MinIO's, from /proc/<pid>/stat, with Config.S3) and the share of all the
 // machine's cores that was busy (/proc/stat), which tells a phase bound by

@@ -920,7 +920,7 @@ const coldRounds = 2
 // childPhases measures the broker's CPU per GB served with sendfile on and
 // off. Splitting this process's CPU by pprof labels cannot tell the kernel
 // time of sendfile(2) from that of read+write, so the broker runs as a child
-// process (`strata serve`, this binary or Config.StrataBinary) on its own
+// process (`strata serve`, Config.StrataBinary) on its own
 // directory: the headline topic is produced into it and its segment files
 // synced to disk (no writeback during the measurement), then it is consumed
 // with the protocol-level consumer for MinPhase while the child's utime and

@@ -3,6 +3,7 @@
 //	strata serve [--config server.properties] [--set key=value ...]
 //	strata tier ls|recover|reconcile
 //	strata segments dump FILE
+//	strata bench [flags]    (runs the strata-bench binary: cmd/strata-bench)
 //	strata version
 package main
 
@@ -39,7 +40,8 @@ Usage:
   strata tier recover [--config FILE] [--set k=v]     rebuild the remote index (meta.db) from the bucket alone
   strata tier reconcile [--dry-run] [--grace DUR] ... list, and delete, objects no index entry owns
   strata segments dump FILE                            print a segment's batches and index entries
-  strata bench [--quick] [--s3] [--out DIR]            the benchmark (docs/benchmarks.md)
+  strata bench [--quick] [--s3] [--out DIR] ...        the benchmark: runs strata-bench (next to strata, else on
+                                                       PATH; make build builds both), docs/benchmarks.md
   strata version
 
 Configuration keys are Kafka's (see config/doc.go); each may also come from an
@@ -51,6 +53,10 @@ var version = "dev"
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		var es *exitStatus
+		if errors.As(err, &es) { // strata-bench said why itself
+			os.Exit(es.code)
+		}
 		fmt.Fprintln(os.Stderr, "strata:", err)
 		os.Exit(1)
 	}
