@@ -224,7 +224,10 @@ func (r *Report) buildFigures() {
 			if c.Strata.PayloadBytes > 0 {
 				plain("produce, "+c.Case.Compression+", log bytes / payload", "", float64(c.Strata.LogBytes)/float64(c.Strata.PayloadBytes), "", 0)
 			}
-			if cc, ok := r.cpu("produce-" + c.Case.Compression); ok && baseOK && c.Strata.PayloadBytes > 0 && p.PayloadBytes > 0 {
+			// A phase too short for one CPU profile sample has no CPU
+			// figure: no ratio rather than a ratio against zero.
+			if cc, ok := r.cpu("produce-" + c.Case.Compression); ok && baseOK && base.BrokerSecs > 0 && cc.BrokerSecs > 0 &&
+				c.Strata.PayloadBytes > 0 && p.PayloadBytes > 0 {
 				ratioFig("produce, "+c.Case.Compression+", broker CPU per GB of payload", "CPU s/GB", cc.BrokerSecs/(float64(c.Strata.PayloadBytes)/1e9),
 					"uncompressed", base.BrokerSecs/(float64(p.PayloadBytes)/1e9), "", 0, false)
 			}
