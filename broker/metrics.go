@@ -12,6 +12,12 @@ import (
 // Metrics are the broker's own Prometheus metrics. Names:
 //
 //	strata_broker_connections                   open client connections (gauge)
+//	strata_broker_connections_refused_total{limit}  connections closed at accept: limit is
+//	                                            max.connections or max.connections.per.ip
+//	strata_broker_connections_idle_closed_total connections closed after connections.max.idle.ms
+//	strata_broker_request_memory_bytes          bytes of requests read and not yet handled
+//	                                            (bounded by queued.max.request.bytes; gauge)
+//	strata_broker_request_memory_waits_total    frames that waited for request memory
 //	strata_broker_bad_frames_total              frames that closed their connection
 //	strata_broker_request_seconds{api}          request handling latency (histogram)
 //	strata_broker_produce_bytes_total           record bytes appended
@@ -23,17 +29,21 @@ import (
 //	strata_broker_remote_fetch_bytes_total      record bytes served from the remote tier
 //	strata_broker_topic_deletions_pending       deleted topics whose cleanup has not finished
 type Metrics struct {
-	connections      prometheus.Gauge
-	badFrames        prometheus.Counter
-	requestSeconds   *prometheus.HistogramVec
-	produceBytes     prometheus.Counter
-	produceErrors    prometheus.Counter
-	fetchRequests    prometheus.Counter
-	fetchBytes       prometheus.Counter
-	sendfileBytes    countingCounter
-	copiedBytes      countingCounter
-	remoteFetchBytes countingCounter
-	deletionsPending prometheus.Gauge
+	connections        prometheus.Gauge
+	connsRefused       *prometheus.CounterVec
+	idleClosed         prometheus.Counter
+	requestMemory      prometheus.Gauge
+	requestMemoryWaits prometheus.Counter
+	badFrames          prometheus.Counter
+	requestSeconds     *prometheus.HistogramVec
+	produceBytes       prometheus.Counter
+	produceErrors      prometheus.Counter
+	fetchRequests      prometheus.Counter
+	fetchBytes         prometheus.Counter
+	sendfileBytes      countingCounter
+	copiedBytes        countingCounter
+	remoteFetchBytes   countingCounter
+	deletionsPending   prometheus.Gauge
 }
 
 // countingCounter is a Prometheus counter whose value tests and the
@@ -56,6 +66,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_broker_connections", Help: "Open client connections."}),
 		badFrames:   f("strata_broker_bad_frames_total", "Request frames that closed their connection."),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_connections_refused_total",
+			Help: "Connections closed at accept because a connection limit was reached."}, []string{"limit"}),
+		idleClosed:         f("strata_broker_connections_idle_closed_total", "Connections closed after connections.max.idle.ms without a request."),
+		requestMemory:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_broker_request_memory_bytes", Help: "Bytes of requests read and not yet handled."}),
+		requestMemoryWaits: f("strata_broker_request_memory_waits_total", "Request frames that waited for queued.max.request.bytes."),
 		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "strata_broker_request_seconds", Help: "Request handling latency by API.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
@@ -71,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Deleted topics whose directories, remote objects or cached chunks are not yet removed."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.badFrames, m.requestSeconds, m.produceBytes, m.produceErrors,
+		reg.MustRegister(m.connections, m.connsRefused, m.idleClosed, m.requestMemory, m.requestMemoryWaits, m.badFrames, m.requestSeconds, m.produceBytes, m.produceErrors,
 			m.fetchRequests, m.fetchBytes, m.sendfileBytes.Counter, m.copiedBytes.Counter, m.remoteFetchBytes.Counter,
 			m.deletionsPending)
 	}

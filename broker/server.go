@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -57,6 +58,8 @@ type Server struct {
 	closers []func() error // Options.Closers
 	ownMeta bool           // the broker opened meta and closes it
 	pids    producerIDs
+	limits  connLimits
+	reqMem  *reqMem // queued.max.request.bytes
 
 	advHost string
 
@@ -67,6 +70,7 @@ type Server struct {
 		sync.Mutex
 		listeners map[net.Listener]struct{}
 		conns     map[net.Conn]struct{}
+		perIP     map[netip.Addr]int64 // open connections by remote address
 		advPort   int32
 		closed    bool
 	}
@@ -92,6 +96,10 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 		return nil, err
 	}
 	cfg.WarnNoEffect(logger)
+	limits, err := newConnLimits(cfg)
+	if err != nil {
+		return nil, err
+	}
 	meta, ownMeta := opts.Meta, opts.Meta == nil
 	if ownMeta {
 		if err := os.MkdirAll(cfg.LogDir(), 0o755); err != nil {
@@ -111,13 +119,16 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 		tier:    opts.Tier,
 		advHost: host,
 		fetches: newFetchSessions(1000),
+		limits:  limits,
 
 		deleteKick: make(chan struct{}, 1),
 	}
+	s.reqMem = newReqMem(cfg.QueuedMaxRequestBytes, s.metrics)
 	s.pids.meta = meta
 	s.mu.advPort = port
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[net.Conn]struct{}{}
+	s.mu.perIP = map[netip.Addr]int64{}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Server, error) {
 		s.closeAll()
@@ -187,7 +198,7 @@ func (s *Server) ListenAndServe() error {
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", addr)
+	l, err := s.listenConfig().Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("broker: cannot listen on %s: %w", addr, err)
 	}
@@ -237,10 +248,17 @@ func (s *Server) Serve(l net.Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
-		s.mu.conns[nc] = struct{}{}
+		ip := remoteIP(nc)
+		if over := s.admitLocked(nc, ip); over != "" {
+			s.mu.Unlock()
+			nc.Close()
+			s.metrics.connsRefused.WithLabelValues(over).Inc()
+			s.log.Debug("connection refused", "remote", nc.RemoteAddr().String(), "limit", over)
+			continue
+		}
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.serveConn(nc)
+		go s.serveConn(nc, ip)
 	}
 }
 
@@ -382,17 +400,18 @@ type conn struct {
 	buf []byte // reused response buffer
 }
 
-func (s *Server) serveConn(nc net.Conn) {
+func (s *Server) serveConn(nc net.Conn, ip netip.Addr) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
-		delete(s.mu.conns, nc)
+		s.forgetLocked(nc, ip)
 		s.mu.Unlock()
 		nc.Close()
 	}()
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	s.setSocketBuffers(nc)
 	c := &conn{s: s, nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}
 	s.metrics.connections.Inc()
 	defer s.metrics.connections.Dec()
@@ -401,20 +420,37 @@ func (s *Server) serveConn(nc net.Conn) {
 		if err == nil {
 			continue
 		}
-		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		if errors.Is(err, errIdle) {
+			s.metrics.idleClosed.Inc()
+			s.log.Debug("closing idle connection", "remote", nc.RemoteAddr().String(), "connections.max.idle.ms", s.cfg.ConnectionsMaxIdleMs)
+			return
+		}
+		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) && s.ctx.Err() == nil {
 			s.log.Warn("closing connection", "remote", nc.RemoteAddr().String(), "err", err)
 		}
 		return
 	}
 }
 
-// maxIdle is how long a connection may sit without a request (connections.max.idle.ms).
-const maxIdle = 10 * time.Minute
+// errIdle ends a connection that sent no request for connections.max.idle.ms.
+var errIdle = errors.New("broker: idle connection")
+
+// frameTimeout bounds the time a frame takes to arrive, not counting the time
+// its connection waited for request memory: a stalled sender cannot hold its
+// goroutine, or its share of queued.max.request.bytes, forever.
+const frameTimeout = 2 * time.Minute
 
 func (c *conn) serveOne() error {
-	c.nc.SetReadDeadline(time.Now().Add(maxIdle))
+	if idle := c.s.cfg.ConnectionsMaxIdleMs; idle > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(ms(idle)))
+	} else {
+		c.nc.SetReadDeadline(time.Time{})
+	}
 	var sz [4]byte
-	if _, err := io.ReadFull(c.br, sz[:]); err != nil {
+	if n, err := io.ReadFull(c.br, sz[:]); err != nil {
+		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			return errIdle
+		}
 		return err
 	}
 	size := int32(binary.BigEndian.Uint32(sz[:]))
@@ -422,12 +458,11 @@ func (c *conn) serveOne() error {
 		c.s.metrics.badFrames.Inc()
 		return fmt.Errorf("%w: frame of %d bytes (socket.request.max.bytes is %d)", errFrame, size, c.s.cfg.SocketRequestMaxBytes)
 	}
-	// A frame may be large; read it with a deadline so a stalled sender cannot
-	// hold the goroutine forever.
-	c.nc.SetReadDeadline(time.Now().Add(2 * time.Minute))
-	frame := make([]byte, size)
-	if _, err := io.ReadFull(c.br, frame); err != nil {
-		return fmt.Errorf("%w: truncated frame: %v", errFrame, err)
+	fm := &frameMem{size: int64(size)}
+	defer c.s.reqMem.release(fm) // once the request has been handled
+	frame, err := c.readFrame(fm)
+	if err != nil {
+		return err
 	}
 	c.nc.SetReadDeadline(time.Time{})
 
@@ -452,6 +487,45 @@ func (c *conn) serveOne() error {
 		return nil
 	}
 	return c.writeResponse(hdr, resp)
+}
+
+// readFrame reads a frame of fm.size bytes into a buffer that grows as the
+// bytes arrive, charging each step to queued.max.request.bytes and waiting,
+// without reading, while it does not fit (reqMem says how and why that cannot
+// deadlock).
+func (c *conn) readFrame(fm *frameMem) ([]byte, error) {
+	size := fm.size
+	if size == 0 {
+		return nil, nil
+	}
+	shift := 0
+	for size>>shift > firstFrameChunk {
+		shift++
+	}
+	var buf []byte
+	filled := 0
+	deadline := time.Now().Add(frameTimeout)
+	for int64(filled) < size {
+		if filled == len(buf) {
+			next := size >> shift
+			shift--
+			start := time.Now()
+			if err := c.s.reqMem.grow(c.s.ctx, fm, next); err != nil {
+				return nil, err
+			}
+			deadline = deadline.Add(time.Since(start))
+			nb := make([]byte, next)
+			copy(nb, buf[:filled])
+			buf = nb
+		}
+		c.nc.SetReadDeadline(deadline)
+		n, err := c.br.Read(buf[filled:])
+		filled += n
+		if err != nil && int64(filled) < size {
+			return nil, fmt.Errorf("%w: truncated frame (%d of %d bytes): %v", errFrame, filled, size, err)
+		}
+	}
+	return buf, nil
 }
 
 // writeResponse frames and writes resp at the version its handler set (the

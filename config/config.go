@@ -37,6 +37,15 @@ type Broker struct {
 	SendfileEnable               bool   // strata.sendfile.enable (true): false serves fetches by read+write
 	NumRecoveryThreadsPerDataDir int64  // num.recovery.threads.per.data.dir (1): partition logs opened at once at start-up
 
+	// Connections and request memory.
+	QueuedMaxRequestBytes        int64  // queued.max.request.bytes (512 MiB, at least socket.request.max.bytes; -1 = unbounded)
+	MaxConnections               int64  // max.connections (2147483647)
+	MaxConnectionsPerIP          int64  // max.connections.per.ip (2147483647)
+	MaxConnectionsPerIPOverrides string // max.connections.per.ip.overrides ("": none); see ParseIPOverrides
+	ConnectionsMaxIdleMs         int64  // connections.max.idle.ms (600000; -1 = never)
+	SocketSendBufferBytes        int64  // socket.send.buffer.bytes (-1 = OS default)
+	SocketReceiveBufferBytes     int64  // socket.receive.buffer.bytes (-1 = OS default)
+
 	// Remote storage (tiering).
 	RemoteStorageURL                   string // remote.storage.url (default file://<log.dirs>/remote)
 	RemoteLogManagerTaskIntervalMs     int64  // remote.log.manager.task.interval.ms (30000)
@@ -96,6 +105,13 @@ var brokerFields = map[string]func(b *Broker) string{
 	"metrics.listen":                      func(b *Broker) string { return b.MetricsListen },
 	"strata.sendfile.enable":              func(b *Broker) string { return strconv.FormatBool(b.SendfileEnable) },
 	"num.recovery.threads.per.data.dir":   func(b *Broker) string { return i64(b.NumRecoveryThreadsPerDataDir) },
+	"queued.max.request.bytes":            func(b *Broker) string { return i64(b.QueuedMaxRequestBytes) },
+	"max.connections":                     func(b *Broker) string { return i64(b.MaxConnections) },
+	"max.connections.per.ip":              func(b *Broker) string { return i64(b.MaxConnectionsPerIP) },
+	"max.connections.per.ip.overrides":    func(b *Broker) string { return b.MaxConnectionsPerIPOverrides },
+	"connections.max.idle.ms":             func(b *Broker) string { return i64(b.ConnectionsMaxIdleMs) },
+	"socket.send.buffer.bytes":            func(b *Broker) string { return i64(b.SocketSendBufferBytes) },
+	"socket.receive.buffer.bytes":         func(b *Broker) string { return i64(b.SocketReceiveBufferBytes) },
 	"remote.storage.url":                  func(b *Broker) string { return b.RemoteStorageURL },
 	"remote.log.manager.task.interval.ms": func(b *Broker) string { return i64(b.RemoteLogManagerTaskIntervalMs) },
 	"remote.log.manager.copy.max.bytes.per.second": func(b *Broker) string {
@@ -343,6 +359,14 @@ func (l *loader) build() (*Broker, error) {
 		SendfileEnable:               boolean("strata.sendfile.enable"),
 		NumRecoveryThreadsPerDataDir: num("num.recovery.threads.per.data.dir"),
 
+		QueuedMaxRequestBytes:        num("queued.max.request.bytes"),
+		MaxConnections:               num("max.connections"),
+		MaxConnectionsPerIP:          num("max.connections.per.ip"),
+		MaxConnectionsPerIPOverrides: get("max.connections.per.ip.overrides"),
+		ConnectionsMaxIdleMs:         num("connections.max.idle.ms"),
+		SocketSendBufferBytes:        num("socket.send.buffer.bytes"),
+		SocketReceiveBufferBytes:     num("socket.receive.buffer.bytes"),
+
 		RemoteStorageURL:                   get("remote.storage.url"),
 		RemoteLogManagerTaskIntervalMs:     num("remote.log.manager.task.interval.ms"),
 		RemoteLogManagerCopyMaxBytesPerSec: num("remote.log.manager.copy.max.bytes.per.second"),
@@ -394,7 +418,20 @@ func (l *loader) build() (*Broker, error) {
 		b.RemoteCacheDir = filepath.Join(b.LogDir(), "remote-cache")
 	}
 
+	if !isSet("queued.max.request.bytes") && b.QueuedMaxRequestBytes < b.SocketRequestMaxBytes {
+		b.QueuedMaxRequestBytes = b.SocketRequestMaxBytes
+	}
+
 	// Checks that span keys.
+	if q := b.QueuedMaxRequestBytes; q != -1 && q < b.SocketRequestMaxBytes {
+		return nil, l.spanError("queued.max.request.bytes", "socket.request.max.bytes",
+			"%d is below socket.request.max.bytes (%d): the largest request could never be read (allowed: -1, or %d to %d)",
+			q, b.SocketRequestMaxBytes, b.SocketRequestMaxBytes, int64(math.MaxInt64))
+	}
+	if b.MaxConnectionsPerIP == 0 && strings.TrimSpace(b.MaxConnectionsPerIPOverrides) == "" {
+		return nil, l.spanError("max.connections.per.ip", "max.connections.per.ip.overrides",
+			"0 is allowed only with max.connections.per.ip.overrides set (allowed: 1 to 2147483647)")
+	}
 	if b.GroupMinSessionTimeoutMs > b.GroupMaxSessionTimeoutMs {
 		return nil, l.spanError("group.min.session.timeout.ms", "group.max.session.timeout.ms",
 			"%d is above group.max.session.timeout.ms (%d) (allowed: 0 to %d)", b.GroupMinSessionTimeoutMs, b.GroupMaxSessionTimeoutMs, b.GroupMaxSessionTimeoutMs)

@@ -57,6 +57,13 @@ func TestDefaults(t *testing.T) {
 		{"chunk", b.RemoteChunkBytes, int64(4 << 20)},
 		{"readahead", b.RemoteReadaheadChunks, int64(2)},
 		{"grace", b.RemoteOrphanGraceMs, int64(3600000)},
+		{"request memory", b.QueuedMaxRequestBytes, int64(512 << 20)},
+		{"max connections", b.MaxConnections, int64(2147483647)},
+		{"per ip", b.MaxConnectionsPerIP, int64(2147483647)},
+		{"per ip overrides", b.MaxConnectionsPerIPOverrides, ""},
+		{"idle", b.ConnectionsMaxIdleMs, int64(600000)},
+		{"send buffer", b.SocketSendBufferBytes, int64(-1)},
+		{"receive buffer", b.SocketReceiveBufferBytes, int64(-1)},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -184,6 +191,15 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"log.local.retention.bytes: -1 (unlimited) is not allowed while log.retention.bytes is 1000"}},
 		{"compat key validated", "", nil, []string{"num.io.threads=0"}, []string{"num.io.threads: 0 is out of range (allowed: 1 to 2147483647)"}},
 		{"local retention below -2", "", nil, []string{"log.local.retention.ms=-3"}, []string{"log.local.retention.ms: -3 is out of range"}},
+		{"request memory below the largest request", "", nil, []string{"queued.max.request.bytes=1048576"},
+			[]string{"queued.max.request.bytes: 1048576 is below socket.request.max.bytes (104857600)", "allowed: -1, or 104857600 to", "from --set"}},
+		{"request memory zero", "", nil, []string{"socket.request.max.bytes=100", "queued.max.request.bytes=0"}, []string{"queued.max.request.bytes: 0 is below socket.request.max.bytes (100)"}},
+		{"request memory below -1", "", nil, []string{"queued.max.request.bytes=-2"}, []string{"queued.max.request.bytes: -2 is out of range (allowed: -1 (unbounded), or socket.request.max.bytes to"}},
+		{"per-ip zero without overrides", "", nil, []string{"max.connections.per.ip=0"}, []string{"max.connections.per.ip: 0 is allowed only with max.connections.per.ip.overrides set"}},
+		{"per-ip overrides format", "", nil, []string{"max.connections.per.ip.overrides=127.0.0.1=5"}, []string{"max.connections.per.ip.overrides:", `"127.0.0.1=5" is not host:n`}},
+		{"per-ip overrides count", "", nil, []string{"max.connections.per.ip.overrides=h:-1"}, []string{"max.connections.per.ip.overrides:", "n from 0 to 2147483647"}},
+		{"idle zero", "", nil, []string{"connections.max.idle.ms=0"}, []string{"connections.max.idle.ms:", "close every connection", "allowed: -1 (never), or 1 to"}},
+		{"send buffer", "", nil, []string{"socket.send.buffer.bytes=-2"}, []string{"socket.send.buffer.bytes: -2 is out of range (allowed: -1 to 2147483647)"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -481,5 +497,24 @@ func TestDocListsEveryKey(t *testing.T) {
 		if !strings.Contains(string(doc), s.name+" ") {
 			t.Errorf("doc.go does not document %s", s.name)
 		}
+	}
+}
+
+func TestRequestMemoryAndConnectionKeys(t *testing.T) {
+	// The default follows a larger socket.request.max.bytes; -1 stays unbounded.
+	if b := mustLoad(t, "", nil, []string{"socket.request.max.bytes=1073741824"}); b.QueuedMaxRequestBytes != 1<<30 {
+		t.Errorf("queued.max.request.bytes = %d, want socket.request.max.bytes", b.QueuedMaxRequestBytes)
+	}
+	if b := mustLoad(t, "", nil, []string{"queued.max.request.bytes=-1"}); b.QueuedMaxRequestBytes != -1 {
+		t.Errorf("queued.max.request.bytes = %d, want -1", b.QueuedMaxRequestBytes)
+	}
+	b := mustLoad(t, "", nil, []string{"max.connections.per.ip=0", "max.connections.per.ip.overrides= 10.0.0.1:5 , [::1]:7,localhost:0",
+		"socket.send.buffer.bytes=65536", "connections.max.idle.ms=-1"})
+	got, err := ParseIPOverrides(b.MaxConnectionsPerIPOverrides)
+	if err != nil || len(got) != 3 || got["10.0.0.1"] != 5 || got["::1"] != 7 || got["localhost"] != 0 {
+		t.Errorf("overrides %q = %v, %v", b.MaxConnectionsPerIPOverrides, got, err)
+	}
+	if b.SocketSendBufferBytes != 65536 || b.ConnectionsMaxIdleMs != -1 {
+		t.Errorf("send buffer %d, idle %d", b.SocketSendBufferBytes, b.ConnectionsMaxIdleMs)
 	}
 }

@@ -49,6 +49,36 @@
 //	strata.sendfile.enable               true                          true, false; false serves fetches by read+write (Strata)
 //	num.recovery.threads.per.data.dir    1                             1 to 2147483647; partition logs opened (recovered) at once at start-up
 //
+// Connections and request memory:
+//
+//	queued.max.request.bytes             536870912 (512 MiB; Kafka: -1) -1 (unbounded), or socket.request.max.bytes to 9223372036854775807
+//	max.connections                      2147483647                    0 to 2147483647
+//	max.connections.per.ip               2147483647                    0 to 2147483647; 0 only with overrides
+//	max.connections.per.ip.overrides     ""                            host:n,host2:n (n 0 to 2147483647), or empty
+//	connections.max.idle.ms              600000                        -1 (never), or 1 to 9223372036854775807
+//	socket.send.buffer.bytes             -1 (OS default; Kafka: 102400) -1 to 2147483647
+//	socket.receive.buffer.bytes          -1 (OS default; Kafka: 102400) -1 to 2147483647
+//
+// queued.max.request.bytes bounds the bytes of requests that have been read
+// but not yet handled, all connections together. Kafka's default, -1, bounds
+// nothing: any client that declares a large frame makes the broker allocate
+// it. Strata's default is 512 MiB, raised to socket.request.max.bytes when
+// that is larger; a value below socket.request.max.bytes (other than -1) is
+// refused, since the largest request could then never be read. A connection
+// is charged for the bytes it has received, not for the size it declared, and
+// waits, without reading, while the budget is spent (broker/reqmem.go).
+//
+// A connection beyond max.connections, or beyond its address's limit
+// (max.connections.per.ip, or its entry in max.connections.per.ip.overrides;
+// host names are resolved at start-up), is closed as soon as it is accepted.
+//
+// socket.send.buffer.bytes and socket.receive.buffer.bytes set SO_SNDBUF and
+// SO_RCVBUF on client connections (the receive buffer on the listener too, so
+// the TCP window scale agrees). Strata's default is -1 where Kafka's is 102400:
+// on Linux, setting either turns off the kernel's buffer autotuning for that
+// socket, and a fixed 100 KiB send buffer cuts the throughput of sendfile
+// fetches.
+//
 // Remote storage (Strata's own keys, beside Kafka's remote.log.manager.*):
 //
 //	remote.storage.url                   file://<abs log dir>/remote   a URL with a scheme (file, s3, ...: the remotestore package decides)
@@ -164,8 +194,6 @@
 //
 //	num.network.threads                       3
 //	num.io.threads                            8
-//	socket.send.buffer.bytes                  102400
-//	socket.receive.buffer.bytes               102400
 //	offsets.topic.replication.factor          3
 //	transaction.state.log.replication.factor  3
 //	transaction.state.log.min.isr             2

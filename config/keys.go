@@ -214,6 +214,10 @@ const (
 const (
 	defaultListeners = "PLAINTEXT://127.0.0.1:9092"
 	defaultLogDir    = "./data"
+
+	// defaultQueuedMaxRequestBytes bounds request memory where Kafka's -1 does
+	// not (doc.go says why); raised to socket.request.max.bytes if that is larger.
+	defaultQueuedMaxRequestBytes = 512 << 20
 )
 
 // brokerSpecs lists every broker key, in the order DescribeBroker and doc.go
@@ -245,6 +249,23 @@ var brokerSpecs = []*spec{
 		allow("host:port, or empty").checked(checkHostPort),
 	boolKey("strata.sendfile.enable", true, "Serve fetches with sendfile; false copies through user space (read+write)."),
 	intKey("num.recovery.threads.per.data.dir", 1, 1, maxInt32, "Partition logs opened (and, after an unclean shutdown, recovered) at once at start-up."),
+
+	// Connections and request memory.
+	longKey("queued.max.request.bytes", defaultQueuedMaxRequestBytes, -1, "Bytes of requests read but not yet handled, all connections together; a connection waits for room before it reads more; -1: unbounded (Kafka's default).").
+		allow("-1 (unbounded), or socket.request.max.bytes to 9223372036854775807"),
+	intKey("max.connections", maxInt32, 0, maxInt32, "Open client connections; a connection beyond it is closed at accept."),
+	intKey("max.connections.per.ip", maxInt32, 0, maxInt32, "Open connections from one IP address; a connection beyond it is closed at accept."),
+	stringKey("max.connections.per.ip.overrides", "", "Per-IP limits that replace max.connections.per.ip: host:n,host2:n.").
+		allow("host:n,host2:n with n from 0 to 2147483647, or empty").checked(checkIPOverrides),
+	longKey("connections.max.idle.ms", 600000, -1, "A connection with no request for this long is closed; -1: never.").
+		allow("-1 (never), or 1 to 9223372036854775807").checked(func(v string) string {
+		if v == "0" {
+			return "0 would close every connection as soon as it is idle"
+		}
+		return ""
+	}),
+	intKey("socket.send.buffer.bytes", -1, -1, maxInt32, "SO_SNDBUF of client connections; -1: the OS default, which Linux autotunes (Kafka: 102400)."),
+	intKey("socket.receive.buffer.bytes", -1, -1, maxInt32, "SO_RCVBUF of the listener and client connections; -1: the OS default, which Linux autotunes (Kafka: 102400)."),
 
 	// Remote storage.
 	stringKey("remote.storage.url", "", "The object store: file://<dir>, s3://bucket/prefix, ... ; default file://<log dir>/remote (absolute).").
@@ -308,8 +329,6 @@ var brokerSpecs = []*spec{
 	// server.properties needs few edits, validated as Kafka does, no effect.
 	intKey("num.network.threads", 3, 1, maxInt32, "Kafka's network thread count; Strata runs a goroutine per connection.").compatOnly(),
 	intKey("num.io.threads", 8, 1, maxInt32, "Kafka's request handler thread count; Strata handles requests on the connection's goroutine.").compatOnly(),
-	intKey("socket.send.buffer.bytes", 102400, -1, maxInt32, "Kafka's SO_SNDBUF; Strata leaves the OS default.").compatOnly(),
-	intKey("socket.receive.buffer.bytes", 102400, -1, maxInt32, "Kafka's SO_RCVBUF; Strata leaves the OS default.").compatOnly(),
 	{name: "offsets.topic.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16, noEffect: true, compat: true,
 		doc: "Kafka's __consumer_offsets replication; Strata keeps offsets in its metadata store."},
 	{name: "transaction.state.log.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16, noEffect: true, compat: true,
@@ -439,6 +458,36 @@ func checkLogDir(v string) string {
 		return "the directory is empty"
 	}
 	return ""
+}
+
+func checkIPOverrides(v string) string {
+	if _, err := ParseIPOverrides(v); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// ParseIPOverrides parses max.connections.per.ip.overrides, Kafka's
+// "host:n,host2:n" (split at the last colon, so IPv6 addresses work).
+func ParseIPOverrides(v string) (map[string]int64, error) {
+	out := map[string]int64{}
+	if strings.TrimSpace(v) == "" {
+		return out, nil
+	}
+	for e := range strings.SplitSeq(v, ",") {
+		e = strings.TrimSpace(e)
+		i := strings.LastIndex(e, ":")
+		if i <= 0 {
+			return nil, fmt.Errorf("%q is not host:n", e)
+		}
+		host := strings.Trim(strings.TrimSpace(e[:i]), "[]")
+		n, err := strconv.ParseInt(strings.TrimSpace(e[i+1:]), 10, 32)
+		if err != nil || n < 0 || host == "" {
+			return nil, fmt.Errorf("%q is not host:n with n from 0 to 2147483647", e)
+		}
+		out[host] = n
+	}
+	return out, nil
 }
 
 func checkHostPort(v string) string {
