@@ -24,11 +24,16 @@ func (s *Server) housekeeping() {
 			return
 		case now := <-tick.C:
 			s.tickLogs(now, failing)
-			if now.Sub(lastRetention) >= ms(s.cfg.LogRetentionCheckIntervalMs) {
+			tierDue := s.tier != nil && now.Sub(lastTier) >= ms(s.cfg.RemoteLogManagerTaskIntervalMs)
+			// Retention runs every log.retention.check.interval.ms, and with
+			// each tiering round too: a segment the round uploaded leaves the
+			// local disk at the next round (local.retention.*), not only
+			// after the retention interval (Kafka's default 5 minutes).
+			if tierDue || now.Sub(lastRetention) >= ms(s.cfg.LogRetentionCheckIntervalMs) {
 				lastRetention = now
 				s.enforceRetention(now)
 			}
-			if s.tier != nil && now.Sub(lastTier) >= ms(s.cfg.RemoteLogManagerTaskIntervalMs) {
+			if tierDue {
 				lastTier = now
 				s.tier.Manage(s.ctx, s.partitionLogs())
 			}

@@ -251,8 +251,8 @@ func (s *Server) Serve(l net.Listener) error {
 		ip := remoteIP(nc)
 		if over := s.admitLocked(nc, ip); over != "" {
 			s.mu.Unlock()
+			s.metrics.connsRefused.WithLabelValues(over).Inc() // before the close the client sees
 			nc.Close()
-			s.metrics.connsRefused.WithLabelValues(over).Inc()
 			s.log.Debug("connection refused", "remote", nc.RemoteAddr().String(), "limit", over)
 			continue
 		}
