@@ -40,6 +40,8 @@ import (
 // deleteTopic deletes t (steps 1 to 4 above) and wakes the deleter.
 func (s *Server) deleteTopic(t *topic) error {
 	r := s.topics
+	t.admin.Lock() // no config change or partition growth of t runs meanwhile
+	defer t.admin.Unlock()
 	if err := r.unlist(t); err != nil {
 		return err
 	}

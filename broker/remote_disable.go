@@ -12,7 +12,7 @@ package broker
 // remote data is deleted through the machinery of topic deletion
 // (deletion.go), without deleting the topic:
 //
-//  1. Under the registry's lock, the tier stops the topic's rounds and holds
+//  1. Under the topic's admin lock, the tier stops the topic's rounds and holds
 //     them (tier.DropRemote) while one bbolt transaction sets the topic's
 //     configs, raises its partitions' recorded log start offsets to their
 //     local log start, and moves its remote index under a RemoteOnly
@@ -51,13 +51,13 @@ func (s *Server) setTopicConfig(t *topic, overrides map[string]string, validateO
 			return err
 		}
 		if s.tier != nil && !validateOnly {
-			// Under the registry's lock shared, so that no disablement
-			// (which holds it exclusively) runs in between.
-			s.topics.mu.RLock()
+			// Under the topic's admin lock, so that no disablement (which
+			// holds it) runs in between.
+			t.admin.Lock()
 			if t.cfg.Load().eff.RemoteStorageEnable {
 				s.tier.ResumeRemote(t.id)
 			}
-			s.topics.mu.RUnlock()
+			t.admin.Unlock()
 		}
 		return nil
 	}
@@ -74,9 +74,12 @@ func (s *Server) setTopicConfig(t *topic, overrides map[string]string, validateO
 // in the background (steps 1 to 3 above).
 func (s *Server) disableRemote(t *topic, overrides map[string]string, eff config.Topic) error {
 	r := s.topics
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.mu.byName[t.name] != t {
+	// The topic's admin lock, not the registry's: the tier's rounds of this
+	// topic may take a while to stop (a hung store), and produce and fetch
+	// of other topics must not wait for that.
+	t.admin.Lock()
+	defer t.admin.Unlock()
+	if !r.member(t) {
 		return fmt.Errorf("%w: %q", errUnknownTopic, t.name)
 	}
 	pending := false

@@ -26,6 +26,10 @@ type topic struct {
 	id         [16]byte
 	partitions atomic.Pointer[[]*partition]
 	cfg        atomic.Pointer[topicConfig]
+	// admin serialises the changes of this topic (configs, partition count,
+	// deletion) and is held across their disk work; produce and fetch never
+	// take it.
+	admin sync.Mutex
 }
 
 type topicConfig struct {
@@ -92,6 +96,9 @@ type registry struct {
 	meta *metadata.Store
 	// remote is the tier partitions read below their local logs; nil: none.
 	remote plog.Remote
+	// opened, when set, is called after each partition log a creation opens
+	// (tests: to act while a creation is under way).
+	opened func(topic, dir string)
 	log    *slog.Logger
 	dir    string
 	// changed, when set, is told the name of a topic whose durable
@@ -104,8 +111,9 @@ type registry struct {
 		byName map[string]*topic
 		byID   map[[16]byte]*topic
 		// deleting reserves the names of topics whose deletion is under way
-		// (deletion.go).
+		// (deletion.go), creating those of topics being created.
 		deleting map[string]bool
+		creating map[string]bool
 	}
 }
 
@@ -116,6 +124,7 @@ func openRegistry(cfg *config.Broker, meta *metadata.Store, remote plog.Remote, 
 	r.mu.byName = map[string]*topic{}
 	r.mu.byID = map[[16]byte]*topic{}
 	r.mu.deleting = map[string]bool{}
+	r.mu.creating = map[string]bool{}
 	// Finish the deletions a crash interrupted before any topic is opened.
 	if err := r.finishDeletionsAtStart(); err != nil {
 		return nil, fmt.Errorf("broker: log dir %q: %w", r.dir, err)
@@ -240,15 +249,26 @@ func (r *registry) load(mt metadata.Topic, fresh bool) (*topic, error) {
 	return t, nil
 }
 
-// addPartitions opens logs for partitions len(t.parts()) .. n-1. fresh: the
-// partitions are new (CreateTopics, CreatePartitions), so a directory already
-// there is left over from another topic of the same name (a crash of a
-// version without durable deletion, or a hand copy): it is set aside, never
-// adopted.
+// addPartitions opens and publishes partitions len(t.parts()) .. n-1.
 func (r *registry) addPartitions(t *topic, n int32, fresh bool) error {
+	ps, err := r.openPartitions(t, n, fresh)
+	if err != nil {
+		return err
+	}
+	t.partitions.Store(&ps)
+	return nil
+}
+
+// openPartitions opens the logs of partitions len(t.parts()) .. n-1,
+// num.recovery.threads.per.data.dir at once, and returns the whole new
+// partition list without publishing it. fresh: the partitions are new
+// (CreateTopics, CreatePartitions), so a directory already there is left
+// over from another topic of the same name (a crash of a version without
+// durable deletion, or a hand copy): it is set aside, never adopted.
+func (r *registry) openPartitions(t *topic, n int32, fresh bool) ([]*partition, error) {
 	old := t.parts()
-	ps := append([]*partition(nil), old...)
 	lc := logConfig(t.cfg.Load().eff)
+	var jobs []partitionJob
 	for i := int32(len(old)); i < n; i++ {
 		dir := filepath.Join(r.dir, t.name+"-"+strconv.Itoa(int(i)))
 		if fresh {
@@ -256,21 +276,31 @@ func (r *registry) addPartitions(t *topic, n int32, fresh bool) error {
 				stale := dir + ".stale-" + strconv.FormatInt(time.Now().UnixNano(), 36) + deleteSuffix
 				r.log.Warn("a new partition's directory already exists; setting it aside", "dir", dir, "to", stale)
 				if err := os.Rename(dir, stale); err != nil {
-					return fmt.Errorf("broker: cannot set aside stale directory %q: %w", dir, err)
+					return nil, fmt.Errorf("broker: cannot set aside stale directory %q: %w", dir, err)
 				}
 			}
 		}
-		l, err := localstore.Open(dir, lc, r.log.With("topic", t.name, "partition", i))
-		if err != nil {
-			for _, p := range ps[len(old):] {
-				p.log.Close()
-			}
-			return fmt.Errorf("broker: cannot open partition %s-%d: %w", t.name, i, err)
-		}
-		ps = append(ps, r.newPartition(t, i, l))
+		jobs = append(jobs, partitionJob{t: t, index: i, dir: dir, cfg: lc})
 	}
-	t.partitions.Store(&ps)
-	return nil
+	open := localstore.Open
+	if r.opened != nil {
+		open = func(dir string, cfg localstore.Config, logger *slog.Logger) (*localstore.Log, error) {
+			l, err := localstore.Open(dir, cfg, logger)
+			if err == nil {
+				r.opened(t.name, dir)
+			}
+			return l, err
+		}
+	}
+	logs, err := openLogs(jobs, int(r.cfg.NumRecoveryThreadsPerDataDir), open, r.log)
+	if err != nil {
+		return nil, err
+	}
+	ps := append([]*partition(nil), old...)
+	for i, j := range jobs {
+		ps = append(ps, r.newPartition(t, j.index, logs[i]))
+	}
+	return ps, nil
 }
 
 // newPartition wraps an open local log in the partition's whole log.
@@ -384,17 +414,33 @@ func (r *registry) create(name string, partitions int32, overrides map[string]st
 	if err := r.cfg.ValidateTopicConfigs(overrides); err != nil {
 		return nil, fmt.Errorf("%w: %v", errInvalidConfig, err)
 	}
+	// The registry lock is held only to reserve the name and, at the end,
+	// to publish the topic: the bbolt commit and the opening of every
+	// partition log happen outside it, so produce and fetch on other topics
+	// (which take its read side) never wait for a creation.
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.mu.byName[name]; ok {
+	switch {
+	case r.mu.byName[name] != nil, r.mu.creating[name]:
+		r.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", errTopicExists, name)
-	}
-	if r.mu.deleting[name] {
+	case r.mu.deleting[name]:
+		r.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q is marked for deletion", errTopicExists, name)
-	}
-	if validateOnly {
+	case validateOnly:
+		r.mu.Unlock()
 		return nil, nil
 	}
+	r.mu.creating[name] = true
+	r.mu.Unlock()
+	published := false
+	defer func() {
+		if !published {
+			r.mu.Lock()
+			delete(r.mu.creating, name)
+			r.mu.Unlock()
+		}
+	}()
+
 	var id [16]byte
 	for id == ([16]byte{}) {
 		rand.Read(id[:])
@@ -406,15 +452,27 @@ func (r *registry) create(name string, partitions int32, overrides map[string]st
 	t, err := r.load(mt, true)
 	if err != nil {
 		if d, derr := r.meta.DeleteTopic(name); derr == nil {
-			r.finishLocal(d) // under r.mu: no topic of this name can appear meanwhile
+			r.finishLocal(d) // the name is reserved: no topic of it can appear meanwhile
 		}
 		return nil, err
 	}
+	r.mu.Lock()
 	r.mu.byName[name] = t
 	r.mu.byID[id] = t
+	delete(r.mu.creating, name)
+	published = true
+	r.mu.Unlock()
 	r.log.Info("topic created", "topic", name, "partitions", partitions)
 	r.notifyChanged(name)
 	return t, nil
+}
+
+// member reports whether t is the registered topic of its name (not deleted
+// meanwhile). Callers hold t.admin, which deletion takes too.
+func (r *registry) member(t *topic) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.mu.byName[t.name] == t
 }
 
 // setConfig validates, persists and applies a topic's new overrides.
@@ -429,9 +487,9 @@ func (r *registry) setConfig(t *topic, overrides map[string]string, validateOnly
 	if validateOnly {
 		return nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.mu.byName[t.name] != t {
+	t.admin.Lock()
+	defer t.admin.Unlock()
+	if !r.member(t) {
 		return fmt.Errorf("%w: %q", errUnknownTopic, t.name)
 	}
 	if err := r.meta.SetTopicConfigs(t.name, overrides); err != nil {
@@ -456,9 +514,9 @@ func (r *registry) notifyChanged(name string) {
 
 // grow adds partitions up to n.
 func (r *registry) grow(t *topic, n int32, validateOnly bool) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.mu.byName[t.name] != t {
+	t.admin.Lock()
+	defer t.admin.Unlock()
+	if !r.member(t) {
 		return fmt.Errorf("%w: %q", errUnknownTopic, t.name)
 	}
 	cur := int32(len(t.parts()))
@@ -471,12 +529,17 @@ func (r *registry) grow(t *topic, n int32, validateOnly bool) error {
 	if validateOnly {
 		return nil
 	}
-	if err := r.addPartitions(t, n, true); err != nil {
+	ps, err := r.openPartitions(t, n, true)
+	if err != nil {
 		return err
 	}
 	if err := r.meta.SetPartitionCount(t.name, n); err != nil {
+		for _, p := range ps[cur:] {
+			p.log.Close()
+		}
 		return err
 	}
+	t.partitions.Store(&ps)
 	r.notifyChanged(t.name)
 	return nil
 }
