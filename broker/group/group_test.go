@@ -269,10 +269,9 @@ func TestFollowerSyncWaitsForLeader(t *testing.T) {
 	wantErr(t, "heartbeat in CompletingRebalance", follower.heartbeat(), nil)
 	wantErr(t, "commit in CompletingRebalance", commitAs(t, c, follower, "t1", 0, 5), kerr.RebalanceInProgress)
 	fch := follower.syncAsync(nil)
-	select {
-	case r := <-fch:
-		t.Fatalf("follower sync returned before the leader's: %+v", r)
-	case <-time.After(20 * time.Millisecond):
+	wait.Eventually(t, "the follower waiting in SyncGroup, or answered", func() bool { return syncWaiters(t, c, "g") == 1 || len(fch) > 0 })
+	if len(fch) > 0 {
+		t.Fatalf("follower sync returned before the leader's: %+v", <-fch)
 	}
 	leader.sync(map[string][]byte{leader.id: []byte("x")}) // the follower is left out
 	r := <-fch

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/metadata"
 )
 
@@ -434,7 +435,7 @@ func syncAll(t *testing.T, ms ...*tmember) int32 {
 			if want := "a-" + followerMs[i].id; string(r.MemberAssignment) != want {
 				t.Errorf("follower assignment %q, want %q", r.MemberAssignment, want)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(wait.Timeout):
 			t.Fatal("follower sync did not return")
 		}
 	}
@@ -469,6 +470,18 @@ func joinWaiters(t testing.TB, c *Coordinator, name string) (n int) {
 			n++
 		}
 	}
+	return n
+}
+
+// syncWaiters is how many members of the group wait in SyncGroup.
+func syncWaiters(t testing.TB, c *Coordinator, name string) (n int) {
+	inGroup(t, c, name, func(g *group) {
+		for _, m := range g.mu.members {
+			if m.syncCh != nil {
+				n++
+			}
+		}
+	})
 	return n
 }
 
