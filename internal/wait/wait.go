@@ -29,11 +29,20 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 // Timeout (an upload to a real object store, a broker process's start-up).
 func For(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !Until(timeout, cond) {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	}
+}
+
+// Until polls cond until it returns true (Until reports true) or timeout
+// passes (false), for callers whose failure message shows what cond saw.
+func Until(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			return false
 		}
 		time.Sleep(interval)
 	}
+	return true
 }

@@ -44,3 +44,13 @@ func TestForFailsNamingWhatItWaitedFor(t *testing.T) {
 		t.Fatalf("failure %q does not name what it waited for", f.msg)
 	}
 }
+
+func TestUntilReportsTimeout(t *testing.T) {
+	if Until(10*time.Millisecond, func() bool { return false }) {
+		t.Fatal("Until reported a condition that never holds")
+	}
+	polls := 0
+	if !Until(time.Minute, func() bool { polls++; return polls == 3 }) || polls != 3 {
+		t.Fatalf("Until after %d polls", polls)
+	}
+}
