@@ -17,6 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // recordsFor makes n records spread over the partitions with recognisable values.
@@ -318,6 +320,8 @@ func TestApiVersionsTooNewFallsBackToV0(t *testing.T) {
 	}
 }
 
+// TestLongPollWakesOnAppend: a fetch parked for MinBytes returns when an
+// append arrives, not at its MaxWait.
 func TestLongPollWakesOnAppend(t *testing.T) {
 	tb := startBroker(t)
 	tb.createTopic("poll", 1, nil)
@@ -329,8 +333,10 @@ func TestLongPollWakesOnAppend(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := md.(*kmsg.MetadataResponse).Topics[0].TopicID
+	// MaxWait is longer than the raw connection's 10s read deadline: a fetch
+	// the append does not wake fails the read instead of answering.
 	req := kmsg.NewPtrFetchRequest()
-	req.Version, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = 13, 10000, 1, 1<<20
+	req.Version, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = 13, 60000, 1, 1<<20
 	req.SessionEpoch = -1
 	rt := kmsg.NewFetchRequestTopic()
 	rt.TopicID = id
@@ -340,26 +346,30 @@ func TestLongPollWakesOnAppend(t *testing.T) {
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 
-	start := time.Now()
-	var wg sync.WaitGroup
-	wg.Add(1)
+	type result struct {
+		resp kmsg.Response
+		err  error
+	}
+	done := make(chan result, 1)
 	go func() {
-		defer wg.Done()
-		time.Sleep(300 * time.Millisecond)
-		produceSync(t, tb.client(), &kgo.Record{Topic: "poll", Value: []byte("wake")})
+		resp, err := r.request(req)
+		done <- result{resp, err}
 	}()
-	resp, err := r.request(req)
-	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
+	p := tb.srv.topics.get("poll").partition(0)
+	wait.Eventually(t, "the fetch parked on the partition", func() bool {
+		p.waitMu.Lock()
+		defer p.waitMu.Unlock()
+		return len(p.waiters) > 0
+	})
+	produceSync(t, tb.client(), &kgo.Record{Topic: "poll", Value: []byte("wake")})
+	res := <-done
+	if res.err != nil {
+		t.Fatalf("fetch: %v (not woken by the append?)", res.err)
 	}
-	fr := resp.(*kmsg.FetchResponse)
-	p := fr.Topics[0].Partitions[0]
-	if p.ErrorCode != 0 || len(p.RecordBatches) == 0 {
-		t.Fatalf("code %d, %d bytes", p.ErrorCode, len(p.RecordBatches))
-	}
-	if el := time.Since(start); el > 8*time.Second {
-		t.Fatalf("fetch returned after %v: the append did not wake it", el)
+	fr := res.resp.(*kmsg.FetchResponse)
+	rp0 := fr.Topics[0].Partitions[0]
+	if rp0.ErrorCode != 0 || len(rp0.RecordBatches) == 0 {
+		t.Fatalf("code %d, %d bytes", rp0.ErrorCode, len(rp0.RecordBatches))
 	}
 }
 
@@ -580,7 +590,7 @@ func TestConsumerGroupRebalanceAndResume(t *testing.T) {
 		wg.Add(1)
 		go func(cl *kgo.Client) { defer wg.Done(); poll(cl, stop) }(cl)
 	}
-	waitFor(t, ctx, "three members with two partitions each and every record seen", func() bool {
+	wait.For(t, time.Minute, "three members with two partitions each and every record seen", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		smu.Lock()
@@ -596,7 +606,7 @@ func TestConsumerGroupRebalanceAndResume(t *testing.T) {
 		wg.Add(1)
 		go func(cl *kgo.Client) { defer wg.Done(); poll(cl, stop) }(cl)
 	}
-	waitFor(t, ctx, "a and b share all six partitions", func() bool {
+	wait.For(t, time.Minute, "a and b share all six partitions", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(assigned["a"])+len(assigned["b"]) == 6 && len(assigned["a"]) == 3
@@ -626,17 +636,6 @@ func TestConsumerGroupRebalanceAndResume(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for: %s", what)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 func TestLocalRetentionByBytesAndTime(t *testing.T) {
 	tb := startBroker(t, "log.retention.check.interval.ms=100")
 	tb.createTopic("bybytes", 1, map[string]*string{
@@ -662,7 +661,7 @@ func TestLocalRetentionByBytesAndTime(t *testing.T) {
 	}
 	ctx := ctxT(t, 30*time.Second)
 	adm := tb.admin()
-	waitFor(t, ctx, "retention moves both log starts", func() bool {
+	wait.Eventually(t, "retention moves both log starts", func() bool {
 		starts, err := adm.ListStartOffsets(ctx, "bybytes", "bytime")
 		if err != nil {
 			return false

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -67,7 +68,7 @@ func TestMaxConnectionsClosesConnectionsBeyondTheLimit(t *testing.T) {
 	}
 	// A closed connection frees its place.
 	open[0].c.Close()
-	waitFor(t, ctxT(t, 30*time.Second), "a new connection after one closed", func() bool {
+	wait.For(t, 30*time.Second, "a new connection after one closed", func() bool {
 		return tb.raw().served()
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stratalog/strata/internal/minioserver"
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // A topic deleted while the object store is down is gone at once; its
@@ -48,7 +49,7 @@ func TestDeleteTopicWhileStoreIsDown(t *testing.T) {
 		}
 		return dels
 	}
-	waitFor(t, ctx, "a failed cleanup reported", func() bool {
+	wait.For(t, 2*time.Minute, "a failed cleanup reported", func() bool {
 		d := pending()
 		return len(d) == 1 && d[0].LastError != "" && d[0].RemoteSegments > 0
 	})
@@ -84,7 +85,7 @@ func TestDeleteTopicWhileStoreIsDown(t *testing.T) {
 	if err := mio.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the cleanup to finish", func() bool { return len(pending()) == 0 })
+	wait.For(t, 2*time.Minute, "the cleanup to finish", func() bool { return len(pending()) == 0 })
 	// Every object left belongs to the new topic's index.
 	keys, err = mio.ObjectKeys(ctx, bucket, "")
 	if err != nil {

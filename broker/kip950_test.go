@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratalog/strata/internal/minioserver"
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // alterTopic sends one IncrementalAlterConfigs for topic and returns the
@@ -143,9 +144,8 @@ func TestRemoteLogCopyDisable(t *testing.T) {
 	if err := alterTopic(t, tb, topic, false, set("retention.ms", "3600000")); err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxT(t, 60*time.Second)
 	var start int64
-	waitFor(t, ctx, "old remote segments expired", func() bool {
+	wait.For(t, 2*time.Minute, "old remote segments expired", func() bool {
 		var ok bool
 		start, ok = tb.srv.tier.LogStartOffset(topic, 0)
 		return ok && start > 0
@@ -170,7 +170,7 @@ func TestRemoteLogCopyDisable(t *testing.T) {
 	if err := alterTopic(t, tb, topic, false, set("remote.log.copy.disable", "false")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "uploads resumed", func() bool {
+	wait.For(t, 2*time.Minute, "uploads resumed", func() bool {
 		segs := part.log.Local().Segments()
 		active := segs[len(segs)-1].BaseOffset
 		hi, ok := tb.srv.tier.HighestOffset(topic, 0)
@@ -297,7 +297,7 @@ func TestRemoteStorageDisableDeletesRemoteData(t *testing.T) {
 	if v := describeTopicValue(t, tb, topic, "remote.storage.enable"); v != "false" {
 		t.Fatalf("remote.storage.enable = %q", v)
 	}
-	waitFor(t, ctx, "a failed remote deletion reported", func() bool {
+	wait.For(t, 2*time.Minute, "a failed remote deletion reported", func() bool {
 		d := pending()
 		return len(d) == 1 && d[0].RemoteOnly && d[0].Topic == topic && d[0].RemoteSegments > 0 && d[0].LastError != ""
 	})
@@ -315,7 +315,7 @@ func TestRemoteStorageDisableDeletesRemoteData(t *testing.T) {
 	if err := mio.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the remote data deleted", func() bool { return len(pending()) == 0 })
+	wait.For(t, 2*time.Minute, "the remote data deleted", func() bool { return len(pending()) == 0 })
 	if left := segmentKeys(); len(left) != 0 {
 		t.Fatalf("segment objects left in the bucket: %v", left)
 	}
@@ -334,7 +334,7 @@ func TestRemoteStorageDisableDeletesRemoteData(t *testing.T) {
 	if err := alterTopic(t, tb, topic, false, set("remote.storage.enable", "true")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "tiering again", func() bool {
+	wait.For(t, 2*time.Minute, "tiering again", func() bool {
 		for p := int32(0); p < 2; p++ {
 			start, ok := tb.srv.tier.LogStartOffset(topic, p)
 			if !ok || start < localStart[p] {

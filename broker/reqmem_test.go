@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -115,7 +116,7 @@ func TestPartialLargeFramesFillingRequestMemoryAllComplete(t *testing.T) {
 				}()
 			}
 			// The first halves are being read: partial frames hold a good part of the budget.
-			waitFor(t, ctxT(t, time.Minute), "partial frames holding a third of the budget", func() bool {
+			wait.For(t, time.Minute, "partial frames holding a third of the budget", func() bool {
 				return rm.used() >= budget/3
 			})
 			close(rest)
@@ -129,7 +130,7 @@ func TestPartialLargeFramesFillingRequestMemoryAllComplete(t *testing.T) {
 				t.Errorf("request memory peaked at %d bytes, over queued.max.request.bytes %d", p, budget)
 			}
 			// Released once each response is written.
-			waitFor(t, ctxT(t, time.Minute), "request memory back to 0", func() bool { return rm.used() == 0 })
+			wait.For(t, time.Minute, "request memory back to 0", func() bool { return rm.used() == 0 })
 			want := recordsFor("big", 5, 1)
 			produceSync(t, tb.client(kgo.RecordPartitioner(kgo.ManualPartitioner())), want...)
 		})

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratalog/strata/config"
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // storeSecret is the S3 secret the tests configure. It needs no escaping in a
@@ -248,7 +249,7 @@ func TestTierErrorsHideStoreSecret(t *testing.T) {
 			produceSync(t, cl, &kgo.Record{Value: bytes.Repeat([]byte{'x'}, 200)})
 		}
 		var status string
-		waitFor(t, ctxT(t, 60*time.Second), "an upload error in the tier status", func() bool {
+		wait.For(t, time.Minute, "an upload error in the tier status", func() bool {
 			sts := tb.mgr.Status("failing")
 			b, _ := json.Marshal(sts)
 			status = string(b)

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratalog/strata/internal/minioserver"
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // tierSets make a broker tier quickly: small chunks, a fast task interval.
@@ -33,8 +34,7 @@ var tieredTopic = map[string]*string{
 // tier holds everything below it.
 func waitTiered(t *testing.T, tb *testBroker, topic string, partitions int32) {
 	t.Helper()
-	ctx := ctxT(t, 60*time.Second)
-	waitFor(t, ctx, "closed segments uploaded and deleted locally", func() bool {
+	wait.For(t, time.Minute, "closed segments uploaded and deleted locally", func() bool {
 		for p := int32(0); p < partitions; p++ {
 			part := tb.srv.topics.get(topic).partition(p)
 			segs := part.log.Local().Segments()

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/stratalog/strata/internal/wait"
 )
 
 var kafkagoLog = &clientLog{}
@@ -298,29 +300,29 @@ func kafkagoTwoMembers(ctx context.Context, t *testing.T, addr, group, topic str
 			r.Close()
 		}
 	}()
-	for {
-		// kafka-go's Reader offers no view of its assignment; the broker's
-		// DescribeGroups does.
-		desc, err := kafkagoDescribeGroup(ctx, addr, group)
-		if err == nil && len(desc.Members) == 2 && desc.GroupState == "Stable" {
-			total := 0
-			ok := true
-			for _, m := range desc.Members {
-				n := 0
-				for _, a := range m.MemberAssignments.Topics {
-					n += len(a.Partitions)
-				}
-				ok = ok && n > 0
-				total += n
-			}
-			if ok && total == 3 {
-				break
-			}
+	// kafka-go's Reader offers no view of its assignment; the broker's
+	// DescribeGroups does.
+	var desc kafka.DescribeGroupsResponseGroup
+	var err error
+	if !wait.Until(30*time.Second, func() bool {
+		desc, err = kafkagoDescribeGroup(ctx, addr, group)
+		if err != nil || len(desc.Members) != 2 || desc.GroupState != "Stable" {
+			return false
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("two members: group never stable with both assigned: %+v %v", desc, err)
+		total := 0
+		for _, m := range desc.Members {
+			n := 0
+			for _, a := range m.MemberAssignments.Topics {
+				n += len(a.Partitions)
+			}
+			if n == 0 {
+				return false
+			}
+			total += n
 		}
-		time.Sleep(100 * time.Millisecond)
+		return total == 3
+	}) {
+		t.Fatalf("two members: group never stable with both assigned: %+v %v", desc, err)
 	}
 	time.Sleep(500 * time.Millisecond) // let both fetch once from the committed offsets
 	mu.Lock()
@@ -525,20 +527,16 @@ func kafkagoAcksNone(ctx context.Context, t *testing.T, addr string) {
 		t.Fatalf("Writer.Close: %v", err)
 	}
 	// Nothing acknowledges an acks=0 write: wait for the end offset.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !wait.Until(10*time.Second, func() bool {
 		conn, err := kafka.DialLeader(ctx, "tcp", addr, topic, 0)
-		if err == nil {
-			last, err := conn.ReadLastOffset()
-			conn.Close()
-			if err == nil && last == n {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("acks=0: %d records not all written within 10s", n)
-		}
-		time.Sleep(50 * time.Millisecond)
+		defer conn.Close()
+		last, err := conn.ReadLastOffset()
+		return err == nil && last == n
+	}) {
+		t.Fatalf("acks=0: %d records not all written within 10s", n)
 	}
 	compareRecs(t, "acks=0", kafkagoReadPartition(ctx, t, addr, topic, 0, n), want)
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/stratalog/strata/internal/wait"
 )
 
 var saramaLog = &clientLog{}
@@ -199,16 +201,12 @@ func saramaAcksNone(t *testing.T, addrs []string, v sarama.KafkaVersion, client 
 	}
 	defer prod.Close()
 	produced := saramaProduce(t, prod, topic, 0, 1000)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !wait.Until(10*time.Second, func() bool {
 		client.RefreshMetadata(topic)
-		if end, err := client.GetOffset(topic, 0, sarama.OffsetNewest); err == nil && end == int64(len(produced)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("acks=0: %d records not all written within 10s", len(produced))
-		}
-		time.Sleep(50 * time.Millisecond)
+		end, err := client.GetOffset(topic, 0, sarama.OffsetNewest)
+		return err == nil && end == int64(len(produced))
+	}) {
+		t.Fatalf("acks=0: %d records not all written within 10s", len(produced))
 	}
 	for i := range produced {
 		produced[i].partition, produced[i].offset = 0, int64(i) // no response, so no offsets
@@ -476,22 +474,20 @@ func saramaGroup(t *testing.T, addrs []string, v sarama.KafkaVersion, client sar
 
 	// Both members end up in one generation with the range split (2 + 1
 	// partitions), and together they consume everything.
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		ra, ca := a.snapshot()
-		rb, cb := b.snapshot()
-		unique := map[[2]int64]bool{}
+	var unique map[[2]int64]bool
+	var ca, cb map[string][]int32
+	if !wait.Until(45*time.Second, func() bool {
+		var ra, rb []clientRec
+		ra, ca = a.snapshot()
+		rb, cb = b.snapshot()
+		unique = map[[2]int64]bool{}
 		for _, r := range append(ra, rb...) {
 			unique[[2]int64{int64(r.partition), r.offset}] = true
 		}
 		na, nb := len(ca[topic]), len(cb[topic])
-		if len(unique) == len(produced) && na+nb == 3 && min(na, nb) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group: %d of %d records consumed; claims a=%v b=%v", len(unique), len(produced), ca, cb)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return len(unique) == len(produced) && na+nb == 3 && min(na, nb) == 1
+	}) {
+		t.Fatalf("group: %d of %d records consumed; claims a=%v b=%v", len(unique), len(produced), ca, cb)
 	}
 	stopA()
 	stopB()
@@ -527,19 +523,15 @@ func saramaGroup(t *testing.T, addrs []string, v sarama.KafkaVersion, client sar
 	// what was produced after.
 	more := saramaProduce(t, prod, topic, len(produced), 600)
 	c, stopC := runMember(t, addrs, v, group, topic, "member-c")
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		rc, _ := c.snapshot()
-		if len(rc) >= len(more) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted member: %d of %d new records", len(rc), len(more))
-		}
-		time.Sleep(50 * time.Millisecond)
+	var rc []clientRec
+	if !wait.Until(30*time.Second, func() bool {
+		rc, _ = c.snapshot()
+		return len(rc) >= len(more)
+	}) {
+		t.Fatalf("restarted member: %d of %d new records", len(rc), len(more))
 	}
 	stopC()
-	rc, _ := c.snapshot()
+	rc, _ = c.snapshot()
 	compareRecs(t, "restarted member", rc, more)
 }
 
@@ -557,18 +549,15 @@ func saramaStatic(t *testing.T, addrs []string, v sarama.KafkaVersion, topic str
 	b, _ := runMemberWith(t, addrs, static("static-b"), group, topic, "static-b")
 	stable := func(what string, a, b *saramaMember) (ca, cb []int32) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		if !wait.Until(30*time.Second, func() bool {
 			_, ma := a.snapshot()
 			_, mb := b.snapshot()
-			if ca, cb = ma[topic], mb[topic]; len(ca) > 0 && len(cb) > 0 && len(ca)+len(cb) == 3 {
-				return ca, cb
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: claims %v and %v", what, ca, cb)
-			}
-			time.Sleep(50 * time.Millisecond)
+			ca, cb = ma[topic], mb[topic]
+			return len(ca) > 0 && len(cb) > 0 && len(ca)+len(cb) == 3
+		}) {
+			t.Fatalf("%s: claims %v and %v", what, ca, cb)
 		}
+		return ca, cb
 	}
 	ca, _ := stable("static members", a, b)
 	b.mu.Lock()

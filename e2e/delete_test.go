@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // deleteSets tier a topic fast on the default fs tier: 4 KiB segments,
@@ -155,23 +157,19 @@ func requestOffsets(addr, topic string, partitions int32, ts int64) ([]int64, er
 // remote tier and has no local copy below it.
 func waitAllTiered(t *testing.T, addr, topic string, partitions int32) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
+	done := 0
+	if !wait.Until(3*time.Minute, func() bool {
 		tiered := listOffsets(t, addr, topic, partitions, -5)
 		local := listOffsets(t, addr, topic, partitions, -4)
-		done := 0
+		done = 0
 		for p := range partitions {
 			if tiered[p] >= 0 && local[p] > 0 {
 				done++
 			}
 		}
-		if done == int(partitions) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d of %d partitions tiered", topic, done, partitions)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return done == int(partitions)
+	}) {
+		t.Fatalf("%s: %d of %d partitions tiered", topic, done, partitions)
 	}
 }
 
@@ -217,21 +215,17 @@ func createTopic(t *testing.T, addr, topic string, partitions int32) {
 // waitNoDeletions waits until the broker reports no pending topic deletion.
 func waitNoDeletions(t *testing.T, maddr string) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		resp, err := http.Get("http://" + maddr + "/v1/tier/deletions")
-		if err == nil {
-			var dels []json.RawMessage
-			derr := json.NewDecoder(resp.Body).Decode(&dels)
-			resp.Body.Close()
-			if derr == nil && len(dels) == 0 {
-				return
-			}
+	var err error
+	if !wait.Until(2*time.Minute, func() bool {
+		var resp *http.Response
+		if resp, err = http.Get("http://" + maddr + "/v1/tier/deletions"); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("topic deletions still pending after 2 minutes (%v)", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		defer resp.Body.Close()
+		var dels []json.RawMessage
+		return json.NewDecoder(resp.Body).Decode(&dels) == nil && len(dels) == 0
+	}) {
+		t.Fatalf("topic deletions still pending after 2 minutes (%v)", err)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // kcat returns the kcat binary, skipping the test if it is missing (failing if
@@ -177,15 +179,11 @@ func produceUntilKilled(t *testing.T, p *proc, prefix string) map[string]bool {
 			}
 		}
 	}()
-	for {
+	wait.For(t, 2*time.Minute, "5000 acknowledged records", func() bool {
 		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n > 5000 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(acked) > 5000
+	})
 	p.kill9()
 	cancel()
 	wg.Wait()

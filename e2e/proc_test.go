@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"github.com/stratalog/strata/internal/freeport"
+	"github.com/stratalog/strata/internal/wait"
 	"net"
 	"os"
 	"os/exec"
@@ -126,17 +127,14 @@ func (p *proc) start() {
 		p.t.Fatal(err)
 	}
 	p.cmd = cmd
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !wait.Until(20*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", p.addr(), time.Second)
 		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("broker did not listen on %s within 20s; log:\n%s", p.addr(), p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+		p.t.Fatalf("broker did not listen on %s within 20s; log:\n%s", p.addr(), p.logs.String())
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stratalog/strata/internal/minioserver"
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // metricValue reads one unlabelled series from /metrics (-1: absent, -2: no
@@ -35,18 +36,6 @@ func metricValue(t *testing.T, maddr, name string) float64 {
 		}
 	}
 	return -1
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 type topicState struct {
@@ -143,7 +132,7 @@ func TestTierRecoverKeepsRetentionOfOldRecords(t *testing.T) {
 	}
 	// The manifests are written in the background: wait until none is
 	// pending (a broker without manifests has no such series).
-	waitFor(t, "the manifests", time.Minute, func() bool {
+	wait.For(t, time.Minute, "the manifests", func() bool {
 		v := metricValue(t, maddr, "strata_tier_manifests_pending")
 		return v == 0 || v == -1
 	})
@@ -170,7 +159,7 @@ func TestTierRecoverKeepsRetentionOfOldRecords(t *testing.T) {
 		t.Fatalf("after recover: %+v, before: %+v", got, orig)
 	}
 	// Several retention passes over the recovered partitions (100 ms apart).
-	waitFor(t, "5 retention passes", time.Minute, func() bool {
+	wait.For(t, time.Minute, "5 retention passes", func() bool {
 		return metricValue(t, maddr, "strata_tier_retention_passes_total") >= 5
 	})
 	cons, err := kgo.NewClient(kgo.SeedBrokers(p.addr()),

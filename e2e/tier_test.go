@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stratalog/strata/internal/minioserver"
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // tierSets make every auto-created topic tier fast: 4 KiB segments, nothing
@@ -52,17 +53,13 @@ func listOffset(t *testing.T, addr, topic string, ts int64) int64 {
 // the log) live only in the remote tier.
 func waitTiered(t *testing.T, addr, topic string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		local, tiered := listOffset(t, addr, topic, -4), listOffset(t, addr, topic, -5)
-		end := listOffset(t, addr, topic, -1)
-		if local > 0 && tiered == local-1 && local >= end/2 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not tiered within 90s: earliest-local %d, latest-tiered %d, end %d", local, tiered, end)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var local, tiered, end int64
+	if !wait.Until(90*time.Second, func() bool {
+		local, tiered = listOffset(t, addr, topic, -4), listOffset(t, addr, topic, -5)
+		end = listOffset(t, addr, topic, -1)
+		return local > 0 && tiered == local-1 && local >= end/2
+	}) {
+		t.Fatalf("not tiered within 90s: earliest-local %d, latest-tiered %d, end %d", local, tiered, end)
 	}
 }
 
@@ -129,7 +126,8 @@ func remoteIndex(t *testing.T, p *proc) []string {
 func TestKill9MidUploadLeavesNoOrphanAndLosesNothing(t *testing.T) {
 	mio := minioserver.Start(t)
 	bucket := mio.NewBucket(t)
-	sets := append([]string{minioSet(mio, bucket, ""), "remote.log.manager.copy.max.bytes.per.second=8192"}, tierSets...)
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	sets := append([]string{minioSet(mio, bucket, ""), "remote.log.manager.copy.max.bytes.per.second=8192", "metrics.listen=" + maddr}, tierSets...)
 	p := startProc(t, sets...)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(p.addr()), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("crashy"))
@@ -152,9 +150,12 @@ func TestKill9MidUploadLeavesNoOrphanAndLosesNothing(t *testing.T) {
 		}
 	}
 	cl.Close()
-	// Kill while uploads run: they are throttled to 8 KiB/s, so some is in flight.
+	// Kill while uploads run: once this process has started one, throttled
+	// to 8 KiB/s, the 4 KiB segments keep it and the next ones in flight.
 	for i := 0; i < 3; i++ {
-		time.Sleep(1500 * time.Millisecond)
+		wait.For(t, time.Minute, "an upload to start", func() bool {
+			return metricValue(t, maddr, "strata_tier_copy_requests_total") > 0
+		})
 		p.kill9()
 		p.start()
 	}

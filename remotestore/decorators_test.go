@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/remotestore/faultstore"
 	"github.com/stratalog/strata/remotestore/mem"
@@ -157,13 +158,23 @@ func TestRetryStopsWhenContextDone(t *testing.T) {
 	s := remotestore.WithRetries(fs, remotestore.RetryPolicy{MaxAttempts: 100, InitialBackoff: time.Hour})
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	start := time.Now()
-	_, err := s.Head(ctx, "k")
-	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, faultstore.ErrInjected) {
-		t.Fatalf("Head: %v, want the deadline and the last error", err)
+	// The backoff is an hour: a Head that returns at all stopped waiting
+	// when its context ended.
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Head(ctx, "k")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, faultstore.ErrInjected) {
+			t.Fatalf("Head: %v, want the deadline and the last error", err)
+		}
+	case <-time.After(wait.Timeout):
+		t.Fatal("Head kept waiting out its backoff after the context ended")
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("Head took %v after the context ended", d)
+	if n := fs.Calls(remotestore.OpHead); n != 1 {
+		t.Fatalf("Head called %d times, want 1: the backoff outlasts the context", n)
 	}
 	// A canceled context is not retried at all.
 	ctx2, cancel2 := context.WithCancel(t.Context())

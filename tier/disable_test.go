@@ -3,6 +3,7 @@ package tier
 import (
 	"context"
 	"errors"
+	"github.com/stratalog/strata/internal/wait"
 	"testing"
 )
 
@@ -40,7 +41,7 @@ func TestDropRemote(t *testing.T) {
 	e.segment(3, 10)
 	e.segment(3, 10)
 	e.manage()
-	eventually(t, "the topic's manifest", func() bool { return len(e.manifestKeys()) > 0 })
+	wait.Eventually(t, "the topic's manifest", func() bool { return len(e.manifestKeys()) > 0 })
 	if len(e.keys()) != 4 {
 		t.Fatal(e.keys())
 	}

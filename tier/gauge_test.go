@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/remotestore"
@@ -114,7 +115,7 @@ func TestHungStoreMovesTheGauges(t *testing.T) {
 	// bytes of its body.
 	release := e.fault.Inject(faultstore.Fault{Mode: faultstore.Hang, BodyBytes: 100})
 	e.m.Manage(ctx, []PartitionLog{e.pl})
-	eventually(t, "the upload to start", func() bool { return e.fault.Calls(remotestore.OpPut) >= 1 })
+	wait.Eventually(t, "the upload to start", func() bool { return e.fault.Calls(remotestore.OpPut) >= 1 })
 	// A housekeeping tick while the upload hangs: the lag is there, and
 	// ages with the clock.
 	e.clock.Advance(time.Hour)
@@ -195,7 +196,7 @@ func TestSidecarDownloadOutlivesTheFirstFetch(t *testing.T) {
 	}
 	release() // the slow GET completes
 	want := e.bytesBetween(0, 30)
-	eventually(t, "a fetch to be served", func() bool {
+	wait.Eventually(t, "a fetch to be served", func() bool {
 		sl, err := e.m.Read(ctx, testTopic, 0, 0, 1<<20, true)
 		if err != nil {
 			return false

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/remotestore"
@@ -65,7 +66,7 @@ func TestRecoverRestoresTopicFromManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a manifest of the current topic", func() bool {
+	wait.Eventually(t, "a manifest of the current topic", func() bool {
 		fresh, _ := recoverFresh(t, e)
 		got, err := fresh.Topic(testTopic)
 		return err == nil && got.ID == orig.ID && got.Partitions == 3 && maps.Equal(got.Configs, cfg)
@@ -84,17 +85,17 @@ func TestRecoverRestoresTopicFromManifest(t *testing.T) {
 // even when the clock steps back.
 func TestManifestFollowsChangesNewestWins(t *testing.T) {
 	e := newEnv(t, nil)
-	eventually(t, "the first manifest", func() bool { return len(e.manifestKeys()) == 1 })
+	wait.Eventually(t, "the first manifest", func() bool { return len(e.manifestKeys()) == 1 })
 	e.clock.Advance(-time.Hour) // a clock step back must not make the next manifest older
 	if err := e.meta.SetTopicConfigs(testTopic, map[string]string{"retention.bytes": "-1"}); err != nil {
 		t.Fatal(err)
 	}
 	e.m.TopicChanged(testTopic)
-	eventually(t, "the second manifest", func() bool { return len(e.manifestKeys()) == 2 })
+	wait.Eventually(t, "the second manifest", func() bool { return len(e.manifestKeys()) == 2 })
 	// Nothing changed: no new manifest (the start-up check finds it current).
 	e.open()
 	e.m.TopicChanged(testTopic)
-	eventually(t, "the check", func() bool { return e.m.ManifestsPending() == 0 })
+	wait.Eventually(t, "the check", func() bool { return e.m.ManifestsPending() == 0 })
 	if n := len(e.manifestKeys()); n != 2 {
 		t.Fatalf("%d manifests after a no-op check, want 2", n)
 	}
@@ -138,7 +139,7 @@ func TestManifestLandsAfterStoreOutage(t *testing.T) {
 	before := e.manifestKeys()
 	lists := e.fault.Calls(remotestore.OpList)
 	e.open()
-	eventually(t, "failed manifest writes, retried", func() bool {
+	wait.Eventually(t, "failed manifest writes, retried", func() bool {
 		e.clock.Advance(time.Second) // past the retry backoff
 		return e.fault.Calls(remotestore.OpList) >= lists+3
 	})
@@ -146,7 +147,7 @@ func TestManifestLandsAfterStoreOutage(t *testing.T) {
 		t.Fatalf("manifests written through a failing store: %v", ks)
 	}
 	remove()
-	eventually(t, "the manifest after the outage", func() bool {
+	wait.Eventually(t, "the manifest after the outage", func() bool {
 		e.clock.Advance(time.Second) // past the retry backoff
 		fresh, _ := recoverFresh(t, e)
 		got, err := fresh.Topic(testTopic)
@@ -194,7 +195,7 @@ func TestRecoverAttachesOnlyTheNewestTopicID(t *testing.T) {
 	if len(now) != 1 || now[0].BaseOffset != 0 {
 		t.Fatalf("new topic: %+v", now)
 	}
-	eventually(t, "the new topic's manifest", func() bool {
+	wait.Eventually(t, "the new topic's manifest", func() bool {
 		for _, k := range e.manifestKeys() {
 			if strings.Contains(k, topicIDHex(cur.ID)) {
 				return true
@@ -227,7 +228,7 @@ func TestRecoverWithoutManifestTurnsDeletionOff(t *testing.T) {
 		e.segment(2, 10)
 	}
 	e.manage()
-	eventually(t, "the manifest", func() bool { return len(e.manifestKeys()) > 0 })
+	wait.Eventually(t, "the manifest", func() bool { return len(e.manifestKeys()) > 0 })
 	e.m.Close()
 	for _, k := range e.manifestKeys() {
 		if err := e.mem.Delete(context.Background(), k); err != nil {

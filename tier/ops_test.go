@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/remotestore/faultstore"
@@ -213,7 +214,7 @@ func TestPeriodicReconcile(t *testing.T) {
 	if err := e.mem.Put(context.Background(), orphan, strings.NewReader("x"), 1); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the reconciler", func() bool { return len(e.keys()) == 0 })
+	wait.Eventually(t, "the reconciler", func() bool { return len(e.keys()) == 0 })
 }
 
 // deleteTopic deletes the test topic as the broker does: the committed
@@ -330,7 +331,7 @@ func TestRecoverSkipsPendingDeletions(t *testing.T) {
 	e := newEnv(t, nil)
 	e.segment(3, 10)
 	e.manage()
-	eventually(t, "the topic's manifest", func() bool { return len(e.manifestKeys()) > 0 })
+	wait.Eventually(t, "the topic's manifest", func() bool { return len(e.manifestKeys()) > 0 })
 	e.deleteTopic()
 	e.m.Close()
 	rep, err := Recover(context.Background(), e.store, e.meta, nil)

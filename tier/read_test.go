@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/remotestore"
@@ -95,19 +99,15 @@ func TestReadOutOfRange(t *testing.T) {
 	}
 }
 
-// settle waits until the chunk cache has no download in progress.
-func settle(t *testing.T, e *env) {
+// settle waits until the chunk cache has resolved requests read-ahead
+// requests (each is fetched, skipped or dropped) and has no download in
+// progress.
+func settle(t *testing.T, e *env, requests int64) {
 	t.Helper()
-	idle := func() bool {
+	wait.Eventually(t, fmt.Sprintf("%d read-ahead requests resolved and downloaded", requests), func() bool {
 		st := e.m.cache.Stats()
-		return st.Fetches == st.FetchFailures+st.Entries+st.Evictions
-	}
-	eventually(t, "cache downloads", func() bool {
-		if !idle() {
-			return false
-		}
-		time.Sleep(30 * time.Millisecond)
-		return idle()
+		return st.ReadaheadFetched+st.ReadaheadSkipped+st.ReadaheadDropped == requests &&
+			st.Fetches == st.FetchFailures+st.Entries+st.Evictions
 	})
 }
 
@@ -115,8 +115,10 @@ func TestReadAhead(t *testing.T) {
 	e := tiered(t, func(c *Config) { c.ReadaheadChunks, c.ChunkBytes = 2, 1024 })
 	segs := e.remote()
 	sc := e.m.sidecars.get(sidecarKey(testTopic, 0, 0, segs[0].UploadID))
-	if sc == nil || len(sc.Chunks) < 4 {
-		t.Fatalf("want a cached sidecar with at least 4 chunks")
+	// Each read below asks for 2 chunks ahead, of its own segment up to the
+	// last chunk.
+	if sc == nil || len(sc.Chunks) < 5 {
+		t.Fatalf("want a cached sidecar with at least 5 chunks")
 	}
 	read := func(off int64) {
 		t.Helper()
@@ -127,7 +129,7 @@ func TestReadAhead(t *testing.T) {
 		sl.Done()
 	}
 	read(0)
-	settle(t, e)
+	settle(t, e, 2)
 	if st := e.m.cache.Stats(); st.Entries != 3 || st.Misses != 1 {
 		t.Fatalf("after one read with read-ahead 2: %+v", st)
 	}
@@ -138,16 +140,17 @@ func TestReadAhead(t *testing.T) {
 	if st := e.m.cache.Stats(); st.Misses != 1 || st.Hits != 2 {
 		t.Fatalf("reads of prefetched chunks: %+v", st)
 	}
+	settle(t, e, 6)
 
 	// Reading the last chunk of the first segment prefetches the next
 	// segment's first chunks, loading its sidecar first.
 	e.m.sidecars.remove(sidecarKey(testTopic, 0, 60, segs[1].UploadID))
 	last := sc.Chunks[len(sc.Chunks)-1]
 	read(sc.Batches[last.FirstBatch].BaseOffset)
-	eventually(t, "the next sidecar", func() bool {
+	wait.Eventually(t, "the next sidecar", func() bool {
 		return e.m.sidecars.get(sidecarKey(testTopic, 0, 60, segs[1].UploadID)) != nil
 	})
-	settle(t, e)
+	settle(t, e, 8) // the last chunk has none after it in its segment: 2 of the next
 	misses := e.m.cache.Stats().Misses
 	read(60)
 	if st := e.m.cache.Stats(); st.Misses != misses {
@@ -205,29 +208,47 @@ func TestReadCorruptChunkNeverServed(t *testing.T) {
 	}
 }
 
+// TestReadBoundedByFetchMaxWait: a read whose download hangs gives up at
+// remote.fetch.max.wait.ms, while the download is still blocked.
 func TestReadBoundedByFetchMaxWait(t *testing.T) {
 	e := tiered(t, func(c *Config) { c.FetchMaxWait = 50 * time.Millisecond })
-	slow := &slowStore{Store: e.fault, delay: time.Second}
-	e.store = slow
+	blocked := &blockingStore{Store: e.fault, release: make(chan struct{})}
+	t.Cleanup(blocked.unblock)
+	e.store = blocked
 	e.open()
-	start := time.Now()
-	_, err := e.m.Read(context.Background(), testTopic, 0, 0, 1<<20, true)
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("slow store: %v", err)
-	}
-	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Errorf("read took %v with remote.fetch.max.wait.ms 50", d)
-	}
-}
-
-type slowStore struct {
-	remotestore.Store
-	delay time.Duration
-}
-
-func (s *slowStore) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.m.Read(context.Background(), testTopic, 0, 0, 1<<20, true)
+		done <- err
+	}()
 	select {
-	case <-time.After(s.delay):
+	case err := <-done:
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("blocked store: %v", err)
+		}
+	case <-time.After(wait.Timeout):
+		t.Fatal("the read waited for the blocked store, not remote.fetch.max.wait.ms")
+	}
+	if blocked.calls.Load() == 0 || blocked.returned.Load() != 0 {
+		t.Errorf("%d GETs, %d returned: want the read to end while a GET is blocked", blocked.calls.Load(), blocked.returned.Load())
+	}
+}
+
+// blockingStore's GetRange blocks until unblock or its context ends.
+type blockingStore struct {
+	remotestore.Store
+	release         chan struct{}
+	once            sync.Once
+	calls, returned atomic.Int64
+}
+
+func (s *blockingStore) unblock() { s.once.Do(func() { close(s.release) }) }
+
+func (s *blockingStore) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	s.calls.Add(1)
+	defer s.returned.Add(1)
+	select {
+	case <-s.release:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

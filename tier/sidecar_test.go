@@ -8,10 +8,13 @@ import (
 	"hash/crc32"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/metadata"
+	"github.com/stratalog/strata/remotestore"
 )
 
 func testSidecar(t testing.TB, chunkBytes int64) (*sidecar, []byte) {
@@ -143,17 +146,63 @@ func TestKeys(t *testing.T) {
 	}
 }
 
+// pacedClock stands in for a token bucket's clock and timer: a sleep
+// advances the clock at once and is added up, so a test sees the waits the
+// bucket asks for without spending them.
+type pacedClock struct {
+	mu    sync.Mutex
+	now   time.Time
+	slept time.Duration
+}
+
+// pace makes b run on a pacedClock. Call it before b's first use.
+func pace(b *tokenBucket) *pacedClock {
+	b.mu.Lock()
+	c := &pacedClock{now: b.mu.last}
+	b.mu.Unlock()
+	b.now = c.Now
+	b.sleep = c.sleep
+	return c
+}
+
+func (c *pacedClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *pacedClock) sleep(ctx context.Context, d time.Duration) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	c.slept += d
+	return nil
+}
+
+func (c *pacedClock) Slept() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slept
+}
+
 func TestRateLimit(t *testing.T) {
 	b := newTokenBucket(400 << 10) // 400 KiB/s
+	clock := pace(b)
 	data := make([]byte, 200<<10)
 	r := &limitedReader{ctx: context.Background(), r: bytes.NewReader(data), b: b}
-	start := time.Now()
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		t.Fatal(err)
+	if n, err := io.Copy(io.Discard, r); err != nil || n != int64(len(data)) {
+		t.Fatalf("copied %d bytes (%v), want %d", n, err, len(data))
 	}
-	// 200 KiB at 400 KiB/s, less the initial burst of 40 KiB: about 0.4s.
-	if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
-		t.Errorf("200 KiB at 400 KiB/s took %v", d)
+	// 200 KiB at 400 KiB/s, less the initial burst of 40 KiB: 0.4s of
+	// waiting, no less (the limit holds); no more than one further read's
+	// worth (the read that finds EOF reserves its buffer too).
+	want := 400 * time.Millisecond
+	most := want + time.Duration(float64(b.step)/b.rate*float64(time.Second))
+	if d := clock.Slept(); d < want-time.Millisecond || d > most {
+		t.Errorf("200 KiB at 400 KiB/s waited %v, want %v to %v", d, want, most)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -161,10 +210,14 @@ func TestRateLimit(t *testing.T) {
 	if _, err := io.Copy(io.Discard, r); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
+	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("timer with a cancelled context: %v", err)
+	}
 }
 
 func TestUploadRateLimited(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.CopyMaxBytesPerSecond = 64 << 10 })
+	clock := pace(e.m.limiter)
 	for range 4 {
 		e.segment(10, 10)
 	}
@@ -172,11 +225,12 @@ func TestUploadRateLimited(t *testing.T) {
 	for _, s := range e.log.Segments() {
 		total += s.Size
 	}
-	start := time.Now()
 	e.manage()
+	// Every uploaded byte but the burst (a tenth of a second's worth) waited
+	// for the rate.
 	min := time.Duration(float64(total-(64<<10)/10) / float64(64<<10) * float64(time.Second))
-	if d := time.Since(start); d < min*8/10 {
-		t.Errorf("%d bytes uploaded in %v at 64 KiB/s (want >= %v)", total, d, min)
+	if d := clock.Slept(); d < min-time.Millisecond {
+		t.Errorf("%d bytes uploaded at 64 KiB/s waited %v, want >= %v", total, d, min)
 	}
 	if len(e.remote()) != 4 {
 		t.Fatal(e.remote())
@@ -184,23 +238,37 @@ func TestUploadRateLimited(t *testing.T) {
 }
 
 func TestManageDoesNotBlockAndCloseStops(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.CopyMaxBytesPerSecond = 1 << 10 })
+	// At one byte a second no upload finishes while the test runs.
+	e := newEnv(t, func(c *Config) { c.CopyMaxBytesPerSecond = 1 })
 	for range 3 {
 		e.segment(10, 10)
 	}
-	start := time.Now()
-	e.m.Manage(context.Background(), []PartitionLog{e.pl})
-	e.m.Manage(context.Background(), []PartitionLog{e.pl})
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Errorf("Manage blocked for %v", d)
+	managed := make(chan struct{})
+	go func() {
+		e.m.Manage(context.Background(), []PartitionLog{e.pl})
+		e.m.Manage(context.Background(), []PartitionLog{e.pl})
+		close(managed)
+	}()
+	select {
+	case <-managed:
+	case <-time.After(wait.Timeout):
+		t.Fatal("Manage blocked on the uploads it started")
 	}
-	time.Sleep(50 * time.Millisecond)
-	start = time.Now()
-	if err := e.m.Close(); err != nil {
-		t.Fatal(err)
+	wait.Eventually(t, "an upload to start", func() bool { return e.fault.Calls(remotestore.OpPut) >= 1 })
+	for _, s := range e.remote() {
+		if s.State == metadata.CopyFinished {
+			t.Fatalf("an upload at 1 byte/s finished: %+v", s)
+		}
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Close took %v", d)
+	closed := make(chan error, 1)
+	go func() { closed <- e.m.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait.Timeout):
+		t.Fatal("Close did not stop the upload in progress")
 	}
 	// The cut upload left no entry behind but a COPY_STARTED one at most,
 	// which the next start rolls back.

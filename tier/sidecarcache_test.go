@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/remotestore/faultstore"
 )
@@ -53,7 +54,7 @@ func TestCloseEndsSidecarDownload(t *testing.T) {
 		t.Fatalf("fetch while the sidecar GET hangs: %v", err)
 	}
 	// The shared GET goes on after the fetch gave up.
-	eventually(t, "the sidecar GET to run", func() bool { return gets.running.Load() == 1 })
+	wait.Eventually(t, "the sidecar GET to run", func() bool { return gets.running.Load() == 1 })
 	if err := e.m.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -395,7 +395,11 @@ func (m *Manager) updateLagAge() {
 type tokenBucket struct {
 	rate, burst float64
 	step        int
-	mu          struct {
+	// now and sleep are time.Now and sleepCtx; tests replace them before
+	// first use to see the waits the bucket asks for without spending them.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
+	mu    struct {
 		sync.Mutex
 		tokens float64
 		last   time.Time
@@ -405,15 +409,15 @@ type tokenBucket struct {
 func newTokenBucket(bytesPerSec int64) *tokenBucket {
 	rate := float64(bytesPerSec)
 	step := int(min(64<<10, max(1, bytesPerSec/10)))
-	b := &tokenBucket{rate: rate, burst: max(float64(step), rate/10), step: step}
-	b.mu.tokens, b.mu.last = b.burst, time.Now()
+	b := &tokenBucket{rate: rate, burst: max(float64(step), rate/10), step: step, now: time.Now, sleep: sleepCtx}
+	b.mu.tokens, b.mu.last = b.burst, b.now()
 	return b
 }
 
 // wait reserves n bytes and sleeps until they are covered.
 func (b *tokenBucket) wait(ctx context.Context, n int) error {
 	b.mu.Lock()
-	now := time.Now()
+	now := b.now()
 	b.mu.tokens = min(b.burst, b.mu.tokens+now.Sub(b.mu.last).Seconds()*b.rate)
 	b.mu.last = now
 	b.mu.tokens -= float64(n)
@@ -422,7 +426,12 @@ func (b *tokenBucket) wait(ctx context.Context, n int) error {
 	if deficit <= 0 {
 		return nil
 	}
-	t := time.NewTimer(time.Duration(deficit / b.rate * float64(time.Second)))
+	return b.sleep(ctx, time.Duration(deficit/b.rate*float64(time.Second)))
+}
+
+// sleepCtx waits d, or until ctx is done (its cause).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // TestThreeMembersJoinSyncLeave: three members join in the initial delay,
@@ -129,23 +131,50 @@ func TestMemberIDRequired(t *testing.T) {
 // MEMBER_ID_REQUIRED holds a rebalance until it joins, or until its session
 // timeout if it never does.
 func TestPendingMemberHoldsRebalance(t *testing.T) {
-	c, _ := newTest(t, testConfig())
 	v := clientVersions[3]
-	a := newMember(t, c, v, "g", "a", "t1")
-	joinAndSync(t, a)
-	b := newMember(t, c, v, "g", "b", "t1")
-	b.session = 80 * time.Millisecond
-	wantErr(t, "b first join", b.joinOnce().ErrorCode, kerr.MemberIDRequired)
-	// b never comes back; a rejoins (as the leader, it starts a rebalance)
-	// and is answered once b's pending id times out.
-	start := time.Now()
-	wantErr(t, "a rejoin", a.join().ErrorCode, nil)
-	if el := time.Since(start); el < 40*time.Millisecond {
-		t.Errorf("rebalance did not wait for the pending member (%v)", el)
-	}
-	if a.gen != 2 || len(a.joined.Members) != 1 {
-		t.Errorf("gen %d, %d members", a.gen, len(a.joined.Members))
-	}
+	t.Run("joins", func(t *testing.T) {
+		c, _ := newTest(t, testConfig())
+		a := newMember(t, c, v, "g", "a", "t1")
+		joinAndSync(t, a)
+		b := newMember(t, c, v, "g", "b", "t1")
+		wantErr(t, "b first join", b.joinOnce().ErrorCode, kerr.MemberIDRequired)
+		// a rejoins (as the leader, it starts a rebalance); the join must
+		// wait for b, whose session (5s) is far longer than the test.
+		cha := a.joinAsync()
+		wait.Eventually(t, "a waiting in the rebalance, or answered", func() bool { return joinWaiters(t, c, "g") == 1 || len(cha) > 0 })
+		if len(cha) > 0 {
+			t.Fatal("a's rejoin was answered while b's member id was pending")
+		}
+		chb := b.joinAsync()
+		for _, ch := range []<-chan *kmsg.JoinGroupResponse{cha, chb} {
+			select {
+			case <-ch:
+			case <-time.After(wait.Timeout):
+				t.Fatal("join did not complete once the pending member joined")
+			}
+		}
+		if a.gen != 2 || b.gen != 2 || len(a.joined.Members) != 2 {
+			t.Errorf("a: gen %d, %d members; b: gen %d; want both in generation 2", a.gen, len(a.joined.Members), b.gen)
+		}
+	})
+	t.Run("expires", func(t *testing.T) {
+		c, _ := newTest(t, testConfig())
+		a := newMember(t, c, v, "g", "a", "t1")
+		joinAndSync(t, a)
+		b := newMember(t, c, v, "g", "b", "t1")
+		b.session = 80 * time.Millisecond
+		wantErr(t, "b first join", b.joinOnce().ErrorCode, kerr.MemberIDRequired)
+		// b never comes back; a's rejoin is answered once b's pending id
+		// times out, and not before.
+		wantErr(t, "a rejoin", a.join().ErrorCode, nil)
+		if n := pendingMembers(t, c, "g"); n != 0 {
+			t.Errorf("a's join was answered while %d member id(s) handed out were pending", n)
+		}
+		if a.gen != 2 || len(a.joined.Members) != 1 {
+			t.Errorf("gen %d, %d members", a.gen, len(a.joined.Members))
+		}
+		wantErr(t, "b joins with its expired id", b.joinOnce().ErrorCode, kerr.UnknownMemberID)
+	})
 }
 
 // TestSessionExpiry: a member that stops heartbeating is removed after its
@@ -160,7 +189,7 @@ func TestSessionExpiry(t *testing.T) {
 			joinAndSync(t, a, b)
 			gen := a.gen
 			wantErr(t, "b heartbeat", b.heartbeat(), nil)
-			eventually(t, "a told to rejoin", func() bool { return a.heartbeat() == kerr.RebalanceInProgress.Code })
+			wait.Eventually(t, "a told to rejoin", func() bool { return a.heartbeat() == kerr.RebalanceInProgress.Code })
 			wantErr(t, "expired member heartbeat", b.heartbeat(), kerr.UnknownMemberID)
 			wantErr(t, "a rejoin", a.join().ErrorCode, nil)
 			if a.gen != gen+1 || len(a.joined.Members) != 1 {
@@ -179,21 +208,19 @@ func TestRebalanceTimeout(t *testing.T) {
 			a := newMember(t, c, v, "g", "a", "t1")
 			b := newMember(t, c, v, "g", "b", "t1")
 			a.rebalance, b.rebalance = 150*time.Millisecond, 150*time.Millisecond
+			// b's session outlasts the test: only the rebalance timeout can remove it.
+			b.session = testConfig().MaxSessionTimeout
 			joinAndSync(t, a, b)
 			gen := a.gen
 			// a rejoins with a new subscription; b is slow and never does.
 			a.protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: consumerMeta("t1", "t2")}}
 			ch := a.joinAsync()
-			eventually(t, "b told to rejoin", func() bool { return b.heartbeat() == kerr.RebalanceInProgress.Code })
-			start := time.Now()
+			wait.Eventually(t, "b told to rejoin", func() bool { return b.heartbeat() == kerr.RebalanceInProgress.Code })
 			select {
 			case resp := <-ch:
 				wantErr(t, "a join", resp.ErrorCode, nil)
-			case <-time.After(5 * time.Second):
+			case <-time.After(wait.Timeout):
 				t.Fatal("join did not complete after the rebalance timeout")
-			}
-			if el := time.Since(start); el > 2*time.Second {
-				t.Errorf("join took %v", el)
 			}
 			if a.gen != gen+1 || len(a.joined.Members) != 1 || a.joined.Members[0].MemberID != a.id {
 				t.Errorf("after rebalance timeout: gen %d, members %+v", a.gen, a.joined.Members)
@@ -221,7 +248,7 @@ func TestSyncTimeout(t *testing.T) {
 	}
 	wantErr(t, "leader sync", leader.sync(assignAll(leader.joined.Members)).ErrorCode, nil)
 	wantErr(t, "heartbeat while stable", leader.heartbeat(), nil)
-	eventually(t, "rebalance after sync timeout", func() bool { return leader.heartbeat() == kerr.RebalanceInProgress.Code })
+	wait.Eventually(t, "rebalance after sync timeout", func() bool { return leader.heartbeat() == kerr.RebalanceInProgress.Code })
 	wantErr(t, "unsynced member heartbeat", follower.heartbeat(), kerr.UnknownMemberID)
 }
 
@@ -242,10 +269,9 @@ func TestFollowerSyncWaitsForLeader(t *testing.T) {
 	wantErr(t, "heartbeat in CompletingRebalance", follower.heartbeat(), nil)
 	wantErr(t, "commit in CompletingRebalance", commitAs(t, c, follower, "t1", 0, 5), kerr.RebalanceInProgress)
 	fch := follower.syncAsync(nil)
-	select {
-	case r := <-fch:
-		t.Fatalf("follower sync returned before the leader's: %+v", r)
-	case <-time.After(20 * time.Millisecond):
+	wait.Eventually(t, "the follower waiting in SyncGroup, or answered", func() bool { return syncWaiters(t, c, "g") == 1 || len(fch) > 0 })
+	if len(fch) > 0 {
+		t.Fatalf("follower sync returned before the leader's: %+v", <-fch)
 	}
 	leader.sync(map[string][]byte{leader.id: []byte("x")}) // the follower is left out
 	r := <-fch
@@ -320,7 +346,7 @@ func TestStaticMemberRejoin(t *testing.T) {
 			follower.id = ""
 			follower.protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: consumerMeta("t1", "t2")}}
 			ch := follower.joinAsync()
-			eventually(t, "leader told to rejoin", func() bool { return leader.heartbeat() == kerr.RebalanceInProgress.Code })
+			wait.Eventually(t, "leader told to rejoin", func() bool { return leader.heartbeat() == kerr.RebalanceInProgress.Code })
 			leader.join()
 			<-ch
 			if leader.gen != gen+1 || follower.gen != gen+1 {
@@ -390,36 +416,49 @@ func TestJoinErrors(t *testing.T) {
 }
 
 // TestInitialRebalanceDelay: the first rebalance waits the delay, extended
-// while members keep joining, never past the rebalance timeout.
+// while members keep joining, never past the rebalance timeout. The delay is
+// an hour, so its steps end only when the test ends them (endDelayStep).
 func TestInitialRebalanceDelay(t *testing.T) {
 	cfg := testConfig()
-	cfg.InitialRebalanceDelay = 60 * time.Millisecond
+	cfg.InitialRebalanceDelay = time.Hour
 	c, _ := newTest(t, cfg)
 	v := clientVersions[0]
-	a := newMember(t, c, v, "g", "a", "t1")
-	a.rebalance = 200 * time.Millisecond
-	start := time.Now()
-	ch := a.joinAsync()
-	time.Sleep(10 * time.Millisecond)
-	b := newMember(t, c, v, "g", "b", "t1")
-	b.rebalance = 200 * time.Millisecond
-	chb := b.joinAsync()
-	<-ch
-	<-chb
-	el := time.Since(start)
-	if el < 110*time.Millisecond {
-		t.Errorf("a member joined during the delay, but the join completed after %v (< 2 delays)", el)
+	joinIn := func(id string) (*tmember, <-chan *kmsg.JoinGroupResponse) {
+		m := newMember(t, c, v, "g", id, "t1")
+		m.rebalance = 90 * time.Minute // one full step and half of another
+		n := joinWaiters(t, c, "g")
+		ch := m.joinAsync()
+		wait.Eventually(t, id+" waiting in the first rebalance", func() bool { return joinWaiters(t, c, "g") == n+1 })
+		return m, ch
 	}
-	if a.gen != 1 || b.gen != 1 {
-		t.Errorf("generations %d %d", a.gen, b.gen)
+	a, cha := joinIn("a")
+	b, chb := joinIn("b") // joins during the first step: the delay is extended
+	endDelayStep(t, c, "g")
+	if st, n := groupState(t, c, "g"), joinWaiters(t, c, "g"); st != statePreparingRebalance || n != 2 {
+		t.Fatalf("after the first delay step, in which b joined: group %s with %d members waiting in JoinGroup, want PreparingRebalance with 2", st, n)
 	}
-	// Later rebalances are not delayed.
-	syncAll(t, a, b)
-	start = time.Now()
+	x, chx := joinIn("x") // joins during the second step, the last the rebalance timeout allows
+	endDelayStep(t, c, "g")
+	for _, ch := range []<-chan *kmsg.JoinGroupResponse{cha, chb, chx} {
+		select {
+		case <-ch:
+		case <-time.After(wait.Timeout):
+			t.Fatal("the join did not complete when the rebalance timeout's last delay step ended")
+		}
+	}
+	if a.gen != 1 || b.gen != 1 || x.gen != 1 || len(a.joined.Members)+len(b.joined.Members)+len(x.joined.Members) != 3 {
+		t.Errorf("generations %d %d %d, want all 1 with the leader seeing 3 members", a.gen, b.gen, x.gen)
+	}
+	// Later rebalances are not delayed: with an hour's delay, a rejoin that
+	// completes at all was not.
+	syncAll(t, a, b, x)
 	wantErr(t, "leave", b.leave(), nil)
-	a.join()
-	if el := time.Since(start); el > 50*time.Millisecond {
-		t.Errorf("a later rebalance took %v", el)
+	wantErr(t, "leave", x.leave(), nil)
+	select {
+	case resp := <-a.joinAsync():
+		wantErr(t, "later rejoin", resp.ErrorCode, nil)
+	case <-time.After(wait.Timeout):
+		t.Fatal("a later rebalance waited for the initial delay")
 	}
 }
 
@@ -433,7 +472,7 @@ func TestCloseReleasesWaiters(t *testing.T) {
 	m := newMember(t, c, clientVersions[0], "g", "a", "t1")
 	ch := make(chan *kmsg.JoinGroupResponse, 1)
 	go func() { ch <- m.joinOnce() }()
-	eventually(t, "member joined", func() bool { return len(describe(t, c, 0, "g").Members) == 1 })
+	wait.Eventually(t, "member joined", func() bool { return len(describe(t, c, 0, "g").Members) == 1 })
 	c.Close()
 	wantErr(t, "blocked join", (<-ch).ErrorCode, kerr.CoordinatorNotAvailable)
 	wantErr(t, "heartbeat after close", m.heartbeat(), kerr.CoordinatorNotAvailable)
@@ -484,8 +523,10 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 	joinAndSync(t, a, b)
 	pending := newMember(t, c, v, "g", "p", "t1")
 	pending.joinOnce() // a pending member id with its timer
-	time.Sleep(5 * time.Millisecond)
+	// Let a's and b's session timers fire (their callbacks run and rebalance
+	// the group) while the pending id's timer is still armed.
+	wait.Eventually(t, "a's and b's sessions to expire", func() bool { return len(describe(t, c, 0, "g").Members) == 0 })
 	c.Close()
 	// A goroutine that has called wg.Done may take a moment to exit.
-	eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
+	wait.Eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/metadata"
 )
 
@@ -434,23 +435,76 @@ func syncAll(t *testing.T, ms ...*tmember) int32 {
 			if want := "a-" + followerMs[i].id; string(r.MemberAssignment) != want {
 				t.Errorf("follower assignment %q, want %q", r.MemberAssignment, want)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(wait.Timeout):
 			t.Fatal("follower sync did not return")
 		}
 	}
 	return gen
 }
 
-// eventually polls f until it returns true, for at most 5 seconds.
-func eventually(t *testing.T, what string, f func() bool) {
+// inGroup runs f on the named group with its lock held; the group must exist.
+func inGroup(t testing.TB, c *Coordinator, name string, f func(g *group)) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
+	g, err := c.lockGroup(name, false)
+	if g == nil {
+		t.Fatalf("group %q: not found (%v)", name, err)
 	}
+	defer g.mu.Unlock()
+	f(g)
+}
+
+// joinWaiters is how many members of the group wait in JoinGroup (none if
+// the group does not exist yet): the event that a join request reached the
+// coordinator.
+func joinWaiters(t testing.TB, c *Coordinator, name string) (n int) {
+	g, err := c.lockGroup(name, false)
+	if err != nil {
+		t.Fatalf("group %q: %v", name, err)
+	}
+	if g == nil {
+		return 0
+	}
+	defer g.mu.Unlock()
+	for _, m := range g.mu.members {
+		if m.joinCh != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// syncWaiters is how many members of the group wait in SyncGroup.
+func syncWaiters(t testing.TB, c *Coordinator, name string) (n int) {
+	inGroup(t, c, name, func(g *group) {
+		for _, m := range g.mu.members {
+			if m.syncCh != nil {
+				n++
+			}
+		}
+	})
+	return n
+}
+
+// pendingMembers is how many member ids handed out with MEMBER_ID_REQUIRED
+// have not joined yet.
+func pendingMembers(t testing.TB, c *Coordinator, name string) (n int) {
+	inGroup(t, c, name, func(g *group) { n = len(g.mu.pending) })
+	return n
+}
+
+// groupState is the group's state.
+func groupState(t testing.TB, c *Coordinator, name string) (s state) {
+	inGroup(t, c, name, func(g *group) { s = g.mu.state })
+	return s
+}
+
+// endDelayStep ends the current step of the group's initial rebalance delay
+// as its timer would, so a test need not wait for the timer.
+func endDelayStep(t testing.TB, c *Coordinator, name string) {
+	var g *group
+	var seq uint64
+	inGroup(t, c, name, func(gr *group) { g, seq = gr, gr.mu.seq })
+	g.onInitialDelay(seq)
 }
 
 func describe(t testing.TB, c *Coordinator, version int16, group string) kmsg.DescribeGroupsResponseGroup {

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/metadata"
 )
 
@@ -264,7 +265,7 @@ func TestCommitErrors(t *testing.T) {
 	// During PreparingRebalance the current generation may still commit.
 	m2 := newMember(t, c, v, "g", "b", "t1")
 	ch := m2.joinAsync()
-	eventually(t, "rebalance", func() bool { return m.heartbeat() == kerr.RebalanceInProgress.Code })
+	wait.Eventually(t, "rebalance", func() bool { return m.heartbeat() == kerr.RebalanceInProgress.Code })
 	wantErr(t, "commit in PreparingRebalance", commitAs(t, c, m, "t1", 1, 43), nil)
 	m.join()
 	<-ch
@@ -401,7 +402,7 @@ func TestOffsetExpiry(t *testing.T) {
 	start := time.Now()
 	commit(t, c, commitReq(2, "simple", -1, "", tcommit{"t1", 0, 3, -1, ""}))
 
-	eventually(t, "simple group's offsets expire", func() bool {
+	wait.Eventually(t, "simple group's offsets expire", func() bool {
 		got, _ := fetch(t, c, 1, "simple", map[string][]int32{"t1": {0}})
 		return got["t1/0"].offset == -1
 	})
@@ -417,7 +418,7 @@ func TestOffsetExpiry(t *testing.T) {
 	}
 	left := time.Now()
 	leaving.leave()
-	eventually(t, "emptied group's offsets expire", func() bool {
+	wait.Eventually(t, "emptied group's offsets expire", func() bool {
 		got, _ := fetch(t, c, 1, "leaving", map[string][]int32{"t1": {0}})
 		return got["t1/0"].offset == -1
 	})
@@ -484,7 +485,7 @@ func TestListAndDescribe(t *testing.T) {
 	// During a rebalance no protocol, metadata or assignment is described.
 	m2 := newMember(t, c, v, "stable", "b", "t1")
 	ch := m2.joinAsync()
-	eventually(t, "rebalance", func() bool { return m.heartbeat() == kerr.RebalanceInProgress.Code })
+	wait.Eventually(t, "rebalance", func() bool { return m.heartbeat() == kerr.RebalanceInProgress.Code })
 	if dg := describe(t, c, 4, "stable"); dg.State != "PreparingRebalance" || dg.Protocol != "" || len(dg.Members[0].MemberAssignment) != 0 {
 		t.Errorf("describe during rebalance: %+v", dg)
 	}

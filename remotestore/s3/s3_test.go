@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/stratalog/strata/internal/minioserver"
+	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/remotestore"
+	"github.com/stratalog/strata/remotestore/faultstore"
 	"github.com/stratalog/strata/remotestore/s3"
 	"github.com/stratalog/strata/remotestore/storetest"
 )
@@ -163,10 +165,12 @@ func TestMinIODownThenBack(t *testing.T) {
 	if _, err := s.Head(ctx, "before"); err == nil || remotestore.IsNotFound(err) || remotestore.IsPermanent(err) {
 		t.Fatalf("Head with MinIO down: %v; want a retryable error", err)
 	}
-	retrying := remotestore.WithRetries(s, remotestore.RetryPolicy{MaxAttempts: 50, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	counted := faultstore.New(s) // no faults: it counts the attempts
+	// About a minute of retries: a MinIO restart under load can take seconds.
+	retrying := remotestore.WithRetries(counted, remotestore.RetryPolicy{MaxAttempts: 300, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() { done <- retrying.Put(ctx, "during", bytes.NewReader([]byte("y")), 1) }()
-	time.Sleep(300 * time.Millisecond)
+	wait.Eventually(t, "a Put attempt to fail and be retried", func() bool { return counted.Calls(remotestore.OpPut) >= 2 })
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}

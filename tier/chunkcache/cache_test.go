@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stratalog/strata/internal/wait"
 )
 
 func TestMissThenHit(t *testing.T) {
@@ -61,7 +63,7 @@ func TestConcurrentGetsOneFetch(t *testing.T) {
 		})
 	}
 	// Every Get has joined the flight before the download may finish.
-	waitFor(t, "50 misses", func() bool { return f.cache.Stats().Misses == n })
+	wait.Eventually(t, "50 misses", func() bool { return f.cache.Stats().Misses == n })
 	release()
 	wg.Wait()
 	close(errs)
@@ -257,7 +259,7 @@ func TestChurn(t *testing.T) {
 func TestPrefetch(t *testing.T) {
 	f := newFixture(t, 4, 1000, Config{})
 	f.cache.Prefetch(f.chunk(3))
-	waitFor(t, "read-ahead", func() bool { return f.cache.Stats().Entries == 1 })
+	wait.Eventually(t, "read-ahead", func() bool { return f.cache.Stats().Entries == 1 })
 	f.get(3)
 	s := f.cache.Stats()
 	if s.Hits != 1 || s.Misses != 0 || s.ReadaheadFetched != 1 || f.store.calls.Load() != 1 {
@@ -274,10 +276,10 @@ func TestPrefetchSharesGetsDownload(t *testing.T) {
 	release := f.store.hold()
 	defer release()
 	f.cache.Prefetch(f.chunk(1))
-	waitFor(t, "read-ahead download", func() bool { return f.store.calls.Load() == 1 })
+	wait.Eventually(t, "read-ahead download", func() bool { return f.store.calls.Load() == 1 })
 	done := make(chan error)
 	go func() { done <- f.check(1) }()
-	waitFor(t, "Get to join", func() bool { return f.cache.Stats().Misses == 1 })
+	wait.Eventually(t, "Get to join", func() bool { return f.cache.Stats().Misses == 1 })
 	f.cache.Prefetch(f.chunk(1)) // in flight: skipped
 	release()
 	if err := <-done; err != nil {
@@ -290,7 +292,7 @@ func TestPrefetchSharesGetsDownload(t *testing.T) {
 	release = f.store.hold()
 	defer release()
 	go func() { done <- f.check(2) }()
-	waitFor(t, "Get download", func() bool { return f.store.calls.Load() == 2 })
+	wait.Eventually(t, "Get download", func() bool { return f.store.calls.Load() == 2 })
 	f.cache.Prefetch(f.chunk(2))
 	release()
 	if err := <-done; err != nil {
@@ -305,15 +307,22 @@ func TestPrefetchNeverBlocks(t *testing.T) {
 	f := newFixture(t, 100, 100, Config{ReadaheadWorkers: 1, ReadaheadQueue: 2})
 	release := f.store.hold()
 	defer release()
-	start := time.Now()
-	for i := range 100 {
-		f.cache.Prefetch(f.chunk(i))
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("100 Prefetches took %v", d)
+	// The store is held: a Prefetch that waited for a download or for
+	// room in the queue would not return before the test ends.
+	queued := make(chan struct{})
+	go func() {
+		for i := range 100 {
+			f.cache.Prefetch(f.chunk(i))
+		}
+		close(queued)
+	}()
+	select {
+	case <-queued:
+	case <-time.After(wait.Timeout):
+		t.Fatal("Prefetch blocked while the store is held")
 	}
 	// One in the worker, at most two queued; the rest dropped.
-	waitFor(t, "worker busy", func() bool { return f.store.inFlight.Load() == 1 })
+	wait.Eventually(t, "worker busy", func() bool { return f.store.inFlight.Load() == 1 })
 	s := f.cache.Stats()
 	if s.ReadaheadDropped < 97 || s.ReadaheadDropped+s.ReadaheadFetched > 100 {
 		t.Fatalf("stats %+v", s)
@@ -345,7 +354,7 @@ func TestWaiterCancel(t *testing.T) {
 	}()
 	stayed := make(chan error)
 	go func() { stayed <- f.check(0) }()
-	waitFor(t, "two waiters", func() bool { return f.cache.Stats().Misses == 2 })
+	wait.Eventually(t, "two waiters", func() bool { return f.cache.Stats().Misses == 2 })
 	cancel()
 	select {
 	case err := <-gaveUp:
@@ -369,7 +378,7 @@ func TestWaiterCancel(t *testing.T) {
 		t.Fatalf("err %v, want DeadlineExceeded", err)
 	}
 	release()
-	waitFor(t, "abandoned download to finish", func() bool { return f.cache.Stats().Entries == 2 })
+	wait.Eventually(t, "abandoned download to finish", func() bool { return f.cache.Stats().Entries == 2 })
 	f.get(1)
 	if c := f.store.calls.Load(); c != 2 {
 		t.Fatalf("fetch calls = %d, want 2", c)
@@ -390,7 +399,7 @@ func TestCloseCancelsWaiters(t *testing.T) {
 		_, _, err := f.cache.Get(context.Background(), f.chunk(0))
 		got <- err
 	}()
-	waitFor(t, "a waiter", func() bool { return f.cache.Stats().Misses == 1 })
+	wait.Eventually(t, "a waiter", func() bool { return f.cache.Stats().Misses == 1 })
 	if err := f.cache.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +561,7 @@ func TestMetrics(t *testing.T) {
 	f.get(0)
 	f.get(0)
 	f.cache.Prefetch(f.chunk(1))
-	waitFor(t, "read-ahead", func() bool { return c.Stats().Entries == 2 })
+	wait.Eventually(t, "read-ahead", func() bool { return c.Stats().Entries == 2 })
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

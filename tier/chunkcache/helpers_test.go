@@ -224,18 +224,6 @@ func readEqual(file *os.File, want []byte) error {
 	return nil
 }
 
-// waitFor polls cond for up to 5s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // dirFiles lists the names in dir, LOCK excluded, and their total size.
 func dirFiles(t *testing.T, dir string) (names []string, total int64) {
 	t.Helper()
