@@ -98,7 +98,7 @@ type registry struct {
 	remote plog.Remote
 	// opened, when set, is called after each partition log a creation opens
 	// (tests: to act while a creation is under way).
-	opened func(topic, dir string)
+	opened atomic.Pointer[func(topic, dir string)]
 	log    *slog.Logger
 	dir    string
 	// changed, when set, is told the name of a topic whose durable
@@ -283,11 +283,11 @@ func (r *registry) openPartitions(t *topic, n int32, fresh bool) ([]*partition, 
 		jobs = append(jobs, partitionJob{t: t, index: i, dir: dir, cfg: lc})
 	}
 	open := localstore.Open
-	if r.opened != nil {
+	if hook := r.opened.Load(); hook != nil {
 		open = func(dir string, cfg localstore.Config, logger *slog.Logger) (*localstore.Log, error) {
 			l, err := localstore.Open(dir, cfg, logger)
 			if err == nil {
-				r.opened(t.name, dir)
+				(*hook)(t.name, dir)
 			}
 			return l, err
 		}

@@ -200,14 +200,14 @@ func (l *Log) Append(batches []byte) (AppendResult, error) {
 		return AppendResult{}, l.wr.err
 	}
 	if len(idxNew) > 0 {
-		if _, err := act.idxF.WriteAt(idxNew, int64(len(act.idx))); err != nil {
-			l.wr.err = storageErr("write", act.idxPath, err)
+		if err := act.writeIndex(false, idxNew, int64(len(act.idx))); err != nil {
+			l.wr.err = err
 			return AppendResult{}, l.wr.err
 		}
 	}
 	if len(tidxNew) > 0 {
-		if _, err := act.tidxF.WriteAt(tidxNew, int64(len(act.tidx))); err != nil {
-			l.wr.err = storageErr("write", act.tidxPath, err)
+		if err := act.writeIndex(true, tidxNew, int64(len(act.tidx))); err != nil {
+			l.wr.err = err
 			return AppendResult{}, l.wr.err
 		}
 	}
@@ -287,8 +287,8 @@ func (l *Log) rollLocked(now time.Time) error {
 	st := act.st
 	final := st.finalTimeEntry(act.base, nil)
 	if len(final) > 0 {
-		if _, err := act.tidxF.WriteAt(final, int64(len(act.tidx))); err != nil {
-			l.wr.err = storageErr("write", act.tidxPath, err)
+		if err := act.writeIndex(true, final, int64(len(act.tidx))); err != nil {
+			l.wr.err = err
 			return l.wr.err
 		}
 	}

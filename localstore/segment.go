@@ -138,18 +138,39 @@ func (s *segment) syncAll() error {
 	return nil
 }
 
-// openIndexFiles opens the index files for appending. Caller holds Log.wr.
+// openIndexFiles makes sure the active segment's index files exist. They
+// are opened for writing only when the first entry is written (indexFile):
+// an idle partition holds one descriptor, its log, not three, so a broker
+// with many quiet partitions needs a third of the descriptors. Caller holds
+// Log.wr.
 func (s *segment) openIndexFiles() error {
-	var err error
-	if s.idxF, err = os.OpenFile(s.idxPath, os.O_RDWR|os.O_CREATE, filePerm); err != nil {
-		return err
-	}
-	if s.tidxF, err = os.OpenFile(s.tidxPath, os.O_RDWR|os.O_CREATE, filePerm); err != nil {
-		s.idxF.Close()
-		s.idxF = nil
-		return err
+	for _, p := range []string{s.idxPath, s.tidxPath} {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, filePerm)
+		if err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// indexFile returns the open offset index (time index when timeIdx) of the
+// active segment, opening it on first use. Caller holds Log.wr.
+func (s *segment) indexFile(timeIdx bool) (*os.File, error) {
+	f, path := &s.idxF, s.idxPath
+	if timeIdx {
+		f, path = &s.tidxF, s.tidxPath
+	}
+	if *f == nil {
+		nf, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, filePerm)
+		if err != nil {
+			return nil, err
+		}
+		*f = nf
+	}
+	return *f, nil
 }
 
 // readHeaderAt reads the batch header at pos of f into buf (HeaderSize bytes).
@@ -274,4 +295,21 @@ func writeIndexes(s *segment, idx, tidx []byte) error {
 		return err
 	}
 	return writeFileAtomic(s.tidxPath, tidx)
+}
+
+// writeIndex writes entries at off of the active segment's offset index
+// (time index when timeIdx). Caller holds Log.wr.
+func (s *segment) writeIndex(timeIdx bool, entries []byte, off int64) error {
+	path := s.idxPath
+	if timeIdx {
+		path = s.tidxPath
+	}
+	f, err := s.indexFile(timeIdx)
+	if err == nil {
+		_, err = f.WriteAt(entries, off)
+	}
+	if err != nil {
+		return storageErr("write", path, err)
+	}
+	return nil
 }
