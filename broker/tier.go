@@ -28,4 +28,3 @@ type Tier interface {
 	DropRemote(topic string, id [16]byte, commit func() error) error
 	ResumeRemote(id [16]byte)
 }
-
