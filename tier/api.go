@@ -136,7 +136,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// PartitionStatus is one partition as `strata tier inspect` shows it.
+// PartitionStatus is one partition as `strata tier ls` shows it.
 type PartitionStatus struct {
 	Topic     string
 	Partition int32

@@ -156,7 +156,7 @@
 // # Operations
 //
 // Status describes a topic's partitions (local and remote segments, states,
-// copy lag) for `strata tier inspect`; Recover rebuilds the index from the
+// copy lag) for `strata tier ls`; Recover rebuilds the index from the
 // bucket (`strata tier recover`); Reconcile deletes orphans (`strata tier
 // reconcile`, dry run available).
 //
