@@ -8,7 +8,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/stratalog/strata/internal/minioserver"
 	"github.com/stratalog/strata/internal/wait"
 )
 
@@ -16,17 +15,8 @@ import (
 // remote objects are deleted once the store is back, after a broker restart
 // in between too; and a topic re-created under its name reads none of it.
 func TestDeleteTopicWhileStoreIsDown(t *testing.T) {
-	mio := minioserver.Start(t)
-	bucket := mio.NewBucket(t)
-	tb := startBroker(t, append([]string{minioURL(mio, bucket, "del")}, tierSets...)...)
 	const topic = "doomed"
-	tb.createTopic(topic, 2, tieredTopic)
-	prod := tb.client(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.MaxBufferedRecords(50))
-	want := recordsFor(topic, 400, 2)
-	for i := 0; i < len(want); i += 50 {
-		produceSync(t, prod, want[i:i+50]...)
-	}
-	waitTiered(t, tb, topic, 2)
+	mio, bucket, tb, prod := tieredOnMinIO(t, "del", topic)
 	oldID := tb.srv.topics.get(topic).id
 	ctx := ctxT(t, 2*time.Minute)
 	keys, err := mio.ObjectKeys(ctx, bucket, "")

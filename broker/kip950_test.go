@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/stratalog/strata/internal/minioserver"
 	"github.com/stratalog/strata/internal/wait"
 )
 
@@ -184,17 +183,9 @@ func TestRemoteLogCopyDisable(t *testing.T) {
 // objects are deleted in the background, across a restart while the store
 // is down too. Enabling it again tiers afresh.
 func TestRemoteStorageDisableDeletesRemoteData(t *testing.T) {
-	mio := minioserver.Start(t)
-	bucket := mio.NewBucket(t)
-	tb := startBroker(t, append([]string{minioURL(mio, bucket, "kip950")}, tierSets...)...)
 	const topic = "disabled"
-	tb.createTopic(topic, 2, tieredTopic)
-	prod := tb.client(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.MaxBufferedRecords(50))
-	want := recordsFor(topic, 400, 2)
-	for i := 0; i < len(want); i += 50 {
-		produceSync(t, prod, want[i:i+50]...)
-	}
-	waitTiered(t, tb, topic, 2)
+	mio, bucket, tb, prod := tieredOnMinIO(t, "kip950", topic)
+	want := recordsFor(topic, 400, 2) // what tieredOnMinIO produced
 	ctx := ctxT(t, 2*time.Minute)
 	segmentKeys := func() []string {
 		t.Helper()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratalog/strata/internal/recbatch"
 	"github.com/stratalog/strata/internal/wait"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -19,30 +20,8 @@ import (
 // and starts with a batch header that claims all of it: a broker that reads
 // the whole frame answers MESSAGE_TOO_LARGE and writes nothing.
 func bigProduce(topic string, corr int32, recordsLen int) []byte {
-	req := kmsg.NewPtrProduceRequest()
-	req.SetVersion(7)
-	req.Acks = 1
-	req.TimeoutMillis = 30000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = []byte{}
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	b := make([]byte, 4, 64+recordsLen)
-	b = binary.BigEndian.AppendUint16(b, 0)
-	b = binary.BigEndian.AppendUint16(b, 7)
-	b = binary.BigEndian.AppendUint32(b, uint32(corr))
-	b = binary.BigEndian.AppendUint16(b, 0)
-	b = req.AppendTo(b)
-	b = b[:len(b)-4]
-	b = binary.BigEndian.AppendUint32(b, uint32(recordsLen))
-	rec := len(b)
-	b = append(b, make([]byte, recordsLen)...)
-	binary.BigEndian.PutUint32(b[rec+8:], uint32(recordsLen-12))
-	b[rec+16] = 2
-	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	return b
+	b := recbatch.ProducePrefix("", topic, corr, recordsLen)
+	return append(b, make([]byte, recordsLen-17)...)
 }
 
 // readProduceResponse reads one Produce v7 response and returns its error.

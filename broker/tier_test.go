@@ -293,3 +293,21 @@ func TestListOffsetsEarliestPendingUpload(t *testing.T) {
 		t.Fatalf("after the backlog: -6 = %d, want %d or -1 (log end %d)", got, now+1, end)
 	}
 }
+
+// tieredOnMinIO starts a broker tiering to a fresh MinIO bucket under prefix,
+// creates a tiered topic of two partitions, produces 400 records to it and
+// waits until its closed segments live only in the bucket.
+func tieredOnMinIO(t *testing.T, prefix, topic string) (*minioserver.Server, string, *testBroker, *kgo.Client) {
+	t.Helper()
+	mio := minioserver.Start(t)
+	bucket := mio.NewBucket(t)
+	tb := startBroker(t, append([]string{minioURL(mio, bucket, prefix)}, tierSets...)...)
+	tb.createTopic(topic, 2, tieredTopic)
+	prod := tb.client(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.MaxBufferedRecords(50))
+	want := recordsFor(topic, 400, 2)
+	for i := 0; i < len(want); i += 50 {
+		produceSync(t, prod, want[i:i+50]...)
+	}
+	waitTiered(t, tb, topic, 2)
+	return mio, bucket, tb, prod
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratalog/strata/internal/recbatch"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -47,31 +48,7 @@ func vmRSS(t *testing.T, pid int) int64 {
 // v2 batch header that claims the whole set, so a broker that reads it all
 // answers MESSAGE_TOO_LARGE (message.max.bytes is 1 MB) and writes nothing.
 func bigProducePrefix(topic string, corr int32, recordsLen int) []byte {
-	req := kmsg.NewPtrProduceRequest()
-	req.SetVersion(7)
-	req.Acks = 1
-	req.TimeoutMillis = 30000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = []byte{}
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-
-	b := make([]byte, 4, 128)
-	b = binary.BigEndian.AppendUint16(b, 0) // Produce
-	b = binary.BigEndian.AppendUint16(b, 7)
-	b = binary.BigEndian.AppendUint32(b, uint32(corr))
-	b = binary.BigEndian.AppendUint16(b, 4)
-	b = append(b, "slow"...)
-	b = req.AppendTo(b)
-	b = b[:len(b)-4] // the empty record set's length: the records are the last field
-	b = binary.BigEndian.AppendUint32(b, uint32(recordsLen))
-	binary.BigEndian.PutUint32(b, uint32(len(b)-4+recordsLen))
-	var batch [17]byte // baseOffset, batchLength, partitionLeaderEpoch, magic
-	binary.BigEndian.PutUint32(batch[8:], uint32(recordsLen-12))
-	batch[16] = 2
-	return append(b, batch[:]...)
+	return recbatch.ProducePrefix("slow", topic, corr, recordsLen)
 }
 
 // TestSlowLargeRequestsStayWithinRequestMemory is issue 9's reproduction:

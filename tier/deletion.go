@@ -24,21 +24,7 @@ func (m *Manager) ForgetTopic(topic string, id [16]byte) {
 	m.jobs.Lock()
 	m.jobs.forgotten[id] = true
 	m.jobs.Unlock()
-	for _, ps := range m.allParts() {
-		if ps.key.topic != topic {
-			continue
-		}
-		m.jobs.Lock()
-		if ps.topicID != id && ps.topicID != ([16]byte{}) {
-			m.jobs.Unlock()
-			continue // a newer topic of the same name
-		}
-		ps.deleted = true
-		if ps.cancel != nil {
-			ps.cancel()
-		}
-		m.jobs.Unlock()
-		ps.opMu.Lock() // wait for the round in progress
+	for _, ps := range m.stopRounds(topic, id, true) {
 		m.setView(ps, nil)
 		m.viewMu.Lock()
 		if m.viewMu.parts[ps.key] == ps {
@@ -56,6 +42,34 @@ func (m *Manager) ForgetTopic(topic string, id [16]byte) {
 	}
 }
 
+// stopRounds cancels the rounds of topic id's partitions (a partition of
+// another topic of the same name is left alone), marks them deleted when
+// del, and returns them with their opMu held: no round of them runs until
+// the caller unlocks it.
+func (m *Manager) stopRounds(topic string, id [16]byte, del bool) []*partState {
+	var held []*partState
+	for _, ps := range m.allParts() {
+		if ps.key.topic != topic {
+			continue
+		}
+		m.jobs.Lock()
+		if ps.topicID != id && ps.topicID != ([16]byte{}) {
+			m.jobs.Unlock()
+			continue
+		}
+		if del {
+			ps.deleted = true
+		}
+		if ps.cancel != nil {
+			ps.cancel()
+		}
+		m.jobs.Unlock()
+		ps.opMu.Lock() // wait for the round in progress
+		held = append(held, ps)
+	}
+	return held
+}
+
 // DropRemote is KIP-950's remote.storage.enable=false with
 // remote.log.delete.on.disable=true: the topic stays and keeps its local
 // log, its remote tier goes. It stops the topic's rounds (cancelled, an
@@ -71,23 +85,7 @@ func (m *Manager) DropRemote(topic string, id [16]byte, commit func() error) err
 	was := m.jobs.remoteOff[id]
 	m.jobs.remoteOff[id] = true
 	m.jobs.Unlock()
-	var held []*partState
-	for _, ps := range m.allParts() {
-		if ps.key.topic != topic {
-			continue
-		}
-		m.jobs.Lock()
-		if ps.topicID != id && ps.topicID != ([16]byte{}) {
-			m.jobs.Unlock()
-			continue // an older topic of the same name, being deleted
-		}
-		if ps.cancel != nil {
-			ps.cancel()
-		}
-		m.jobs.Unlock()
-		ps.opMu.Lock() // wait for the round in progress
-		held = append(held, ps)
-	}
+	held := m.stopRounds(topic, id, false)
 	defer func() {
 		for _, ps := range held {
 			ps.opMu.Unlock()
