@@ -189,9 +189,6 @@ func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 // Config returns the broker's configuration.
 func (s *Server) Config() *config.Broker { return s.cfg }
 
-// Metadata returns the broker's metadata store (the tier shares it).
-func (s *Server) Metadata() *metadata.Store { return s.meta }
-
 // ListenAndServe listens on the configured listener and serves.
 func (s *Server) ListenAndServe() error {
 	addr, err := s.cfg.ListenAddress()

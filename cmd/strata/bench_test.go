@@ -18,17 +18,7 @@ import (
 // The broker binary links neither the benchmark nor what only the benchmark
 // needs: its peer (kfake) and the MinIO test harness.
 func TestBrokerBinaryDoesNotLinkBench(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "github.com/stratalog/strata/cmd/strata").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps ./cmd/strata: %v: %s", err, out)
-	}
-	deps := map[string]bool{}
-	for _, p := range strings.Fields(string(out)) {
-		deps[p] = true
-	}
-	if !deps["github.com/stratalog/strata/broker"] {
-		t.Fatalf("go list -deps ./cmd/strata does not list the broker: %s", out)
-	}
+	deps := goListDeps(t, "github.com/stratalog/strata/cmd/strata", "github.com/stratalog/strata/broker")
 	for _, p := range []string{
 		"github.com/stratalog/strata/bench",
 		"github.com/twmb/franz-go/pkg/kfake",
@@ -38,6 +28,40 @@ func TestBrokerBinaryDoesNotLinkBench(t *testing.T) {
 			t.Errorf("cmd/strata links %s", p)
 		}
 	}
+}
+
+// The broker sees the tier and the object store through interfaces:
+// cmd/strata builds them (internal/wire) and passes them in.
+func TestBrokerDoesNotImportTheTierOrTheBackends(t *testing.T) {
+	deps := goListDeps(t, "github.com/stratalog/strata/broker", "github.com/stratalog/strata/partition")
+	for _, p := range []string{
+		"github.com/stratalog/strata/tier",
+		"github.com/stratalog/strata/remotestore/backend",
+		"github.com/stratalog/strata/remotestore/s3",
+		"github.com/stratalog/strata/internal/wire",
+	} {
+		if deps[p] {
+			t.Errorf("broker imports %s", p)
+		}
+	}
+}
+
+// goListDeps is `go list -deps pkg`, which must list mustHave (so that an
+// empty answer cannot pass).
+func goListDeps(t *testing.T, pkg, mustHave string) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v: %s", pkg, err, out)
+	}
+	deps := map[string]bool{}
+	for _, p := range strings.Fields(string(out)) {
+		deps[p] = true
+	}
+	if !deps[mustHave] {
+		t.Fatalf("go list -deps %s does not list %s: %s", pkg, mustHave, out)
+	}
+	return deps
 }
 
 var (
