@@ -32,6 +32,8 @@ func (s *Server) handle(c *conn, hdr requestHeader, req kmsg.Request) (kmsg.Resp
 		return s.handleDeleteTopics(ctx, c, r)
 	case *kmsg.CreatePartitionsRequest:
 		return s.handleCreatePartitions(ctx, c, r)
+	case *kmsg.DeleteRecordsRequest:
+		return s.handleDeleteRecords(ctx, c, r)
 	case *kmsg.InitProducerIDRequest:
 		return s.handleInitProducerID(ctx, c, r)
 	case *kmsg.OffsetForLeaderEpochRequest:

@@ -210,13 +210,9 @@ func produceError(err error) *kerr.Error {
 	return kerr.UnknownServerError
 }
 
-// logStartOffset is the partition's first offset, remote tier included.
+// logStartOffset is the partition's first offset, remote tier included
+// (and never below the start DeleteRecords set).
 func (s *Server) logStartOffset(p *partition) int64 {
-	if s.tier != nil {
-		if off, ok := s.tier.LogStartOffset(p.topic.name, p.index); ok {
-			return off
-		}
-	}
 	return p.log.LogStartOffset()
 }
 

@@ -170,7 +170,14 @@ func (r *registry) loadAll(topics []metadata.Topic) ([]*topic, error) {
 	}
 	parts := map[*topic][]*partition{}
 	for i, j := range jobs {
-		parts[j.t] = append(parts[j.t], r.newPartition(j.t, j.index, logs[i]))
+		p, err := r.newPartition(j.t, j.index, logs[i])
+		if err != nil {
+			for _, l := range logs {
+				l.Close()
+			}
+			return nil, err
+		}
+		parts[j.t] = append(parts[j.t], p)
 	}
 	for _, t := range out {
 		ps := parts[t]
@@ -298,15 +305,31 @@ func (r *registry) openPartitions(t *topic, n int32, fresh bool) ([]*partition, 
 	}
 	ps := append([]*partition(nil), old...)
 	for i, j := range jobs {
-		ps = append(ps, r.newPartition(t, j.index, logs[i]))
+		p, err := r.newPartition(t, j.index, logs[i])
+		if err != nil {
+			for _, l := range logs {
+				l.Close()
+			}
+			return nil, err
+		}
+		ps = append(ps, p)
 	}
 	return ps, nil
 }
 
-// newPartition wraps an open local log in the partition's whole log.
-func (r *registry) newPartition(t *topic, index int32, l *localstore.Log) *partition {
-	return &partition{topic: t, index: index,
-		log: plog.New(t.name, t.id, index, l, r.remote, r.meta, r.partitionConfig(t.cfg.Load().eff), r.log.With("topic", t.name, "partition", index))}
+// newPartition wraps an open local log in the partition's whole log, with
+// the log start offset recorded in the metadata store (DeleteRecords,
+// retention) as its floor.
+func (r *registry) newPartition(t *topic, index int32, l *localstore.Log) (*partition, error) {
+	pl := plog.New(t.name, t.id, index, l, r.remote, r.meta, r.partitionConfig(t.cfg.Load().eff), r.log.With("topic", t.name, "partition", index))
+	start, ok, err := r.meta.LogStartOffset(t.name, index)
+	if err != nil {
+		return nil, fmt.Errorf("broker: partition %s-%d: log start offset: %w", t.name, index, err)
+	}
+	if ok {
+		pl.RestoreLogStart(start)
+	}
+	return &partition{topic: t, index: index, log: pl}, nil
 }
 
 // partitionConfig is what a partition's whole log needs of its topic's

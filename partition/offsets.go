@@ -60,14 +60,24 @@ func (l *Log) ListOffset(ctx context.Context, ts int64, version int16) (offset, 
 			return -1, -1, err
 		}
 		if ok {
-			return off, fts, nil
+			return l.aboveStart(off, fts)
 		}
 	}
 	off, fts, ok, err := l.local.OffsetForTimestamp(ts)
 	if err != nil || !ok {
 		return -1, -1, err
 	}
-	return off, fts, nil
+	return l.aboveStart(off, fts)
+}
+
+// aboveStart keeps a timestamp lookup's answer at or above the log start
+// offset: a record found in a segment that DeleteRecords cut through is
+// answered with the log start offset, its timestamp unknown (-1).
+func (l *Log) aboveStart(off, ts int64) (int64, int64, error) {
+	if start := l.LogStartOffset(); off < start {
+		return start, -1, nil
+	}
+	return off, ts, nil
 }
 
 // earliestPendingCopy is KIP-1023's earliest pending upload: the first offset

@@ -14,6 +14,7 @@ package partition
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,9 @@ type Log struct {
 
 	cfg atomic.Pointer[Config]
 
+	// floor is the log start floor (logstart.go): DeleteRecords' start.
+	floor atomic.Int64
+
 	retMu     sync.Mutex // one retention pass at a time
 	persisted int64      // the log start last persisted; guarded by retMu
 }
@@ -117,18 +121,20 @@ func (l *Log) LogEndOffset() int64 { return l.local.LogEndOffset() }
 // every appended record is, so it is the log end offset.
 func (l *Log) HighWatermark() int64 { return l.local.LogEndOffset() }
 
-// LocalLogStartOffset is the first offset on local disk.
-func (l *Log) LocalLogStartOffset() int64 { return l.local.LogStartOffset() }
+// LocalLogStartOffset is the first offset on local disk, never below the
+// log start offset (as Kafka's after DeleteRecords).
+func (l *Log) LocalLogStartOffset() int64 { return max(l.local.LogStartOffset(), l.floorOf()) }
 
-// LogStartOffset is the first offset of the whole log, remote tier included.
+// LogStartOffset is the first offset of the whole log, remote tier included,
+// never below the start DeleteRecords set.
 func (l *Log) LogStartOffset() int64 {
-	local := l.local.LogStartOffset()
+	start := l.local.LogStartOffset()
 	if l.remote != nil {
-		if off, ok := l.remote.LogStartOffset(l.topic, l.index); ok && off < local {
-			return off
+		if off, ok := l.remote.LogStartOffset(l.topic, l.index); ok && off < start {
+			start = off
 		}
 	}
-	return local
+	return max(start, l.floorOf())
 }
 
 // HighestTieredOffset is the last offset in the remote tier (KIP-1005).
@@ -140,9 +146,9 @@ func (l *Log) HighestTieredOffset() (int64, bool) {
 }
 
 // IsRemote reports whether offset is below the local log and the remote tier
-// may hold it.
+// may hold it (not below the log start offset DeleteRecords set).
 func (l *Log) IsRemote(offset int64) bool {
-	return l.remote != nil && offset < l.local.LogStartOffset()
+	return l.remote != nil && offset < l.local.LogStartOffset() && offset >= l.floorOf()
 }
 
 // Read returns the batches from offset within maxBytes (at least one whole
@@ -152,6 +158,9 @@ func (l *Log) IsRemote(offset int64) bool {
 // offset that has just left the local log is then read remotely. The caller
 // releases every slice.
 func (l *Log) Read(ctx context.Context, offset, maxBytes int64, minOneBatch bool) ([]localstore.Slice, error) {
+	if offset < l.floorOf() {
+		return nil, fmt.Errorf("%w: %d is below the log start offset %d", localstore.ErrOffsetOutOfRange, offset, l.floorOf())
+	}
 	if l.IsRemote(offset) && offset >= l.LogStartOffset() {
 		return l.remote.ReadMany(ctx, l.topic, l.index, offset, maxBytes, minOneBatch)
 	}

@@ -20,7 +20,10 @@ func (l *Log) Retention(now time.Time) (int, error) {
 	l.retMu.Lock()
 	defer l.retMu.Unlock()
 	cfg := l.Config()
-	deleted := 0
+	deleted, err := l.deleteBelowFloor()
+	if err != nil {
+		return deleted, err
+	}
 	if cut := l.retentionCut(now, cfg); cut >= 0 {
 		if l.remote != nil {
 			l.remote.DeleteRemoteBefore(l.topic, l.index, cut)
