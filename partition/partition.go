@@ -2,9 +2,10 @@
 // does: its local log on disk (localstore) and its view of the remote tier.
 // Every caller asks it, never the two halves, for a record set at an offset,
 // the log start offset, the local log start offset, the high watermark, the
-// offset for a timestamp and ListOffsets' special values; retention is one
-// cut-off computed here, which deletes local segments and asks the tier to
-// delete remote ones.
+// offset for a timestamp and ListOffsets' special values. DeleteRecords moves
+// the log start offset (logstart.go), durably, and it never moves back;
+// retention is one cut-off computed here, which deletes local segments and
+// asks the tier to delete remote ones.
 //
 // The tier is reached through the Remote interface, so this package builds
 // without the tier's implementation. On one node the high watermark is the
