@@ -463,9 +463,10 @@ func TestAdminAPIs(t *testing.T) {
 
 func TestListOffsets(t *testing.T) {
 	tb := startBroker(t)
-	// Not tiered: the 2023 timestamps make the housekeeping tick roll the
-	// segment, and a slow run would see it uploaded before the KIP-1005 checks.
-	tb.createTopic("times", 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("false")})
+	// Not tiered and kept forever: the 2023 timestamps make the housekeeping
+	// tick roll the segment, and a slow run would see it uploaded, or deleted
+	// by the default 7-day retention, before the checks.
+	tb.createTopic("times", 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("false"), "retention.ms": kadm.StringPtr("-1")})
 	cl := tb.client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	base := time.UnixMilli(1_700_000_000_000)
 	var recs []*kgo.Record
