@@ -77,7 +77,7 @@ type offsetLog struct {
 	segmentBytes int64 // offsets.topic.segment.bytes
 	log          *slog.Logger
 
-	createMu sync.Mutex                 // one creation at a time
+	createMu sync.Mutex                  // one creation at a time
 	state    atomic.Pointer[offsetState] // nil until the topic exists and is loaded
 }
 
