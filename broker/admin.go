@@ -73,6 +73,9 @@ func (s *Server) handleCreateTopics(_ context.Context, _ *conn, req *kmsg.Create
 		case st.ErrorCode != 0:
 		case seen[rt.Topic] > 1:
 			fail(kerr.InvalidRequest, "topic "+rt.Topic+" appears more than once in the request")
+		case isInternalTopic(rt.Topic):
+			// The broker creates its internal topic itself, with its own configs.
+			fail(kerr.TopicAlreadyExists, "topic "+rt.Topic+" is internal: the broker creates it")
 		case rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1:
 			fail(kerr.InvalidReplicationFactor, "this cluster has one broker: replication factor must be 1")
 		case len(rt.ReplicaAssignment) > 0 && (rt.NumPartitions != -1 || rt.ReplicationFactor != -1):
@@ -149,6 +152,8 @@ func (s *Server) handleDeleteTopics(ctx context.Context, _ *conn, req *kmsg.Dele
 			st.ErrorCode = kerr.UnknownTopicID.Code
 		case t == nil:
 			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		case isInternalTopic(t.name):
+			st.ErrorCode, st.ErrorMessage = kerr.InvalidRequest.Code, strp("topic "+t.name+" is internal and cannot be deleted")
 		default:
 			name := t.name
 			st.Topic, st.TopicID = &name, t.id

@@ -57,6 +57,14 @@ func (s *Server) handleMetadata(_ context.Context, _ *conn, req *kmsg.MetadataRe
 					code := kerr.UnknownTopicOrPartition
 					if err := validTopicName(name); err != nil {
 						code = kerr.InvalidTopicException
+					} else if isInternalTopic(name) && allowAuto {
+						// Created by the broker with its own configs, as Kafka does.
+						if st, cerr := s.offsets.ensure(); cerr != nil {
+							s.log.Warn("cannot create the offsets topic", "err", cerr)
+							code = kerr.UnknownServerError
+						} else {
+							t = st.t
+						}
 					} else if allowAuto {
 						var cerr error
 						t, cerr = s.topics.create(name, s.cfg.NumPartitions, nil, false)
@@ -84,6 +92,7 @@ func (s *Server) handleMetadata(_ context.Context, _ *conn, req *kmsg.MetadataRe
 		name := t.name
 		mt.Topic = &name
 		mt.TopicID = t.id
+		mt.IsInternal = isInternalTopic(name)
 		mt.AuthorizedOperations = noAuthorizedOps
 		for _, p := range t.parts() {
 			mp := kmsg.NewMetadataResponseTopicPartition()
@@ -124,6 +133,12 @@ func (s *Server) handleFindCoordinator(_ context.Context, _ *conn, req *kmsg.Fin
 			return kerr.InvalidRequest.Code, &msg
 		}
 		return 0, nil
+	}
+	if req.CoordinatorType == 0 {
+		// As in Kafka, the first group lookup creates the offsets topic.
+		if _, err := s.offsets.ensure(); err != nil {
+			s.log.Warn("cannot create the offsets topic", "err", err)
+		}
 	}
 	if req.Version >= 4 {
 		for _, key := range req.CoordinatorKeys {

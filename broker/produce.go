@@ -54,6 +54,8 @@ func (s *Server) handleProduce(_ context.Context, _ *conn, req *kmsg.ProduceRequ
 				err = kerr.InvalidRequiredAcks
 			case req.TransactionID != nil:
 				err, msg = kerr.TransactionalIDAuthorizationFailed, "transactions are not supported"
+			case t != nil && isInternalTopic(t.name), t == nil && isInternalTopic(rt.Topic):
+				err, msg = kerr.InvalidTopicException, "Cannot append to internal topic "+offsetsTopic
 			case t == nil && req.Version >= 13:
 				err = kerr.UnknownTopicID
 			case t == nil:

@@ -52,6 +52,7 @@ type Server struct {
 	meta    *metadata.Store
 	topics  *registry
 	groups  *group.Coordinator
+	offsets *offsetLog // __consumer_offsets: the coordinator's store
 	fetches *fetchSessions
 	metrics *Metrics
 	tier    Tier
@@ -147,13 +148,24 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	if mw, ok := s.tier.(interface{ TopicChanged(topic string) }); ok {
 		s.topics.changed = mw.TopicChanged
 	}
+	s.offsets = newOffsetLog(s.topics, int32(cfg.OffsetsTopicNumPartitions), cfg.OffsetsTopicSegmentBytes, logger.With("component", "offsets"))
+	restored, err := s.offsets.open()
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.offsets.migrateFromMeta(meta); err != nil {
+		return fail(err)
+	}
 	s.groups = group.New(group.Config{
 		MinSessionTimeout:             ms(cfg.GroupMinSessionTimeoutMs),
 		MaxSessionTimeout:             ms(cfg.GroupMaxSessionTimeoutMs),
 		InitialRebalanceDelay:         ms(cfg.GroupInitialRebalanceDelayMs),
 		OffsetsRetention:              time.Duration(cfg.OffsetsRetentionMinutes) * time.Minute,
 		OffsetsRetentionCheckInterval: 10 * time.Minute,
-	}, meta, s.topics, logger.With("component", "groups"))
+	}, s.offsets, s.topics, logger.With("component", "groups"))
+	for name, v := range restored {
+		s.groups.Restore(name, v)
+	}
 
 	s.wg.Add(2)
 	go s.housekeeping()

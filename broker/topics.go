@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,7 +154,7 @@ func (r *registry) loadAll(topics []metadata.Topic) ([]*topic, error) {
 	var out []*topic
 	var jobs []partitionJob
 	for _, mt := range topics {
-		eff, err := r.cfg.Resolve(mt.Configs)
+		eff, err := r.resolve(mt.Name, mt.Configs)
 		if err != nil {
 			return nil, fmt.Errorf("broker: topic %q: %w", mt.Name, err)
 		}
@@ -239,7 +241,7 @@ func openLogs(jobs []partitionJob, workers int, open openLogFunc, logger *slog.L
 // load opens a topic's logs. fresh: the topic was just created, so any
 // directory of its name is a stale one (addPartitions).
 func (r *registry) load(mt metadata.Topic, fresh bool) (*topic, error) {
-	eff, err := r.cfg.Resolve(mt.Configs)
+	eff, err := r.resolve(mt.Name, mt.Configs)
 	if err != nil {
 		return nil, fmt.Errorf("broker: topic %q: %w", mt.Name, err)
 	}
@@ -332,9 +334,35 @@ func (r *registry) newPartition(t *topic, index int32, l *localstore.Log) (*part
 	return &partition{topic: t, index: index, log: pl}, nil
 }
 
+// resolve validates a topic's overrides and resolves its settings.
+//
+// TEMPORARY (issue 11, until the log cleaner lands): config refuses
+// cleanup.policy=compact, which Kafka's __consumer_offsets has; for that
+// topic only, the key is taken out before validation and put back in the
+// result. Remove once config accepts compact.
+func (r *registry) resolve(name string, overrides map[string]string) (config.Topic, error) {
+	if name != offsetsTopic || overrides["cleanup.policy"] != "compact" {
+		return r.cfg.Resolve(overrides)
+	}
+	rest := make(map[string]string, len(overrides))
+	for k, v := range overrides {
+		if k != "cleanup.policy" {
+			rest[k] = v
+		}
+	}
+	eff, err := r.cfg.Resolve(rest)
+	eff.CleanupPolicy = "compact"
+	return eff, err
+}
+
 // partitionConfig is what a partition's whole log needs of its topic's
 // settings.
 func (r *registry) partitionConfig(c config.Topic) plog.Config {
+	if !slices.Contains(strings.Split(c.CleanupPolicy, ","), "delete") {
+		// A compacted topic without "delete" keeps its records whatever
+		// their age or size, as in Kafka: only the cleaner removes them.
+		c.RetentionMs, c.RetentionBytes, c.LocalRetentionMs, c.LocalRetentionBytes = -1, -1, -1, -1
+	}
 	return plog.Config{
 		Tiered:      r.remote != nil && c.RemoteStorageEnable,
 		RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
@@ -434,7 +462,7 @@ func (r *registry) create(name string, partitions int32, overrides map[string]st
 	if partitions > 100000 {
 		return nil, fmt.Errorf("%w: %d partitions is more than one broker should hold (at most 100000)", errInvalidParts, partitions)
 	}
-	if err := r.cfg.ValidateTopicConfigs(overrides); err != nil {
+	if _, err := r.resolve(name, overrides); err != nil {
 		return nil, fmt.Errorf("%w: %v", errInvalidConfig, err)
 	}
 	// The registry lock is held only to reserve the name and, at the end,
@@ -500,10 +528,7 @@ func (r *registry) member(t *topic) bool {
 
 // setConfig validates, persists and applies a topic's new overrides.
 func (r *registry) setConfig(t *topic, overrides map[string]string, validateOnly bool) error {
-	if err := r.cfg.ValidateTopicConfigs(overrides); err != nil {
-		return fmt.Errorf("%w: %v", errInvalidConfig, err)
-	}
-	eff, err := r.cfg.Resolve(overrides)
+	eff, err := r.resolve(t.name, overrides)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errInvalidConfig, err)
 	}

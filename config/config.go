@@ -36,6 +36,8 @@ type Broker struct {
 	MetricsListen                string // metrics.listen: host:port of the Prometheus endpoint ("" = off)
 	SendfileEnable               bool   // strata.sendfile.enable (true): false serves fetches by read+write
 	NumRecoveryThreadsPerDataDir int64  // num.recovery.threads.per.data.dir (1): partition logs opened at once at start-up
+	OffsetsTopicNumPartitions    int64  // offsets.topic.num.partitions (50)
+	OffsetsTopicSegmentBytes     int64  // offsets.topic.segment.bytes (104857600)
 
 	// Connections and request memory.
 	QueuedMaxRequestBytes        int64  // queued.max.request.bytes (512 MiB, at least socket.request.max.bytes; -1 = unbounded)
@@ -105,6 +107,8 @@ var brokerFields = map[string]func(b *Broker) string{
 	"metrics.listen":                      func(b *Broker) string { return b.MetricsListen },
 	"strata.sendfile.enable":              func(b *Broker) string { return strconv.FormatBool(b.SendfileEnable) },
 	"num.recovery.threads.per.data.dir":   func(b *Broker) string { return i64(b.NumRecoveryThreadsPerDataDir) },
+	"offsets.topic.num.partitions":        func(b *Broker) string { return i64(b.OffsetsTopicNumPartitions) },
+	"offsets.topic.segment.bytes":         func(b *Broker) string { return i64(b.OffsetsTopicSegmentBytes) },
 	"queued.max.request.bytes":            func(b *Broker) string { return i64(b.QueuedMaxRequestBytes) },
 	"max.connections":                     func(b *Broker) string { return i64(b.MaxConnections) },
 	"max.connections.per.ip":              func(b *Broker) string { return i64(b.MaxConnectionsPerIP) },
@@ -358,6 +362,8 @@ func (l *loader) build() (*Broker, error) {
 		MetricsListen:                get("metrics.listen"),
 		SendfileEnable:               boolean("strata.sendfile.enable"),
 		NumRecoveryThreadsPerDataDir: num("num.recovery.threads.per.data.dir"),
+		OffsetsTopicNumPartitions:    num("offsets.topic.num.partitions"),
+		OffsetsTopicSegmentBytes:     num("offsets.topic.segment.bytes"),
 
 		QueuedMaxRequestBytes:        num("queued.max.request.bytes"),
 		MaxConnections:               num("max.connections"),

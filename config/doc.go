@@ -48,6 +48,8 @@
 //	metrics.listen                       "" (off)                      host:port of the Prometheus endpoint, or empty (Strata)
 //	strata.sendfile.enable               true                          true, false; false serves fetches by read+write (Strata)
 //	num.recovery.threads.per.data.dir    1                             1 to 2147483647; partition logs opened (recovered) at once at start-up
+//	offsets.topic.num.partitions         50                            1 to 100000; partitions of __consumer_offsets at its creation
+//	offsets.topic.segment.bytes          104857600                     14 to 2147483647; its segment.bytes at its creation
 //
 // Connections and request memory:
 //

@@ -249,6 +249,8 @@ var brokerSpecs = []*spec{
 		allow("host:port, or empty").checked(checkHostPort),
 	boolKey("strata.sendfile.enable", true, "Serve fetches with sendfile; false copies through user space (read+write)."),
 	intKey("num.recovery.threads.per.data.dir", 1, 1, maxInt32, "Partition logs opened (and, after an unclean shutdown, recovered) at once at start-up."),
+	intKey("offsets.topic.num.partitions", 50, 1, 100000, "Partitions of __consumer_offsets when it is created; an existing topic keeps its count."),
+	intKey("offsets.topic.segment.bytes", 104857600, 14, maxInt32, "segment.bytes of __consumer_offsets when it is created."),
 
 	// Connections and request memory.
 	longKey("queued.max.request.bytes", defaultQueuedMaxRequestBytes, -1, "Bytes of requests read but not yet handled, all connections together; a connection waits for room before it reads more; -1: unbounded (Kafka's default).").
@@ -330,7 +332,7 @@ var brokerSpecs = []*spec{
 	intKey("num.network.threads", 3, 1, maxInt32, "Kafka's network thread count; Strata runs a goroutine per connection.").compatOnly(),
 	intKey("num.io.threads", 8, 1, maxInt32, "Kafka's request handler thread count; Strata handles requests on the connection's goroutine.").compatOnly(),
 	{name: "offsets.topic.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16, noEffect: true, compat: true,
-		doc: "Kafka's __consumer_offsets replication; Strata keeps offsets in its metadata store."},
+		doc: "Kafka's __consumer_offsets replication; one node holds one replica."},
 	{name: "transaction.state.log.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16, noEffect: true, compat: true,
 		doc: "Kafka's __transaction_state replication; Strata has no transaction log."},
 	intKey("transaction.state.log.min.isr", 2, 1, maxInt32, "Kafka's __transaction_state min ISR; Strata has no transaction log.").compatOnly(),

@@ -1,6 +1,8 @@
 // Package metadata is the broker's durable catalog, kept in one bbolt file
 // (<log.dirs>/meta.db): topics and their config overrides, partition state,
-// the producer id counter, committed group offsets, and the remote segment index
+// the producer id counter, committed group offsets (only in data directories
+// from before __consumer_offsets: the broker moves them into that topic at
+// open), and the remote segment index
 // that the tiering manager drives through COPY_STARTED, COPY_FINISHED and
 // DELETE_STARTED.
 //

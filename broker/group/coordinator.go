@@ -83,7 +83,8 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// OffsetStore persists committed offsets. *metadata.Store implements it.
+// OffsetStore persists committed offsets: the broker's __consumer_offsets
+// log, which also implements GroupStore. *metadata.Store implements it too.
 type OffsetStore interface {
 	CommitOffsets(group string, commits []metadata.OffsetCommit) error
 	GroupOffsets(group string) ([]metadata.OffsetCommit, error)
@@ -371,6 +372,12 @@ func (c *Coordinator) expireOffsets(now time.Time) {
 			g.mu.dead = true
 			g.stopTimers()
 			delete(c.mu.groups, name)
+			// Dead: its metadata record gets a tombstone, as in Kafka.
+			if gs, ok := c.store.(GroupStore); ok {
+				if err := gs.StoreGroup(name, nil); err != nil {
+					c.log.Warn("group: cannot delete group metadata", "group", name, "err", err)
+				}
+			}
 		}
 		g.mu.Unlock()
 	}

@@ -3,10 +3,12 @@
 // DescribeGroups, ListGroups, DeleteGroups and OffsetDelete, served from
 // franz-go kmsg requests and answered with kmsg responses.
 //
-// Group membership lives in memory, as in Kafka's coordinator before it
-// reloads from __consumer_offsets: a broker restart forgets members and
-// generations (clients rejoin), but committed offsets are persisted through an
-// OffsetStore before a commit is acknowledged. A group that has committed
+// Committed offsets are persisted through an OffsetStore before a commit is
+// acknowledged. If the store is also a GroupStore (the broker's
+// __consumer_offsets log), a group's metadata is written when a rebalance
+// completes and when it goes Empty, and Restore rebuilds the group from it
+// after a restart (generation, protocol, leader, members with fresh
+// sessions), as Kafka's coordinator load does. A group that has committed
 // offsets but no in-memory state is reported as Empty.
 //
 // # State machine

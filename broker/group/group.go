@@ -446,6 +446,9 @@ func (g *group) completeJoin() {
 		g.mu.protocol = ""
 		g.mu.leader = ""
 		g.transition(stateEmpty)
+		if err := g.storeMetadata(); err != nil {
+			c.log.Error("group: cannot persist group metadata", "group", g.name, "err", err)
+		}
 		return
 	}
 	if _, ok := g.mu.members[g.mu.leader]; !ok {

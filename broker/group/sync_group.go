@@ -132,6 +132,17 @@ func (g *group) assign(assignments []kmsg.SyncGroupRequestGroupAssignment) {
 		m.assignment = a
 	}
 	g.transition(stateStable)
+	// As in Kafka, the members get their assignments only once the group's
+	// metadata is in the offsets log; if it cannot be written, they rejoin.
+	if err := g.storeMetadata(); err != nil {
+		g.c.log.Error("group: cannot persist group metadata", "group", g.name, "err", err)
+		for _, m := range g.mu.members {
+			m.assignment = nil
+			g.answerSync(m, kerr.CoordinatorNotAvailable)
+		}
+		g.prepareRebalance("cannot persist group metadata")
+		return
+	}
 	for _, m := range g.mu.members {
 		g.answerSync(m, nil)
 	}
