@@ -133,7 +133,7 @@ func (c *Cache) path(name string) string { return filepath.Join(c.cfg.Dir, name)
 // the ghost queue (it was evicted from small recently and is asked for
 // again), else into small. A read-ahead entry always goes to small, and a
 // ghost name it had is kept on the entry for its first Get (touchLocked).
-// It then evicts what no longer fits. c.mu must be held.
+// It then evicts what no longer fits, e itself last. c.mu must be held.
 func (c *Cache) admitLocked(e *entry) {
 	q := &c.mu.small
 	if c.ghostRemoveLocked(e.name) {
@@ -145,6 +145,12 @@ func (c *Cache) admitLocked(e *entry) {
 		}
 	}
 	c.insertLocked(e, q)
+	// As in S3-FIFO, a new entry is not evicted to make room for itself:
+	// it is held while the others are considered, and evicted only if
+	// nothing else can go (a chunk bigger than the cache, or all pinned).
+	e.pins++
+	c.evictLocked()
+	e.pins--
 	c.evictLocked()
 }
 
