@@ -135,6 +135,15 @@ type Stats struct {
 	ReadaheadFetched int64
 	ReadaheadSkipped int64
 	ReadaheadDropped int64
+	// S3-FIFO: the bytes in each queue (they add up to Bytes), Hits split
+	// by the queue the chunk was in, chunks moved from small to main by a
+	// re-read, misses (or first reads of read-ahead chunks) whose name was
+	// in the ghost queue, and the names the ghost queue holds.
+	SmallBytes, MainBytes int64
+	SmallHits, MainHits   int64
+	Promotions            int64
+	GhostHits             int64
+	GhostEntries          int64
 }
 
 // Cache is a disk cache of chunks. Its methods are safe for concurrent use.
@@ -161,8 +170,10 @@ type Cache struct {
 		sync.Mutex
 		closed  bool
 		entries map[string]*entry // by file name
-		lru     list.List         // of *entry, most recently used at the front
-		bytes   int64             // sum of entries' sizes
+		// small, main and ghost are S3-FIFO's queues; see the package doc.
+		small, main queue
+		ghost       ghost
+		bytes       int64 // sum of entries' sizes
 	}
 }
 
@@ -202,6 +213,9 @@ func New(cfg Config, fetch FetchFunc, logger *slog.Logger, reg prometheus.Regist
 		queue:  make(chan request, cfg.ReadaheadQueue),
 	}
 	c.mu.entries = make(map[string]*entry)
+	c.mu.small = queue{gauge: &c.m.smallBytes}
+	c.mu.main = queue{gauge: &c.m.mainBytes}
+	c.mu.ghost = ghost{names: make(map[string]*list.Element), max: cfg.MaxBytes - c.smallMax()}
 	if err := c.load(); err != nil {
 		unlockDir(lock)
 		return nil, err
@@ -262,6 +276,14 @@ func (c *Cache) Get(ctx context.Context, ch Chunk) (*os.File, func(), error) {
 		}
 		if cached {
 			c.m.hits.Add(1)
+			c.mu.Lock()
+			inMain := e.q == &c.mu.main
+			c.mu.Unlock()
+			if inMain {
+				c.m.mainHits.Add(1)
+			} else {
+				c.m.smallHits.Add(1)
+			}
 		}
 		return f, releaseFunc(f), nil
 	}
@@ -273,8 +295,9 @@ func releaseFunc(f *os.File) func() {
 }
 
 // Prefetch queues a background download of ch, shared with any Get of it,
-// unless it is cached or in flight already (it then counts as used, for
-// LRU). It never blocks: when the queue is full, or the cache closed, the
+// unless it is cached or in flight already. A read-ahead is not an access:
+// the chunk it brings in enters the small queue, and its first Get counts as
+// its first access (see the package doc). It never blocks: when the queue is full, or the cache closed, the
 // request is dropped. Invalid chunks are dropped too.
 //
 // Prefetch locks c.mu for the lookup, then the flight group's lock.
@@ -286,10 +309,7 @@ func (c *Cache) Prefetch(ch Chunk) {
 	name := fileName(ch)
 	c.mu.Lock()
 	closed := c.mu.closed
-	e, cached := c.mu.entries[name]
-	if cached {
-		c.mu.lru.MoveToFront(e.elem)
-	}
+	_, cached := c.mu.entries[name]
 	c.mu.Unlock()
 	switch {
 	case closed:
@@ -349,6 +369,13 @@ func (c *Cache) Stats() Stats {
 		ReadaheadFetched: m.raFetched.Load(),
 		ReadaheadSkipped: m.raSkipped.Load(),
 		ReadaheadDropped: m.raDropped.Load(),
+		SmallBytes:       m.smallBytes.Load(),
+		MainBytes:        m.mainBytes.Load(),
+		SmallHits:        m.smallHits.Load(),
+		MainHits:         m.mainHits.Load(),
+		Promotions:       m.promotions.Load(),
+		GhostHits:        m.ghostHits.Load(),
+		GhostEntries:     m.ghostEntries.Load(),
 	}
 }
 

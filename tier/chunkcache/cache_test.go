@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -159,41 +160,56 @@ func TestFetchTimeout(t *testing.T) {
 	}
 }
 
-func TestEvictionLRU(t *testing.T) {
+// TestEvictionS3FIFO walks the S3-FIFO queues step by step. A cache of 3
+// chunks: the small queue's 10% is less than one chunk, so small is evicted
+// first whenever it holds anything unpinned.
+func TestEvictionS3FIFO(t *testing.T) {
 	f := newFixture(t, 6, 1000, Config{MaxBytes: 3000})
+	state := func(step string, wantSmall, wantMain, wantGhost []int, wantFetches int64) {
+		t.Helper()
+		small, main, ghost := f.queues()
+		if !slices.Equal(small, wantSmall) || !slices.Equal(main, wantMain) || !slices.Equal(ghost, wantGhost) {
+			t.Fatalf("%s: small %v main %v ghost %v, want small %v main %v ghost %v",
+				step, small, main, ghost, wantSmall, wantMain, wantGhost)
+		}
+		if n := f.store.calls.Load(); n != wantFetches {
+			t.Fatalf("%s: %d fetches, want %d", step, n, wantFetches)
+		}
+		s := f.cache.Stats()
+		if s.Bytes > 3000 || s.SmallBytes+s.MainBytes != s.Bytes {
+			t.Fatalf("%s: stats %+v", step, s)
+		}
+		if _, total := dirFiles(t, f.dir); total != s.Bytes {
+			t.Fatalf("%s: %d bytes on disk, %d in the index", step, total, s.Bytes)
+		}
+	}
 	f.get(0)
 	f.get(1)
 	f.get(2)
-	f.get(0) // 1 is now the least recently used
-	f.get(3) // evicts 1
-	s := f.cache.Stats()
-	if s.Bytes != 3000 || s.Entries != 3 || s.Evictions != 1 {
+	state("new chunks enter small", []int{2, 1, 0}, nil, nil, 3)
+	f.get(0) // re-read: 0 moves to main when it reaches small's tail
+	f.get(3)
+	state("0 promoted, 1 evicted to the ghost", []int{3, 2}, []int{0}, []int{1}, 4)
+	f.get(1)
+	state("a ghost hit goes to main", []int{3}, []int{1, 0}, []int{2}, 5)
+	// A scan of chunks read once only cycles through small: main keeps
+	// the re-read chunks (LRU would have evicted 0 here). The ghost holds
+	// at most main's 2700 bytes of names.
+	f.get(4)
+	f.get(5)
+	state("a scan passes through small", []int{5}, []int{1, 0}, []int{4, 3}, 7)
+	f.get(0)
+	f.get(1)
+	state("main kept 0 and 1", []int{5}, []int{1, 0}, []int{4, 3}, 7)
+	f.get(3)
+	state("ghost hit on 3; 5 evicted from small", nil, []int{3, 1, 0}, []int{5, 4}, 8)
+	// Small is below its share: main evicts. 0 and 1 were re-read in
+	// main: reinserted, one read less. 3 was not: evicted, not to the
+	// ghost. 2 (new, pinned while its Get opens it) is skipped by small.
+	f.get(2)
+	state("main reinserts re-read chunks", []int{2}, []int{1, 0}, []int{5, 4}, 9)
+	if s := f.cache.Stats(); s.Evictions != 6 || s.Promotions != 1 || s.GhostHits != 2 || s.MainHits != 2 || s.SmallHits != 1 || s.Hits != 3 {
 		t.Fatalf("stats %+v", s)
-	}
-	calls := f.store.calls.Load()
-	f.get(0)
-	f.get(2)
-	f.get(3)
-	if c := f.store.calls.Load(); c != calls {
-		t.Fatalf("0, 2 and 3 should be cached: %d fetches, want %d", c, calls)
-	}
-	f.get(1)
-	if c := f.store.calls.Load(); c != calls+1 {
-		t.Fatalf("1 should have been evicted: %d fetches, want %d", c, calls+1)
-	}
-	// 1 came back and pushed out the least recently used, 0.
-	f.get(2)
-	f.get(3)
-	f.get(1)
-	if c := f.store.calls.Load(); c != calls+1 {
-		t.Fatalf("2, 3, 1 should be cached: %d fetches", c)
-	}
-	names, total := dirFiles(t, f.dir)
-	if total > 3000 || len(names) != 3 {
-		t.Fatalf("disk holds %d bytes in %v, want <= 3000 in 3 files", total, names)
-	}
-	if s := f.cache.Stats(); s.Bytes > 3000 {
-		t.Fatalf("cache bytes %d > max", s.Bytes)
 	}
 }
 
@@ -490,6 +506,11 @@ func TestRestartEvictsToMaxBytes(t *testing.T) {
 	if s := f.cache.Stats(); s.Entries != 2 || s.Bytes != 2000 || s.Evictions != 2 {
 		t.Fatalf("stats %+v", s)
 	}
+	// Chunks from a previous run enter main, newest at the front, with no
+	// re-reads: main evicts them oldest first.
+	if small, main, _ := f.queues(); len(small) != 0 || !slices.Equal(main, []int{3, 2}) {
+		t.Fatalf("after restart: small %v main %v, want main [3 2]", small, main)
+	}
 	f.get(2)
 	f.get(3)
 	if c := f.store.calls.Load(); c != 4 {
@@ -597,6 +618,13 @@ func TestMetrics(t *testing.T) {
 		"strata_remote_cache_readahead_total{result=fetched}": 1,
 		"strata_remote_cache_readahead_total{result=skipped}": 0,
 		"strata_remote_cache_readahead_total{result=dropped}": 0,
+		"strata_remote_cache_queue_bytes{queue=small}":        2000,
+		"strata_remote_cache_queue_bytes{queue=main}":         0,
+		"strata_remote_cache_queue_hits_total{queue=small}":   1,
+		"strata_remote_cache_queue_hits_total{queue=main}":    0,
+		"strata_remote_cache_promotions_total":                0,
+		"strata_remote_cache_ghost_hits_total":                0,
+		"strata_remote_cache_ghost_entries":                   0,
 	}
 	for name, v := range want {
 		if got, ok := values[name]; !ok || got != v {
@@ -611,8 +639,8 @@ func TestMetrics(t *testing.T) {
 	if _, err := New(Config{Dir: t.TempDir(), MaxBytes: 1}, f.store.Fetch, nil, reg); err == nil {
 		t.Fatal("second registration accepted")
 	}
-	if mfs, _ := reg.Gather(); len(mfs) != 11 {
-		t.Fatalf("%d metric families after a failed registration, want 11", len(mfs))
+	if mfs, _ := reg.Gather(); len(mfs) != 16 {
+		t.Fatalf("%d metric families after a failed registration, want 16", len(mfs))
 	}
 }
 

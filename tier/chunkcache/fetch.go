@@ -32,7 +32,7 @@ func (fs *files) Get(name string) (*entry, bool) {
 		return nil, false
 	}
 	e.pins++
-	c.mu.lru.MoveToFront(e.elem)
+	c.touchLocked(e)
 	return e, true
 }
 
@@ -47,14 +47,17 @@ func (fs *files) Has(name string) bool {
 
 // Add indexes a downloaded chunk file, pinned once per Get waiting for it
 // (each unpins it once it has opened the file), and evicts what no longer
-// fits.
+// fits. A read-ahead download that a Get joined is that Get's miss: it is
+// no longer a read-ahead entry.
 func (fs *files) Add(name string, e *entry, waiters int) {
 	c := (*Cache)(fs)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e.pins = waiters
-	c.insertLocked(e)
-	c.evictLocked()
+	if waiters > 0 {
+		e.prefetched = false
+	}
+	c.admitLocked(e)
 }
 
 // fetcher returns the download of ch into the file name, for the flight
@@ -72,7 +75,7 @@ func (c *Cache) fetcher(name string, ch Chunk, readahead bool) flight.Fetch[*ent
 			return nil, err
 		}
 		c.m.fetchSeconds.Observe(time.Since(start).Seconds())
-		return &entry{name: name, size: ch.Length, verified: true}, nil
+		return &entry{name: name, size: ch.Length, verified: true, prefetched: readahead}, nil
 	}
 }
 

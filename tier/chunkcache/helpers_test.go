@@ -2,6 +2,7 @@ package chunkcache
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ type fakeStore struct {
 		corrupt int           // the next this many calls flip a byte
 		gate    chan struct{} // when set, calls wait for it to close (or ctx)
 		delay   time.Duration
+		byOff   map[int64]int // calls by offset
 	}
 }
 
@@ -76,6 +78,10 @@ func (s *fakeStore) Fetch(ctx context.Context, key string, off, length int64) (i
 	s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
 	s.mu.Lock()
+	if s.mu.byOff == nil {
+		s.mu.byOff = make(map[int64]int)
+	}
+	s.mu.byOff[off]++
 	gate, delay := s.mu.gate, s.mu.delay
 	var injected error
 	if len(s.mu.errs) > 0 {
@@ -115,6 +121,13 @@ func (s *fakeStore) Fetch(ctx context.Context, key string, off, length int64) (i
 		b[len(b)/2] ^= 0x40
 	}
 	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// callsAt returns how many calls read from offset off.
+func (s *fakeStore) callsAt(off int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.byOff[off]
 }
 
 var errNotFound = errors.New("not found")
@@ -179,6 +192,69 @@ func (f *fixture) chunk(i int) Chunk {
 		Length:    f.chunkSize,
 		CRC32C:    crc32.Checksum(f.obj[off:off+f.chunkSize], castagnoli),
 	}
+}
+
+// rangeChunk is a chunk of length bytes of the object from off, for chunks
+// of varying sizes.
+func (f *fixture) rangeChunk(off, length int64) Chunk {
+	return Chunk{
+		Key:       fmt.Sprintf("r/%d/%d", off, length),
+		ObjectKey: testObject,
+		Offset:    off,
+		Length:    length,
+		CRC32C:    crc32.Checksum(f.obj[off:off+length], castagnoli),
+	}
+}
+
+// getChunk Gets ch, checks its bytes and releases the file.
+func (f *fixture) getChunk(ch Chunk) {
+	f.t.Helper()
+	file, release, err := f.cache.Get(context.Background(), ch)
+	if err != nil {
+		f.t.Fatalf("Get(%s): %v", ch, err)
+	}
+	defer release()
+	if err := readEqual(file, f.obj[ch.Offset:ch.Offset+ch.Length]); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// cached reports whether ch is in the cache's index.
+func (f *fixture) cached(ch Chunk) bool {
+	c := f.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.entries[fileName(ch)] != nil
+}
+
+// queues lists the fixed-size chunks (by index) in the small, main and
+// ghost queues, newest first. Names of other chunks are listed as -1.
+func (f *fixture) queues() (small, main, ghost []int) {
+	idx := make(map[string]int)
+	for i := range int64(len(f.obj)) / f.chunkSize {
+		idx[fileName(f.chunk(int(i)))] = int(i)
+	}
+	index := func(name string) int {
+		if i, ok := idx[name]; ok {
+			return i
+		}
+		return -1
+	}
+	c := f.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, q := range []struct {
+		l   *list.List
+		out *[]int
+	}{{&c.mu.small.l, &small}, {&c.mu.main.l, &main}} {
+		for el := q.l.Front(); el != nil; el = el.Next() {
+			*q.out = append(*q.out, index(el.Value.(*entry).name))
+		}
+	}
+	for el := c.mu.ghost.l.Front(); el != nil; el = el.Next() {
+		ghost = append(ghost, index(el.Value.(ghostRec).name))
+	}
+	return small, main, ghost
 }
 
 func (f *fixture) want(i int) []byte {

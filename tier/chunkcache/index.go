@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,7 +34,18 @@ var errStale = errors.New("chunkcache: stale entry")
 type entry struct {
 	name string
 	size int64
-	elem *list.Element // in Cache.mu.lru
+	// q is the queue the entry is in; elem is its element there.
+	q    *queue
+	elem *list.Element
+	// freq counts Gets that hit the entry since it entered its queue (or,
+	// in main, since its last reinsertion), capped at maxFreq.
+	freq uint8
+	// prefetched marks an entry a read-ahead download brought in that no
+	// Get has touched yet: the first Get is its first access, not a re-read.
+	prefetched bool
+	// ghosted marks a prefetched entry whose name was in the ghost queue:
+	// its first Get counts as the ghost hit a miss would have been.
+	ghosted bool
 	// pins counts callers about to open the file; a pinned entry is never
 	// evicted.
 	pins int
@@ -42,6 +54,50 @@ type entry struct {
 	verified bool
 	// removed is set once the entry left the index, for late unpins.
 	removed bool
+}
+
+// maxFreq caps entry.freq: S3-FIFO's two-bit counter.
+const maxFreq = 3
+
+// smallShare is the small queue's share of MaxBytes, in tenths: S3-FIFO's
+// 10%.
+const smallShare = 10
+
+// queue is one of S3-FIFO's two FIFO queues of cached entries, newest at
+// the front.
+type queue struct {
+	l     list.List
+	bytes int64
+	gauge *atomic.Int64 // the queue's bytes metric
+}
+
+func (q *queue) push(e *entry) {
+	e.q, e.elem = q, q.l.PushFront(e)
+	q.bytes += e.size
+	q.gauge.Store(q.bytes)
+}
+
+func (q *queue) remove(e *entry) {
+	q.l.Remove(e.elem)
+	e.q, e.elem = nil, nil
+	q.bytes -= e.size
+	q.gauge.Store(q.bytes)
+}
+
+// ghost is S3-FIFO's ghost queue: the names (and sizes) of entries evicted
+// from the small queue without a re-read, newest at the front, bounded to
+// the main queue's share of MaxBytes, summed over the evicted entries'
+// sizes: at most as many names as main can hold chunks.
+type ghost struct {
+	l     list.List                // of ghostRec
+	names map[string]*list.Element // into l
+	bytes int64
+	max   int64
+}
+
+type ghostRec struct {
+	name string
+	size int64
 }
 
 // fileName maps a chunk to its file name: a hash of everything that defines
@@ -73,13 +129,60 @@ func isChunkName(name string) bool {
 
 func (c *Cache) path(name string) string { return filepath.Join(c.cfg.Dir, name) }
 
-// insertLocked adds e as the most recently used entry. c.mu must be held.
-func (c *Cache) insertLocked(e *entry) {
-	e.elem = c.mu.lru.PushFront(e)
+// admitLocked adds a new entry to the index: into main if its name is in
+// the ghost queue (it was evicted from small recently and is asked for
+// again), else into small. A read-ahead entry always goes to small, and a
+// ghost name it had is kept on the entry for its first Get (touchLocked).
+// It then evicts what no longer fits, e itself last. c.mu must be held.
+func (c *Cache) admitLocked(e *entry) {
+	q := &c.mu.small
+	if c.ghostRemoveLocked(e.name) {
+		if e.prefetched {
+			e.ghosted = true
+		} else {
+			c.m.ghostHits.Add(1)
+			q = &c.mu.main
+		}
+	}
+	c.insertLocked(e, q)
+	// As in S3-FIFO, a new entry is not evicted to make room for itself:
+	// it is held while the others are considered, and evicted only if
+	// nothing else can go (a chunk bigger than the cache, or all pinned).
+	e.pins++
+	c.evictLocked()
+	e.pins--
+	c.evictLocked()
+}
+
+// insertLocked adds e at the front of q. c.mu must be held.
+func (c *Cache) insertLocked(e *entry, q *queue) {
+	q.push(e)
 	c.mu.entries[e.name] = e
 	c.mu.bytes += e.size
 	c.m.bytes.Store(c.mu.bytes)
 	c.m.entries.Store(int64(len(c.mu.entries)))
+}
+
+// touchLocked records a Get that hit e. The first Get of a read-ahead entry
+// is its first access: it counts nothing, or, if its name was a ghost, moves
+// it to main as a miss would have. Any other hit raises e's frequency.
+// c.mu must be held.
+func (c *Cache) touchLocked(e *entry) {
+	if e.prefetched {
+		e.prefetched = false
+		if e.ghosted {
+			e.ghosted = false
+			c.m.ghostHits.Add(1)
+			if e.q == &c.mu.small {
+				c.mu.small.remove(e)
+				c.mu.main.push(e)
+			}
+		}
+		return
+	}
+	if e.freq < maxFreq {
+		e.freq++
+	}
 }
 
 // removeLocked drops e from the index and unlinks its file; open
@@ -91,7 +194,7 @@ func (c *Cache) removeLocked(e *entry) {
 		return
 	}
 	e.removed = true
-	c.mu.lru.Remove(e.elem)
+	e.q.remove(e)
 	delete(c.mu.entries, e.name)
 	c.mu.bytes -= e.size
 	c.m.bytes.Store(c.mu.bytes)
@@ -101,17 +204,107 @@ func (c *Cache) removeLocked(e *entry) {
 	}
 }
 
-// evictLocked evicts unpinned entries, least recently used first, until the
-// cached bytes fit in MaxBytes. c.mu must be held.
+// evictLocked evicts unpinned entries until the cached bytes fit in
+// MaxBytes, by S3-FIFO: from the small queue while it holds at least its
+// share of MaxBytes (or main has nothing to give), else from main. Pinned
+// entries are skipped where they are. c.mu must be held.
 func (c *Cache) evictLocked() {
-	for el := c.mu.lru.Back(); el != nil && c.mu.bytes > c.cfg.MaxBytes; {
+	for c.mu.bytes > c.cfg.MaxBytes {
+		var ok bool
+		if c.mu.small.bytes >= c.smallMax() || c.mu.main.l.Len() == 0 {
+			ok = c.evictSmallLocked() || c.evictMainLocked()
+		} else {
+			ok = c.evictMainLocked() || c.evictSmallLocked()
+		}
+		if !ok { // everything left is pinned
+			return
+		}
+	}
+}
+
+// smallMax is the small queue's share of MaxBytes.
+func (c *Cache) smallMax() int64 { return max(c.cfg.MaxBytes/smallShare, 1) }
+
+// evictSmallLocked walks the small queue from its oldest entry: an entry a
+// Get has re-read since it came in moves to main (its frequency spent on the
+// move), the first one nobody re-read is evicted and its name goes to the
+// ghost queue. It reports whether it evicted one. c.mu must be held.
+func (c *Cache) evictSmallLocked() bool {
+	for el := c.mu.small.l.Back(); el != nil; {
 		prev := el.Prev()
-		if e := el.Value.(*entry); e.pins == 0 {
+		e := el.Value.(*entry)
+		switch {
+		case e.pins > 0:
+		case e.freq > 0:
+			c.mu.small.remove(e)
+			e.freq = 0
+			c.mu.main.push(e)
+			c.m.promotions.Add(1)
+		default:
+			c.ghostAddLocked(e.name, e.size)
 			c.removeLocked(e)
 			c.m.evictions.Add(1)
+			return true
 		}
 		el = prev
 	}
+	return false
+}
+
+// evictMainLocked walks the main queue from its oldest entry: an entry
+// re-read since it was (re)inserted goes back to the front with one read
+// less, the first other one is evicted. It reports whether it evicted one;
+// it stops when a whole walk found only pinned entries. c.mu must be held.
+func (c *Cache) evictMainLocked() bool {
+	for {
+		moved := false
+		for el := c.mu.main.l.Back(); el != nil; {
+			prev := el.Prev()
+			e := el.Value.(*entry)
+			switch {
+			case e.pins > 0:
+			case e.freq > 0:
+				e.freq--
+				c.mu.main.l.MoveToFront(el)
+				moved = true
+			default:
+				c.removeLocked(e)
+				c.m.evictions.Add(1)
+				return true
+			}
+			el = prev
+		}
+		if !moved { // each walk that moves one lowers a frequency: this ends
+			return false
+		}
+	}
+}
+
+// ghostAddLocked remembers the name of an entry evicted from small, and
+// forgets the oldest names beyond the ghost's bound. c.mu must be held.
+func (c *Cache) ghostAddLocked(name string, size int64) {
+	g := &c.mu.ghost
+	c.ghostRemoveLocked(name)
+	g.names[name] = g.l.PushFront(ghostRec{name, size})
+	g.bytes += size
+	for g.bytes > g.max {
+		c.ghostRemoveLocked(g.l.Back().Value.(ghostRec).name)
+	}
+	c.m.ghostEntries.Store(int64(len(g.names)))
+}
+
+// ghostRemoveLocked forgets name and reports whether it was a ghost. c.mu
+// must be held.
+func (c *Cache) ghostRemoveLocked(name string) bool {
+	g := &c.mu.ghost
+	el, ok := g.names[name]
+	if !ok {
+		return false
+	}
+	g.bytes -= g.l.Remove(el).(ghostRec).size
+	delete(g.names, name)
+	c.m.ghostEntries.Store(int64(len(g.names)))
+	return true
 }
 
 // unpin drops one pin on e and evicts what a pin held back. It locks c.mu.
@@ -187,9 +380,9 @@ func verifyFile(f *os.File, ch Chunk) error {
 	return nil
 }
 
-// load indexes the chunk files a previous run left in the directory, oldest
-// modification least recently used, removes temp files and empty chunk
-// files, and evicts down to MaxBytes. Unknown files are left alone. It runs
+// load indexes the chunk files a previous run left in the directory into the
+// main queue with no re-reads, oldest modification at the back, removes temp
+// files and empty chunk files, and evicts down to MaxBytes. Unknown files are left alone. It runs
 // in New, before the Cache is shared, and locks c.mu to fill the index.
 func (c *Cache) load() error {
 	des, err := os.ReadDir(c.cfg.Dir)
@@ -242,7 +435,7 @@ func (c *Cache) load() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, f := range chunks { // oldest first, so the newest ends at the front
-		c.insertLocked(&entry{name: f.name, size: f.size})
+		c.insertLocked(&entry{name: f.name, size: f.size}, &c.mu.main)
 	}
 	c.evictLocked()
 	c.logger.Info("chunk cache opened", "dir", c.cfg.Dir, "chunks", len(c.mu.entries),

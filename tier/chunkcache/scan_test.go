@@ -1,0 +1,237 @@
+package chunkcache
+
+import (
+	"container/list"
+	"testing"
+
+	"github.com/stratalog/strata/internal/wait"
+)
+
+// scanTrace is the scan-resistance workload: a working set of 10 chunks
+// (about 20% of the cache) read twice, then a sequential scan of 20 times
+// the cache's bytes read once, with the working set re-read after every
+// cache-size worth of scan chunks. Chunk sizes vary (128 to 383 bytes).
+type scanTrace struct {
+	maxBytes int64
+	working  []Chunk
+	// rounds[i] is the i-th cache-size run of scan chunks; the working set
+	// is re-read after each.
+	rounds [][]Chunk
+}
+
+const (
+	scanCacheBytes = 50 * 256
+	scanRounds     = 20
+)
+
+func newScanTrace(f *fixture) scanTrace {
+	tr := scanTrace{maxBytes: scanCacheBytes}
+	var off int64
+	next := func(i int) Chunk {
+		n := 128 + int64(i*97%256) // deterministic, varied sizes
+		ch := f.rangeChunk(off, n)
+		off += n
+		return ch
+	}
+	var wBytes int64
+	for i := range 10 {
+		ch := next(i)
+		tr.working = append(tr.working, ch)
+		wBytes += ch.Length
+	}
+	if wBytes*10 >= 3*tr.maxBytes {
+		f.t.Fatalf("working set of %d bytes is not under 30%% of %d", wBytes, tr.maxBytes)
+	}
+	i := 0
+	for range scanRounds {
+		var round []Chunk
+		for b := int64(0); b < tr.maxBytes; i++ {
+			ch := next(i)
+			round = append(round, ch)
+			b += ch.Length
+		}
+		tr.rounds = append(tr.rounds, round)
+	}
+	if off > int64(len(f.obj)) {
+		f.t.Fatalf("trace needs %d bytes of object, fixture has %d", off, len(f.obj))
+	}
+	return tr
+}
+
+// run feeds the trace to access, which reports a hit, and returns the
+// working set's and the scan's hit counts and accesses. Only re-reads count
+// (the working set's first read is a cold miss under any policy).
+func (tr scanTrace) run(access func(Chunk) bool) (wHits, wReads, scanHits, scanReads int) {
+	for _, ch := range tr.working {
+		access(ch)
+	}
+	readW := func() {
+		for _, ch := range tr.working {
+			if access(ch) {
+				wHits++
+			}
+			wReads++
+		}
+	}
+	readW()
+	for _, round := range tr.rounds {
+		for _, ch := range round {
+			if access(ch) {
+				scanHits++
+			}
+			scanReads++
+		}
+		readW()
+	}
+	return wHits, wReads, scanHits, scanReads
+}
+
+// lruRef is the reference policy the cache used before S3-FIFO: least
+// recently used, bounded in bytes.
+type lruRef struct {
+	max, bytes int64
+	l          list.List // of Chunk, most recent at the front
+	byKey      map[string]*list.Element
+}
+
+func (c *lruRef) access(ch Chunk) (hit bool) {
+	if el, ok := c.byKey[ch.Key]; ok {
+		c.l.MoveToFront(el)
+		return true
+	}
+	c.byKey[ch.Key] = c.l.PushFront(ch)
+	c.bytes += ch.Length
+	for c.bytes > c.max {
+		old := c.l.Remove(c.l.Back()).(Chunk)
+		delete(c.byKey, old.Key)
+		c.bytes -= old.Length
+	}
+	return false
+}
+
+// TestScanKeepsWorkingSet: a sequential scan 20 times the cache's size
+// does not evict a working set that is re-read once per cache-size of scan.
+// The same trace run through an LRU of the same bytes refetches the whole
+// working set every round.
+func TestScanKeepsWorkingSet(t *testing.T) {
+	f := newFixture(t, 1300, 256, Config{MaxBytes: scanCacheBytes})
+	tr := newScanTrace(f)
+
+	lru := &lruRef{max: tr.maxBytes, byKey: make(map[string]*list.Element)}
+	lwHits, lwReads, lsHits, lsReads := tr.run(lru.access)
+
+	wHits, wReads, sHits, sReads := tr.run(func(ch Chunk) bool {
+		before := f.store.calls.Load()
+		f.getChunk(ch)
+		if s := f.cache.Stats(); s.Bytes > tr.maxBytes {
+			t.Fatalf("cache holds %d bytes, max %d", s.Bytes, tr.maxBytes)
+		}
+		return f.store.calls.Load() == before
+	})
+	t.Logf("working-set hit rate: LRU %d/%d (%.0f%%), S3-FIFO %d/%d (%.0f%%); scan hit rate: LRU %d/%d, S3-FIFO %d/%d",
+		lwHits, lwReads, pct(lwHits, lwReads), wHits, wReads, pct(wHits, wReads), lsHits, lsReads, sHits, sReads)
+
+	for i, ch := range tr.working {
+		if n := f.store.callsAt(ch.Offset); n != 1 {
+			t.Errorf("working-set chunk %d fetched %d times, want once (the first load)", i, n)
+		}
+		if !f.cached(ch) {
+			t.Errorf("working-set chunk %d not cached after the scan", i)
+		}
+	}
+	if wHits != wReads {
+		t.Errorf("working-set re-reads: %d hits of %d", wHits, wReads)
+	}
+	// The reference: under LRU each round of scan pushes the working set
+	// out, so every round's re-read misses.
+	if want := len(tr.working) * scanRounds; lwReads-lwHits < want {
+		t.Errorf("LRU reference missed %d working-set re-reads, want at least %d: the trace does not test scan resistance",
+			lwReads-lwHits, want)
+	}
+	s := f.cache.Stats()
+	if s.Promotions != int64(len(tr.working)) {
+		t.Errorf("%d promotions to main, want %d (the working set only): %+v", s.Promotions, len(tr.working), s)
+	}
+	if _, total := dirFiles(t, f.dir); total > tr.maxBytes {
+		t.Errorf("%d bytes on disk, max %d", total, tr.maxBytes)
+	}
+}
+
+// TestScanReadaheadDoesNotPromote: the same trace, with each scan chunk
+// brought in by read-ahead before its Get, as the tier's read-ahead does. A
+// read-ahead is not an access and the scan's single Get of a chunk is its
+// first: no scan chunk reaches main, and the working set stays.
+func TestScanReadaheadDoesNotPromote(t *testing.T) {
+	f := newFixture(t, 1300, 256, Config{MaxBytes: scanCacheBytes})
+	tr := newScanTrace(f)
+	var wMisses int
+	// Two empty rounds first: the working set is read twice before the
+	// scan, as in TestScanKeepsWorkingSet.
+	for _, round := range append([][]Chunk{nil, nil}, tr.rounds...) {
+		for _, ch := range round {
+			f.cache.Prefetch(ch)
+			wait.Eventually(t, "read-ahead of the next scan chunk", func() bool { return f.cached(ch) })
+			before := f.store.calls.Load()
+			f.getChunk(ch)
+			if f.store.calls.Load() != before {
+				t.Fatalf("%s: prefetched, yet fetched again", ch)
+			}
+		}
+		for _, ch := range tr.working { // the first round loads them
+			before := f.store.calls.Load()
+			f.getChunk(ch)
+			if f.store.calls.Load() != before {
+				wMisses++
+			}
+		}
+	}
+	s := f.cache.Stats()
+	if wMisses != len(tr.working) {
+		t.Errorf("%d working-set reads missed, want %d (the first load)", wMisses, len(tr.working))
+	}
+	if s.Promotions != int64(len(tr.working)) {
+		t.Errorf("%d promotions to main, want %d (the working set only): %+v", s.Promotions, len(tr.working), s)
+	}
+	var wBytes int64
+	for _, ch := range tr.working {
+		wBytes += ch.Length
+	}
+	if s.MainBytes != wBytes {
+		t.Errorf("main holds %d bytes, want the working set's %d: %+v", s.MainBytes, wBytes, s)
+	}
+	if s.ReadaheadFetched < int64(scanRounds*40) {
+		t.Errorf("only %d read-ahead downloads: %+v", s.ReadaheadFetched, s)
+	}
+}
+
+func pct(n, d int) float64 {
+	if d == 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(d)
+}
+
+// TestReadaheadNotEvictedForItself: a read-ahead chunk arriving when every
+// other chunk in the small queue was re-read must not be the one evicted to
+// make room for it: S3-FIFO makes room before it inserts.
+func TestReadaheadNotEvictedForItself(t *testing.T) {
+	f := newFixture(t, 4, 1000, Config{MaxBytes: 3000})
+	for i := range 3 {
+		f.get(i)
+		f.get(i) // re-read: each would move to main
+	}
+	f.cache.Prefetch(f.chunk(3))
+	wait.Eventually(t, "the read-ahead to be indexed and room made", func() bool {
+		return f.cached(f.chunk(3)) || f.cache.Stats().Evictions > 0
+	})
+	wait.Eventually(t, "room made", func() bool { return f.cache.Stats().Evictions == 1 })
+	if !f.cached(f.chunk(3)) {
+		small, main, ghost := f.queues()
+		t.Fatalf("the read-ahead chunk was evicted on arrival: small %v main %v ghost %v", small, main, ghost)
+	}
+	before := f.store.calls.Load()
+	f.get(3)
+	if n := f.store.calls.Load(); n != before {
+		t.Fatalf("prefetched chunk fetched again: %d fetches, want %d", n, before)
+	}
+}
