@@ -165,7 +165,7 @@ func (m *Manager) PurgeTopic(ctx context.Context, d metadata.TopicDeletion) erro
 
 // purgeCached drops a deleted segment's chunks from the chunk cache. The
 // chunk table is in its sidecar; a sidecar already gone (a repeated purge)
-// leaves nothing to find, and the entries age out of the LRU. No reader can
+// leaves nothing to find, and the entries age out of the cache. No reader can
 // reach them either way: a chunk's cache name hashes its object key, which
 // holds the upload id, and no other segment has that upload id.
 func (m *Manager) purgeCached(ctx context.Context, key tp, seg metadata.RemoteSegment) error {
