@@ -5,6 +5,8 @@ import (
 	"flag"
 	"sort"
 	"strings"
+
+	"github.com/stratalog/strata/internal/pricing"
 )
 
 // PriceTable is what storage costs. Defaults are AWS list prices (S3
@@ -19,9 +21,11 @@ type PriceTable struct {
 	IngestPerDayG float64 `json:"ingest_gb_per_day"` // for the $ per retention chart
 }
 
-// DefaultPrices are AWS S3 Standard and gp3 list prices.
+// DefaultPrices are AWS S3 Standard (internal/pricing, shared with the
+// broker's remote.storage.price.* keys) and gp3 list prices.
 func DefaultPrices() PriceTable {
-	return PriceTable{S3GBMonth: 0.023, S3PerKPut: 0.005, S3PerKGet: 0.0004, DiskGBMonth: 0.08, DiskReplicas: 3, DaysPerMonth: 30, IngestPerDayG: 1024}
+	return PriceTable{S3GBMonth: pricing.S3GBMonth, S3PerKPut: pricing.S3PutPer1000, S3PerKGet: pricing.S3GetPer1000,
+		DiskGBMonth: 0.08, DiskReplicas: 3, DaysPerMonth: pricing.DaysPerMonth, IngestPerDayG: 1024}
 }
 
 // RegisterFlags binds the prices to fs.

@@ -49,18 +49,23 @@ type Broker struct {
 	SocketReceiveBufferBytes     int64  // socket.receive.buffer.bytes (-1 = OS default)
 
 	// Remote storage (tiering).
-	RemoteStorageURL                   string // remote.storage.url (default file://<log.dirs>/remote)
-	RemoteLogManagerTaskIntervalMs     int64  // remote.log.manager.task.interval.ms (30000)
-	RemoteLogManagerCopyMaxBytesPerSec int64  // remote.log.manager.copy.max.bytes.per.second (-1 = unlimited)
-	RemoteFetchMaxWaitMs               int64  // remote.fetch.max.wait.ms (500)
-	RemoteCacheDir                     string // remote.cache.dir (default <log.dirs>/remote-cache)
-	RemoteCacheMaxBytes                int64  // remote.cache.max.bytes (1 GiB)
-	RemoteChunkBytes                   int64  // remote.chunk.bytes (4 MiB)
-	RemoteReadaheadChunks              int64  // remote.readahead.chunks (2)
-	RemoteLogReaderThreads             int64  // remote.log.reader.threads (10)
-	RemoteOrphanGraceMs                int64  // remote.orphan.grace.ms (3600000)
-	RemoteStorageRequestTimeoutMs      int64  // remote.storage.request.timeout.ms (10000)
-	RemoteStorageStallTimeoutMs        int64  // remote.storage.stall.timeout.ms (30000)
+	RemoteStorageURL                    string  // remote.storage.url (default file://<log.dirs>/remote)
+	RemoteLogManagerTaskIntervalMs      int64   // remote.log.manager.task.interval.ms (30000)
+	RemoteLogManagerCopyMaxBytesPerSec  int64   // remote.log.manager.copy.max.bytes.per.second (-1 = unlimited)
+	RemoteFetchMaxWaitMs                int64   // remote.fetch.max.wait.ms (500)
+	RemoteCacheDir                      string  // remote.cache.dir (default <log.dirs>/remote-cache)
+	RemoteCacheMaxBytes                 int64   // remote.cache.max.bytes (1 GiB)
+	RemoteChunkBytes                    int64   // remote.chunk.bytes (4 MiB)
+	RemoteReadaheadChunks               int64   // remote.readahead.chunks (2)
+	RemoteLogReaderThreads              int64   // remote.log.reader.threads (10)
+	RemoteOrphanGraceMs                 int64   // remote.orphan.grace.ms (3600000)
+	RemoteStorageRequestTimeoutMs       int64   // remote.storage.request.timeout.ms (10000)
+	RemoteLogManagerFetchMaxBytesPerSec int64   // remote.log.manager.fetch.max.bytes.per.second (-1 = unlimited)
+	RemoteLogReaderMaxPendingTasks      int64   // remote.log.reader.max.pending.tasks (100)
+	RemoteStoragePriceGBMonth           float64 // remote.storage.price.gb.month (0.023)
+	RemoteStoragePricePutPer1000        float64 // remote.storage.price.put.per.1000 (0.005)
+	RemoteStoragePriceGetPer1000        float64 // remote.storage.price.get.per.1000 (0.0004)
+	RemoteStorageStallTimeoutMs         int64   // remote.storage.stall.timeout.ms (30000)
 
 	// Topic defaults, with their broker-level keys (log.*). Resolve applies them.
 	// MessageMaxBytes above is the default of max.message.bytes.
@@ -121,15 +126,22 @@ var brokerFields = map[string]func(b *Broker) string{
 	"remote.log.manager.copy.max.bytes.per.second": func(b *Broker) string {
 		return i64(b.RemoteLogManagerCopyMaxBytesPerSec)
 	},
-	"remote.fetch.max.wait.ms":            func(b *Broker) string { return i64(b.RemoteFetchMaxWaitMs) },
-	"remote.cache.dir":                    func(b *Broker) string { return b.RemoteCacheDir },
-	"remote.cache.max.bytes":              func(b *Broker) string { return i64(b.RemoteCacheMaxBytes) },
-	"remote.chunk.bytes":                  func(b *Broker) string { return i64(b.RemoteChunkBytes) },
-	"remote.readahead.chunks":             func(b *Broker) string { return i64(b.RemoteReadaheadChunks) },
-	"remote.log.reader.threads":           func(b *Broker) string { return i64(b.RemoteLogReaderThreads) },
-	"remote.orphan.grace.ms":              func(b *Broker) string { return i64(b.RemoteOrphanGraceMs) },
-	"remote.storage.request.timeout.ms":   func(b *Broker) string { return i64(b.RemoteStorageRequestTimeoutMs) },
-	"remote.storage.stall.timeout.ms":     func(b *Broker) string { return i64(b.RemoteStorageStallTimeoutMs) },
+	"remote.fetch.max.wait.ms":          func(b *Broker) string { return i64(b.RemoteFetchMaxWaitMs) },
+	"remote.cache.dir":                  func(b *Broker) string { return b.RemoteCacheDir },
+	"remote.cache.max.bytes":            func(b *Broker) string { return i64(b.RemoteCacheMaxBytes) },
+	"remote.chunk.bytes":                func(b *Broker) string { return i64(b.RemoteChunkBytes) },
+	"remote.readahead.chunks":           func(b *Broker) string { return i64(b.RemoteReadaheadChunks) },
+	"remote.log.reader.threads":         func(b *Broker) string { return i64(b.RemoteLogReaderThreads) },
+	"remote.orphan.grace.ms":            func(b *Broker) string { return i64(b.RemoteOrphanGraceMs) },
+	"remote.storage.request.timeout.ms": func(b *Broker) string { return i64(b.RemoteStorageRequestTimeoutMs) },
+	"remote.storage.stall.timeout.ms":   func(b *Broker) string { return i64(b.RemoteStorageStallTimeoutMs) },
+	"remote.log.manager.fetch.max.bytes.per.second": func(b *Broker) string {
+		return i64(b.RemoteLogManagerFetchMaxBytesPerSec)
+	},
+	"remote.log.reader.max.pending.tasks": func(b *Broker) string { return i64(b.RemoteLogReaderMaxPendingTasks) },
+	"remote.storage.price.gb.month":       func(b *Broker) string { return f64(b.RemoteStoragePriceGBMonth) },
+	"remote.storage.price.put.per.1000":   func(b *Broker) string { return f64(b.RemoteStoragePricePutPer1000) },
+	"remote.storage.price.get.per.1000":   func(b *Broker) string { return f64(b.RemoteStoragePriceGetPer1000) },
 	"log.cleanup.policy":                  func(b *Broker) string { return b.LogCleanupPolicy },
 	"compression.type":                    func(b *Broker) string { return b.CompressionType },
 	"log.retention.ms":                    func(b *Broker) string { return i64(b.LogRetentionMs) },
@@ -151,6 +163,8 @@ var brokerFields = map[string]func(b *Broker) string{
 }
 
 func i64(n int64) string { return strconv.FormatInt(n, 10) }
+
+func f64(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 // EnvPrefix starts the environment variables Load reads.
 const EnvPrefix = "STRATA_"
@@ -325,6 +339,10 @@ func (l *loader) build() (*Broker, error) {
 		return n
 	}
 	boolean := func(name string) bool { return get(name) == "true" }
+	double := func(name string) float64 {
+		f, _ := strconv.ParseFloat(get(name), 64)
+		return f
+	}
 	isSet := func(name string) bool { _, ok := l.given[name]; return ok }
 	// orMs is Kafka's "ms key, else coarser keys" rule; any negative is -1.
 	orMs := func(ms string, coarse ...string) int64 {
@@ -373,18 +391,23 @@ func (l *loader) build() (*Broker, error) {
 		SocketSendBufferBytes:        num("socket.send.buffer.bytes"),
 		SocketReceiveBufferBytes:     num("socket.receive.buffer.bytes"),
 
-		RemoteStorageURL:                   get("remote.storage.url"),
-		RemoteLogManagerTaskIntervalMs:     num("remote.log.manager.task.interval.ms"),
-		RemoteLogManagerCopyMaxBytesPerSec: num("remote.log.manager.copy.max.bytes.per.second"),
-		RemoteFetchMaxWaitMs:               num("remote.fetch.max.wait.ms"),
-		RemoteCacheDir:                     get("remote.cache.dir"),
-		RemoteCacheMaxBytes:                num("remote.cache.max.bytes"),
-		RemoteChunkBytes:                   num("remote.chunk.bytes"),
-		RemoteReadaheadChunks:              num("remote.readahead.chunks"),
-		RemoteLogReaderThreads:             num("remote.log.reader.threads"),
-		RemoteOrphanGraceMs:                num("remote.orphan.grace.ms"),
-		RemoteStorageRequestTimeoutMs:      num("remote.storage.request.timeout.ms"),
-		RemoteStorageStallTimeoutMs:        num("remote.storage.stall.timeout.ms"),
+		RemoteStorageURL:                    get("remote.storage.url"),
+		RemoteLogManagerTaskIntervalMs:      num("remote.log.manager.task.interval.ms"),
+		RemoteLogManagerCopyMaxBytesPerSec:  num("remote.log.manager.copy.max.bytes.per.second"),
+		RemoteFetchMaxWaitMs:                num("remote.fetch.max.wait.ms"),
+		RemoteCacheDir:                      get("remote.cache.dir"),
+		RemoteCacheMaxBytes:                 num("remote.cache.max.bytes"),
+		RemoteChunkBytes:                    num("remote.chunk.bytes"),
+		RemoteReadaheadChunks:               num("remote.readahead.chunks"),
+		RemoteLogReaderThreads:              num("remote.log.reader.threads"),
+		RemoteOrphanGraceMs:                 num("remote.orphan.grace.ms"),
+		RemoteStorageRequestTimeoutMs:       num("remote.storage.request.timeout.ms"),
+		RemoteLogManagerFetchMaxBytesPerSec: num("remote.log.manager.fetch.max.bytes.per.second"),
+		RemoteLogReaderMaxPendingTasks:      num("remote.log.reader.max.pending.tasks"),
+		RemoteStoragePriceGBMonth:           double("remote.storage.price.gb.month"),
+		RemoteStoragePricePutPer1000:        double("remote.storage.price.put.per.1000"),
+		RemoteStoragePriceGetPer1000:        double("remote.storage.price.get.per.1000"),
+		RemoteStorageStallTimeoutMs:         num("remote.storage.stall.timeout.ms"),
 
 		LogCleanupPolicy:               get("log.cleanup.policy"),
 		CompressionType:                get("compression.type"),

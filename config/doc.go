@@ -95,6 +95,11 @@
 //	remote.orphan.grace.ms               3600000                       0 to 9223372036854775807
 //	remote.storage.request.timeout.ms    10000                         1 to 2147483647; one attempt of HEAD, DELETE, a GET until its body starts, a LIST's wait (Strata)
 //	remote.storage.stall.timeout.ms      30000                         1 to 2147483647; an upload or download that moves no byte this long (Strata)
+//	remote.log.manager.fetch.max.bytes.per.second  -1 (unlimited)      -1, or 1 to 9223372036854775807; remote downloads (chunks, sidecars, read-ahead) of all partitions together (KIP-956, Kafka's default Long.MAX; static here: Strata has no dynamic broker configs)
+//	remote.log.reader.max.pending.tasks  100                           1 to 2147483647; remote reads in progress at once; beyond it a fetch partition gets KAFKA_STORAGE_ERROR (retriable) at once (Kafka's key and default)
+//	remote.storage.price.gb.month        0.023                         0 to 1e9; $ per GB-month stored, for strata_tier_topic_dollars_per_day (S3 Standard list price, as strata bench)
+//	remote.storage.price.put.per.1000    0.005                         0 to 1e9; $ per 1,000 PUT-class requests (PUT, LIST)
+//	remote.storage.price.get.per.1000    0.0004                        0 to 1e9; $ per 1,000 GET-class requests (GET, HEAD); DELETE is free
 //
 // Every object-store call is retried (with backoff) after a failure; an
 // attempt that overruns its timeout fails with an error naming the store and

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/stratalog/strata/internal/pricing"
 )
 
 // kind is how a key's value parses; each maps to a DescribeConfigs Type.
@@ -176,6 +178,11 @@ func longKey(name string, def, min int64, doc string) *spec {
 	return &spec{name: name, kind: kindLong, def: strconv.FormatInt(def, 10), min: min, max: math.MaxInt64, doc: doc}
 }
 
+// priceKey is a price in dollars, 0 to 1e9.
+func priceKey(name string, def float64, doc string) *spec {
+	return &spec{name: name, kind: kindDouble, def: strconv.FormatFloat(def, 'g', -1, 64), minF: 0, maxF: 1e9, doc: doc}
+}
+
 func boolKey(name string, def bool, doc string) *spec {
 	return &spec{name: name, kind: kindBool, def: strconv.FormatBool(def), doc: doc}
 }
@@ -290,6 +297,17 @@ var brokerSpecs = []*spec{
 	longKey("remote.orphan.grace.ms", 3600000, 0, "Age an object without an index entry must reach before the reconciler deletes it."),
 	intKey("remote.storage.request.timeout.ms", 10000, 1, maxInt32, "Longest one attempt of a small object-store call (HEAD, DELETE, the start of a GET, a LIST's wait for the store) may take; it is then retried."),
 	intKey("remote.storage.stall.timeout.ms", 30000, 1, maxInt32, "Longest an object-store upload or download may go without moving a byte (an upload's wait for the answer included) before the attempt fails and is retried; never bounds a transfer that keeps moving."),
+	longKey("remote.log.manager.fetch.max.bytes.per.second", -1, -1, "Download bandwidth limit of remote reads (chunks, sidecars, read-ahead), all partitions together (KIP-956); -1: unlimited. Static: a restart applies a change.").
+		allow("-1 (unlimited) or 1 to 9223372036854775807").checked(func(v string) string {
+		if v == "0" {
+			return "0 would stop remote reads"
+		}
+		return ""
+	}),
+	intKey("remote.log.reader.max.pending.tasks", 100, 1, maxInt32, "Remote reads in progress at once; a fetch partition beyond it gets KAFKA_STORAGE_ERROR (retriable) at once instead of waiting (Kafka's name and default)."),
+	priceKey("remote.storage.price.gb.month", pricing.S3GBMonth, "Dollars per GB-month stored in the object store, for the tier's cost metrics (S3 Standard list price)."),
+	priceKey("remote.storage.price.put.per.1000", pricing.S3PutPer1000, "Dollars per 1,000 PUT-class object-store requests, for the tier's cost metrics."),
+	priceKey("remote.storage.price.get.per.1000", pricing.S3GetPer1000, "Dollars per 1,000 GET-class object-store requests, for the tier's cost metrics."),
 
 	// Topic defaults.
 	{name: "log.cleanup.policy", kind: kindList, def: "delete", oneOf: []string{"delete"},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stratalog/strata/internal/pricing"
 	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/tier/tierapi"
 )
@@ -45,6 +46,18 @@ type Config struct {
 	// CopyMaxBytesPerSecond limits upload bandwidth, all uploads together
 	// (remote.log.manager.copy.max.bytes.per.second; <= 0: unlimited).
 	CopyMaxBytesPerSecond int64
+	// FetchMaxBytesPerSecond limits download bandwidth, all remote reads
+	// together: chunks on a miss, read-ahead and sidecars
+	// (remote.log.manager.fetch.max.bytes.per.second, KIP-956; <= 0: unlimited).
+	FetchMaxBytesPerSecond int64
+	// ReaderMaxPendingTasks bounds the remote reads in progress at once; a
+	// read beyond it fails at once with ErrUnavailable, which the broker
+	// answers with KAFKA_STORAGE_ERROR, a retriable error
+	// (remote.log.reader.max.pending.tasks, default 100).
+	ReaderMaxPendingTasks int
+	// Prices are the object-store prices of the cost metrics
+	// (remote.storage.price.*); nil: pricing.DefaultS3.
+	Prices *pricing.S3
 	// UploadConcurrency is the number of partitions uploading at once
 	// (default 2). One partition uploads one segment at a time, in order.
 	UploadConcurrency int
@@ -77,6 +90,7 @@ const (
 	DefaultChunkBytes        = 4 << 20
 	DefaultUploadConcurrency = 2
 	DefaultReaderThreads     = 10
+	DefaultReaderMaxPending  = 100
 	DefaultFetchMaxWait      = 500 * time.Millisecond
 	DefaultReconcileInterval = time.Hour
 	DefaultSidecarCacheBytes = 64 << 20
@@ -96,6 +110,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReaderThreads <= 0 {
 		c.ReaderThreads = DefaultReaderThreads
+	}
+	if c.ReaderMaxPendingTasks <= 0 {
+		c.ReaderMaxPendingTasks = DefaultReaderMaxPending
+	}
+	if c.Prices == nil {
+		p := pricing.DefaultS3()
+		c.Prices = &p
 	}
 	if c.FetchMaxWait <= 0 {
 		c.FetchMaxWait = DefaultFetchMaxWait
@@ -155,6 +176,9 @@ type PartitionStatus struct {
 	CopyLagSegments int
 	// LastError is the last upload or delete error, empty after a success.
 	LastError string
+	// TopicCost is the partition's topic's cost, the same on each of its
+	// partitions; nil where no running manager counted it (offline).
+	TopicCost *TopicCost `json:",omitempty"`
 }
 
 // LocalSegmentStatus is a local segment.

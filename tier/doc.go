@@ -191,6 +191,18 @@
 //	strata_tier_retention_passes_total       partition rounds whose remote retention completed
 //	strata_tier_manifest_writes_total        topic manifests written
 //	strata_tier_manifests_pending            topics whose manifest is not yet known to be written
+//	strata_tier_remote_fetch_rejected_total  reads refused at once: remote.log.reader.max.pending.tasks in progress
+//	strata_tier_topic_requests_total{topic,kind}  store calls per topic: put, get, head, delete (LIST is not per topic)
+//	strata_tier_topic_remote_bytes{topic}    bytes of the topic's COPY_FINISHED segments
+//	strata_tier_topic_read_bytes_total{topic}  bytes downloaded for the topic
+//	strata_tier_topic_dollars_per_day{topic} stored bytes and requests (averaged since start, over at least an hour) at remote.storage.price.*
+//
+// Every store call of the manager goes through one decorator (cost.go): it
+// counts the call by the topic its key names and paces downloads (chunks,
+// read-ahead, sidecars) through remote.log.manager.fetch.max.bytes.per.second,
+// so remote reads cannot take the bandwidth the produce path and uploads need.
+// A read beyond remote.log.reader.max.pending.tasks in progress fails at once
+// with ErrUnavailable (KAFKA_STORAGE_ERROR, retriable) rather than queueing.
 //
 // The chunk cache registers its own strata_remote_cache_* series (see
 // package chunkcache).

@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stratalog/strata/internal/metricsreg"
 	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/tier/chunkcache"
@@ -104,7 +106,11 @@ type Manager struct {
 	m         *metrics
 	cache     *chunkcache.Cache
 	limiter   *tokenBucket // nil: unlimited
-	sidecars  *sidecarCache
+	costs     *costs
+	// pending counts the remote reads in progress (serve), bounded by
+	// Config.ReaderMaxPendingTasks.
+	pending  atomic.Int64
+	sidecars *sidecarCache
 	// prefetchSem bounds the goroutines that load a next segment's sidecar
 	// for read-ahead.
 	prefetchSem chan struct{}
@@ -169,8 +175,17 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 		health = remotestore.NewHealth("object store")
 		store = remotestore.WithHealth(store, health)
 	}
+	// Every call the manager makes goes through the metered store: counted
+	// per topic, downloads paced by the fetch limit.
+	costs := newCosts(*cfg.Prices, cfg.Now, reg)
+	metered := &meteredStore{Store: store, costs: costs}
+	if cfg.FetchMaxBytesPerSecond > 0 {
+		metered.limiter = newTokenBucket(cfg.FetchMaxBytesPerSecond)
+	}
+	store = metered
 	m := &Manager{
-		cfg: cfg, store: store, meta: meta, logger: logger, health: health, started: time.Now(),
+		costs: costs,
+		cfg:   cfg, store: store, meta: meta, logger: logger, health: health, started: time.Now(),
 		m:           newMetrics(reg),
 		sidecars:    newSidecarCache(cfg.SidecarCacheBytes, sidecarLoadTimeout),
 		prefetchSem: make(chan struct{}, 4),
@@ -182,6 +197,7 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	if cfg.CopyMaxBytesPerSecond > 0 {
 		m.limiter = newTokenBucket(cfg.CopyMaxBytesPerSecond)
 	}
+	metricsreg.Register(reg, newCostCollector(m))
 	m.viewMu.parts = make(map[tp]*partState)
 	m.jobs.cond = sync.NewCond(&m.jobs)
 	m.jobs.forgotten = map[[16]byte]bool{}

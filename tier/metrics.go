@@ -18,6 +18,7 @@ type metrics struct {
 	fetchBytes     prometheus.Counter
 	fetchRequests  prometheus.Counter
 	fetchErrors    prometheus.Counter
+	fetchRejected  prometheus.Counter
 	fetchSeconds   prometheus.Histogram
 	remoteLogBytes prometheus.Gauge
 	timeToTier     prometheus.Histogram
@@ -48,6 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fetchBytes:       counter("remote_fetch_bytes_total", "Bytes served from the remote tier."),
 		fetchRequests:    counter("remote_fetch_requests_total", "Reads served from the remote tier."),
 		fetchErrors:      counter("remote_fetch_errors_total", "Reads from the remote tier that failed."),
+		fetchRejected:    counter("remote_fetch_rejected_total", "Reads from the remote tier refused at once: remote.log.reader.max.pending.tasks were in progress."),
 		remoteLogBytes:   gauge("remote_log_bytes", "Bytes of COPY_FINISHED remote segments."),
 		storeAvailable:   gauge("store_available", "0 if the last failed object-store call ended after the last successful one, else 1."),
 		storeSinceOK:     gauge("store_last_success_age_seconds", "Seconds from the last successful object-store call (or the manager's start) to the last management tick."),

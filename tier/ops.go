@@ -19,6 +19,7 @@ import (
 // was handed by Manage or that have a remote index), by partition.
 func (m *Manager) Status(topic string) []PartitionStatus {
 	var out []PartitionStatus
+	var cost *TopicCost
 	for _, ps := range m.allParts() {
 		if ps.key.topic != topic {
 			continue
@@ -37,6 +38,11 @@ func (m *Manager) Status(topic string) []PartitionStatus {
 		pl, hasLog := ps.log, ps.hasLog
 		st.CopyLagBytes, st.CopyLagSegments, st.LastError = ps.lagBytes, ps.lagSegs, ps.lastErr
 		m.jobs.Unlock()
+		if cost == nil {
+			c := m.TopicCost(topic)
+			cost = &c
+		}
+		st.TopicCost = cost
 		if hasLog {
 			for _, s := range pl.Log.Segments() {
 				st.Local = append(st.Local, LocalSegmentStatus{

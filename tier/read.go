@@ -72,6 +72,16 @@ func (m *Manager) ReadMany(ctx context.Context, topic string, partition int32, o
 func (m *Manager) serve(ctx context.Context, key tp, offset int64, read func(context.Context, tp) (int64, error)) error {
 	start := time.Now()
 	m.m.fetchRequests.Inc()
+	// Kafka's remote reader queue is bounded (remote.log.reader.max.pending.tasks);
+	// a read beyond it is refused at once rather than queued without bound.
+	if n := m.pending.Add(1); n > int64(m.cfg.ReaderMaxPendingTasks) {
+		m.pending.Add(-1)
+		m.m.fetchErrors.Inc()
+		m.m.fetchRejected.Inc()
+		return fmt.Errorf("%w: %s-%d: %d remote reads in progress (remote.log.reader.max.pending.tasks=%d)",
+			ErrUnavailable, key.topic, key.partition, n-1, m.cfg.ReaderMaxPendingTasks)
+	}
+	defer m.pending.Add(-1)
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.FetchMaxWait)
 	defer cancel()
 	n, err := read(ctx, key)

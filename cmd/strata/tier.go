@@ -476,7 +476,14 @@ func localSegmentFiles(dir string, highest int64) []tier.LocalSegmentStatus {
 
 func printStatus(w io.Writer, sts []tier.PartitionStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	costShown := map[string]bool{}
 	for _, st := range sts {
+		if c := st.TopicCost; c != nil && !costShown[st.Topic] {
+			costShown[st.Topic] = true
+			fmt.Fprintf(tw, "%s	cost $%.4f/day	remote %d bytes, read %d bytes	requests put %d, get %d, head %d, delete %d	\n",
+				st.Topic, c.DollarsPerDay, c.RemoteBytes, c.ReadBytes,
+				c.Requests[tier.KindPut], c.Requests[tier.KindGet], c.Requests[tier.KindHead], c.Requests[tier.KindDelete])
+		}
 		fmt.Fprintf(tw, "%s/%d\tremote start %d\tlatest tiered %d\tcopy lag %d segments, %d bytes\t%s\n",
 			st.Topic, st.Partition, st.LogStartOffset, st.HighestOffset, st.CopyLagSegments, st.CopyLagBytes, st.LastError)
 		for _, r := range st.Remote {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stratalog/strata/config"
+	"github.com/stratalog/strata/internal/pricing"
 	"github.com/stratalog/strata/metadata"
 	"github.com/stratalog/strata/remotestore"
 	"github.com/stratalog/strata/remotestore/backend"
@@ -54,15 +55,19 @@ func Tier(cfg *config.Broker, meta *metadata.Store, logger *slog.Logger, reg pro
 		return nil
 	}
 	mgr, err = tier.New(tier.Config{
-		CacheDir:              cfg.RemoteCacheDir,
-		CacheMaxBytes:         cfg.RemoteCacheMaxBytes,
-		ChunkBytes:            cfg.RemoteChunkBytes,
-		ReadaheadChunks:       int(cfg.RemoteReadaheadChunks),
-		ReaderThreads:         int(cfg.RemoteLogReaderThreads),
-		CopyMaxBytesPerSecond: cfg.RemoteLogManagerCopyMaxBytesPerSec,
-		FetchMaxWait:          ms(cfg.RemoteFetchMaxWaitMs),
-		OrphanGrace:           ms(cfg.RemoteOrphanGraceMs),
-		Health:                health,
+		CacheDir:               cfg.RemoteCacheDir,
+		CacheMaxBytes:          cfg.RemoteCacheMaxBytes,
+		ChunkBytes:             cfg.RemoteChunkBytes,
+		ReadaheadChunks:        int(cfg.RemoteReadaheadChunks),
+		ReaderThreads:          int(cfg.RemoteLogReaderThreads),
+		CopyMaxBytesPerSecond:  cfg.RemoteLogManagerCopyMaxBytesPerSec,
+		FetchMaxBytesPerSecond: cfg.RemoteLogManagerFetchMaxBytesPerSec,
+		ReaderMaxPendingTasks:  int(cfg.RemoteLogReaderMaxPendingTasks),
+		Prices: &pricing.S3{GBMonth: cfg.RemoteStoragePriceGBMonth,
+			PutPer1000: cfg.RemoteStoragePricePutPer1000, GetPer1000: cfg.RemoteStoragePriceGetPer1000},
+		FetchMaxWait: ms(cfg.RemoteFetchMaxWaitMs),
+		OrphanGrace:  ms(cfg.RemoteOrphanGraceMs),
+		Health:       health,
 	}, store, meta, logger.With("component", "tier"), reg)
 	if err != nil {
 		closeStore()
