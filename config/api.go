@@ -65,4 +65,8 @@ type Topic struct {
 	// KIP-950 (topic keys only, default false).
 	RemoteLogCopyDisable     bool // remote.log.copy.disable
 	RemoteLogDeleteOnDisable bool // remote.log.delete.on.disable
+
+	// compression.type: producer (batches stored as produced), or the codec
+	// every batch is stored in: uncompressed, gzip, snappy, lz4, zstd.
+	CompressionType string
 }
