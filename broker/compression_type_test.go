@@ -299,3 +299,66 @@ func TestCompressionTypeBrokerDefault(t *testing.T) {
 		t.Errorf("%d bytes written", len(stored))
 	}
 }
+
+// TestCompressionLevelsApply: compression.gzip.level and
+// compression.zstd.level set the level the broker writes at: the same
+// records produced uncompressed are stored smaller at a higher level.
+func TestCompressionLevelsApply(t *testing.T) {
+	tb := startBroker(t, "compression.zstd.level=19")
+	words := []string{"alpha ", "beta ", "gamma ", "delta ", "epsilon ", "zeta ", "eta ", "theta "}
+	var recs []*kgo.Record
+	for i := range 100 {
+		var v []byte
+		for j := range 300 {
+			v = append(v, words[(i*31+j*j*7+j/3)%len(words)]...)
+		}
+		recs = append(recs, &kgo.Record{Value: v})
+	}
+	stored := map[string]int{}
+	for _, c := range []struct{ topic, codec, level, key string }{
+		{"gz1", "gzip", "1", "compression.gzip.level"},
+		{"gz9", "gzip", "9", "compression.gzip.level"},
+		{"zs1", "zstd", "1", "compression.zstd.level"},
+		{"zs19", "zstd", "", "compression.zstd.level"}, // the broker's 19
+	} {
+		cfgs := map[string]*string{"compression.type": kadm.StringPtr(c.codec)}
+		if c.level != "" {
+			cfgs[c.key] = kadm.StringPtr(c.level)
+		}
+		tb.createTopic(c.topic, 1, cfgs)
+		want := c.level
+		if want == "" {
+			want = "19"
+		}
+		if v, _ := describedConfig(t, tb, c.topic, c.key); v != want {
+			t.Errorf("%s: DescribeConfigs %s = %q, want %q", c.topic, c.key, v, want)
+		}
+		for _, r := range recs {
+			r.Topic = c.topic
+		}
+		// One batch: the records linger until the flush.
+		cl := tb.client(kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(time.Minute), kgo.ProducerBatchMaxBytes(1<<20))
+		var failed error
+		for _, r := range recs {
+			cl.Produce(ctxT(t, 30*time.Second), r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					failed = err
+				}
+			})
+		}
+		if err := cl.Flush(ctxT(t, 30*time.Second)); err != nil || failed != nil {
+			t.Fatalf("%s: produce: %v %v", c.topic, err, failed)
+		}
+		b, hs := tb.storedBatches(c.topic)
+		if len(hs) != 1 {
+			t.Fatalf("%s: %d batches stored, want 1", c.topic, len(hs))
+		}
+		stored[c.topic] = len(b)
+	}
+	if stored["gz9"] >= stored["gz1"] {
+		t.Errorf("gzip level 9 stored %d bytes, level 1 %d: compression.gzip.level has no effect", stored["gz9"], stored["gz1"])
+	}
+	if stored["zs19"] >= stored["zs1"] {
+		t.Errorf("zstd level 19 stored %d bytes, level 1 %d: compression.zstd.level has no effect", stored["zs19"], stored["zs1"])
+	}
+}

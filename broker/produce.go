@@ -119,7 +119,14 @@ func (s *Server) produceTo(p *partition, records []byte) (localstore.AppendResul
 	// rest of the header are kept, so Append's sequence check and offset
 	// assignment see what the producer sent.
 	if codec, ok := localstore.CompressionCodec(cfg.CompressionType); ok {
-		if records, hdrs, err = localstore.Recompress(records, hdrs, codec, cfg.MaxMessageBytes); err != nil {
+		target := localstore.Target{Codec: codec}
+		switch codec {
+		case localstore.CodecGzip:
+			target.Level = int(cfg.CompressionGzipLevel)
+		case localstore.CodecZstd:
+			target.Level = int(cfg.CompressionZstdLevel)
+		}
+		if records, hdrs, err = localstore.Recompress(records, hdrs, target, cfg.MaxMessageBytes); err != nil {
 			return localstore.AppendResult{}, err
 		}
 	}

@@ -83,7 +83,7 @@ func TestDefaults(t *testing.T) {
 		FlushMessages: math.MaxInt64, FlushMs: math.MaxInt64, TimestampType: "CreateTime", RemoteStorageEnable: true,
 		LocalRetentionMs: -2, LocalRetentionBytes: -2, SegmentJitterMs: 0, FileDeleteDelayMs: 60000,
 		MessageTimestampBeforeMaxMs: math.MaxInt64, MessageTimestampAfterMaxMs: math.MaxInt64,
-		CompressionType: "producer",
+		CompressionType: "producer", CompressionGzipLevel: -1, CompressionZstdLevel: 3,
 	}
 	if topic != want {
 		t.Errorf("Resolve(nil) = %+v\nwant %+v", topic, want)
@@ -540,5 +540,40 @@ func TestCompressionType(t *testing.T) {
 	}
 	if topic, _ := Default().Resolve(nil); topic.CompressionType != "producer" {
 		t.Errorf("default compression.type %q, want producer", topic.CompressionType)
+	}
+}
+
+// TestCompressionLevels: compression.gzip.level and compression.zstd.level
+// (KIP-390) take Kafka's ranges, as broker and topic keys.
+func TestCompressionLevels(t *testing.T) {
+	b := mustLoad(t, "", nil, []string{"compression.gzip.level=9", "compression.zstd.level=-7"})
+	topic, err := b.Resolve(nil)
+	if err != nil || topic.CompressionGzipLevel != 9 || topic.CompressionZstdLevel != -7 {
+		t.Errorf("broker levels: gzip %d zstd %d, %v", topic.CompressionGzipLevel, topic.CompressionZstdLevel, err)
+	}
+	topic, err = b.Resolve(map[string]string{"compression.gzip.level": "1", "compression.zstd.level": "22"})
+	if err != nil || topic.CompressionGzipLevel != 1 || topic.CompressionZstdLevel != 22 {
+		t.Errorf("topic levels: gzip %d zstd %d, %v", topic.CompressionGzipLevel, topic.CompressionZstdLevel, err)
+	}
+	for _, ok := range []map[string]string{
+		{"compression.gzip.level": "-1"}, {"compression.zstd.level": "-131072"}, {"compression.zstd.level": "0"},
+	} {
+		if err := b.ValidateTopicConfigs(ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+	for _, c := range []struct {
+		o    map[string]string
+		want string
+	}{
+		{map[string]string{"compression.gzip.level": "0"}, "compression.gzip.level: 0 is not a gzip level (allowed: -1 (the default, 6), or 1 to 9)"},
+		{map[string]string{"compression.gzip.level": "10"}, "compression.gzip.level: 10 is out of range"},
+		{map[string]string{"compression.zstd.level": "23"}, "compression.zstd.level: 23 is out of range (allowed: -131072 to 22)"},
+		{map[string]string{"compression.zstd.level": "-131073"}, "compression.zstd.level: -131073 is out of range"},
+		{map[string]string{"compression.lz4.level": "9"}, `unknown topic config "compression.lz4.level"`},
+	} {
+		if err := b.ValidateTopicConfigs(c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.o, err, c.want)
+		}
 	}
 }

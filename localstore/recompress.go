@@ -19,12 +19,16 @@ package localstore
 //     whatever max.message.bytes is: a request of many small batches that
 //     each expand a thousandfold cannot make the broker allocate without end.
 //
-// The compressors use their codec's default level (KIP-390's level keys are
-// not implemented): gzip 6, lz4 fast with 64 KiB blocks (Kafka's Java client's
-// block size), zstd klauspost's SpeedDefault (about libzstd's level 3, Kafka's
-// default) with a 1 MiB window, well under the 8 MiB that validation and
-// most consumers accept. snappy is written in xerial framing with 32 KiB
-// blocks, as Kafka's Java snappy stream does.
+// Levels (KIP-390): gzip takes Kafka's compression.gzip.level as it is (-1,
+// the default, is 6); zstd maps compression.zstd.level onto klauspost's four
+// speeds as its EncoderLevelFromZstd does (below 3 fastest, 3 to 5 default,
+// 6 to 9 better, 10 and up best; 0 is libzstd's default, 3), each with a
+// 1 MiB window, well under the 8 MiB that validation and most consumers
+// accept. lz4 has no level here (compression.lz4.level is not implemented:
+// Kafka's levels are lz4-java's HC levels, which pierrec/lz4 does not
+// offer): it is written at pierrec's fast level with 64 KiB blocks, the
+// block size of Kafka's Java client. snappy is written in xerial framing
+// with 32 KiB blocks, as Kafka's Java snappy stream does.
 
 import (
 	"encoding/binary"
@@ -74,13 +78,23 @@ func CompressionCodec(compressionType string) (codec int8, ok bool) {
 
 var compressionTypes = [...]string{"uncompressed", "gzip", "snappy", "lz4", "zstd"}
 
+// Target is what Recompress writes batches in.
+type Target struct {
+	Codec int8 // CodecNone to CodecZstd
+	// Level is the codec's level, as Kafka's compression.<codec>.level:
+	// gzip -1 or 1 to 9, zstd -131072 to 22; 0 is the codec's default. lz4
+	// and snappy ignore it.
+	Level int
+}
+
 // Recompress returns the batches b, validated by ValidateBatches (hs are the
 // headers it returned), with every batch that is not a control batch and
-// whose codec is not codec rewritten in codec, and the headers of the
-// result. When no batch needs it, b and hs come back as they are, without a
+// whose codec is not target.Codec rewritten in it, and the headers of the
+// result. A batch already in the codec is kept whatever its level, as in Kafka. When no batch needs it, b and hs come back as they are, without a
 // copy. maxBatchBytes (max.message.bytes; <= 0: no limit) bounds each
 // rewritten batch. b is not modified.
-func Recompress(b []byte, hs []BatchHeader, codec int8, maxBatchBytes int64) ([]byte, []BatchHeader, error) {
+func Recompress(b []byte, hs []BatchHeader, target Target, maxBatchBytes int64) ([]byte, []BatchHeader, error) {
+	codec := target.Codec
 	if codec < CodecNone || codec > CodecZstd {
 		return nil, nil, fmt.Errorf("localstore: recompress: unknown codec %d", codec)
 	}
@@ -108,7 +122,7 @@ func Recompress(b []byte, hs []BatchHeader, codec int8, maxBatchBytes int64) ([]
 		if maxBatchBytes <= 0 {
 			out.limit = -1
 		}
-		if err := rewriteRecords(&dec, &enc, out, batch, h, codec); err != nil {
+		if err := rewriteRecords(&dec, &enc, out, batch, h, target); err != nil {
 			switch {
 			case errors.Is(err, errOutputTooLarge) && out.overBatch:
 				return nil, nil, fmt.Errorf("%w: batch %d rewritten as %s is more than max.message.bytes (%d)", ErrBatchTooLarge, i, compressionTypes[codec], maxBatchBytes)
@@ -137,7 +151,7 @@ func needsRewrite(hs []BatchHeader, codec int8) bool {
 }
 
 // rewriteRecords appends the records section of batch, re-encoded in codec, to out.
-func rewriteRecords(dec *decoders, enc *encoders, out *capWriter, batch []byte, h BatchHeader, codec int8) error {
+func rewriteRecords(dec *decoders, enc *encoders, out *capWriter, batch []byte, h BatchHeader, target Target) error {
 	body := batch[HeaderSize:]
 	var src io.Reader
 	c := dec.get()
@@ -155,18 +169,18 @@ func rewriteRecords(dec *decoders, enc *encoders, out *capWriter, batch []byte, 
 	// rewrite bounded even if it is called on unvalidated bytes.
 	src = &io.LimitedReader{R: src, N: maxDecompressed}
 	var w io.WriteCloser
-	switch codec {
+	switch target.Codec {
 	case CodecNone:
 		_, err := io.CopyBuffer(out, src, c.buf)
 		return err
 	case CodecGzip:
-		w = enc.gzip(out)
+		w = enc.gzip(out, target.Level)
 	case CodecSnappy:
 		return writeXerial(out, src, c.buf)
 	case CodecLZ4:
 		w = enc.lz4(out)
 	case CodecZstd:
-		zw, err := enc.zstd(out)
+		zw, err := enc.zstd(out, target.Level)
 		if err != nil {
 			return err
 		}
@@ -238,32 +252,55 @@ func (w *capWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Pooled compressors, each reset onto its output.
+// Pooled compressors, each reset onto its output: gzip by level (index
+// level+1, -1 to 9), zstd by klauspost speed.
 var (
-	gzipWriters = sync.Pool{New: func() any {
-		w, _ := gzip.NewWriterLevel(nil, gzip.DefaultCompression)
-		return w
-	}}
-	lz4Writers = sync.Pool{New: func() any {
+	gzipWriters [11]sync.Pool // *gzip.Writer
+	lz4Writers  = sync.Pool{New: func() any {
 		w := lz4.NewWriter(nil)
 		if err := w.Apply(lz4.BlockSizeOption(lz4.Block64Kb), lz4.ConcurrencyOption(1), lz4.CompressionLevelOption(lz4.Fast)); err != nil {
 			panic(err) // static options
 		}
 		return w
 	}}
-	zstdWriters sync.Pool // *zstd.Encoder
+	zstdWriters [zstd.SpeedBestCompression + 1]sync.Pool // *zstd.Encoder
 )
+
+// gzipLevel is a Kafka gzip level as klauspost's: 0 and anything outside
+// 1 to 9 is the default.
+func gzipLevel(level int) int {
+	if level < 1 || level > 9 {
+		return gzip.DefaultCompression
+	}
+	return level
+}
+
+// zstdSpeed maps a Kafka (libzstd) level onto klauspost's speeds; 0 is
+// libzstd's default level, 3.
+func zstdSpeed(level int) zstd.EncoderLevel {
+	if level == 0 {
+		level = 3
+	}
+	return zstd.EncoderLevelFromZstd(level)
+}
 
 // encoders lends compressors from the pools for one call; close returns them.
 type encoders struct {
-	gz *gzip.Writer
-	lz *lz4.Writer
-	zs *zstd.Encoder
+	gz      *gzip.Writer
+	gzLevel int
+	lz      *lz4.Writer
+	zs      *zstd.Encoder
+	zsSpeed zstd.EncoderLevel
 }
 
-func (e *encoders) gzip(w io.Writer) *gzip.Writer {
+func (e *encoders) gzip(w io.Writer, level int) *gzip.Writer {
 	if e.gz == nil {
-		e.gz = gzipWriters.Get().(*gzip.Writer)
+		e.gzLevel = gzipLevel(level)
+		if z, ok := gzipWriters[e.gzLevel+1].Get().(*gzip.Writer); ok {
+			e.gz = z
+		} else {
+			e.gz, _ = gzip.NewWriterLevel(nil, e.gzLevel) // a valid level
+		}
 	}
 	e.gz.Reset(w)
 	return e.gz
@@ -277,15 +314,16 @@ func (e *encoders) lz4(w io.Writer) *lz4.Writer {
 	return e.lz
 }
 
-func (e *encoders) zstd(w io.Writer) (*zstd.Encoder, error) {
+func (e *encoders) zstd(w io.Writer, level int) (*zstd.Encoder, error) {
 	if e.zs == nil {
-		if z, ok := zstdWriters.Get().(*zstd.Encoder); ok {
+		e.zsSpeed = zstdSpeed(level)
+		if z, ok := zstdWriters[e.zsSpeed].Get().(*zstd.Encoder); ok {
 			e.zs = z
 		} else {
 			// Concurrency 1 encodes in the caller's goroutine: nothing to
 			// close when the pool drops the encoder.
 			z, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(zstdWriteWindow),
-				zstd.WithEncoderLevel(zstd.SpeedDefault))
+				zstd.WithEncoderLevel(e.zsSpeed))
 			if err != nil {
 				return nil, err
 			}
@@ -300,7 +338,7 @@ func (e *encoders) close() {
 	// Reset onto nil so the pools do not pin the output.
 	if e.gz != nil {
 		e.gz.Reset(nil)
-		gzipWriters.Put(e.gz)
+		gzipWriters[e.gzLevel+1].Put(e.gz)
 	}
 	if e.lz != nil {
 		e.lz.Reset(nil)
@@ -308,7 +346,7 @@ func (e *encoders) close() {
 	}
 	if e.zs != nil {
 		e.zs.Reset(nil)
-		zstdWriters.Put(e.zs)
+		zstdWriters[e.zsSpeed].Put(e.zs)
 	}
 	*e = encoders{}
 }

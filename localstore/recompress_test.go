@@ -95,7 +95,7 @@ func TestRecompressEveryCodecPair(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				out, ohs, err := Recompress(in, hs, target, 0)
+				out, ohs, err := Recompress(in, hs, Target{Codec: target}, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -138,7 +138,7 @@ func TestRecompressSeveralBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, ohs, err := Recompress(all, hs, CodecZstd, 0)
+	out, ohs, err := Recompress(all, hs, Target{Codec: CodecZstd}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestRecompressLargeBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		for target := CodecNone; target <= CodecZstd; target++ {
-			out, _, err := Recompress(in, hs, target, 0)
+			out, _, err := Recompress(in, hs, Target{Codec: target}, 0)
 			if err != nil {
 				t.Fatalf("%d to %d: %v", src, target, err)
 			}
@@ -205,7 +205,7 @@ func TestRecompressTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = Recompress(in, hs, CodecNone, limit)
+	_, _, err = Recompress(in, hs, Target{Codec: CodecNone}, limit)
 	if !errors.Is(err, ErrBatchTooLarge) {
 		t.Fatalf("err %v, want ErrBatchTooLarge", err)
 	}
@@ -213,7 +213,7 @@ func TestRecompressTooLarge(t *testing.T) {
 		t.Errorf("error %q does not say %q", err, want)
 	}
 	// Within the limit it is stored.
-	if _, _, err := Recompress(in, hs, CodecNone, 300<<10); err != nil {
+	if _, _, err := Recompress(in, hs, Target{Codec: CodecNone}, 300<<10); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -228,5 +228,63 @@ func TestCompressionCodec(t *testing.T) {
 		if _, ok := CompressionCodec(name); ok {
 			t.Errorf("%q is a codec", name)
 		}
+	}
+}
+
+// TestRecompressLevels: compression.gzip.level and compression.zstd.level
+// take effect (a higher level writes a smaller batch of the same records),
+// and a batch already in the codec is kept whatever its level (Kafka).
+func TestRecompressLevels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	words := []string{"alpha ", "beta ", "gamma ", "delta ", "epsilon ", "zeta ", "eta ", "theta "}
+	recs := make([]rec, 200)
+	for i := range recs {
+		var v []byte
+		for range 200 {
+			v = append(v, words[rng.IntN(len(words))]...)
+		}
+		recs[i] = rec{ts: int64(i), value: v}
+	}
+	in := makeBatch(t, batchOpts{codec: 3, pid: -1, epoch: -1, seq: -1}, recs...)
+	hs, err := ValidateBatches(in, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := func(target Target) int {
+		t.Helper()
+		out, _, err := Recompress(in, hs, target, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkRewritten(t, in, out, target.Codec)
+		return len(out)
+	}
+	for _, c := range []struct {
+		codec       int8
+		fast, small int
+	}{{CodecGzip, 1, 9}, {CodecZstd, -5, 19}} {
+		fast, small := size(Target{c.codec, c.fast}), size(Target{c.codec, c.small})
+		if small >= fast {
+			t.Errorf("codec %d: level %d wrote %d bytes, level %d %d: the level has no effect", c.codec, c.small, small, c.fast, fast)
+		}
+		// The default (0, and gzip's -1) lies between.
+		for _, l := range []int{0, -1} {
+			if c.codec == CodecZstd && l == -1 {
+				continue
+			}
+			if d := size(Target{c.codec, l}); d < small || d > fast {
+				t.Errorf("codec %d: default level %d wrote %d bytes, outside %d..%d", c.codec, l, d, small, fast)
+			}
+		}
+	}
+	// Already zstd: not rewritten at another level.
+	z, _, err := Recompress(in, hs, Target{Codec: CodecZstd, Level: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zh, _ := ValidateBatches(z, 0)
+	again, _, err := Recompress(z, zh, Target{Codec: CodecZstd, Level: 19}, 0)
+	if err != nil || &again[0] != &z[0] {
+		t.Errorf("a zstd batch was rewritten for its level (%v)", err)
 	}
 }
