@@ -306,14 +306,20 @@ func TestCompressionTypeBrokerDefault(t *testing.T) {
 func TestCompressionLevelsApply(t *testing.T) {
 	tb := startBroker(t, "compression.zstd.level=19")
 	words := []string{"alpha ", "beta ", "gamma ", "delta ", "epsilon ", "zeta ", "eta ", "theta "}
-	var recs []*kgo.Record
+	// One uncompressed batch of compressible records, sent raw, so each
+	// topic stores exactly it.
+	var body []byte
 	for i := range 100 {
 		var v []byte
 		for j := range 300 {
 			v = append(v, words[(i*31+j*j*7+j/3)%len(words)]...)
 		}
-		recs = append(recs, &kgo.Record{Value: v})
+		r := kmsg.Record{OffsetDelta: int32(i), Value: v}
+		r.Length = int32(len(r.AppendTo(nil)) - 1)
+		body = append(body, r.AppendTo(nil)...)
 	}
+	batch := compressedBatch(0, 100, body)
+	r := tb.raw()
 	stored := map[string]int{}
 	for _, c := range []struct{ topic, codec, level, key string }{
 		{"gz1", "gzip", "1", "compression.gzip.level"},
@@ -333,21 +339,8 @@ func TestCompressionLevelsApply(t *testing.T) {
 		if v, _ := describedConfig(t, tb, c.topic, c.key); v != want {
 			t.Errorf("%s: DescribeConfigs %s = %q, want %q", c.topic, c.key, v, want)
 		}
-		for _, r := range recs {
-			r.Topic = c.topic
-		}
-		// One batch: the records linger until the flush.
-		cl := tb.client(kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(time.Minute), kgo.ProducerBatchMaxBytes(1<<20))
-		var failed error
-		for _, r := range recs {
-			cl.Produce(ctxT(t, 30*time.Second), r, func(_ *kgo.Record, err error) {
-				if err != nil {
-					failed = err
-				}
-			})
-		}
-		if err := cl.Flush(ctxT(t, 30*time.Second)); err != nil || failed != nil {
-			t.Fatalf("%s: produce: %v %v", c.topic, err, failed)
+		if sp := rawProduce(t, r, c.topic, bytes.Clone(batch)); sp.ErrorCode != 0 {
+			t.Fatalf("%s: %v", c.topic, kerr.ErrorForCode(sp.ErrorCode))
 		}
 		b, hs := tb.storedBatches(c.topic)
 		if len(hs) != 1 {
