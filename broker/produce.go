@@ -6,7 +6,10 @@ package broker
 // Each partition's records are validated whole (magic, length, CRC-32C, codec,
 // max.message.bytes, and every record, decompressed if need be) before anything
 // is written; the log then assigns offsets by rewriting baseOffset and appends
-// the bytes as they came, compressed or not. acks 0, 1 and -1 are accepted; on one node -1 means appended and
+// the bytes as they came, compressed or not (zero-copy), unless the topic's
+// compression.type names a codec: a batch in another codec is then rewritten
+// in it first (localstore.Recompress), as Kafka does, and a rewritten batch
+// larger than max.message.bytes gets MESSAGE_TOO_LARGE. acks 0, 1 and -1 are accepted; on one node -1 means appended and
 // flushed as flush.messages / flush.ms say. A retried idempotent batch is
 // answered with its original offset. v13 names topics by ID. Transactions are
 // not supported: transactional batches get TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
@@ -107,11 +110,30 @@ func (s *Server) produceTo(p *partition, records []byte) (localstore.AppendResul
 			return localstore.AppendResult{}, err
 		}
 	}
-	pos := 0
 	for _, h := range hdrs {
 		if h.Transactional() || h.Control() {
 			return localstore.AppendResult{}, errTransactional
 		}
+	}
+	// compression.type other than producer: batches in another codec are
+	// rewritten here, outside the log's writer lock, so appends to the
+	// partition do not queue behind a compressor. Offsets, sequences and the
+	// rest of the header are kept, so Append's sequence check and offset
+	// assignment see what the producer sent.
+	if codec, ok := localstore.CompressionCodec(cfg.CompressionType); ok {
+		target := localstore.Target{Codec: codec}
+		switch codec {
+		case localstore.CodecGzip:
+			target.Level = int(cfg.CompressionGzipLevel)
+		case localstore.CodecZstd:
+			target.Level = int(cfg.CompressionZstdLevel)
+		}
+		if records, hdrs, err = localstore.Recompress(records, hdrs, target, cfg.MaxMessageBytes); err != nil {
+			return localstore.AppendResult{}, err
+		}
+	}
+	pos := 0
+	for _, h := range hdrs {
 		// Every batch is stamped with the leader epoch of this broker (0); the
 		// CRC does not cover it. Consumers use it for OffsetForLeaderEpoch.
 		binary.BigEndian.PutUint32(records[pos+12:], 0)

@@ -65,4 +65,10 @@ type Topic struct {
 	// KIP-950 (topic keys only, default false).
 	RemoteLogCopyDisable     bool // remote.log.copy.disable
 	RemoteLogDeleteOnDisable bool // remote.log.delete.on.disable
+
+	// compression.type: producer (batches stored as produced), or the codec
+	// every batch is stored in: uncompressed, gzip, snappy, lz4, zstd.
+	CompressionType      string
+	CompressionGzipLevel int64 // compression.gzip.level (-1 = 6, or 1 to 9)
+	CompressionZstdLevel int64 // compression.zstd.level (-131072 to 22)
 }

@@ -83,6 +83,7 @@ func TestDefaults(t *testing.T) {
 		FlushMessages: math.MaxInt64, FlushMs: math.MaxInt64, TimestampType: "CreateTime", RemoteStorageEnable: true,
 		LocalRetentionMs: -2, LocalRetentionBytes: -2, SegmentJitterMs: 0, FileDeleteDelayMs: 60000,
 		MessageTimestampBeforeMaxMs: math.MaxInt64, MessageTimestampAfterMaxMs: math.MaxInt64,
+		CompressionType: "producer", CompressionGzipLevel: -1, CompressionZstdLevel: 3,
 	}
 	if topic != want {
 		t.Errorf("Resolve(nil) = %+v\nwant %+v", topic, want)
@@ -176,7 +177,7 @@ func TestLoadErrors(t *testing.T) {
 		{"replication factor", "", nil, []string{"default.replication.factor=3"}, []string{"default.replication.factor: 3 is out of range (allowed: 1: Strata is a single node)"}},
 		{"compaction", "", nil, []string{"log.cleanup.policy=compact,delete"}, []string{`log.cleanup.policy: "compact" is not supported: Strata has no log compaction (allowed: delete)`}},
 		{"cleanup policy value", "", nil, []string{"log.cleanup.policy=remove"}, []string{`log.cleanup.policy: "remove" is not allowed (allowed: delete)`}},
-		{"compression", "", nil, []string{"compression.type=zstd"}, []string{`compression.type: "zstd" is not supported: Strata stores batches as produced`, "(allowed: producer)"}},
+		{"compression", "", nil, []string{"compression.type=none"}, []string{`compression.type: "none" is not allowed (allowed: uncompressed, zstd, lz4, snappy, gzip, producer)`}},
 		{"timestamp type", "", nil, []string{"log.message.timestamp.type=createtime"}, []string{"log.message.timestamp.type:", "allowed: CreateTime, LogAppendTime"}},
 		{"ratio", "", nil, []string{"log.cleaner.min.cleanable.ratio=1.5"}, []string{"log.cleaner.min.cleanable.ratio: 1.5 is out of range (allowed: 0 to 1)"}},
 		{"metrics.listen", "", nil, []string{"metrics.listen=9100"}, []string{"metrics.listen:", "host:port"}},
@@ -419,7 +420,7 @@ func TestValidateTopicConfigs(t *testing.T) {
 		want string
 	}{
 		{map[string]string{"cleanup.policy": "compact"}, `config: cleanup.policy: "compact" is not supported: Strata has no log compaction (allowed: delete)`},
-		{map[string]string{"compression.type": "gzip"}, `config: compression.type: "gzip" is not supported: Strata stores batches as produced and never recompresses them (allowed: producer)`},
+		{map[string]string{"compression.type": "GZIP"}, `config: compression.type: "GZIP" is not allowed (allowed: uncompressed, zstd, lz4, snappy, gzip, producer)`},
 		{map[string]string{"segment.bytes": "13"}, "config: segment.bytes: 13 is out of range (allowed: 14 to 2147483647)"},
 		{map[string]string{"segment.ms": "0"}, "config: segment.ms: 0 is out of range"},
 		{map[string]string{"retention.ms": "-2"}, "config: retention.ms: -2 is out of range"},
@@ -519,5 +520,63 @@ func TestRequestMemoryAndConnectionKeys(t *testing.T) {
 	}
 	if b.SocketSendBufferBytes != 65536 || b.ConnectionsMaxIdleMs != -1 {
 		t.Errorf("send buffer %d, idle %d", b.SocketSendBufferBytes, b.ConnectionsMaxIdleMs)
+	}
+}
+
+// TestCompressionType: every Kafka value of compression.type is accepted, as a
+// broker key and as a topic key, and resolves into Topic.CompressionType; the
+// topic key overrides the broker's.
+func TestCompressionType(t *testing.T) {
+	for _, v := range []string{"producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"} {
+		b := mustLoad(t, "", nil, []string{"compression.type=" + v})
+		if b.CompressionType != v {
+			t.Errorf("broker compression.type=%s: field %q", v, b.CompressionType)
+		}
+		topic, err := b.Resolve(nil)
+		if err != nil || topic.CompressionType != v {
+			t.Errorf("broker compression.type=%s: topic %q, %v", v, topic.CompressionType, err)
+		}
+		topic, err = Default().Resolve(map[string]string{"compression.type": " " + v})
+		if err != nil || topic.CompressionType != v {
+			t.Errorf("topic compression.type=%s: %q, %v", v, topic.CompressionType, err)
+		}
+	}
+	if topic, _ := Default().Resolve(nil); topic.CompressionType != "producer" {
+		t.Errorf("default compression.type %q, want producer", topic.CompressionType)
+	}
+}
+
+// TestCompressionLevels: compression.gzip.level and compression.zstd.level
+// (KIP-390) take Kafka's ranges, as broker and topic keys.
+func TestCompressionLevels(t *testing.T) {
+	b := mustLoad(t, "", nil, []string{"compression.gzip.level=9", "compression.zstd.level=-7"})
+	topic, err := b.Resolve(nil)
+	if err != nil || topic.CompressionGzipLevel != 9 || topic.CompressionZstdLevel != -7 {
+		t.Errorf("broker levels: gzip %d zstd %d, %v", topic.CompressionGzipLevel, topic.CompressionZstdLevel, err)
+	}
+	topic, err = b.Resolve(map[string]string{"compression.gzip.level": "1", "compression.zstd.level": "22"})
+	if err != nil || topic.CompressionGzipLevel != 1 || topic.CompressionZstdLevel != 22 {
+		t.Errorf("topic levels: gzip %d zstd %d, %v", topic.CompressionGzipLevel, topic.CompressionZstdLevel, err)
+	}
+	for _, ok := range []map[string]string{
+		{"compression.gzip.level": "-1"}, {"compression.zstd.level": "-131072"}, {"compression.zstd.level": "0"},
+	} {
+		if err := b.ValidateTopicConfigs(ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+	for _, c := range []struct {
+		o    map[string]string
+		want string
+	}{
+		{map[string]string{"compression.gzip.level": "0"}, "compression.gzip.level: 0 is not a gzip level (allowed: -1 (the default, 6), or 1 to 9)"},
+		{map[string]string{"compression.gzip.level": "10"}, "compression.gzip.level: 10 is out of range"},
+		{map[string]string{"compression.zstd.level": "23"}, "compression.zstd.level: 23 is out of range (allowed: -131072 to 22)"},
+		{map[string]string{"compression.zstd.level": "-131073"}, "compression.zstd.level: -131073 is out of range"},
+		{map[string]string{"compression.lz4.level": "9"}, `unknown topic config "compression.lz4.level"`},
+	} {
+		if err := b.ValidateTopicConfigs(c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.o, err, c.want)
+		}
 	}
 }

@@ -126,7 +126,9 @@
 //
 //	topic key                        broker key(s)                         default               allowed
 //	cleanup.policy                   log.cleanup.policy                    delete                delete (Strata has no log compaction: compact is refused)
-//	compression.type                 compression.type                      producer              producer (batches are stored as produced: gzip, snappy, lz4, zstd, uncompressed are refused)
+//	compression.gzip.level           compression.gzip.level                -1 (= 6)              -1, or 1 to 9; see below
+//	compression.type                 compression.type                      producer              producer, uncompressed, gzip, snappy, lz4, zstd; see below
+//	compression.zstd.level           compression.zstd.level                3                     -131072 to 22; see below
 //	delete.retention.ms              log.cleaner.delete.retention.ms       86400000              0 to 9223372036854775807
 //	file.delete.delay.ms             log.segment.delete.delay.ms           60000                 0 to 9223372036854775807
 //	flush.messages                   log.flush.interval.messages           9223372036854775807   1 to 9223372036854775807
@@ -157,6 +159,23 @@
 //	max.compaction.lag.ms            log.cleaner.max.compaction.lag.ms     9223372036854775807   1 to 9223372036854775807
 //	min.compaction.lag.ms            log.cleaner.min.compaction.lag.ms     0                     0 to 9223372036854775807
 //	min.cleanable.dirty.ratio        log.cleaner.min.cleanable.ratio       0.5                   0 to 1
+//
+// compression.type producer (the default) stores each batch as the producer
+// sent it: a produce writes the request's bytes as they came (zero-copy). A
+// codec (uncompressed, gzip, snappy, lz4, zstd) makes the broker rewrite every
+// batch in another codec on append, as Kafka does (control batches excepted):
+// its records are decompressed and compressed again, so such a produce costs
+// CPU and a copy and is not zero-copy. The records and the header (timestamps,
+// producer id, epoch and sequence, attributes) are kept; a batch that the
+// rewrite makes larger than max.message.bytes gets MESSAGE_TOO_LARGE. A change
+// applies from the next append; stored batches keep their codec. Fetches are
+// zero-copy either way. The levels of KIP-390 apply to the batches the broker
+// writes (a batch already in the topic's codec is kept whatever its level, as
+// in Kafka): compression.gzip.level as Kafka's; compression.zstd.level mapped
+// onto the four speeds of the Go zstd encoder (below 3, 3 to 5, 6 to 9, 10 and
+// up). compression.lz4.level is not supported (an unknown key): Kafka's lz4
+// levels are lz4-java's HC levels, which the Go lz4 encoder does not offer;
+// lz4 is written at its fast level (localstore/recompress.go).
 //
 // segment.bytes keeps Kafka's lower bound of 14 bytes (Kafka 4 raised it to
 // 1 MiB): tiny segments are useful in tests, and a segment smaller than a batch

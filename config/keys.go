@@ -214,7 +214,6 @@ const (
 // Reasons given when a Kafka value is refused.
 const (
 	noCompaction = "Strata has no log compaction"
-	noRecompress = "Strata stores batches as produced and never recompresses them"
 )
 
 // Defaults named in several places.
@@ -312,9 +311,16 @@ var brokerSpecs = []*spec{
 	// Topic defaults.
 	{name: "log.cleanup.policy", kind: kindList, def: "delete", oneOf: []string{"delete"},
 		refuse: map[string]string{"compact": noCompaction}, doc: "Default cleanup.policy."},
-	{name: "compression.type", kind: kindString, def: "producer", oneOf: []string{"producer"},
-		refuse: map[string]string{"uncompressed": noRecompress, "gzip": noRecompress, "snappy": noRecompress, "lz4": noRecompress, "zstd": noRecompress},
-		doc:    "Default compression.type.", topic: "compression.type"},
+	{name: "compression.type", kind: kindString, def: "producer", oneOf: []string{"uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"},
+		doc: "Default compression.type: producer stores batches as produced; a codec rewrites every batch in another codec on append.", topic: "compression.type"},
+	intKey("compression.gzip.level", -1, -1, 9, "Default compression.gzip.level (KIP-390).").
+		allow("-1 (the default, 6), or 1 to 9").checked(func(v string) string {
+		if v == "0" {
+			return "0 is not a gzip level"
+		}
+		return ""
+	}),
+	intKey("compression.zstd.level", 3, -131072, 22, "Default compression.zstd.level (KIP-390)."),
 	longKey("log.cleaner.delete.retention.ms", 86400000, 0, "Default delete.retention.ms.").ineffective(),
 	longKey("log.segment.delete.delay.ms", 60000, 0, "Default file.delete.delay.ms."),
 	longKey("log.flush.interval.messages", maxInt64, 1, "Default flush.messages."),
@@ -373,7 +379,9 @@ type topicSpec struct {
 // topicSpecs lists every topic key, in Kafka's documentation order.
 var topicSpecs = []*topicSpec{
 	{name: "cleanup.policy", synonyms: []string{"log.cleanup.policy"}, doc: "delete only: segments past retention are deleted."},
-	{name: "compression.type", synonyms: []string{"compression.type"}, doc: "producer only: batches are stored as produced."},
+	{name: "compression.gzip.level", synonyms: []string{"compression.gzip.level"}, doc: "Level of the gzip batches the broker writes (compression.type=gzip); -1: 6."},
+	{name: "compression.type", synonyms: []string{"compression.type"}, doc: "producer: batches are stored as produced (zero-copy); uncompressed, gzip, snappy, lz4, zstd: a batch in another codec is recompressed on append."},
+	{name: "compression.zstd.level", synonyms: []string{"compression.zstd.level"}, doc: "Level of the zstd batches the broker writes (compression.type=zstd), mapped onto four speeds: below 3, 3 to 5, 6 to 9, 10 and up."},
 	{name: "delete.retention.ms", synonyms: []string{"log.cleaner.delete.retention.ms"}, noEffect: true, doc: "Tombstone retention of compacted topics."},
 	{name: "file.delete.delay.ms", synonyms: []string{"log.segment.delete.delay.ms"}, doc: "Delay before a deleted segment's files are removed."},
 	{name: "flush.messages", synonyms: []string{"log.flush.interval.messages"}, doc: "fsync after this many messages."},

@@ -77,6 +77,9 @@ func (b *Broker) resolve(overrides map[string]string, origins map[string]string)
 		MessageTimestampAfterMaxMs:  v["message.timestamp.after.max.ms"],
 		RemoteLogCopyDisable:        s["remote.log.copy.disable"] == "true",
 		RemoteLogDeleteOnDisable:    s["remote.log.delete.on.disable"] == "true",
+		CompressionType:             s["compression.type"],
+		CompressionGzipLevel:        v["compression.gzip.level"],
+		CompressionZstdLevel:        v["compression.zstd.level"],
 	}
 	if t.RemoteStorageEnable {
 		for _, p := range [][2]string{{"local.retention.ms", "retention.ms"}, {"local.retention.bytes", "retention.bytes"}} {
