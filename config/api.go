@@ -65,4 +65,17 @@ type Topic struct {
 	// KIP-950 (topic keys only, default false).
 	RemoteLogCopyDisable     bool // remote.log.copy.disable
 	RemoteLogDeleteOnDisable bool // remote.log.delete.on.disable
+
+	// Compaction (cleanup.policy compact).
+	DeleteRetentionMs      int64   // delete.retention.ms
+	MinCompactionLagMs     int64   // min.compaction.lag.ms
+	MaxCompactionLagMs     int64   // max.compaction.lag.ms
+	MinCleanableDirtyRatio float64 // min.cleanable.dirty.ratio
 }
+
+// Compact reports whether cleanup.policy includes compact.
+func (t Topic) Compact() bool { return policyHas(t.CleanupPolicy, "compact") }
+
+// Delete reports whether cleanup.policy includes delete: retention.ms and
+// retention.bytes apply only then (a compact-only log keeps every key).
+func (t Topic) Delete() bool { return policyHas(t.CleanupPolicy, "delete") }

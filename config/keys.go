@@ -206,7 +206,6 @@ const (
 
 // Reasons given when a Kafka value is refused.
 const (
-	noCompaction = "Strata has no log compaction"
 	noRecompress = "Strata stores batches as produced and never recompresses them"
 )
 
@@ -290,12 +289,12 @@ var brokerSpecs = []*spec{
 	intKey("remote.storage.stall.timeout.ms", 30000, 1, maxInt32, "Longest an object-store upload or download may go without moving a byte (an upload's wait for the answer included) before the attempt fails and is retried; never bounds a transfer that keeps moving."),
 
 	// Topic defaults.
-	{name: "log.cleanup.policy", kind: kindList, def: "delete", oneOf: []string{"delete"},
-		refuse: map[string]string{"compact": noCompaction}, doc: "Default cleanup.policy."},
+	{name: "log.cleanup.policy", kind: kindList, def: "delete", oneOf: []string{"delete", "compact"},
+		doc: "Default cleanup.policy."},
 	{name: "compression.type", kind: kindString, def: "producer", oneOf: []string{"producer"},
 		refuse: map[string]string{"uncompressed": noRecompress, "gzip": noRecompress, "snappy": noRecompress, "lz4": noRecompress, "zstd": noRecompress},
 		doc:    "Default compression.type.", topic: "compression.type"},
-	longKey("log.cleaner.delete.retention.ms", 86400000, 0, "Default delete.retention.ms.").ineffective(),
+	longKey("log.cleaner.delete.retention.ms", 86400000, 0, "Default delete.retention.ms."),
 	longKey("log.segment.delete.delay.ms", 60000, 0, "Default file.delete.delay.ms."),
 	longKey("log.flush.interval.messages", maxInt64, 1, "Default flush.messages."),
 	longKey("log.flush.interval.ms", 0, 0, "Default flush.ms; unset: never (9223372036854775807).").nullDefault(),
@@ -320,10 +319,18 @@ var brokerSpecs = []*spec{
 	boolKey("remote.storage.enable", true, "Default remote.storage.enable: tier closed segments to the object store (on by default in Strata)."),
 	longKey("log.local.retention.ms", -2, -2, "Default local.retention.ms; -2: the topic's retention.ms."),
 	longKey("log.local.retention.bytes", -2, -2, "Default local.retention.bytes; -2: the topic's retention.bytes."),
-	longKey("log.cleaner.max.compaction.lag.ms", maxInt64, 1, "Default max.compaction.lag.ms.").ineffective(),
-	longKey("log.cleaner.min.compaction.lag.ms", 0, 0, "Default min.compaction.lag.ms.").ineffective(),
-	{name: "log.cleaner.min.cleanable.ratio", kind: kindDouble, def: "0.5", minF: 0, maxF: 1, noEffect: true,
+	longKey("log.cleaner.max.compaction.lag.ms", maxInt64, 1, "Default max.compaction.lag.ms."),
+	longKey("log.cleaner.min.compaction.lag.ms", 0, 0, "Default min.compaction.lag.ms."),
+	{name: "log.cleaner.min.cleanable.ratio", kind: kindDouble, def: "0.5", minF: 0, maxF: 1,
 		doc: "Default min.cleanable.dirty.ratio."},
+
+	// The log cleaner (compaction).
+	boolKey("log.cleaner.enable", true, "Run the log cleaner: compact the topics whose cleanup.policy includes compact."),
+	intKey("log.cleaner.threads", 1, 0, 256, "Partitions cleaned at once; 0: none (as log.cleaner.enable=false)."),
+	longKey("log.cleaner.dedupe.buffer.size", 134217728, 1024, "Memory of the key-to-offset maps, all cleaner threads together; a log too large for a thread's share is cleaned in several passes."),
+	{name: "log.cleaner.io.max.bytes.per.second", kind: kindDouble, def: "1.7976931348623157e+308", minF: 1, maxF: math.MaxFloat64,
+		doc: "Bytes the cleaner threads read and write per second, together."},
+	longKey("log.cleaner.backoff.ms", 15000, 0, "How long the cleaner sleeps when no log needs cleaning."),
 
 	// Kafka keys that do not apply to one node: accepted so a Kafka
 	// server.properties needs few edits, validated as Kafka does, no effect.
@@ -352,9 +359,9 @@ type topicSpec struct {
 
 // topicSpecs lists every topic key, in Kafka's documentation order.
 var topicSpecs = []*topicSpec{
-	{name: "cleanup.policy", synonyms: []string{"log.cleanup.policy"}, doc: "delete only: segments past retention are deleted."},
+	{name: "cleanup.policy", synonyms: []string{"log.cleanup.policy"}, doc: "delete: segments past retention are deleted; compact: the log cleaner keeps the latest record of each key; compact,delete: both."},
 	{name: "compression.type", synonyms: []string{"compression.type"}, doc: "producer only: batches are stored as produced."},
-	{name: "delete.retention.ms", synonyms: []string{"log.cleaner.delete.retention.ms"}, noEffect: true, doc: "Tombstone retention of compacted topics."},
+	{name: "delete.retention.ms", synonyms: []string{"log.cleaner.delete.retention.ms"}, doc: "How long a tombstone stays in the cleaned part of a compacted log."},
 	{name: "file.delete.delay.ms", synonyms: []string{"log.segment.delete.delay.ms"}, doc: "Delay before a deleted segment's files are removed."},
 	{name: "flush.messages", synonyms: []string{"log.flush.interval.messages"}, doc: "fsync after this many messages."},
 	{name: "flush.ms", synonyms: []string{"log.flush.interval.ms"}, doc: "fsync after this many milliseconds."},
@@ -380,9 +387,9 @@ var topicSpecs = []*topicSpec{
 		doc: "Stop uploading the topic's segments; the remote tier stays readable and retention.* keeps expiring it. The local log then grows up to retention.*."},
 	{name: "remote.log.delete.on.disable", own: boolKey("remote.log.delete.on.disable", false, ""),
 		doc: "Must be true to turn remote.storage.enable from true to false; the topic's remote data is then deleted in the background."},
-	{name: "max.compaction.lag.ms", synonyms: []string{"log.cleaner.max.compaction.lag.ms"}, noEffect: true, doc: "Compaction only."},
-	{name: "min.compaction.lag.ms", synonyms: []string{"log.cleaner.min.compaction.lag.ms"}, noEffect: true, doc: "Compaction only."},
-	{name: "min.cleanable.dirty.ratio", synonyms: []string{"log.cleaner.min.cleanable.ratio"}, noEffect: true, doc: "Compaction only."},
+	{name: "max.compaction.lag.ms", synonyms: []string{"log.cleaner.max.compaction.lag.ms"}, doc: "Longest a record stays uncompacted: a log whose first dirty record is older is cleaned whatever its dirty ratio."},
+	{name: "min.compaction.lag.ms", synonyms: []string{"log.cleaner.min.compaction.lag.ms"}, doc: "Shortest time a record stays uncompacted: younger segments are not cleaned."},
+	{name: "min.cleanable.dirty.ratio", synonyms: []string{"log.cleaner.min.cleanable.ratio"}, doc: "Dirty bytes over cleanable bytes at which a log is cleaned."},
 }
 
 var (
