@@ -158,6 +158,7 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	s.wg.Add(2)
 	go s.housekeeping()
 	go s.deleter()
+	s.startCleaner()
 	return s, nil
 }
 

@@ -316,6 +316,7 @@ func (r *registry) partitionConfig(c config.Topic) plog.Config {
 		Tiered:      r.remote != nil && c.RemoteStorageEnable,
 		RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
 		LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
+		CompactOnly: c.Compact() && !c.Delete(),
 	}
 }
 

@@ -33,6 +33,7 @@ package localstore
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -68,6 +69,9 @@ type CleanConfig struct {
 	// Throttle, if set, is called with each count of bytes read or written
 	// (log.cleaner.io.max.bytes.per.second); it may sleep.
 	Throttle func(bytes int64)
+	// Ctx, if set, stops the cleaning between segments when done; nothing
+	// is swapped in then.
+	Ctx context.Context
 }
 
 // CleanStats says what a Clean did.
@@ -239,6 +243,9 @@ func (l *Log) Clean(cc CleanConfig) (CleanStats, error) {
 	if cc.DedupeBufferBytes <= 0 {
 		cc.DedupeBufferBytes = DefaultDedupeBufferBytes
 	}
+	if cc.Ctx == nil {
+		cc.Ctx = context.Background()
+	}
 	var st CleanStats
 	for {
 		more, err := l.cleanPass(cc, &st)
@@ -323,6 +330,9 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 		if v.st.next <= firstDirty || mapEnd < end {
 			continue
 		}
+		if err := cc.Ctx.Err(); err != nil {
+			return false, err
+		}
 		pos := int64(0)
 		if firstDirty > v.s.base {
 			pos = lookupOffset(v.idx, uint32(firstDirty-v.s.base))
@@ -382,7 +392,7 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 		return true
 	}
 
-	cw := &cleanedWriter{l: l, cfg: cfg, stats: stats, throttle: throttle}
+	cw := &cleanedWriter{l: l, cfg: cfg, stats: stats, throttle: throttle, ctx: cc.Ctx}
 	if err := cw.write(vs[:k], &dec, keep, lastOf); err != nil {
 		cw.discard()
 		return false, err
@@ -413,6 +423,7 @@ type cleanedWriter struct {
 	cfg      Config
 	stats    *CleanStats
 	throttle func(int64)
+	ctx      context.Context
 
 	cur       *segment
 	w         *bufio.Writer
@@ -426,6 +437,9 @@ func (cw *cleanedWriter) write(vs []segView, dec *decoders, keep func(cleanRecor
 	}
 	all := func(BatchHeader) bool { return true }
 	for _, v := range vs {
+		if err := cw.ctx.Err(); err != nil {
+			return err
+		}
 		err := forEachBatch(v.s.f, 0, v.st.size, all, func(_ int64, h BatchHeader, b []byte) (bool, error) {
 			nb, removed, err := cleanBatch(dec, b, h, keep, lastOf)
 			if err != nil {
@@ -448,6 +462,12 @@ func (cw *cleanedWriter) write(vs []segView, dec *decoders, keep func(cleanRecor
 
 func (cw *cleanedWriter) start(base int64, rolledAt time.Time) error {
 	l := cw.l
+	l.mu.RLock()
+	closed := l.mu.closed
+	l.mu.RUnlock()
+	if closed {
+		return ErrClosed // a deleted topic: its directory is going
+	}
 	s := &segment{base: base, logPath: logPath(l.dir, base), idxPath: indexPathFor(l.dir, base),
 		tidxPath: timeIndexPathFor(l.dir, base), st: newStats(base), rolledAt: rolledAt}
 	f, err := os.OpenFile(s.logPath+cleanedSuffix, os.O_RDWR|os.O_CREATE|os.O_TRUNC, filePerm)

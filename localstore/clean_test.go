@@ -440,3 +440,29 @@ func TestReadInGapBeforeNextSegment(t *testing.T) {
 		}
 	}
 }
+
+func TestRequireKeys(t *testing.T) {
+	for codec := int8(0); codec <= 5; codec++ {
+		o := noProducer()
+		o.codec = codec
+		var recs []rec
+		for i := 0; i < 200; i++ {
+			recs = append(recs, keyed(int64(i), fmt.Sprintf("key-%d", i), strings.Repeat("v", i)))
+		}
+		good := makeBatch(t, o, recs...)
+		recs[150].key = nil
+		bad := makeBatch(t, o, recs...)
+		for _, c := range []struct {
+			b    []byte
+			want error
+		}{{good, nil}, {bad, ErrInvalidRecord}, {append(slices.Clone(good), bad...), ErrInvalidRecord}} {
+			hs, err := ValidateBatches(c.b, 1<<30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := RequireKeys(c.b, hs); !errors.Is(err, c.want) || (c.want != nil && !strings.Contains(err.Error(), "record 150")) {
+				t.Errorf("codec %d: RequireKeys = %v, want %v for record 150", codec, err, c.want)
+			}
+		}
+	}
+}

@@ -1,0 +1,134 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stratalog/strata/internal/wait"
+)
+
+// A compacted topic end to end with franz-go: keyed records overwritten many
+// times (tombstones among them) in small segments are compacted by the
+// broker's cleaner, and a consumer from offset 0 gets exactly the latest
+// record of each key, in offset order, at its original offset. Before the
+// cleaner, CreateTopics refused cleanup.policy=compact (INVALID_CONFIG).
+func TestCompactedTopicKeepsLatestPerKey(t *testing.T) {
+	tb := startBroker(t, "log.cleaner.backoff.ms=20")
+	const topic = "compacted"
+	tb.createTopic(topic, 1, map[string]*string{
+		"cleanup.policy":            kadm.StringPtr("compact"),
+		"segment.bytes":             kadm.StringPtr("2048"),
+		"min.cleanable.dirty.ratio": kadm.StringPtr("0.01"),
+		"retention.ms":              kadm.StringPtr("1"), // compact alone: retention does not apply
+	})
+	if v := describeTopicValue(t, tb, topic, "remote.storage.enable"); v != "true" {
+		// The broker default is shown; the topic itself does not tier.
+		t.Logf("remote.storage.enable shows %q", v)
+	}
+	cl := tb.client(kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
+	latest := map[string]*kgo.Record{}
+	for round := 0; round < 40; round++ {
+		var recs []*kgo.Record
+		for k := 0; k < 25; k++ {
+			r := &kgo.Record{Key: []byte(fmt.Sprintf("key-%02d", k)), Value: []byte(fmt.Sprintf("round %d of key %d %s", round, k, strings.Repeat("x", k)))}
+			if k%7 == 3 && round == 39 {
+				r.Value = nil // the last word on these keys is a tombstone
+			}
+			recs = append(recs, r)
+		}
+		produceSync(t, cl, recs...)
+		for _, r := range recs {
+			latest[string(r.Key)] = r
+		}
+	}
+	tail := &kgo.Record{Key: []byte("tail"), Value: []byte("tail")}
+	produceSync(t, cl, tail)
+	latest["tail"] = tail
+	// The active segment is never cleaned: roll it so that all is cleanable.
+	p := tb.srv.topics.get(topic).parts()[0]
+	if err := p.log.Local().Roll(); err != nil {
+		t.Fatal(err)
+	}
+	leo := p.log.Local().LogEndOffset()
+	if p.log.Local().LogStartOffset() != 0 {
+		t.Fatalf("retention.ms deleted segments of a compact-only topic: log start %d", p.log.Local().LogStartOffset())
+	}
+	wait.For(t, 60*time.Second, "the cleaner to clean the whole cleanable log", func() bool {
+		st := p.log.Local().CleanState(0, time.Now())
+		return tb.srv.Metrics().CleanerRuns() > 0 && st.DirtyBytes == 0 && st.FirstDirtyOffset == leo && st.CleanableEnd == leo
+	})
+	if tb.srv.Metrics().CleanerRecordsRemoved() == 0 {
+		t.Fatal("the cleaner removed no record")
+	}
+
+	var want []*kgo.Record
+	for _, r := range latest {
+		want = append(want, r)
+	}
+	slicesSortByOffset(want)
+	consumer := tb.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := consumeN(t, consumer, len(want), 30*time.Second)
+	if len(got) != len(want) {
+		t.Fatalf("consumed %d records, want %d", len(got), len(want))
+	}
+	for i, r := range got {
+		w := want[i]
+		if r.Offset != w.Offset || string(r.Key) != string(w.Key) || string(r.Value) != string(w.Value) || (r.Value == nil) != (w.Value == nil) {
+			t.Fatalf("record %d: offset %d key %q value %q, want offset %d key %q value %q", i, r.Offset, r.Key, r.Value, w.Offset, w.Key, w.Value)
+		}
+	}
+
+	// A record without a key is refused: INVALID_RECORD.
+	err := cl.ProduceSync(ctxT(t, 30*time.Second), &kgo.Record{Value: []byte("no key")}).FirstErr()
+	if !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("keyless produce to a compacted topic: %v, want INVALID_RECORD", err)
+	}
+}
+
+func slicesSortByOffset(rs []*kgo.Record) {
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && rs[j].Offset < rs[j-1].Offset; j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+// cleanup.policy changes both ways; a tiering topic cannot become compacted
+// without giving up its remote data, and compact with
+// remote.storage.enable=true is refused, naming both keys.
+func TestCleanupPolicyAlterAndTiering(t *testing.T) {
+	tb := startBroker(t)
+	adm := tb.admin()
+	ctx := ctxT(t, 30*time.Second)
+	r, _ := adm.CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact"), "remote.storage.enable": kadm.StringPtr("true")}, "both")
+	if !errors.Is(r.Err, kerr.InvalidConfig) || !strings.Contains(r.ErrMessage, "remote.storage.enable") || !strings.Contains(r.ErrMessage, "cleanup.policy=compact") {
+		t.Fatalf("compact with remote.storage.enable=true: %v %q, want INVALID_CONFIG naming both keys", r.Err, r.ErrMessage)
+	}
+	tb.createTopic("plain", 1, nil)
+	err := alterTopic(t, tb, "plain", false, set("cleanup.policy", "compact"))
+	if !errors.Is(err, kerr.InvalidConfig) || !strings.Contains(err.Error(), "tiered compaction comes later") {
+		t.Fatalf("compact on a tiering topic: %v, want INVALID_CONFIG saying tiered compaction comes later", err)
+	}
+	if err := alterTopic(t, tb, "plain", false, set("cleanup.policy", "compact,delete"), set("remote.storage.enable", "false"),
+		set("remote.log.delete.on.disable", "true")); err != nil {
+		t.Fatalf("compact,delete with remote storage off: %v", err)
+	}
+	if v := describeTopicValue(t, tb, "plain", "cleanup.policy"); v != "compact,delete" {
+		t.Fatalf("cleanup.policy %q", v)
+	}
+	cl := tb.client(kgo.DefaultProduceTopic("plain"))
+	if err := cl.ProduceSync(ctxT(t, 30*time.Second), &kgo.Record{Value: []byte("no key")}).FirstErr(); !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("keyless produce after the change to compact: %v", err)
+	}
+	if err := alterTopic(t, tb, "plain", false, set("cleanup.policy", "delete")); err != nil {
+		t.Fatalf("back to delete: %v", err)
+	}
+	produceSync(t, cl, &kgo.Record{Value: []byte("no key")})
+}
