@@ -466,3 +466,29 @@ func TestRequireKeys(t *testing.T) {
 		}
 	}
 }
+
+// strata segments dump shows the gaps of a cleaned segment.
+func TestDumpShowsCleanedGaps(t *testing.T) {
+	l := openLog(t, t.TempDir(), Config{SegmentBytes: 1 << 20})
+	defer l.Close()
+	mustAppend(t, l, makeBatch(t, noProducer(), keyed(1, "a", "1"), keyed(2, "b", "1")))
+	mustAppend(t, l, makeBatch(t, noProducer(), keyed(3, "a", "2"), keyed(4, "a", "3")))
+	mustAppend(t, l, makeBatch(t, noProducer(), keyed(5, "b", "2")))
+	l.Roll()
+	mustAppend(t, l, makeBatch(t, noProducer(), keyed(6, "c", "1")))
+	cleanNow(t, l, CleanConfig{})
+	var out strings.Builder
+	if err := DumpSegment(&out, l.Segments()[0].LogPath); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"gap: offsets 0 to 1 hold no batch (removed by the log cleaner)",
+		"baseOffset: 2 lastOffset: 3 count: 1",
+		"1 of the batch's 2 offsets hold no record",
+		"baseOffset: 4 lastOffset: 4 count: 1",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("dump lacks %q:\n%s", want, out.String())
+		}
+	}
+}
