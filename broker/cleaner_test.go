@@ -28,9 +28,8 @@ func TestCompactedTopicKeepsLatestPerKey(t *testing.T) {
 		"min.cleanable.dirty.ratio": kadm.StringPtr("0.01"),
 		"retention.ms":              kadm.StringPtr("1"), // compact alone: retention does not apply
 	})
-	if v := describeTopicValue(t, tb, topic, "remote.storage.enable"); v != "true" {
-		// The broker default is shown; the topic itself does not tier.
-		t.Logf("remote.storage.enable shows %q", v)
+	if v := describeTopicValue(t, tb, topic, "remote.storage.enable"); v != "false" {
+		t.Fatalf("a compacted topic shows remote.storage.enable=%q, want false: it does not tier", v)
 	}
 	cl := tb.client(kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
 	latest := map[string]*kgo.Record{}

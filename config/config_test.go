@@ -560,6 +560,11 @@ func TestCompactionConfigs(t *testing.T) {
 	if top, err := b.Resolve(map[string]string{"cleanup.policy": "compact", "remote.storage.enable": "false"}); err != nil || top.RemoteStorageEnable {
 		t.Fatalf("compact with remote.storage.enable=false: %+v %v", top, err)
 	}
+	for _, e := range b.DescribeTopic(map[string]string{"cleanup.policy": "compact"}) {
+		if e.Name == "remote.storage.enable" && e.Value != "false" {
+			t.Fatalf("DescribeTopic of a compacted topic shows remote.storage.enable=%s", e.Value)
+		}
+	}
 	bc, err := Load("", nil, []string{"log.cleanup.policy=compact"})
 	if err != nil {
 		t.Fatal(err)

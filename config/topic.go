@@ -204,6 +204,20 @@ func (b *Broker) DescribeTopic(overrides map[string]string) []Entry {
 		}
 		out = append(out, e)
 	}
+	// A compacted topic does not tier unless the topic says so (resolve).
+	policy, remote := -1, -1
+	for i, e := range out {
+		switch e.Name {
+		case "cleanup.policy":
+			policy = i
+		case "remote.storage.enable":
+			remote = i
+		}
+	}
+	if policy >= 0 && remote >= 0 && policyHas(out[policy].Value, "compact") && out[remote].Source != SourceTopic {
+		out[remote].Value = "false"
+		out[remote].Doc += " A topic whose cleanup.policy includes compact does not tier."
+	}
 	return out
 }
 
