@@ -146,11 +146,13 @@ func (c *logCleaner) clean(ctx context.Context, p *partition) bool {
 		MinCompactionLagMs: eff.MinCompactionLagMs,
 		DedupeBufferBytes:  c.buf,
 		Now:                start,
-		Throttle:           func(n int64) { c.limit.wait(ctx, n) },
-		Ctx:                ctx,
+		IO: func(read, written int64) {
+			m.cleanerBytesRead.Add(float64(read))
+			m.cleanerBytesWritten.Add(float64(written))
+			c.limit.wait(ctx, read+written)
+		},
+		Ctx: ctx,
 	})
-	m.cleanerBytesRead.Add(float64(st.BytesRead))
-	m.cleanerBytesWritten.Add(float64(st.BytesWritten))
 	m.cleanerRecordsRemoved.Add(float64(st.RecordsRemoved))
 	switch {
 	case err == nil:

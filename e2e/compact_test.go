@@ -113,9 +113,11 @@ func TestKill9DuringCleaning(t *testing.T) {
 	}
 	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	// A slow cleaner (io rate) so that the kills land inside cleanings.
-	p := startProc(t, "metrics.listen="+maddr, "log.cleaner.backoff.ms=20", "log.cleaner.io.max.bytes.per.second=400000")
+	p := startProc(t, "metrics.listen="+maddr, "log.cleaner.backoff.ms=20", "log.cleaner.io.max.bytes.per.second=200000")
 	const topic = "compact-kill"
-	createCompacted(t, p.addr(), topic, map[string]string{"segment.bytes": "16384", "min.cleanable.dirty.ratio": "0.01"})
+	// segment.ms rolls the last records out of the active segment, which
+	// is never cleaned, a second after the produce.
+	createCompacted(t, p.addr(), topic, map[string]string{"segment.bytes": "16384", "segment.ms": "1000", "min.cleanable.dirty.ratio": "0.01"})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(p.addr()), kgo.DefaultProduceTopic(topic))
 	if err != nil {
 		t.Fatal(err)
@@ -183,9 +185,13 @@ func TestKill9DuringCleaning(t *testing.T) {
 			return metricValue(t, maddr, "strata_log_cleaner_read_bytes_total") > 0 &&
 				metricValue(t, maddr, "strata_log_cleaner_runs_total") == runs
 		}) {
+			if kill == 0 {
+				t.Fatal("no cleaning started")
+			}
 			t.Logf("kill %d: no cleaning under way (the log is clean)", kill)
 			break
 		}
+		t.Logf("kill %d during a cleaning", kill)
 		p.kill9()
 		p.start()
 		check(false)

@@ -66,9 +66,9 @@ type CleanConfig struct {
 	MinCompactionLagMs int64 // min.compaction.lag.ms: younger segments are not cleaned
 	DedupeBufferBytes  int64 // log.cleaner.dedupe.buffer.size (of this cleaner thread); 0 = the default
 	Now                time.Time
-	// Throttle, if set, is called with each count of bytes read or written
-	// (log.cleaner.io.max.bytes.per.second); it may sleep.
-	Throttle func(bytes int64)
+	// IO, if set, is called with each count of bytes read or written, as
+	// they are (metrics, log.cleaner.io.max.bytes.per.second); it may sleep.
+	IO func(read, written int64)
 	// Ctx, if set, stops the cleaning between segments when done; nothing
 	// is swapped in then.
 	Ctx context.Context
@@ -314,9 +314,9 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	if n == 0 || firstDirty >= end {
 		return false, nil
 	}
-	throttle := func(b int64) {
-		if cc.Throttle != nil && b > 0 {
-			cc.Throttle(b)
+	throttle := func(read, written int64) {
+		if cc.IO != nil && read+written > 0 {
+			cc.IO(read, written)
 		}
 	}
 
@@ -361,7 +361,7 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 			return false, fmt.Errorf("clean %q: %w", v.s.logPath, err)
 		}
 		stats.BytesRead += v.st.size - pos
-		throttle(v.st.size - pos)
+		throttle(v.st.size-pos, 0)
 	}
 
 	// The segments to rewrite: from the start of the log to the map's end.
@@ -422,7 +422,7 @@ type cleanedWriter struct {
 	l        *Log
 	cfg      Config
 	stats    *CleanStats
-	throttle func(int64)
+	throttle func(read, written int64)
 	ctx      context.Context
 
 	cur       *segment
@@ -455,7 +455,7 @@ func (cw *cleanedWriter) write(vs []segView, dec *decoders, keep func(cleanRecor
 			return fmt.Errorf("clean %q: %w", v.s.logPath, err)
 		}
 		cw.stats.BytesRead += v.st.size
-		cw.throttle(v.st.size)
+		cw.throttle(v.st.size, 0)
 	}
 	return cw.finish()
 }
@@ -534,7 +534,7 @@ func (cw *cleanedWriter) finish() error {
 		}
 	}
 	cw.stats.BytesWritten += s.st.size
-	cw.throttle(s.st.size)
+	cw.throttle(0, s.st.size)
 	return nil
 }
 
