@@ -579,16 +579,20 @@ func cleanBatch(dec *decoders, b []byte, h BatchHeader, keep func(cleanRecord) b
 		return nil, 0, err
 	}
 	removed := int64(nAll - nKept)
-	if removed == 0 {
+	if removed == 0 && nKept > 0 {
 		return b, 0, nil
 	}
 	body := kept
 	attrs := h.Attributes
 	if nKept == 0 {
 		// Kafka keeps the last batch of an idempotent producer, empty, so
-		// that the producer's sequence survives; any other goes.
+		// that the producer's sequence survives; any other goes, an empty
+		// one kept before included once the producer wrote after it.
 		if last, ok := lastOf[h.ProducerID]; h.ProducerID < 0 || !ok || last != h.lastOffset() {
 			return nil, removed, nil
+		}
+		if nAll == 0 {
+			return b, 0, nil
 		}
 		attrs &^= 0x7
 	} else if body, err = cleanEncode(h.Compression(), kept); err != nil {

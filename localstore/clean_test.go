@@ -177,6 +177,11 @@ func TestCleanKeepsLatestPerKeyAndOffsets(t *testing.T) {
 	if n := len(l.Segments()); n >= segsBefore || n < 2 {
 		t.Fatalf("%d segments after cleaning (%d before): small cleaned segments are merged", n, segsBefore)
 	}
+	for _, sg := range l.Segments() {
+		if sg.Size > 1024 {
+			t.Fatalf("cleaned segment %d is %d bytes, more than segment.bytes", sg.BaseOffset, sg.Size)
+		}
+	}
 	for _, h := range hs {
 		if h.NumRecords != 1 {
 			t.Fatalf("batch %d holds %d records", h.BaseOffset, h.NumRecords)
@@ -279,6 +284,12 @@ func TestCleanKeepsEmptiedBatchOfIdempotentProducer(t *testing.T) {
 	p.seq = 9
 	if _, err := l.Append(makeBatch(t, p, keyed(9, "c", "2"))); !errors.Is(err, ErrOutOfOrderSequence) {
 		t.Fatalf("a sequence gap after cleaning: %v, want ErrOutOfOrderSequence", err)
+	}
+	// Once the producer has written after it, the empty header goes too.
+	l.Roll()
+	cleanNow(t, l, CleanConfig{})
+	if _, hs := logRecords(t, l); hs[0].NumRecords == 0 {
+		t.Fatalf("the emptied batch is kept after the producer's next batch: %+v", hs[0])
 	}
 }
 
