@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stratalog/strata/internal/wait"
+	"github.com/stratalog/strata/localstore"
 )
 
 // A compacted topic end to end with franz-go: keyed records overwritten many
@@ -130,4 +131,55 @@ func TestCleanupPolicyAlterAndTiering(t *testing.T) {
 		t.Fatalf("back to delete: %v", err)
 	}
 	produceSync(t, cl, &kgo.Record{Value: []byte("no key")})
+}
+
+// An idempotent producer's last batch, all of whose records a later producer
+// overwrote, stays as an empty batch (its sequence survives); franz-go reads
+// past it, also after a restart that reopens the cleaned log.
+func TestCompactedEmptiedProducerBatchReadable(t *testing.T) {
+	tb := startBroker(t, "log.cleaner.backoff.ms=20")
+	const topic = "emptied"
+	tb.createTopic(topic, 1, map[string]*string{
+		"cleanup.policy":            kadm.StringPtr("compact"),
+		"min.cleanable.dirty.ratio": kadm.StringPtr("0.01"),
+	})
+	idem := tb.client(kgo.DefaultProduceTopic(topic))
+	plain := tb.client(kgo.DefaultProduceTopic(topic), kgo.DisableIdempotentWrite())
+	produceSync(t, idem, &kgo.Record{Key: []byte("a"), Value: []byte("idem-1")}, &kgo.Record{Key: []byte("b"), Value: []byte("idem-1")})
+	later := []*kgo.Record{{Key: []byte("a"), Value: []byte("plain-2")}, {Key: []byte("b"), Value: []byte("plain-2")}}
+	produceSync(t, plain, later...)
+	p := tb.srv.topics.get(topic).parts()[0]
+	if err := p.log.Local().Roll(); err != nil {
+		t.Fatal(err)
+	}
+	leo := p.log.Local().LogEndOffset()
+	wait.For(t, 30*time.Second, "the cleaner to clean the log", func() bool {
+		st := p.log.Local().CleanState(0, time.Now())
+		return st.FirstDirtyOffset == leo && tb.srv.Metrics().CleanerRecordsRemoved() == 2
+	})
+	sl, err := p.log.Local().Read(0, 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, localstore.HeaderSize)
+	_, err = sl.File.ReadAt(b, sl.Pos)
+	sl.Done()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := localstore.ParseBatchHeader(b); h.BaseOffset != 0 || h.NumRecords != 0 || h.ProducerID < 0 || h.LastOffsetDelta != 1 {
+		t.Fatalf("first batch after cleaning %+v, want the idempotent producer's emptied batch", h)
+	}
+	tb.restart()
+	idem = tb.client(kgo.DefaultProduceTopic(topic))
+	next := &kgo.Record{Key: []byte("c"), Value: []byte("idem-2")}
+	produceSync(t, idem, next)
+	consumer := tb.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := consumeN(t, consumer, 3, 30*time.Second)
+	want := append(later, next)
+	for i, r := range got {
+		if r.Offset != want[i].Offset || string(r.Value) != string(want[i].Value) {
+			t.Fatalf("record %d: offset %d %q, want offset %d %q", i, r.Offset, r.Value, want[i].Offset, want[i].Value)
+		}
+	}
 }
