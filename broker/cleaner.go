@@ -36,6 +36,7 @@ type logCleaner struct {
 	mu     sync.Mutex
 	busy   map[*partition]bool
 	failed map[*partition]time.Time // a failed partition waits log.cleaner.backoff.ms
+	series map[[2]string]bool       // the gauges' label pairs set by the last pick
 }
 
 // startCleaner starts the cleaner threads (none with log.cleaner.enable=false
@@ -52,6 +53,7 @@ func (s *Server) startCleaner() {
 		limit:   newIOLimiter(cfg.LogCleanerIoMaxBytesPerSecond),
 		busy:    map[*partition]bool{},
 		failed:  map[*partition]time.Time{},
+		series:  map[[2]string]bool{},
 	}
 	for range cfg.LogCleanerThreads {
 		s.wg.Add(1)
@@ -90,10 +92,9 @@ func (c *logCleaner) run() {
 // refreshes the per-partition gauges.
 func (c *logCleaner) pick(now time.Time) *partition {
 	m := c.s.metrics
-	m.cleanerDirtyRatio.Reset()
-	m.cleanerSinceClean.Reset()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	seen := make(map[[2]string]bool, len(c.series))
 	var (
 		best      *partition
 		bestRatio float64
@@ -108,6 +109,7 @@ func (c *logCleaner) pick(now time.Time) *partition {
 			st := p.log.Local().CleanState(eff.MinCompactionLagMs, now)
 			ratio := st.DirtyRatio()
 			labels := []string{t.name, strconv.Itoa(int(p.index))}
+			seen[[2]string{labels[0], labels[1]}] = true
 			m.cleanerDirtyRatio.WithLabelValues(labels...).Set(ratio)
 			if !st.LastCleaned.IsZero() {
 				m.cleanerSinceClean.WithLabelValues(labels...).Set(now.Sub(st.LastCleaned).Seconds())
@@ -125,6 +127,14 @@ func (c *logCleaner) pick(now time.Time) *partition {
 			}
 		}
 	}
+	// Drop the series of partitions no longer compacted (or deleted).
+	for k := range c.series {
+		if !seen[k] {
+			m.cleanerDirtyRatio.DeleteLabelValues(k[0], k[1])
+			m.cleanerSinceClean.DeleteLabelValues(k[0], k[1])
+		}
+	}
+	c.series = seen
 	if best != nil {
 		c.busy[best] = true
 	}

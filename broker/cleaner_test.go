@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -67,6 +68,12 @@ func TestCompactedTopicKeepsLatestPerKey(t *testing.T) {
 	if tb.srv.Metrics().CleanerRecordsRemoved() == 0 {
 		t.Fatal("the cleaner removed no record")
 	}
+	m := tb.srv.Metrics()
+	wait.For(t, 30*time.Second, "the per-partition gauges", func() bool {
+		ratio, ok1 := gaugeValue(t, m.cleanerDirtyRatio, topic)
+		since, ok2 := gaugeValue(t, m.cleanerSinceClean, topic)
+		return ok1 && ok2 && ratio == 0 && since >= 0
+	})
 
 	var want []*kgo.Record
 	for _, r := range latest {
@@ -182,4 +189,26 @@ func TestCompactedEmptiedProducerBatchReadable(t *testing.T) {
 			t.Fatalf("record %d: offset %d %q, want offset %d %q", i, r.Offset, r.Value, want[i].Offset, want[i].Value)
 		}
 	}
+}
+
+// gaugeValue reads the series of vec labelled topic, partition 0.
+func gaugeValue(t *testing.T, vec *prometheus.GaugeVec, topic string) (float64, bool) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(vec)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["topic"] == topic && labels["partition"] == "0" {
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
 }
