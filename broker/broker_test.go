@@ -378,10 +378,10 @@ func TestAdminAPIs(t *testing.T) {
 	adm := tb.admin()
 	ctx := ctxT(t, 30*time.Second)
 
-	if _, err := adm.CreateTopic(ctx, 2, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, "compacted"); err == nil {
-		t.Fatal("cleanup.policy=compact accepted")
+	if _, err := adm.CreateTopic(ctx, 2, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compacted")}, "compacted"); err == nil {
+		t.Fatal("cleanup.policy=compacted accepted")
 	} else if !errors.Is(err, kerr.InvalidConfig) {
-		t.Fatalf("compact: %v, want INVALID_CONFIG", err)
+		t.Fatalf("compacted: %v, want INVALID_CONFIG", err)
 	}
 	if r, _ := adm.CreateTopic(ctx, 2, 3, nil, "rf3"); !errors.Is(r.Err, kerr.InvalidReplicationFactor) {
 		t.Fatalf("rf 3: %v", r.Err)

@@ -28,6 +28,13 @@ import (
 //	strata_broker_fetch_copied_bytes_total      of which read into memory and written
 //	strata_broker_remote_fetch_bytes_total      record bytes served from the remote tier
 //	strata_broker_topic_deletions_pending       deleted topics whose cleanup has not finished
+//	strata_log_cleaner_runs_total               partition cleanings finished (compaction)
+//	strata_log_cleaner_errors_total             partition cleanings that failed
+//	strata_log_cleaner_read_bytes_total         bytes the log cleaner read
+//	strata_log_cleaner_written_bytes_total      bytes the log cleaner wrote
+//	strata_log_cleaner_records_removed_total    records the log cleaner removed
+//	strata_log_cleaner_dirty_ratio{topic,partition}  dirty/cleanable bytes of a compacted partition (gauge)
+//	strata_log_cleaner_seconds_since_last_clean{topic,partition}  since its last cleaning (gauge)
 type Metrics struct {
 	connections        prometheus.Gauge
 	connsRefused       *prometheus.CounterVec
@@ -44,6 +51,7 @@ type Metrics struct {
 	copiedBytes        countingCounter
 	remoteFetchBytes   countingCounter
 	deletionsPending   prometheus.Gauge
+	cleanerMetrics
 }
 
 // countingCounter is a Prometheus counter whose value tests and the
@@ -84,11 +92,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		remoteFetchBytes: countingCounter{f("strata_broker_remote_fetch_bytes_total", "Record bytes served from the remote tier."), new(atomic.Int64)},
 		deletionsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_broker_topic_deletions_pending",
 			Help: "Deleted topics whose directories, remote objects or cached chunks are not yet removed."}),
+		cleanerMetrics: newCleanerMetrics(f),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.connsRefused, m.idleClosed, m.requestMemory, m.requestMemoryWaits, m.badFrames, m.requestSeconds, m.produceBytes, m.produceErrors,
 			m.fetchRequests, m.fetchBytes, m.sendfileBytes.Counter, m.copiedBytes.Counter, m.remoteFetchBytes.Counter,
 			m.deletionsPending)
+		reg.MustRegister(m.cleanerMetrics.collectors()...)
 	}
 	return m
 }

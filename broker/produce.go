@@ -105,6 +105,12 @@ func (s *Server) produceTo(p *partition, records []byte) (localstore.AppendResul
 	if err != nil {
 		return localstore.AppendResult{}, err
 	}
+	if cfg.Compact() {
+		// Kafka's LogValidator: a compacted topic needs every record keyed.
+		if err := localstore.RequireKeys(records, hdrs); err != nil {
+			return localstore.AppendResult{}, err
+		}
+	}
 	if cfg.TimestampType != "LogAppendTime" {
 		if err := checkTimestamps(records, hdrs, time.Now().UnixMilli(), cfg.MessageTimestampBeforeMaxMs, cfg.MessageTimestampAfterMaxMs); err != nil {
 			return localstore.AppendResult{}, err

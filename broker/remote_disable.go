@@ -42,10 +42,24 @@ import (
 const disableRefused = "turning remote.storage.enable from true to false deletes the topic's remote data, so it needs remote.log.delete.on.disable=true; " +
 	"to keep the remote data readable and stop uploading instead, set remote.storage.enable=true and remote.log.copy.disable=true"
 
+// compactTieredRefused answers cleanup.policy=compact for a topic that
+// tiers: the remote tier cannot compact what it holds yet.
+const compactTieredRefused = "cleanup.policy=compact on a topic with remote.storage.enable=true: Strata does not compact tiered segments yet (tiered compaction comes later); " +
+	"to compact the topic locally, set remote.storage.enable=false and remote.log.delete.on.disable=true in the same request (its remote data is then deleted)"
+
 // setTopicConfig is registry.setConfig with KIP-950's rules for turning
 // remote storage off.
 func (s *Server) setTopicConfig(t *topic, overrides map[string]string, validateOnly bool) error {
 	eff, err := s.cfg.Resolve(overrides)
+	if err == nil && eff.Compact() && t.cfg.Load().eff.RemoteStorageEnable && !eff.RemoteStorageEnable {
+		// A compacted topic does not tier (config.Topic.Compact).
+		if s.tier == nil {
+			return s.topics.setConfig(t, overrides, validateOnly) // nothing was tiered
+		}
+		if _, set := overrides["remote.storage.enable"]; !set {
+			return fmt.Errorf("%w: %s", errInvalidConfig, compactTieredRefused)
+		}
+	}
 	if err != nil || !t.cfg.Load().eff.RemoteStorageEnable || eff.RemoteStorageEnable {
 		if err := s.topics.setConfig(t, overrides, validateOnly); err != nil {
 			return err

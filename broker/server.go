@@ -170,6 +170,7 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	s.wg.Add(2)
 	go s.housekeeping()
 	go s.deleter()
+	s.startCleaner()
 	return s, nil
 }
 

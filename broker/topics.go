@@ -7,10 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -335,38 +333,20 @@ func (r *registry) newPartition(t *topic, index int32, l *localstore.Log) (*part
 }
 
 // resolve validates a topic's overrides and resolves its settings.
-//
-// TEMPORARY (issue 11, until the log cleaner lands): config refuses
-// cleanup.policy=compact, which Kafka's __consumer_offsets has; for that
-// topic only, the key is taken out before validation and put back in the
-// result. Remove once config accepts compact.
-func (r *registry) resolve(name string, overrides map[string]string) (config.Topic, error) {
-	if name != offsetsTopic || overrides["cleanup.policy"] != "compact" {
-		return r.cfg.Resolve(overrides)
-	}
-	rest := make(map[string]string, len(overrides))
-	for k, v := range overrides {
-		if k != "cleanup.policy" {
-			rest[k] = v
-		}
-	}
-	eff, err := r.cfg.Resolve(rest)
-	eff.CleanupPolicy = "compact"
-	return eff, err
+func (r *registry) resolve(_ string, overrides map[string]string) (config.Topic, error) {
+	return r.cfg.Resolve(overrides)
 }
 
 // partitionConfig is what a partition's whole log needs of its topic's
 // settings.
 func (r *registry) partitionConfig(c config.Topic) plog.Config {
-	if !slices.Contains(strings.Split(c.CleanupPolicy, ","), "delete") {
-		// A compacted topic without "delete" keeps its records whatever
-		// their age or size, as in Kafka: only the cleaner removes them.
-		c.RetentionMs, c.RetentionBytes, c.LocalRetentionMs, c.LocalRetentionBytes = -1, -1, -1, -1
-	}
+	// A compact-only topic keeps its records whatever their age or size, as
+	// in Kafka: only the cleaner removes them (partition.Config.CompactOnly).
 	return plog.Config{
 		Tiered:      r.remote != nil && c.RemoteStorageEnable,
 		RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes,
 		LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes,
+		CompactOnly: c.Compact() && !c.Delete(),
 	}
 }
 

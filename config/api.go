@@ -71,4 +71,16 @@ type Topic struct {
 	CompressionType      string
 	CompressionGzipLevel int64 // compression.gzip.level (-1 = 6, or 1 to 9)
 	CompressionZstdLevel int64 // compression.zstd.level (-131072 to 22)
+	// Compaction (cleanup.policy compact).
+	DeleteRetentionMs      int64   // delete.retention.ms
+	MinCompactionLagMs     int64   // min.compaction.lag.ms
+	MaxCompactionLagMs     int64   // max.compaction.lag.ms
+	MinCleanableDirtyRatio float64 // min.cleanable.dirty.ratio
 }
+
+// Compact reports whether cleanup.policy includes compact.
+func (t Topic) Compact() bool { return policyHas(t.CleanupPolicy, "compact") }
+
+// Delete reports whether cleanup.policy includes delete: retention.ms and
+// retention.bytes apply only then (a compact-only log keeps every key).
+func (t Topic) Delete() bool { return policyHas(t.CleanupPolicy, "delete") }

@@ -88,6 +88,13 @@ type Broker struct {
 	LogLocalRetentionMs            int64  // log.local.retention.ms (-2 = retention.ms)
 	LogLocalRetentionBytes         int64  // log.local.retention.bytes (-2 = retention.bytes)
 
+	// The log cleaner.
+	LogCleanerEnable              bool    // log.cleaner.enable (true)
+	LogCleanerThreads             int64   // log.cleaner.threads (1)
+	LogCleanerDedupeBufferSize    int64   // log.cleaner.dedupe.buffer.size (128 MiB, all threads)
+	LogCleanerIoMaxBytesPerSecond float64 // log.cleaner.io.max.bytes.per.second (Double.MAX_VALUE: unlimited)
+	LogCleanerBackoffMs           int64   // log.cleaner.backoff.ms (15000)
+
 	values map[string]string // every key as given (canonical form), for DescribeConfigs of the broker
 }
 
@@ -428,11 +435,17 @@ func (l *loader) build() (*Broker, error) {
 		LogLocalRetentionMs:            num("log.local.retention.ms"),
 		LogLocalRetentionBytes:         num("log.local.retention.bytes"),
 
+		LogCleanerEnable:           boolean("log.cleaner.enable"),
+		LogCleanerThreads:          num("log.cleaner.threads"),
+		LogCleanerDedupeBufferSize: num("log.cleaner.dedupe.buffer.size"),
+		LogCleanerBackoffMs:        num("log.cleaner.backoff.ms"),
+
 		values: l.given,
 	}
 	if isSet("log.dirs") {
 		b.LogDirs = get("log.dirs")
 	}
+	b.LogCleanerIoMaxBytesPerSecond, _ = strconv.ParseFloat(get("log.cleaner.io.max.bytes.per.second"), 64)
 	if isSet("log.flush.interval.ms") {
 		b.LogFlushIntervalMs = num("log.flush.interval.ms")
 	}

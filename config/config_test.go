@@ -83,7 +83,7 @@ func TestDefaults(t *testing.T) {
 		FlushMessages: math.MaxInt64, FlushMs: math.MaxInt64, TimestampType: "CreateTime", RemoteStorageEnable: true,
 		LocalRetentionMs: -2, LocalRetentionBytes: -2, SegmentJitterMs: 0, FileDeleteDelayMs: 60000,
 		MessageTimestampBeforeMaxMs: math.MaxInt64, MessageTimestampAfterMaxMs: math.MaxInt64,
-		CompressionType: "producer", CompressionGzipLevel: -1, CompressionZstdLevel: 3,
+		CompressionType: "producer", CompressionGzipLevel: -1, CompressionZstdLevel: 3, DeleteRetentionMs: 86400000, MaxCompactionLagMs: math.MaxInt64, MinCleanableDirtyRatio: 0.5,
 	}
 	if topic != want {
 		t.Errorf("Resolve(nil) = %+v\nwant %+v", topic, want)
@@ -175,8 +175,9 @@ func TestLoadErrors(t *testing.T) {
 		{"two log dirs", "", nil, []string{"log.dirs=/a,/b"}, []string{"log.dirs:", "Strata uses one"}},
 		{"empty log dir", "", nil, []string{"log.dir= "}, []string{"log.dir:", "empty"}},
 		{"replication factor", "", nil, []string{"default.replication.factor=3"}, []string{"default.replication.factor: 3 is out of range (allowed: 1: Strata is a single node)"}},
-		{"compaction", "", nil, []string{"log.cleanup.policy=compact,delete"}, []string{`log.cleanup.policy: "compact" is not supported: Strata has no log compaction (allowed: delete)`}},
-		{"cleanup policy value", "", nil, []string{"log.cleanup.policy=remove"}, []string{`log.cleanup.policy: "remove" is not allowed (allowed: delete)`}},
+		{"cleanup policy value", "", nil, []string{"log.cleanup.policy=remove"}, []string{`log.cleanup.policy: "remove" is not allowed (allowed: delete, compact)`}},
+		{"dedupe buffer", "", nil, []string{"log.cleaner.dedupe.buffer.size=10"}, []string{"log.cleaner.dedupe.buffer.size: 10 is out of range (allowed: 1024 to 9223372036854775807)"}},
+		{"cleaner io rate", "", nil, []string{"log.cleaner.io.max.bytes.per.second=0"}, []string{"log.cleaner.io.max.bytes.per.second: 0 is out of range"}},
 		{"compression", "", nil, []string{"compression.type=none"}, []string{`compression.type: "none" is not allowed (allowed: uncompressed, zstd, lz4, snappy, gzip, producer)`}},
 		{"timestamp type", "", nil, []string{"log.message.timestamp.type=createtime"}, []string{"log.message.timestamp.type:", "allowed: CreateTime, LogAppendTime"}},
 		{"ratio", "", nil, []string{"log.cleaner.min.cleanable.ratio=1.5"}, []string{"log.cleaner.min.cleanable.ratio: 1.5 is out of range (allowed: 0 to 1)"}},
@@ -419,7 +420,10 @@ func TestValidateTopicConfigs(t *testing.T) {
 		o    map[string]string
 		want string
 	}{
-		{map[string]string{"cleanup.policy": "compact"}, `config: cleanup.policy: "compact" is not supported: Strata has no log compaction (allowed: delete)`},
+		{map[string]string{"cleanup.policy": "compacted"}, `config: cleanup.policy: "compacted" is not allowed (allowed: delete, compact)`},
+		{map[string]string{"cleanup.policy": "compact", "remote.storage.enable": "true"}, "config: remote.storage.enable: true is not allowed with cleanup.policy=compact: Strata does not compact tiered segments yet (tiered compaction comes later)"},
+		{map[string]string{"min.compaction.lag.ms": "10", "max.compaction.lag.ms": "5"}, "config: min.compaction.lag.ms: 10 is more than max.compaction.lag.ms (5)"},
+		{map[string]string{"min.cleanable.dirty.ratio": "1.5"}, "config: min.cleanable.dirty.ratio: 1.5 is out of range (allowed: 0 to 1)"},
 		{map[string]string{"compression.type": "GZIP"}, `config: compression.type: "GZIP" is not allowed (allowed: uncompressed, zstd, lz4, snappy, gzip, producer)`},
 		{map[string]string{"segment.bytes": "13"}, "config: segment.bytes: 13 is out of range (allowed: 14 to 2147483647)"},
 		{map[string]string{"segment.ms": "0"}, "config: segment.ms: 0 is out of range"},
@@ -578,5 +582,55 @@ func TestCompressionLevels(t *testing.T) {
 		if err := b.ValidateTopicConfigs(c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want %q", c.o, err, c.want)
 		}
+	}
+}
+
+// cleanup.policy takes compact, delete and both, and the compaction keys
+// take effect: Resolve carries them. A compacted topic does not tier unless
+// asked, and asking is refused.
+func TestCompactionConfigs(t *testing.T) {
+	b, err := Load("", nil, []string{"log.cleaner.threads=2", "log.cleaner.dedupe.buffer.size=1048576", "log.cleaner.backoff.ms=100",
+		"log.cleaner.io.max.bytes.per.second=1e6", "log.cleaner.enable=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.LogCleanerThreads != 2 || b.LogCleanerDedupeBufferSize != 1<<20 || b.LogCleanerBackoffMs != 100 ||
+		b.LogCleanerIoMaxBytesPerSecond != 1e6 || b.LogCleanerEnable {
+		t.Fatalf("cleaner keys: %+v", b)
+	}
+	if d := Default(); !d.LogCleanerEnable || d.LogCleanerThreads != 1 || d.LogCleanerDedupeBufferSize != 128<<20 ||
+		d.LogCleanerBackoffMs != 15000 || d.LogCleanerIoMaxBytesPerSecond != math.MaxFloat64 {
+		t.Fatalf("cleaner defaults: %+v", d)
+	}
+	for _, c := range []struct {
+		policy          string
+		compact, delete bool
+	}{{"delete", false, true}, {"compact", true, false}, {"compact,delete", true, true}, {"delete, compact", true, true}} {
+		top, err := b.Resolve(map[string]string{"cleanup.policy": c.policy, "delete.retention.ms": "5", "min.compaction.lag.ms": "6",
+			"max.compaction.lag.ms": "7", "min.cleanable.dirty.ratio": "0.01"})
+		if err != nil {
+			t.Fatalf("%s: %v", c.policy, err)
+		}
+		if top.Compact() != c.compact || top.Delete() != c.delete || top.RemoteStorageEnable != !c.compact {
+			t.Errorf("%s: compact %t delete %t remote %t", c.policy, top.Compact(), top.Delete(), top.RemoteStorageEnable)
+		}
+		if top.DeleteRetentionMs != 5 || top.MinCompactionLagMs != 6 || top.MaxCompactionLagMs != 7 || top.MinCleanableDirtyRatio != 0.01 {
+			t.Errorf("%s: %+v", c.policy, top)
+		}
+	}
+	if top, err := b.Resolve(map[string]string{"cleanup.policy": "compact", "remote.storage.enable": "false"}); err != nil || top.RemoteStorageEnable {
+		t.Fatalf("compact with remote.storage.enable=false: %+v %v", top, err)
+	}
+	for _, e := range b.DescribeTopic(map[string]string{"cleanup.policy": "compact"}) {
+		if e.Name == "remote.storage.enable" && e.Value != "false" {
+			t.Fatalf("DescribeTopic of a compacted topic shows remote.storage.enable=%s", e.Value)
+		}
+	}
+	bc, err := Load("", nil, []string{"log.cleanup.policy=compact"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top, err := bc.Resolve(nil); err != nil || !top.Compact() || top.RemoteStorageEnable {
+		t.Fatalf("log.cleanup.policy=compact: %+v %v", top, err)
 	}
 }

@@ -125,7 +125,7 @@
 // it was set, SourceDefault otherwise.
 //
 //	topic key                        broker key(s)                         default               allowed
-//	cleanup.policy                   log.cleanup.policy                    delete                delete (Strata has no log compaction: compact is refused)
+//	cleanup.policy                   log.cleanup.policy                    delete                delete, compact, compact,delete; see below
 //	compression.gzip.level           compression.gzip.level                -1 (= 6)              -1, or 1 to 9; see below
 //	compression.type                 compression.type                      producer              producer, uncompressed, gzip, snappy, lz4, zstd; see below
 //	compression.zstd.level           compression.zstd.level                3                     -131072 to 22; see below
@@ -205,11 +205,38 @@
 //     becomes the local log start. Setting remote.storage.enable back to
 //     true tiers afresh from the local log.
 //
+// # Compaction
+//
+// cleanup.policy=compact (or compact,delete) hands the topic's partitions to
+// the log cleaner (package localstore, clean.go; scheduled by the broker),
+// which keeps the latest record of each key, as Kafka's does. With compact
+// alone retention.ms and retention.bytes do not apply; with compact,delete
+// both do. A produce of a record without a key to a compacted topic is
+// refused with INVALID_RECORD. Tiered compaction comes later: a topic whose
+// cleanup.policy includes compact does not tier (remote.storage.enable is
+// false for it unless set on the topic, and setting it to true there is
+// refused with INVALID_CONFIG); changing a tiering topic to compact is
+// refused unless the same request sets remote.storage.enable=false (with
+// remote.log.delete.on.disable=true, KIP-950's rule).
+//
+//	broker key                             default                   allowed
+//	log.cleaner.enable                     true                      true, false
+//	log.cleaner.threads                    1                         0 to 256 (0: no cleaning)
+//	log.cleaner.dedupe.buffer.size         134217728                 1024 to 9223372036854775807 (all threads together)
+//	log.cleaner.io.max.bytes.per.second    1.7976931348623157e+308   1 to 1.7976931348623157e+308 (read and written, all threads)
+//	log.cleaner.backoff.ms                 15000                     0 to 9223372036854775807
+//
+// min.compaction.lag.ms may not exceed max.compaction.lag.ms (Kafka's rule).
+// A log is cleaned when its dirty ratio reaches min.cleanable.dirty.ratio or
+// its oldest dirty record is older than max.compaction.lag.ms. Each cleaner
+// thread's key-to-offset map takes 24 bytes a key out of its share of
+// log.cleaner.dedupe.buffer.size; a log with more distinct dirty keys than
+// that holds is cleaned in several passes.
+//
 // # Accepted for compatibility, no effect
 //
 // These topic keys (and their broker keys) validate as in Kafka and change
-// nothing: delete.retention.ms, max.compaction.lag.ms, min.compaction.lag.ms
-// and min.cleanable.dirty.ratio (compaction only), min.insync.replicas (one
+// nothing: min.insync.replicas (one
 // replica is always the whole ISR, so acks=all is acks=1),
 // unclean.leader.election.enable (one replica is always the leader),
 // preallocate (segments grow as written).

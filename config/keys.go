@@ -211,11 +211,6 @@ const (
 	minuteMs = 60000
 )
 
-// Reasons given when a Kafka value is refused.
-const (
-	noCompaction = "Strata has no log compaction"
-)
-
 // Defaults named in several places.
 const (
 	defaultListeners = "PLAINTEXT://127.0.0.1:9092"
@@ -309,8 +304,8 @@ var brokerSpecs = []*spec{
 	priceKey("remote.storage.price.get.per.1000", pricing.S3GetPer1000, "Dollars per 1,000 GET-class object-store requests, for the tier's cost metrics."),
 
 	// Topic defaults.
-	{name: "log.cleanup.policy", kind: kindList, def: "delete", oneOf: []string{"delete"},
-		refuse: map[string]string{"compact": noCompaction}, doc: "Default cleanup.policy."},
+	{name: "log.cleanup.policy", kind: kindList, def: "delete", oneOf: []string{"delete", "compact"},
+		doc: "Default cleanup.policy."},
 	{name: "compression.type", kind: kindString, def: "producer", oneOf: []string{"uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"},
 		doc: "Default compression.type: producer stores batches as produced; a codec rewrites every batch in another codec on append.", topic: "compression.type"},
 	intKey("compression.gzip.level", -1, -1, 9, "Default compression.gzip.level (KIP-390).").
@@ -321,7 +316,7 @@ var brokerSpecs = []*spec{
 		return ""
 	}),
 	intKey("compression.zstd.level", 3, -131072, 22, "Default compression.zstd.level (KIP-390)."),
-	longKey("log.cleaner.delete.retention.ms", 86400000, 0, "Default delete.retention.ms.").ineffective(),
+	longKey("log.cleaner.delete.retention.ms", 86400000, 0, "Default delete.retention.ms."),
 	longKey("log.segment.delete.delay.ms", 60000, 0, "Default file.delete.delay.ms."),
 	longKey("log.flush.interval.messages", maxInt64, 1, "Default flush.messages."),
 	longKey("log.flush.interval.ms", 0, 0, "Default flush.ms; unset: never (9223372036854775807).").nullDefault(),
@@ -346,10 +341,18 @@ var brokerSpecs = []*spec{
 	boolKey("remote.storage.enable", true, "Default remote.storage.enable: tier closed segments to the object store (on by default in Strata)."),
 	longKey("log.local.retention.ms", -2, -2, "Default local.retention.ms; -2: the topic's retention.ms."),
 	longKey("log.local.retention.bytes", -2, -2, "Default local.retention.bytes; -2: the topic's retention.bytes."),
-	longKey("log.cleaner.max.compaction.lag.ms", maxInt64, 1, "Default max.compaction.lag.ms.").ineffective(),
-	longKey("log.cleaner.min.compaction.lag.ms", 0, 0, "Default min.compaction.lag.ms.").ineffective(),
-	{name: "log.cleaner.min.cleanable.ratio", kind: kindDouble, def: "0.5", minF: 0, maxF: 1, noEffect: true,
+	longKey("log.cleaner.max.compaction.lag.ms", maxInt64, 1, "Default max.compaction.lag.ms."),
+	longKey("log.cleaner.min.compaction.lag.ms", 0, 0, "Default min.compaction.lag.ms."),
+	{name: "log.cleaner.min.cleanable.ratio", kind: kindDouble, def: "0.5", minF: 0, maxF: 1,
 		doc: "Default min.cleanable.dirty.ratio."},
+
+	// The log cleaner (compaction).
+	boolKey("log.cleaner.enable", true, "Run the log cleaner: compact the topics whose cleanup.policy includes compact."),
+	intKey("log.cleaner.threads", 1, 0, 256, "Partitions cleaned at once; 0: none (as log.cleaner.enable=false)."),
+	longKey("log.cleaner.dedupe.buffer.size", 134217728, 1024, "Memory of the key-to-offset maps, all cleaner threads together; a log too large for a thread's share is cleaned in several passes."),
+	{name: "log.cleaner.io.max.bytes.per.second", kind: kindDouble, def: "1.7976931348623157e+308", minF: 1, maxF: math.MaxFloat64,
+		doc: "Bytes the cleaner threads read and write per second, together."},
+	longKey("log.cleaner.backoff.ms", 15000, 0, "How long the cleaner sleeps when no log needs cleaning."),
 
 	// Kafka keys that do not apply to one node: accepted so a Kafka
 	// server.properties needs few edits, validated as Kafka does, no effect.
@@ -378,11 +381,11 @@ type topicSpec struct {
 
 // topicSpecs lists every topic key, in Kafka's documentation order.
 var topicSpecs = []*topicSpec{
-	{name: "cleanup.policy", synonyms: []string{"log.cleanup.policy"}, doc: "delete only: segments past retention are deleted."},
+	{name: "cleanup.policy", synonyms: []string{"log.cleanup.policy"}, doc: "delete: segments past retention are deleted; compact: the log cleaner keeps the latest record of each key; compact,delete: both."},
 	{name: "compression.gzip.level", synonyms: []string{"compression.gzip.level"}, doc: "Level of the gzip batches the broker writes (compression.type=gzip); -1: 6."},
 	{name: "compression.type", synonyms: []string{"compression.type"}, doc: "producer: batches are stored as produced (zero-copy); uncompressed, gzip, snappy, lz4, zstd: a batch in another codec is recompressed on append."},
 	{name: "compression.zstd.level", synonyms: []string{"compression.zstd.level"}, doc: "Level of the zstd batches the broker writes (compression.type=zstd), mapped onto four speeds: below 3, 3 to 5, 6 to 9, 10 and up."},
-	{name: "delete.retention.ms", synonyms: []string{"log.cleaner.delete.retention.ms"}, noEffect: true, doc: "Tombstone retention of compacted topics."},
+	{name: "delete.retention.ms", synonyms: []string{"log.cleaner.delete.retention.ms"}, doc: "How long a tombstone stays in the cleaned part of a compacted log."},
 	{name: "file.delete.delay.ms", synonyms: []string{"log.segment.delete.delay.ms"}, doc: "Delay before a deleted segment's files are removed."},
 	{name: "flush.messages", synonyms: []string{"log.flush.interval.messages"}, doc: "fsync after this many messages."},
 	{name: "flush.ms", synonyms: []string{"log.flush.interval.ms"}, doc: "fsync after this many milliseconds."},
@@ -408,9 +411,9 @@ var topicSpecs = []*topicSpec{
 		doc: "Stop uploading the topic's segments; the remote tier stays readable and retention.* keeps expiring it. The local log then grows up to retention.*."},
 	{name: "remote.log.delete.on.disable", own: boolKey("remote.log.delete.on.disable", false, ""),
 		doc: "Must be true to turn remote.storage.enable from true to false; the topic's remote data is then deleted in the background."},
-	{name: "max.compaction.lag.ms", synonyms: []string{"log.cleaner.max.compaction.lag.ms"}, noEffect: true, doc: "Compaction only."},
-	{name: "min.compaction.lag.ms", synonyms: []string{"log.cleaner.min.compaction.lag.ms"}, noEffect: true, doc: "Compaction only."},
-	{name: "min.cleanable.dirty.ratio", synonyms: []string{"log.cleaner.min.cleanable.ratio"}, noEffect: true, doc: "Compaction only."},
+	{name: "max.compaction.lag.ms", synonyms: []string{"log.cleaner.max.compaction.lag.ms"}, doc: "Longest a record stays uncompacted: a log whose first dirty record is older is cleaned whatever its dirty ratio."},
+	{name: "min.compaction.lag.ms", synonyms: []string{"log.cleaner.min.compaction.lag.ms"}, doc: "Shortest time a record stays uncompacted: younger segments are not cleaned."},
+	{name: "min.cleanable.dirty.ratio", synonyms: []string{"log.cleaner.min.cleanable.ratio"}, doc: "Dirty bytes over cleanable bytes at which a log is cleaned."},
 }
 
 var (

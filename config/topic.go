@@ -5,7 +5,18 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 )
+
+// policyHas reports whether the cleanup.policy list includes p.
+func policyHas(policy, p string) bool {
+	for e := range strings.SplitSeq(policy, ",") {
+		if strings.TrimSpace(e) == p {
+			return true
+		}
+	}
+	return false
+}
 
 // Resolve returns a topic's effective configuration for the given overrides:
 // each key from the overrides if present, else from the broker default. Errors
@@ -80,6 +91,28 @@ func (b *Broker) resolve(overrides map[string]string, origins map[string]string)
 		CompressionType:             s["compression.type"],
 		CompressionGzipLevel:        v["compression.gzip.level"],
 		CompressionZstdLevel:        v["compression.zstd.level"],
+		DeleteRetentionMs:           v["delete.retention.ms"],
+		MinCompactionLagMs:          v["min.compaction.lag.ms"],
+		MaxCompactionLagMs:          v["max.compaction.lag.ms"],
+	}
+	t.MinCleanableDirtyRatio, _ = strconv.ParseFloat(s["min.cleanable.dirty.ratio"], 64)
+	if t.MinCompactionLagMs > t.MaxCompactionLagMs {
+		// Kafka's LogConfig.validateValues.
+		key := names["min.compaction.lag.ms"]
+		e := valueError(key, s["min.compaction.lag.ms"], "%d is more than %s (%d) (allowed: 0 to %d)",
+			t.MinCompactionLagMs, names["max.compaction.lag.ms"], t.MaxCompactionLagMs, t.MaxCompactionLagMs)
+		e.Origin = origins[key]
+		return Topic{}, e
+	}
+	if t.Compact() {
+		// The remote tier holds segments as uploaded; it cannot compact them
+		// yet. A compacted topic keeps its log local: remote.storage.enable
+		// is false unless the topic sets it, and setting it true is refused.
+		if overrides["remote.storage.enable"] != "" && s["remote.storage.enable"] == "true" {
+			e := valueError("remote.storage.enable", "true", "true is not allowed with cleanup.policy=%s: Strata does not compact tiered segments yet (tiered compaction comes later); a compacted topic keeps its log local (allowed: false)", t.CleanupPolicy)
+			return Topic{}, e
+		}
+		t.RemoteStorageEnable = false
 	}
 	if t.RemoteStorageEnable {
 		for _, p := range [][2]string{{"local.retention.ms", "retention.ms"}, {"local.retention.bytes", "retention.bytes"}} {
@@ -173,6 +206,20 @@ func (b *Broker) DescribeTopic(overrides map[string]string) []Entry {
 			}
 		}
 		out = append(out, e)
+	}
+	// A compacted topic does not tier unless the topic says so (resolve).
+	policy, remote := -1, -1
+	for i, e := range out {
+		switch e.Name {
+		case "cleanup.policy":
+			policy = i
+		case "remote.storage.enable":
+			remote = i
+		}
+	}
+	if policy >= 0 && remote >= 0 && policyHas(out[policy].Value, "compact") && out[remote].Source != SourceTopic {
+		out[remote].Value = "false"
+		out[remote].Doc += " A topic whose cleanup.policy includes compact does not tier."
 	}
 	return out
 }

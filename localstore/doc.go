@@ -26,5 +26,8 @@
 // CRC holds (segments after a truncated one are removed), and indexes that do
 // not match their segment are rebuilt. Producer state comes from the newest
 // valid snapshot at or below the log end, plus a replay of the batch headers
-// after it.
+// after it. Open also finishes or discards a log cleaner's swap interrupted by
+// a crash (clean.go).
+//
+// Clean compacts the log (cleanup.policy=compact): see clean.go.
 package localstore

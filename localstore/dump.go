@@ -13,6 +13,8 @@ var codecNames = [8]string{"none", "gzip", "snappy", "lz4", "zstd", "codec5", "c
 // DumpSegment prints every batch of the segment file at logPath and the
 // entries of its .index and .timeindex (found beside it), for
 // `strata segments dump FILE`. A torn or corrupt tail is reported, not fatal.
+// The gaps a compacted segment has are shown: offsets with no batch, and a
+// batch's offsets whose records the cleaner removed.
 func DumpSegment(w io.Writer, logPath string) error {
 	f, err := os.Open(logPath)
 	if err != nil {
@@ -28,6 +30,10 @@ func DumpSegment(w io.Writer, logPath string) error {
 	hdr := make([]byte, HeaderSize)
 	var buf []byte
 	batches := 0
+	next := int64(-1) // the offset after the previous batch; a cleaned segment has gaps
+	if off, _, ok := parseOffsetName(baseName(logPath)); ok {
+		next = off
+	}
 	for pos := int64(0); pos < size; {
 		n, err := f.ReadAt(hdr, pos)
 		if n < HeaderSize {
@@ -49,12 +55,19 @@ func DumpSegment(w io.Writer, logPath string) error {
 		if _, err := f.ReadAt(buf, pos); err != nil {
 			return fmt.Errorf("cannot read segment %q: %w", logPath, err)
 		}
+		if next >= 0 && h.BaseOffset > next {
+			fmt.Fprintf(w, "gap: offsets %d to %d hold no batch (removed by the log cleaner)\n", next, h.BaseOffset-1)
+		}
+		next = h.lastOffset() + 1
 		fmt.Fprintf(w, "baseOffset: %d lastOffset: %d count: %d position: %d size: %d crc: %d crcValid: %t"+
 			" firstTimestamp: %d maxTimestamp: %d logAppendTime: %t producerId: %d producerEpoch: %d baseSequence: %d"+
 			" leaderEpoch: %d codec: %s transactional: %t control: %t\n",
 			h.BaseOffset, h.lastOffset(), h.NumRecords, pos, h.TotalSize(), h.CRC, crcOK(buf),
 			h.FirstTimestamp, h.MaxTimestamp, h.logAppendTime(), h.ProducerID, h.ProducerEpoch, h.BaseSequence,
 			h.PartitionLeaderEpoch, codecNames[h.Compression()], h.Transactional(), h.Control())
+		if n := int64(h.LastOffsetDelta) + 1 - int64(h.NumRecords); n > 0 {
+			fmt.Fprintf(w, "  %d of the batch's %d offsets hold no record (removed by the log cleaner)\n", n, h.LastOffsetDelta+1)
+		}
 		batches++
 		pos += h.TotalSize()
 	}

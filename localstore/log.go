@@ -43,6 +43,8 @@ type Log struct {
 		segs   []*segment // offset order, the active segment last; never empty
 		closed bool
 	}
+
+	cl cleanerState // compaction (clean.go)
 }
 
 func withDefaults(cfg Config) Config {
@@ -462,13 +464,16 @@ func (l *Log) Read(offset int64, maxBytes int64, minOneBatch bool) (Slice, error
 		return Slice{}, nil
 	}
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].base > offset }) - 1
-	for i < len(segs)-1 && offset >= segs[i].st.next {
+	for i < len(segs)-1 && max(offset, segs[i].base) >= segs[i].st.next {
 		i++ // offset falls in a gap between segments: serve the next one
 	}
 	s := segs[i]
 	size, idx := s.st.size, s.idx
 	s.acquire()
 	l.mu.RUnlock()
+	// A cleaned log has gaps: an offset before the segment's first batch
+	// reads from its start.
+	offset = max(offset, s.base)
 
 	pos, end, err := l.locate(s, offset, size, idx, maxBytes, minOneBatch)
 	if err != nil || end == pos {

@@ -38,6 +38,14 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 	if err != nil {
 		return nil, storageErr("read log directory", dir, err)
 	}
+	// A cleaning interrupted by a crash: finish its swap or drop its files.
+	if changed, err := recoverCleanSwap(dir, ents, logger); err != nil {
+		return nil, err
+	} else if changed {
+		if ents, err = os.ReadDir(dir); err != nil {
+			return nil, storageErr("read log directory", dir, err)
+		}
+	}
 	_, err = os.Stat(cleanShutdownPath(dir))
 	clean := err == nil
 	recoveryPoint := readRecoveryPoint(dir)
@@ -57,7 +65,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 			os.Remove(filepath.Join(dir, name))
 			continue
 		}
-		if name == recoveryPointFile || name == cleanShutdownFile || e.IsDir() {
+		if name == recoveryPointFile || name == cleanShutdownFile || name == cleanerCheckpointFile || e.IsDir() {
 			continue
 		}
 		off, suffix, ok := parseOffsetName(name)
@@ -107,6 +115,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 		s.jitterDraw = l.rand()
 	}
 	l.mu.segs = segs
+	l.loadCleanCheckpoint()
 
 	if err := l.loadProducerState(); err != nil {
 		l.Close()

@@ -59,6 +59,10 @@ type Config struct {
 	// Retention of the local copy of tiered segments (local.retention.*,
 	// -2 already replaced by retention.*); -1: no limit.
 	LocalRetentionMs, LocalRetentionBytes int64
+	// CompactOnly: cleanup.policy is compact without delete, so retention.ms
+	// and retention.bytes delete nothing (Kafka's rule); the log cleaner
+	// keeps the log's size down.
+	CompactOnly bool
 }
 
 // Log is one partition's whole log. Safe for concurrent use.

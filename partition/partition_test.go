@@ -233,3 +233,24 @@ func TestRetentionOneCutOff(t *testing.T) {
 		t.Errorf("after 20..29 was uploaded, local segments start at %d, want 30", segs[0].BaseOffset)
 	}
 }
+
+// cleanup.policy=compact alone: retention.ms and retention.bytes delete
+// nothing (Kafka's rule); compact,delete applies them.
+func TestRetentionSkippedForCompactOnly(t *testing.T) {
+	now := time.UnixMilli(10_000_000)
+	old := now.Add(-time.Hour).UnixMilli()
+	for _, compactOnly := range []bool{true, false} {
+		local := newLog(t, 3, true, old)
+		l := New("t", [16]byte{1}, 0, local, nil, nil, Config{RetentionMs: 1000, RetentionBytes: 1, LocalRetentionMs: -1, LocalRetentionBytes: -1, CompactOnly: compactOnly}, nil)
+		n, err := l.Retention(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if compactOnly && (n != 0 || local.LogStartOffset() != 0) {
+			t.Errorf("compact only: retention deleted %d segments, log start %d", n, local.LogStartOffset())
+		}
+		if !compactOnly && n == 0 {
+			t.Errorf("compact,delete: retention deleted nothing")
+		}
+	}
+}

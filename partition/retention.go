@@ -15,7 +15,8 @@ import (
 // below it. For a tiered partition, local.retention.ms / .bytes then apply to
 // the local segments the remote tier already holds: a local segment that is
 // not uploaded is never deleted by local retention. The log start offset is
-// persisted when it moved. It returns how many local segments it deleted.
+// persisted when it moved. A compact-only log (cfg.CompactOnly) skips
+// retention.ms / retention.bytes. It returns how many local segments it deleted.
 func (l *Log) Retention(now time.Time) (int, error) {
 	l.retMu.Lock()
 	defer l.retMu.Unlock()
@@ -24,7 +25,7 @@ func (l *Log) Retention(now time.Time) (int, error) {
 	if err != nil {
 		return deleted, err
 	}
-	if cut := l.retentionCut(now, cfg); cut >= 0 {
+	if cut := l.retentionCut(now, cfg); cut >= 0 && !cfg.CompactOnly {
 		if l.remote != nil {
 			l.remote.DeleteRemoteBefore(l.topic, l.index, cut)
 		}
