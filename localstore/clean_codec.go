@@ -1,59 +1,30 @@
 package localstore
 
-// Encoding a cleaned batch's records with the batch's own codec. The cleaner
-// keeps each batch's codec; these encoders are the only ones it needs.
+// Encoding a cleaned batch's records with the batch's own codec (the cleaner
+// keeps each batch's codec), through the encoders compression.type uses.
 
 import (
 	"bytes"
-	"fmt"
 	"io"
-
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/snappy/xerial"
-	"github.com/klauspost/compress/zstd"
-	"github.com/pierrec/lz4/v4"
+	"math"
 )
 
 // cleanEncode compresses raw records with codec (1 gzip, 2 snappy in xerial
-// framing as Kafka's Java client writes it, 3 lz4 frame, 4 zstd).
+// framing as Kafka's Java client writes it, 3 lz4 frame, 4 zstd) at the
+// codec's default level, with recompress.go's encoders.
 func cleanEncode(codec int8, raw []byte) ([]byte, error) {
-	switch codec {
-	case 0:
+	if codec == CodecNone {
 		return raw, nil
-	case 1:
-		var buf bytes.Buffer
-		w := gzip.NewWriter(&buf)
-		if _, err := w.Write(raw); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
-	case 2:
-		return xerial.Encode(nil, raw), nil
-	case 3:
-		var buf bytes.Buffer
-		w := lz4.NewWriter(&buf)
-		if err := w.Apply(lz4.BlockSizeOption(lz4.Block64Kb)); err != nil {
-			return nil, err
-		}
-		if _, err := w.Write(raw); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
-	case 4:
-		w, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
-		if err != nil {
-			return nil, err
-		}
-		defer w.Close()
-		return w.EncodeAll(raw, nil), nil
 	}
-	return nil, fmt.Errorf("unknown codec %d", codec)
+	var enc encoders
+	defer enc.close()
+	out := &capWriter{limit: -1, total: math.MaxInt64}
+	buf := make([]byte, 32<<10)
+	// Level 0: each codec's default.
+	if err := encodeStream(&enc, out, bytes.NewReader(raw), buf, Target{Codec: codec}); err != nil {
+		return nil, err
+	}
+	return out.buf, nil
 }
 
 // cleanDecode returns the records section of the whole batch b, decompressed.

@@ -168,15 +168,22 @@ func rewriteRecords(dec *decoders, enc *encoders, out *capWriter, batch []byte, 
 	// Validation bounded the decompressed size already; this keeps the
 	// rewrite bounded even if it is called on unvalidated bytes.
 	src = &io.LimitedReader{R: src, N: maxDecompressed}
+	return encodeStream(enc, out, src, c.buf, target)
+}
+
+// encodeStream writes what src yields to out, compressed with target's
+// codec and level. buf is scratch space. The recompression of
+// compression.type and the log cleaner's rewritten batches both encode here.
+func encodeStream(enc *encoders, out *capWriter, src io.Reader, buf []byte, target Target) error {
 	var w io.WriteCloser
 	switch target.Codec {
 	case CodecNone:
-		_, err := io.CopyBuffer(out, src, c.buf)
+		_, err := io.CopyBuffer(out, src, buf)
 		return err
 	case CodecGzip:
 		w = enc.gzip(out, target.Level)
 	case CodecSnappy:
-		return writeXerial(out, src, c.buf)
+		return writeXerial(out, src, buf)
 	case CodecLZ4:
 		w = enc.lz4(out)
 	case CodecZstd:
@@ -185,8 +192,10 @@ func rewriteRecords(dec *decoders, enc *encoders, out *capWriter, batch []byte, 
 			return err
 		}
 		w = zw
+	default:
+		return fmt.Errorf("unknown codec %d", target.Codec)
 	}
-	if _, err := io.CopyBuffer(w, src, c.buf); err != nil {
+	if _, err := io.CopyBuffer(w, src, buf); err != nil {
 		return err
 	}
 	return w.Close()
