@@ -37,6 +37,7 @@ func tiny(t *testing.T) Config {
 	c.LatencyDuration = time.Second
 	c.ManyPartitions = []int{1, 4}
 	c.ManyBytes = 256 << 10
+	c.CompactBytes = 2 << 20
 	c.MinPhase = 500 * time.Millisecond
 	c.Dir = t.TempDir()
 	c.Out = filepath.Join(t.TempDir(), "out")
@@ -189,10 +190,16 @@ func checkReport(t *testing.T, r *Report, out string) {
 	if r.RemoteFetch.Reads == 0 || r.RemoteFetch.P50 <= 0 || r.RemoteFetch.P99 < r.RemoteFetch.P50 {
 		t.Errorf("remote read latency %+v", r.RemoteFetch)
 	}
+	// The cleaner read the whole log (at least once) and removed the older
+	// versions of every key; the raw baseline read exactly the same files.
+	if cp := r.Compaction; cp.Segments < 2 || cp.LogBytes <= 0 || cp.Cleaner.Bytes < cp.LogBytes || cp.Raw.Bytes != cp.LogBytes ||
+		cp.RecordsRemoved < cp.Records-cp.Keys || cp.CleanerWritten <= 0 || cp.CleanerWritten >= cp.LogBytes || cp.Cleaner.MBps <= 0 || cp.Raw.MBps <= 0 {
+		t.Errorf("compaction: %+v", cp)
+	}
 	if len(r.Many) != len(r.Config.ManyPartitions) {
 		t.Errorf("many partitions: %d results", len(r.Many))
 	}
-	for _, phase := range []string{"produce-strata", "produce-kfake", "produce-lz4", "produce-zstd", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "raw-sendfile-2", "consume-sendfile-2", "raw-sendfile-stream", "consume-kgo-copy", "cold-replay", "raw-gets", "cold-replay-2", "raw-gets-2"} {
+	for _, phase := range []string{"produce-strata", "produce-kfake", "produce-lz4", "produce-zstd", "consume-sendfile", "consume-kfake-wire", "consume-kgo-conn", "consume-kgo", "consume-kfake", "raw-sendfile", "raw-sendfile-2", "consume-sendfile-2", "raw-sendfile-stream", "consume-kgo-copy", "cold-replay", "raw-gets", "cold-replay-2", "raw-gets-2", "compact-raw", "compact-clean"} {
 		if _, ok := r.cpu(phase); !ok {
 			t.Errorf("no CPU measurement of %s", phase)
 		}
@@ -256,6 +263,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 		"produce, payload, lz4 (" + r.Config.Variants[1].String() + ") vs uncompressed",
 		"produce, payload, zstd (" + r.Config.Variants[2].String() + ") vs uncompressed",
 		"produce, zstd, log bytes / payload vs ",
+		"compaction, cleaner log read vs raw sequential read+write, same disk",
 	} {
 		if !rows[row] {
 			t.Errorf("no row %q", row)
@@ -272,7 +280,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 		}
 	}
 	md := r.Markdown()
-	for _, want := range []string{"| figure | value | baseline | baseline value | ratio | target | result |", "| sendfile | round | wall s | MB/s | broker user CPU s |", clientWire} {
+	for _, want := range []string{"| figure | value | baseline | baseline value | ratio | target | result |", "| sendfile | round | wall s | MB/s | broker user CPU s |", clientWire, "### Compaction"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown has no %q:\n%s", want, md)
 		}

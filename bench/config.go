@@ -71,6 +71,8 @@ type Config struct {
 	// producing ManyBytes in total.
 	ManyPartitions []int
 	ManyBytes      int64
+	// CompactBytes is the size of the keyed log the compaction phase cleans.
+	CompactBytes int64
 
 	// MinPhase is the least duration of the hot-consume phases and raw
 	// sendfile (whole passes repeat), for steady rates and CPU profiles.
@@ -97,6 +99,7 @@ func Defaults() Config {
 		LatencyRecordBytes: 1024,
 		ManyPartitions:     []int{1, 100, 1000},
 		ManyBytes:          128 << 20,
+		CompactBytes:       256 << 20,
 		MinPhase:           5 * time.Second,
 		Prices:             DefaultPrices(),
 	}
@@ -114,6 +117,7 @@ func Quick() Config {
 	c.LatencyDuration = 5 * time.Second
 	c.ManyPartitions = []int{1, 10, 100}
 	c.ManyBytes = 16 << 20
+	c.CompactBytes = 64 << 20
 	return c
 }
 
@@ -162,6 +166,7 @@ func (c *Config) Validate() error {
 	check(c.ChunkBytes > 0 && c.Readahead >= 0, "chunk bytes and readahead")
 	check(c.TaskInterval > 0, "task interval must be positive")
 	check(c.LatencyRate > 0 && c.LatencyDuration > 0 && c.LatencyRecordBytes >= 16, "latency rate, duration and record size (>= 16)")
+	check(c.CompactBytes >= 1<<20, "compact bytes %d: at least 1MiB", c.CompactBytes)
 	check(len(c.ManyPartitions) > 0, "many partitions: at least one count")
 	if err := c.Prices.Validate(); err != nil {
 		errs = append(errs, err)
@@ -208,6 +213,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.DurationVar(&c.MinPhase, "min-phase", c.MinPhase, "least duration of hot consume and raw sendfile (passes repeat)")
 	fs.Var(bytesFlag{ptr: &c.ManyBytes}, "many-bytes", "payload of each scaling run")
+	fs.Var(bytesFlag{ptr: &c.CompactBytes}, "compact-bytes", "size of the keyed log the compaction phase cleans")
 	c.Prices.RegisterFlags(fs)
 }
 

@@ -20,6 +20,8 @@
 //	e2e latency         p50/p99/p99.9 at a fixed rate      (none)
 //	time to tier        roll to COPY_FINISHED, p50/p99     (none)
 //	many partitions     produce and consume at 1..1000     (none)
+//	compaction          bytes the log cleaner reads per    raw sequential read+write of the same segment files
+//	                    second (localstore.Log.Clean)      (fsynced copies), same disk (compact.go)
 //
 // Two consumers, both franz-go with the same max wait: (P) the protocol-level
 // one (fetch.go: kmsg.FetchRequest on a connection of its own, wire.go, each

@@ -113,6 +113,7 @@ type Report struct {
 	TimeToTier             TimeToTier       `json:"time_to_tier"`
 	RemoteFetch            RemoteFetch      `json:"remote_fetch"`
 	Many                   []ManyResult     `json:"many_partitions"`
+	Compaction             Compaction       `json:"compaction"`
 	Baselines              Baselines        `json:"baselines"`
 	CPU                    []CPU            `json:"cpu"`
 	Cost                   Cost             `json:"cost"`
@@ -291,6 +292,9 @@ func (r *Report) buildFigures() {
 	if r.Cost.S3DollarsPerTBMonth > 0 {
 		ratioFig("retained, S3", "$/TB-month", r.Cost.S3DollarsPerTBMonth, fmt.Sprintf("local disks RF %d", r.Cost.Prices.DiskReplicas), r.Cost.DiskDollarsPerTBMonth, "", 0, false)
 	}
+	if c := r.Compaction; c.Cleaner.MBps > 0 && c.Raw.MBps > 0 {
+		ratioFig("compaction, cleaner log read", "MB/s", c.Cleaner.MBps, "raw sequential read+write, same disk", c.Raw.MBps, "", 0, true)
+	}
 	for _, m := range r.Many {
 		plain(fmt.Sprintf("%d partitions: produce / consume payload", m.Partitions), "MB/s", m.Produce.PayloadMBps, "", 0)
 		fs[len(fs)-1].Baseline = "consume"
@@ -362,6 +366,12 @@ func (r *Report) Markdown() string {
 				num(c.CPUPerGB), num(c.ClientSeconds), mib(c.SendfileBytes), mib(c.CopiedBytes))
 		}
 		w("\nOver all rounds: %s broker CPU s/GB with sendfile, %s with the copy path.\n", num(r.childCPUPerGB(true)), num(r.childCPUPerGB(false)))
+	}
+	if c := r.Compaction; c.Cleaner.Bytes > 0 {
+		w("\n### Compaction (localstore's cleaner, no broker)\n\n")
+		w("A %s log of %d records over %d keys in %d closed segments: the cleaner read %s in %s s (%d pass(es)), wrote %s in %d segments and removed %d records; %s MB/s of bytes read. Raw: %s read and written in %s s, %s MB/s (%s).\n",
+			mib(c.LogBytes), c.Records, c.Keys, c.Segments, mib(c.Cleaner.Bytes), num(c.Cleaner.Seconds), c.Passes, mib(c.CleanerWritten), c.SegmentsAfter,
+			c.RecordsRemoved, num(c.Cleaner.MBps), mib(c.Raw.Bytes), num(c.Raw.Seconds), num(c.Raw.MBps), c.Raw.How)
 	}
 	if len(r.CPU) > 0 {
 		w("\n### CPU by phase (process CPU from getrusage, split by pprof labels; MinIO's from /proc/<pid>/stat; the machine's from /proc/stat, all cores)\n\n| phase | wall s | process CPU s | broker CPU s | client CPU s | MinIO CPU s | machine busy |\n|---|---|---|---|---|---|---|\n")

@@ -53,7 +53,7 @@ func Run(ctx context.Context, cfg Config, progressW io.Writer) (*Report, error) 
 		r.prog = newProgress(progressW, 5+len(cfg.Variants)+len(cfg.ManyPartitions))
 		return r.rep, r.runExternal(ctx)
 	}
-	r.prog = newProgress(progressW, 19+2*hotRounds+2*coldRounds+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
+	r.prog = newProgress(progressW, 21+2*hotRounds+2*coldRounds+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "strata-bench-")
@@ -439,6 +439,11 @@ func (r *runner) runLocal(ctx context.Context) error {
 	}
 
 	if err := r.coldPhases(ctx); err != nil {
+		return err
+	}
+
+	// The log cleaner beside the disk's raw read-and-write rate.
+	if err := r.compactionPhases(ctx); err != nil {
 		return err
 	}
 
