@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/stratalog/strata/localstore"
+	"github.com/stratalog/strata/tier/tierapi"
 )
 
 // Remote is the remote tier as a partition sees it; package tier implements
@@ -167,7 +168,15 @@ func (l *Log) Read(ctx context.Context, offset, maxBytes int64, minOneBatch bool
 		return nil, fmt.Errorf("%w: %d is below the log start offset %d", localstore.ErrOffsetOutOfRange, offset, l.floorOf())
 	}
 	if l.IsRemote(offset) && offset >= l.LogStartOffset() {
-		return l.remote.ReadMany(ctx, l.topic, l.index, offset, maxBytes, minOneBatch)
+		sls, err := l.remote.ReadMany(ctx, l.topic, l.index, offset, maxBytes, minOneBatch)
+		if hi, ok := l.HighestTieredOffset(); errors.Is(err, tierapi.ErrOffsetOutOfRange) && (!ok || offset > hi) {
+			// Between the remote tier's last offset and the local log's
+			// first (a compacted log's gap): as in Kafka, the next batch
+			// that exists is served, the local log's first.
+			offset = l.local.LogStartOffset()
+		} else {
+			return sls, err
+		}
 	}
 	sl, err := l.local.Read(offset, maxBytes, minOneBatch)
 	if errors.Is(err, localstore.ErrOffsetOutOfRange) && l.IsRemote(offset) {

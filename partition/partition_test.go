@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stratalog/strata/internal/recbatch"
 	"github.com/stratalog/strata/localstore"
+	"github.com/stratalog/strata/tier/tierapi"
 )
 
 // fakeRemote is a remote tier that holds offsets [start, highest] in
@@ -44,6 +46,9 @@ func (f *fakeRemote) ReadMany(_ context.Context, _ string, _ int32, offset, _ in
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads = append(f.reads, offset)
+	if offset > f.highest {
+		return nil, tierapi.ErrOffsetOutOfRange
+	}
 	return nil, errRemoteRead
 }
 
@@ -252,5 +257,29 @@ func TestRetentionSkippedForCompactOnly(t *testing.T) {
 		if !compactOnly && n == 0 {
 			t.Errorf("compact,delete: retention deleted nothing")
 		}
+	}
+}
+
+// A compacted log tiered may end its remote part before the local log
+// starts (the cleaner removed the batches between): a read in that gap is
+// served from the local log's first batch, as Kafka serves the next batch.
+func TestReadInGapBetweenRemoteAndLocal(t *testing.T) {
+	local := newLog(t, 3, true, 1_000) // 0..39
+	if _, err := local.DeleteSegmentsBefore(30); err != nil {
+		t.Fatal(err)
+	}
+	r := &fakeRemote{start: 0, highest: 19, segSize: 10} // 20..29 is a gap
+	l := New("t", [16]byte{1}, 0, local, r, nil, Config{Tiered: true}, nil)
+	sls, err := l.Read(context.Background(), 25, 1<<20, true)
+	if err != nil || len(sls) != 1 {
+		t.Fatalf("read at 25: %v %v", sls, err)
+	}
+	defer sls[0].Done()
+	var h [8]byte
+	if _, err := sls[0].File.ReadAt(h[:], sls[0].Pos); err != nil {
+		t.Fatal(err)
+	}
+	if got := int64(binary.BigEndian.Uint64(h[:])); got != 30 {
+		t.Fatalf("read at 25 served the batch at %d, want 30", got)
 	}
 }

@@ -103,8 +103,10 @@ func (m *Manager) serve(ctx context.Context, key tp, offset int64, read func(con
 	return nil
 }
 
-// locate finds the COPY_FINISHED segment holding offset: its index in
-// finished.
+// locate finds the COPY_FINISHED segment holding offset, or, for an offset
+// in a gap between segments (a compacted log's), the next segment: its index
+// in finished. As in Kafka, a read inside a gap is served from the next
+// batch that exists.
 func (m *Manager) locate(key tp, offset int64) ([]metadata.RemoteSegment, int, error) {
 	ps := m.lookup(key)
 	var finished []metadata.RemoteSegment
@@ -112,7 +114,10 @@ func (m *Manager) locate(key tp, offset int64) ([]metadata.RemoteSegment, int, e
 		finished = m.viewOf(ps).finished
 	}
 	i := sort.Search(len(finished), func(i int) bool { return finished[i].BaseOffset > offset }) - 1
-	if i < 0 || finished[i].EndOffset < offset {
+	if i >= 0 && finished[i].EndOffset < offset {
+		i++ // in a gap after finished[i]: the next segment, if any
+	}
+	if i < 0 || i >= len(finished) {
 		return nil, 0, fmt.Errorf("%w: offset %d of %s-%d", ErrOffsetOutOfRange, offset, key.topic, key.partition)
 	}
 	return finished, i, nil
@@ -135,8 +140,8 @@ func (m *Manager) read(ctx context.Context, key tp, offset, maxBytes int64, minO
 		b := sc.findBatch(offset)
 		if b == len(sc.Batches) {
 			// No batch holds offset or any after it here: the next segment
-			// does, if it follows on.
-			if i+1 < len(finished) && finished[i+1].BaseOffset == seg.EndOffset+1 {
+			// does, if there is one (after a compaction gap, perhaps).
+			if i+1 < len(finished) {
 				continue
 			}
 			break

@@ -17,12 +17,22 @@ const headerSize = 61
 // Make encodes an uncompressed v2 record batch of n records (base offset 0,
 // which a log overwrites) with timestamps ts, ts+1, ... and values tagged tag.
 func Make(n int, ts int64, tag string) []byte {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+	}
+	return MakeKeyed(keys, ts, tag)
+}
+
+// MakeKeyed is Make with one record per key, in order.
+func MakeKeyed(keys []string, ts int64, tag string) []byte {
+	n := len(keys)
 	var recs []byte
 	for i := range n {
 		r := kmsg.Record{
 			TimestampDelta64: int64(i),
 			OffsetDelta:      int32(i),
-			Key:              fmt.Appendf(nil, "k%d", i),
+			Key:              []byte(keys[i]),
 			Value:            bytes.Repeat(fmt.Appendf(nil, "%s-%d|", tag, i), 8),
 		}
 		body := r.AppendTo(nil)
