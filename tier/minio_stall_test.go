@@ -79,27 +79,7 @@ func TestMinIOStopped(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Advance(time.Minute)
-	e.manage()
-	if v := gauge(t, e.reg, "strata_tier_store_available"); v != 1 {
-		t.Errorf("store available %v after SIGCONT", v)
-	}
-	checkLag(t, e, nil)
-	if segs := e.remote(); len(segs) != 3 || segs[2].State != metadata.CopyFinished {
-		t.Errorf("index after SIGCONT: %+v", segs)
-	}
-	if warns := logs.at(slog.LevelWarn); len(warns) != 1 {
-		t.Errorf("warnings %q, want the one of the outage", warns)
-	}
-	back := 0
-	for _, l := range logs.at(slog.LevelInfo) {
-		if strings.Contains(l, "object store available again") {
-			back++
-		}
-	}
-	if back != 1 {
-		t.Errorf("%d 'available again' lines, want 1", back)
-	}
+	expectRecovered(t, e, logs, 3, "")
 	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError} {
 		for _, l := range logs.at(level) {
 			if strings.Contains(l, srv.SecretKey) {
