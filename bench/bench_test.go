@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -390,25 +389,6 @@ func TestProcCPU(t *testing.T) {
 	}
 	if u < 0 || s < 0 {
 		t.Errorf("utime %v stime %v", u, s)
-	}
-}
-
-func TestSkipTags(t *testing.T) {
-	for _, c := range []struct {
-		in, rest []byte
-		ok       bool
-	}{
-		{[]byte{0, 9}, []byte{9}, true},
-		{[]byte{1, 5, 2, 0xaa, 0xbb, 9}, []byte{9}, true},
-		{[]byte{2, 5, 0, 6, 1, 0xcc}, []byte{}, true},
-		{[]byte{}, nil, false},
-		{[]byte{1, 5, 3, 0xaa}, nil, false},
-		{[]byte{1}, nil, false},
-	} {
-		rest, err := skipTags(c.in)
-		if (err == nil) != c.ok || c.ok && !bytes.Equal(rest, c.rest) {
-			t.Errorf("skipTags(%x) = %x, %v", c.in, rest, err)
-		}
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/internal/kwire"
 )
 
 // The fetch settings of the decoding kgo consumer (consumeLabelled) and of
@@ -37,7 +39,7 @@ const (
 	// the v2 batch headers of the response: bytes and records, no decoding.
 	clientProtocol = "protocol-level fetch (kgo.Client + kmsg.FetchRequest, batch headers only)"
 	// clientWire is clientProtocol over a connection of its own that reads
-	// every response into one reused buffer (wireConn).
+	// every response into one reused buffer (kwire.Conn).
 	clientWire = "protocol-level fetch, reused read buffer (kmsg.FetchRequest on its own connection, batch headers only)"
 )
 
@@ -46,7 +48,7 @@ type transport int
 
 const (
 	viaKgo  transport = iota // kgo.Client's connection: a new buffer per response
-	viaWire                  // wireConn: one reused buffer
+	viaWire                  // kwire.Conn: one reused buffer
 )
 
 // wireFetchBytes is the fetch max bytes and the partition max bytes of the
@@ -89,7 +91,7 @@ func (t transport) client() string {
 // decoded).
 //
 // via says which connection carries the fetches: kgo.Client's own, or a
-// wireConn that reads every response into one reused buffer.
+// kwire.Conn that reads every response into one reused buffer.
 func fetchConsumeFor(ctx context.Context, addr, topic string, upTo map[int32]int64, name string, minDur time.Duration, via transport) (Throughput, error) {
 	var total Throughput
 	var err error
@@ -157,7 +159,7 @@ func fetchPass(ctx context.Context, cl *kgo.Client, topic string, upTo map[int32
 			err := func() error {
 				var br requester = cl.Broker(int(leader))
 				if via == viaWire {
-					w, err := dialWire(ctx, addrs[leader])
+					w, err := kwire.Dial(ctx, addrs[leader], "strata-bench")
 					if err != nil {
 						return err
 					}
