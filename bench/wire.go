@@ -13,4 +13,3 @@ import (
 type requester interface {
 	Request(context.Context, kmsg.Request) (kmsg.Response, error)
 }
-
