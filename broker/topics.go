@@ -53,6 +53,9 @@ type partition struct {
 	topic *topic
 	index int32
 	log   *plog.Log
+	// rep is the partition's replication state in a cluster (replica.go);
+	// nil on a single node.
+	rep atomic.Pointer[replica]
 
 	waitMu  sync.Mutex
 	waiters map[*waiter]struct{}
@@ -433,6 +436,16 @@ func validTopicName(name string) error {
 
 // create makes a topic durable, then opens its logs. validateOnly checks only.
 func (r *registry) create(name string, partitions int32, overrides map[string]string, validateOnly bool) (*topic, error) {
+	var id [16]byte
+	for id == ([16]byte{}) {
+		rand.Read(id[:])
+	}
+	return r.createWithID(name, id, partitions, overrides, validateOnly)
+}
+
+// createWithID is create with the topic ID given (a cluster's topics get
+// theirs in etcd, and every replica's copy carries it).
+func (r *registry) createWithID(name string, id [16]byte, partitions int32, overrides map[string]string, validateOnly bool) (*topic, error) {
 	if err := validTopicName(name); err != nil {
 		return nil, err
 	}
@@ -472,10 +485,6 @@ func (r *registry) create(name string, partitions int32, overrides map[string]st
 		}
 	}()
 
-	var id [16]byte
-	for id == ([16]byte{}) {
-		rand.Read(id[:])
-	}
 	mt := metadata.Topic{Name: name, ID: id, Partitions: partitions, Configs: overrides}
 	if err := r.meta.CreateTopic(mt); err != nil {
 		return nil, err

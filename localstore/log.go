@@ -448,6 +448,15 @@ func (l *Log) LogEndOffset() int64 {
 // at most maxBytes long but at least one whole batch when minOneBatch, ending
 // on a batch boundary. offset == LogEndOffset gives an empty slice.
 func (l *Log) Read(offset int64, maxBytes int64, minOneBatch bool) (Slice, error) {
+	return l.ReadUpTo(offset, math.MaxInt64, maxBytes, minOneBatch)
+}
+
+// ReadUpTo is Read that stops before the batch holding maxOffset: a
+// replicated partition's consumers read below its high watermark, which is
+// always on a batch boundary. An offset at or past maxOffset (but within the
+// log) gives an empty slice, as Kafka answers a fetch between the high
+// watermark and the log end.
+func (l *Log) ReadUpTo(offset, maxOffset int64, maxBytes int64, minOneBatch bool) (Slice, error) {
 	l.mu.RLock()
 	if l.mu.closed {
 		l.mu.RUnlock()
@@ -459,7 +468,7 @@ func (l *Log) Read(offset int64, maxBytes int64, minOneBatch bool) (Slice, error
 		l.mu.RUnlock()
 		return Slice{}, fmt.Errorf("%w: offset %d, log holds %d..%d", ErrOffsetOutOfRange, offset, start, leo)
 	}
-	if offset == leo {
+	if offset == leo || offset >= maxOffset {
 		l.mu.RUnlock()
 		return Slice{}, nil
 	}
@@ -468,13 +477,26 @@ func (l *Log) Read(offset int64, maxBytes int64, minOneBatch bool) (Slice, error
 		i++ // offset falls in a gap between segments: serve the next one
 	}
 	s := segs[i]
-	size, idx := s.st.size, s.idx
+	size, idx, next := s.st.size, s.idx, s.st.next
 	s.acquire()
 	l.mu.RUnlock()
 	// A cleaned log has gaps: an offset before the segment's first batch
 	// reads from its start.
 	offset = max(offset, s.base)
 
+	if maxOffset < next {
+		// Cut the segment at the batch that holds maxOffset.
+		if maxOffset <= s.base {
+			s.release()
+			return Slice{}, nil
+		}
+		cut, _, err := l.locate(s, maxOffset, size, idx, 0, false)
+		if err != nil {
+			s.release()
+			return Slice{}, err
+		}
+		size = cut
+	}
 	pos, end, err := l.locate(s, offset, size, idx, maxBytes, minOneBatch)
 	if err != nil || end == pos {
 		s.release()

@@ -9,7 +9,8 @@
 //
 // The tier is reached through the Remote interface, so this package builds
 // without the tier's implementation. On one node the high watermark is the
-// log end offset; a replicated partition will move it with its ISR.
+// log end offset; a replicated partition's leader moves it with its ISR
+// (SetReplicated, SetHighWatermark) and consumers read below it.
 package partition
 
 import (
@@ -17,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +83,11 @@ type Log struct {
 	// floor is the log start floor (logstart.go): DeleteRecords' start.
 	floor atomic.Int64
 
+	// replicated: hw is the high watermark, set by replication; otherwise
+	// the high watermark is the log end offset.
+	replicated atomic.Bool
+	hw         atomic.Int64
+
 	retMu     sync.Mutex // one retention pass at a time
 	persisted int64      // the log start last persisted; guarded by retMu
 }
@@ -124,8 +131,34 @@ func (l *Log) Append(batches []byte) (localstore.AppendResult, error) {
 func (l *Log) LogEndOffset() int64 { return l.local.LogEndOffset() }
 
 // HighWatermark is the offset below which records are committed: on one node
-// every appended record is, so it is the log end offset.
-func (l *Log) HighWatermark() int64 { return l.local.LogEndOffset() }
+// every appended record is, so it is the log end offset; a replicated
+// partition's is what its leader computed from the in-sync replicas
+// (SetHighWatermark), never above the log end offset.
+func (l *Log) HighWatermark() int64 {
+	leo := l.local.LogEndOffset()
+	if !l.replicated.Load() {
+		return leo
+	}
+	return min(l.hw.Load(), leo)
+}
+
+// SetReplicated makes the high watermark the one SetHighWatermark sets,
+// starting at hw (on: a replica of a replicated partition), or the log end
+// offset again (off).
+func (l *Log) SetReplicated(on bool, hw int64) {
+	l.hw.Store(hw)
+	l.replicated.Store(on)
+}
+
+// Replicated reports whether the high watermark is set by replication.
+func (l *Log) Replicated() bool { return l.replicated.Load() }
+
+// SetHighWatermark sets a replicated partition's high watermark (a leader
+// advancing it, a follower taking the leader's). It reports whether it moved
+// up.
+func (l *Log) SetHighWatermark(hw int64) bool {
+	return l.hw.Swap(hw) < hw
+}
 
 // LocalLogStartOffset is the first offset on local disk, never below the
 // log start offset (as Kafka's after DeleteRecords).
@@ -164,6 +197,16 @@ func (l *Log) IsRemote(offset int64) bool {
 // offset that has just left the local log is then read remotely. The caller
 // releases every slice.
 func (l *Log) Read(ctx context.Context, offset, maxBytes int64, minOneBatch bool) ([]localstore.Slice, error) {
+	return l.read(ctx, offset, l.HighWatermark(), maxBytes, minOneBatch)
+}
+
+// ReadReplica is Read for a follower's fetch: up to the log end offset, not
+// the high watermark.
+func (l *Log) ReadReplica(ctx context.Context, offset, maxBytes int64, minOneBatch bool) ([]localstore.Slice, error) {
+	return l.read(ctx, offset, math.MaxInt64, maxBytes, minOneBatch)
+}
+
+func (l *Log) read(ctx context.Context, offset, maxOffset, maxBytes int64, minOneBatch bool) ([]localstore.Slice, error) {
 	if offset < l.floorOf() {
 		return nil, fmt.Errorf("%w: %d is below the log start offset %d", localstore.ErrOffsetOutOfRange, offset, l.floorOf())
 	}
@@ -178,7 +221,7 @@ func (l *Log) Read(ctx context.Context, offset, maxBytes int64, minOneBatch bool
 			return sls, err
 		}
 	}
-	sl, err := l.local.Read(offset, maxBytes, minOneBatch)
+	sl, err := l.local.ReadUpTo(offset, maxOffset, maxBytes, minOneBatch)
 	if errors.Is(err, localstore.ErrOffsetOutOfRange) && l.IsRemote(offset) {
 		return l.remote.ReadMany(ctx, l.topic, l.index, offset, maxBytes, minOneBatch)
 	}

@@ -1,0 +1,431 @@
+package broker
+
+// Replica fetchers: a follower copies its partitions from their leaders with
+// the Fetch API, as Kafka's followers do. The partitions it follows on one
+// leader are spread over num.replica.fetchers connections (by partition
+// hash); each fetcher sends one Fetch at a time for all of its partitions,
+// with its broker id (ReplicaID before v15, ReplicaState from v15), each
+// partition's log end offset as the fetch offset, the leader epoch it
+// follows (a leader at another epoch answers FENCED_LEADER_EPOCH or
+// UNKNOWN_LEADER_EPOCH) and the epoch of its last batch (v12+: a leader whose
+// log diverges answers DivergingEpoch and the follower truncates, KIP-320).
+// Before its first fetch under a new leader epoch a follower asks the leader,
+// with OffsetForLeaderEpoch, where its latest epoch ends and truncates its
+// log there (KIP-101, KIP-279). A follower whose log end is below the
+// leader's local log start (a replaced disk, or a follower far behind) starts
+// again, empty, at the leader's local log start.
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/internal/kwire"
+	"github.com/stratalog/strata/localstore"
+)
+
+// fetchers are this broker's replica fetchers.
+type fetchers struct {
+	s  *Server
+	mu sync.Mutex
+	// parts is what each followed partition's leader is.
+	parts   map[*replica]int32
+	workers map[fetcherKey]*fetcher
+}
+
+type fetcherKey struct{ leader, shard int32 }
+
+type fetcher struct {
+	key  fetcherKey
+	kick chan struct{}
+}
+
+func newFetchers(s *Server) *fetchers {
+	return &fetchers{s: s, parts: map[*replica]int32{}, workers: map[fetcherKey]*fetcher{}}
+}
+
+func (f *fetchers) shardOf(r *replica) int32 {
+	n := max(int32(f.s.cfg.NumReplicaFetchers), 1)
+	h := fnv.New32a()
+	h.Write([]byte(r.tp.Topic))
+	return int32((h.Sum32() + uint32(r.tp.Partition)) % uint32(n))
+}
+
+// follow makes r fetched from leader (again: a new epoch truncates first).
+func (f *fetchers) follow(r *replica, leader int32) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.parts[r] = leader
+	k := fetcherKey{leader, f.shardOf(r)}
+	w := f.workers[k]
+	if w == nil {
+		w = &fetcher{key: k, kick: make(chan struct{}, 1)}
+		f.workers[k] = w
+		f.s.wg.Add(1)
+		go func() {
+			defer f.s.wg.Done()
+			f.run(w)
+		}()
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// unfollow stops fetching r.
+func (f *fetchers) unfollow(r *replica) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	delete(f.parts, r)
+	f.mu.Unlock()
+}
+
+// mine lists the partitions w fetches now.
+func (f *fetchers) mine(w *fetcher) []*replica {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var rs []*replica
+	for r, leader := range f.parts {
+		if leader == w.key.leader && f.shardOf(r) == w.key.shard {
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+// run is one fetcher's loop, until the broker stops.
+func (f *fetchers) run(w *fetcher) {
+	s := f.s
+	var conn *kwire.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	backoff := func() {
+		t := time.NewTimer(time.Duration(max(s.cfg.ReplicaFetchBackoffMs, 10)) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+		}
+	}
+	for s.ctx.Err() == nil {
+		rs := f.mine(w)
+		if len(rs) == 0 {
+			select {
+			case <-w.kick:
+			case <-s.ctx.Done():
+			}
+			continue
+		}
+		if conn == nil {
+			addr, ok := s.brokerAddr(w.key.leader)
+			if !ok {
+				backoff()
+				continue
+			}
+			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			c, err := kwire.Dial(ctx, addr, "strata-replica-fetcher")
+			cancel()
+			if err != nil {
+				s.log.Debug("replica fetcher cannot reach its leader", "leader", w.key.leader, "addr", addr, "err", err)
+				backoff()
+				continue
+			}
+			conn = c
+		}
+		if err := f.round(conn, rs); err != nil {
+			if s.ctx.Err() == nil {
+				s.log.Debug("replica fetch failed", "leader", w.key.leader, "err", err)
+			}
+			conn.Close()
+			conn = nil
+			backoff()
+		}
+	}
+}
+
+// followed is one partition of a fetch round, with what it was sent under.
+type followed struct {
+	r           *replica
+	leaderEpoch int32
+	offset      int64
+}
+
+// round truncates the partitions that need it, then sends one Fetch for all
+// and applies the response. A partition-level error backs that partition off
+// until the view changes; a connection error is returned.
+func (f *fetchers) round(conn *kwire.Conn, rs []*replica) error {
+	s := f.s
+	var need []*replica
+	for _, r := range rs {
+		r.mu.Lock()
+		if r.role == roleFollower && r.truncate {
+			need = append(need, r)
+		}
+		r.mu.Unlock()
+	}
+	if len(need) > 0 {
+		if err := f.truncate(conn, need); err != nil {
+			return err
+		}
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = s.cfg.BrokerID
+	req.ReplicaState.ID = s.cfg.BrokerID
+	req.ReplicaState.Epoch = s.brokerEpoch()
+	req.MaxWaitMillis = int32(s.cfg.ReplicaFetchWaitMaxMs)
+	req.MinBytes = int32(s.cfg.ReplicaFetchMinBytes)
+	req.MaxBytes = int32(min(s.cfg.ReplicaFetchResponseMaxBytes, math.MaxInt32))
+	req.SessionEpoch = -1
+	version, _ := conn.Version(kmsg.Fetch.Int16())
+	byID := version >= 13
+	var sent []followed
+	topics := map[string]int{}
+	for _, r := range rs {
+		r.mu.Lock()
+		ok := r.role == roleFollower && !r.truncate
+		epoch := r.st.LeaderEpoch
+		r.mu.Unlock()
+		if !ok {
+			continue
+		}
+		l := r.p.log.Local()
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.Partition = r.tp.Partition
+		fp.CurrentLeaderEpoch = epoch
+		fp.FetchOffset = l.LogEndOffset()
+		fp.LogStartOffset = l.LogStartOffset()
+		fp.PartitionMaxBytes = int32(min(s.cfg.ReplicaFetchMaxBytes, math.MaxInt32))
+		if e, ok := l.LatestEpoch(); ok {
+			fp.LastFetchedEpoch = e
+		}
+		i, ok := topics[r.tp.Topic]
+		if !ok {
+			i = len(req.Topics)
+			topics[r.tp.Topic] = i
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic, rt.TopicID = r.tp.Topic, r.p.topic.id
+			req.Topics = append(req.Topics, rt)
+		}
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, fp)
+		sent = append(sent, followed{r: r, leaderEpoch: epoch, offset: fp.FetchOffset})
+	}
+	if len(sent) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond+30*time.Second)
+	defer cancel()
+	kresp, err := conn.Request(ctx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return err
+	}
+	find := func(topic string, id [16]byte, partition int32) *followed {
+		for i := range sent {
+			fd := &sent[i]
+			if fd.r.tp.Partition == partition && ((byID && fd.r.p.topic.id == id) || (!byID && fd.r.tp.Topic == topic)) {
+				return fd
+			}
+		}
+		return nil
+	}
+	var backoff bool
+	for _, rt := range resp.Topics {
+		for i := range rt.Partitions {
+			rp := &rt.Partitions[i]
+			fd := find(rt.Topic, rt.TopicID, rp.Partition)
+			if fd == nil {
+				continue
+			}
+			if f.apply(fd, rp) {
+				backoff = true
+			}
+		}
+	}
+	if backoff {
+		t := time.NewTimer(time.Duration(max(s.cfg.ReplicaFetchBackoffMs, 10)) * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+		}
+		t.Stop()
+	}
+	return nil
+}
+
+// apply writes one partition's fetched records. It reports whether the
+// partition should back off (an error from the leader).
+func (f *fetchers) apply(fd *followed, rp *kmsg.FetchResponseTopicPartition) bool {
+	s := f.s
+	r := fd.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.role != roleFollower || r.st.LeaderEpoch != fd.leaderEpoch || r.truncate {
+		return false // the partition changed hands while the fetch was out
+	}
+	l := r.p.log.Local()
+	switch err := kerr.ErrorForCode(rp.ErrorCode); {
+	case err == nil:
+	case errors.Is(err, kerr.OffsetOutOfRange), errors.Is(err, kerr.OffsetMovedToTieredStorage):
+		if fd.offset < rp.LogStartOffset || errors.Is(err, kerr.OffsetMovedToTieredStorage) {
+			// Below the leader's log: start again, empty, where the leader's
+			// local log starts (the tier holds what is below it).
+			start := max(rp.LogStartOffset, fd.offset)
+			if err := l.TruncateFullyAndStartAt(start); err != nil {
+				s.log.Error("follower cannot restart its log", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
+				return true
+			}
+			s.log.Info("follower restarted its log at the leader's log start", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", start)
+			return false
+		}
+		// Past the leader's end: truncate against it again.
+		r.truncate = true
+		return false
+	default:
+		s.log.Debug("follower fetch error", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
+		return true
+	}
+	if rp.DivergingEpoch.EndOffset >= 0 && rp.DivergingEpoch.Epoch >= 0 {
+		to := rp.DivergingEpoch.EndOffset
+		if _, own := l.EndOffsetForEpoch(rp.DivergingEpoch.Epoch); own >= 0 {
+			to = min(to, own)
+		}
+		if _, err := l.TruncateTo(to); err != nil {
+			s.log.Error("follower cannot truncate", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", to, "err", err)
+			return true
+		}
+		s.log.Info("follower truncated a diverging log", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", to)
+		return false
+	}
+	if len(rp.RecordBatches) > 0 {
+		if _, err := l.AppendReplica(rp.RecordBatches); err != nil {
+			if errors.Is(err, localstore.ErrOffsetMismatch) {
+				r.truncate = true
+				return false
+			}
+			s.log.Error("follower cannot append", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
+			return true
+		}
+	}
+	r.p.log.SetHighWatermark(min(rp.HighWatermark, l.LogEndOffset()))
+	return false
+}
+
+// truncate asks the leader where each partition's latest epoch ends
+// (OffsetForLeaderEpoch) and truncates there (KIP-101, KIP-279).
+func (f *fetchers) truncate(conn *kwire.Conn, rs []*replica) error {
+	s := f.s
+	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	req.ReplicaID = s.cfg.BrokerID
+	type ask struct {
+		r      *replica
+		epoch  int32 // the leader epoch followed
+		latest int32 // our latest epoch, -1: none
+	}
+	var asks []ask
+	topics := map[string]int{}
+	for _, r := range rs {
+		r.mu.Lock()
+		epoch := r.st.LeaderEpoch
+		r.mu.Unlock()
+		latest, ok := r.p.log.Local().LatestEpoch()
+		if !ok {
+			// No epoch in the log (empty): nothing can diverge.
+			r.mu.Lock()
+			if r.st.LeaderEpoch == epoch {
+				r.truncate = false
+			}
+			r.mu.Unlock()
+			continue
+		}
+		i, ok := topics[r.tp.Topic]
+		if !ok {
+			i = len(req.Topics)
+			topics[r.tp.Topic] = i
+			rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+			rt.Topic = r.tp.Topic
+			req.Topics = append(req.Topics, rt)
+		}
+		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+		rp.Partition, rp.CurrentLeaderEpoch, rp.LeaderEpoch = r.tp.Partition, epoch, latest
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+		asks = append(asks, ask{r: r, epoch: epoch, latest: latest})
+	}
+	if len(asks) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	kresp, err := conn.Request(ctx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.OffsetForLeaderEpochResponse)
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			for _, a := range asks {
+				if a.r.tp.Topic != rt.Topic || a.r.tp.Partition != rp.Partition {
+					continue
+				}
+				f.truncateOne(a.r, a.epoch, a.latest, rp)
+			}
+		}
+	}
+	return nil
+}
+
+func (f *fetchers) truncateOne(r *replica, epoch, latest int32, rp kmsg.OffsetForLeaderEpochResponseTopicPartition) {
+	s := f.s
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.role != roleFollower || r.st.LeaderEpoch != epoch || !r.truncate {
+		return
+	}
+	if rp.ErrorCode != 0 {
+		return // the leader is not there yet: ask again next round
+	}
+	l := r.p.log.Local()
+	leo := l.LogEndOffset()
+	to := leo
+	switch {
+	case rp.EndOffset < 0:
+		// The leader knows no epoch at or below ours: keep what is
+		// committed, as Kafka's fallback does.
+		to = min(leo, r.p.log.HighWatermark())
+	case rp.LeaderEpoch == latest:
+		to = min(leo, rp.EndOffset)
+	default:
+		// The leader's latest epoch at or below ours is older: our log
+		// after its end offset diverges (KIP-279).
+		to = rp.EndOffset
+		if _, own := l.EndOffsetForEpoch(rp.LeaderEpoch); own >= 0 {
+			to = min(to, own)
+		}
+		to = min(to, leo)
+	}
+	if to < leo {
+		if _, err := l.TruncateTo(to); err != nil {
+			s.log.Error("follower cannot truncate", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", to, "err", err)
+			return
+		}
+		s.log.Info("follower truncated its log to the leader's", "topic", r.tp.Topic, "partition", r.tp.Partition, "from", leo, "to", to, "leader_epoch", epoch)
+	}
+	r.truncate = false
+}
