@@ -76,6 +76,9 @@ type Topic struct {
 	MinCompactionLagMs     int64   // min.compaction.lag.ms
 	MaxCompactionLagMs     int64   // max.compaction.lag.ms
 	MinCleanableDirtyRatio float64 // min.cleanable.dirty.ratio
+	// Replication (a cluster; a single node is one replica).
+	MinInsyncReplicas           int64 // min.insync.replicas
+	UncleanLeaderElectionEnable bool  // unclean.leader.election.enable
 }
 
 // Compact reports whether cleanup.policy includes compact.

@@ -95,6 +95,28 @@ type Broker struct {
 	LogCleanerIoMaxBytesPerSecond float64 // log.cleaner.io.max.bytes.per.second (Double.MAX_VALUE: unlimited)
 	LogCleanerBackoffMs           int64   // log.cleaner.backoff.ms (15000)
 
+	// A cluster (process.roles or etcd.endpoints set); Cluster() parses
+	// and checks them. BrokerID above is node.id when that is set.
+	ProcessRoles                        string // process.roles ("": a single node)
+	ControllerQuorumVoters              string // controller.quorum.voters (id@host:port,...)
+	ControllerQuorumBootstrapServers    string // controller.quorum.bootstrap.servers (host:port,...)
+	ControllerListenerNames             string // controller.listener.names (CONTROLLER)
+	EtcdEndpoints                       string // etcd.endpoints (http://host:port,...)
+	BrokerRack                          string // broker.rack ("")
+	BrokerSessionTimeoutMs              int64  // broker.session.timeout.ms (9000)
+	BrokerHeartbeatIntervalMs           int64  // broker.heartbeat.interval.ms (2000)
+	OffsetsTopicReplicationFactor       int16  // offsets.topic.replication.factor (3)
+	MinInsyncReplicas                   int64  // min.insync.replicas (1), the topic default
+	UncleanLeaderElectionEnable         bool   // unclean.leader.election.enable (false), the topic default
+	ReplicaLagTimeMaxMs                 int64  // replica.lag.time.max.ms (30000)
+	ReplicaFetchMaxBytes                int64  // replica.fetch.max.bytes (1048576)
+	ReplicaFetchMinBytes                int64  // replica.fetch.min.bytes (1)
+	ReplicaFetchWaitMaxMs               int64  // replica.fetch.wait.max.ms (500)
+	ReplicaFetchResponseMaxBytes        int64  // replica.fetch.response.max.bytes (10485760)
+	NumReplicaFetchers                  int64  // num.replica.fetchers (1)
+	ReplicaHighWatermarkCheckpointIntMs int64  // replica.high.watermark.checkpoint.interval.ms (5000)
+	ControlledShutdownEnable            bool   // controlled.shutdown.enable (true)
+
 	values map[string]string // every key as given (canonical form), for DescribeConfigs of the broker
 }
 
@@ -167,6 +189,28 @@ var brokerFields = map[string]func(b *Broker) string{
 	"remote.storage.enable":               func(b *Broker) string { return strconv.FormatBool(b.RemoteStorageEnable) },
 	"log.local.retention.ms":              func(b *Broker) string { return i64(b.LogLocalRetentionMs) },
 	"log.local.retention.bytes":           func(b *Broker) string { return i64(b.LogLocalRetentionBytes) },
+	"node.id":                             func(b *Broker) string { return i64(int64(b.BrokerID)) },
+	"process.roles":                       func(b *Broker) string { return b.ProcessRoles },
+	"controller.quorum.voters":            func(b *Broker) string { return b.ControllerQuorumVoters },
+	"controller.quorum.bootstrap.servers": func(b *Broker) string { return b.ControllerQuorumBootstrapServers },
+	"controller.listener.names":           func(b *Broker) string { return b.ControllerListenerNames },
+	"etcd.endpoints":                      func(b *Broker) string { return b.EtcdEndpoints },
+	"broker.rack":                         func(b *Broker) string { return b.BrokerRack },
+	"broker.session.timeout.ms":           func(b *Broker) string { return i64(b.BrokerSessionTimeoutMs) },
+	"broker.heartbeat.interval.ms":        func(b *Broker) string { return i64(b.BrokerHeartbeatIntervalMs) },
+	"offsets.topic.replication.factor":    func(b *Broker) string { return i64(int64(b.OffsetsTopicReplicationFactor)) },
+	"min.insync.replicas":                 func(b *Broker) string { return i64(b.MinInsyncReplicas) },
+	"unclean.leader.election.enable":      func(b *Broker) string { return strconv.FormatBool(b.UncleanLeaderElectionEnable) },
+	"replica.lag.time.max.ms":             func(b *Broker) string { return i64(b.ReplicaLagTimeMaxMs) },
+	"replica.fetch.max.bytes":             func(b *Broker) string { return i64(b.ReplicaFetchMaxBytes) },
+	"replica.fetch.min.bytes":             func(b *Broker) string { return i64(b.ReplicaFetchMinBytes) },
+	"replica.fetch.wait.max.ms":           func(b *Broker) string { return i64(b.ReplicaFetchWaitMaxMs) },
+	"replica.fetch.response.max.bytes":    func(b *Broker) string { return i64(b.ReplicaFetchResponseMaxBytes) },
+	"num.replica.fetchers":                func(b *Broker) string { return i64(b.NumReplicaFetchers) },
+	"replica.high.watermark.checkpoint.interval.ms": func(b *Broker) string {
+		return i64(b.ReplicaHighWatermarkCheckpointIntMs)
+	},
+	"controlled.shutdown.enable": func(b *Broker) string { return strconv.FormatBool(b.ControlledShutdownEnable) },
 }
 
 func i64(n int64) string { return strconv.FormatInt(n, 10) }
@@ -440,10 +484,37 @@ func (l *loader) build() (*Broker, error) {
 		LogCleanerDedupeBufferSize: num("log.cleaner.dedupe.buffer.size"),
 		LogCleanerBackoffMs:        num("log.cleaner.backoff.ms"),
 
+		ProcessRoles:                        get("process.roles"),
+		ControllerQuorumVoters:              get("controller.quorum.voters"),
+		ControllerQuorumBootstrapServers:    get("controller.quorum.bootstrap.servers"),
+		ControllerListenerNames:             get("controller.listener.names"),
+		EtcdEndpoints:                       get("etcd.endpoints"),
+		BrokerRack:                          get("broker.rack"),
+		BrokerSessionTimeoutMs:              num("broker.session.timeout.ms"),
+		BrokerHeartbeatIntervalMs:           num("broker.heartbeat.interval.ms"),
+		OffsetsTopicReplicationFactor:       int16(num("offsets.topic.replication.factor")),
+		MinInsyncReplicas:                   num("min.insync.replicas"),
+		UncleanLeaderElectionEnable:         boolean("unclean.leader.election.enable"),
+		ReplicaLagTimeMaxMs:                 num("replica.lag.time.max.ms"),
+		ReplicaFetchMaxBytes:                num("replica.fetch.max.bytes"),
+		ReplicaFetchMinBytes:                num("replica.fetch.min.bytes"),
+		ReplicaFetchWaitMaxMs:               num("replica.fetch.wait.max.ms"),
+		ReplicaFetchResponseMaxBytes:        num("replica.fetch.response.max.bytes"),
+		NumReplicaFetchers:                  num("num.replica.fetchers"),
+		ReplicaHighWatermarkCheckpointIntMs: num("replica.high.watermark.checkpoint.interval.ms"),
+		ControlledShutdownEnable:            boolean("controlled.shutdown.enable"),
+
 		values: l.given,
 	}
 	if isSet("log.dirs") {
 		b.LogDirs = get("log.dirs")
+	}
+	if isSet("node.id") && num("node.id") >= 0 {
+		if isSet("broker.id") && num("broker.id") != num("node.id") {
+			return nil, l.spanError("node.id", "broker.id",
+				"%d differs from broker.id (%d): node.id is an alias of broker.id, set one of them (allowed: 0 to 2147483647)", num("node.id"), num("broker.id"))
+		}
+		b.BrokerID = int32(num("node.id"))
 	}
 	b.LogCleanerIoMaxBytesPerSecond, _ = strconv.ParseFloat(get("log.cleaner.io.max.bytes.per.second"), 64)
 	if isSet("log.flush.interval.ms") {
@@ -485,6 +556,9 @@ func (l *loader) build() (*Broker, error) {
 	if _, err := b.resolve(nil, l.origin); err != nil {
 		return nil, err
 	}
+	if err := l.checkCluster(b); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -504,37 +578,57 @@ func (l *loader) spanError(a, other, format string, args ...any) *Error {
 
 // ListenAddress is the host:port of the PLAINTEXT listener in listeners.
 func (b *Broker) ListenAddress() (string, error) {
-	l := b.Listeners
+	host, port, err := b.listener("PLAINTEXT")
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// listener is the host and port of the listener called name in listeners.
+func (b *Broker) listener(name string) (string, int, error) {
+	l := strings.TrimSpace(b.Listeners)
 	if l == "" {
 		l = defaultListeners
 	}
-	host, port, why := parseListener(strings.TrimSpace(l))
+	ls, why := parseListeners(l)
 	if why != "" {
-		return "", &Error{Key: "listeners", Value: l, Msg: "listeners: " + why + " (allowed: PLAINTEXT://host:port)"}
+		return "", 0, &Error{Key: "listeners", Value: l, Msg: "listeners: " + why + " (allowed: " + brokerByName["listeners"].allowed + ")"}
 	}
-	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+	for _, e := range ls {
+		if strings.EqualFold(e.name, name) {
+			return e.host, e.port, nil
+		}
+	}
+	return "", 0, &Error{Key: "listeners", Value: l, Msg: fmt.Sprintf("listeners: %q has no %s listener (allowed: %s)", l, name, brokerByName["listeners"].allowed)}
 }
 
 // Advertised is the host and port that Metadata answers with: advertised.listeners,
 // else listeners, with a wildcard host replaced by 127.0.0.1. port 0 means "the
 // port actually bound", which the broker fills in.
 func (b *Broker) Advertised() (host string, port int32, err error) {
-	key, l := "advertised.listeners", strings.TrimSpace(b.AdvertisedListeners)
+	l := strings.TrimSpace(b.AdvertisedListeners)
 	if l == "" {
-		key, l = "listeners", strings.TrimSpace(b.Listeners)
-	}
-	if l == "" {
-		l = defaultListeners
+		h, p, err := b.listener("PLAINTEXT")
+		if err != nil {
+			return "", 0, err
+		}
+		return advertisedHost(h), int32(p), nil
 	}
 	h, p, why := parseListener(l)
 	if why != "" {
-		return "", 0, &Error{Key: key, Value: l, Msg: key + ": " + why + " (allowed: PLAINTEXT://host:port)"}
+		return "", 0, &Error{Key: "advertised.listeners", Value: l, Msg: "advertised.listeners: " + why + " (allowed: PLAINTEXT://host:port)"}
 	}
+	return advertisedHost(h), int32(p), nil
+}
+
+// advertisedHost replaces a wildcard host by 127.0.0.1.
+func advertisedHost(h string) string {
 	switch h {
 	case "", "0.0.0.0", "::":
 		h = "127.0.0.1"
 	}
-	return h, int32(p), nil
+	return h
 }
 
 // LogDir is the single directory of log.dirs.

@@ -84,6 +84,7 @@ func TestDefaults(t *testing.T) {
 		LocalRetentionMs: -2, LocalRetentionBytes: -2, SegmentJitterMs: 0, FileDeleteDelayMs: 60000,
 		MessageTimestampBeforeMaxMs: math.MaxInt64, MessageTimestampAfterMaxMs: math.MaxInt64,
 		CompressionType: "producer", CompressionGzipLevel: -1, CompressionZstdLevel: 3, DeleteRetentionMs: 86400000, MaxCompactionLagMs: math.MaxInt64, MinCleanableDirtyRatio: 0.5,
+		MinInsyncReplicas: 1,
 	}
 	if topic != want {
 		t.Errorf("Resolve(nil) = %+v\nwant %+v", topic, want)

@@ -30,12 +30,13 @@
 //
 //	key                                  default                       allowed
 //	broker.id                            0                             0 to 2147483647
-//	listeners                            PLAINTEXT://127.0.0.1:9092    one PLAINTEXT://host:port; empty host or 0.0.0.0: every interface; port 0: a free port
+//	node.id                              (broker.id)                   0 to 2147483647, or -1 (unset); KRaft's alias of broker.id: both set to different values is an error
+//	listeners                            PLAINTEXT://127.0.0.1:9092    one PLAINTEXT://host:port, and on a controller CONTROLLER://host:port beside it (see "A cluster"); empty host or 0.0.0.0: every interface; port 0: a free port
 //	advertised.listeners                 (listeners)                   one PLAINTEXT://host:port, or empty; a wildcard host is advertised as 127.0.0.1
 //	log.dirs                             (log.dir)                     one directory: Strata has no JBOD
 //	log.dir                              ./data                        one directory; used if log.dirs is unset
 //	num.partitions                       1                             1 to 2147483647
-//	default.replication.factor           1                             1: Strata is a single node
+//	default.replication.factor           1                             1 on a single node; 1 to 32767 in a cluster
 //	auto.create.topics.enable            true                          true, false
 //	delete.topic.enable                  true                          true, false
 //	log.retention.check.interval.ms      300000                        1 to 9223372036854775807
@@ -80,6 +81,54 @@
 // on Linux, setting either turns off the kernel's buffer autotuning for that
 // socket, and a fixed 100 KiB send buffer cuts the throughput of sendfile
 // fetches.
+//
+// # A cluster
+//
+// With process.roles or etcd.endpoints set, the node is part of a cluster
+// (Broker.ClusterMode; Broker.Cluster parses these keys for package cluster).
+// Names and defaults are KRaft's; etcd is the quorum:
+//
+//	key                                  default                       allowed
+//	process.roles                        "" (a single node)            broker, controller, broker,controller
+//	controller.quorum.voters             ""                            id@host:port,... (distinct ids; ports 1 to 65534)
+//	controller.quorum.bootstrap.servers  ""                            host:port,... of controller listeners
+//	controller.listener.names            CONTROLLER                    listener names (not PLAINTEXT)
+//	etcd.endpoints                       "" (Strata)                   http(s)://host:port,... of an external etcd
+//	broker.rack                          ""                            any string
+//	broker.session.timeout.ms            9000                          1 to 2147483647
+//	broker.heartbeat.interval.ms         2000                          1 to broker.session.timeout.ms - 1
+//	offsets.topic.replication.factor     3                             1 to 32767; lowered, with a warning, to the live brokers at creation
+//	min.insync.replicas                  1                             1 to 2147483647; default of the topic key
+//	unclean.leader.election.enable       false                         true, false; default of the topic key
+//	replica.lag.time.max.ms              30000                         1 to 9223372036854775807
+//	replica.fetch.max.bytes              1048576                       0 to 2147483647
+//	replica.fetch.min.bytes              1                             1 to 2147483647
+//	replica.fetch.wait.max.ms            500                           0 to replica.lag.time.max.ms
+//	replica.fetch.response.max.bytes     10485760                      0 to 2147483647
+//	num.replica.fetchers                 1                             1 to 2147483647
+//	replica.high.watermark.checkpoint.interval.ms  5000                1 to 9223372036854775807
+//	controlled.shutdown.enable           true                          true, false
+//
+// The etcd port rule: a node with the controller role runs an etcd member
+// whose PEER URL is its CONTROLLER listener, the address in
+// controller.quorum.voters, and whose CLIENT URL is the same host at the
+// CONTROLLER port + 1 (controller 127.0.0.1:9093 serves etcd clients at
+// 127.0.0.1:9094). Every node dials the voters' (or the bootstrap servers')
+// host:port+1; etcd.endpoints names client URLs directly. The member's data
+// lives in <log.dirs>/etcd.
+//
+// Start-up refuses, with a message naming the key: a role other than broker
+// and controller; a controller without a CONTROLLER listener at its own
+// controller.quorum.voters entry (same host and port, as written); voters that
+// do not parse or repeat an id; a broker-only node with none of
+// controller.quorum.voters, controller.quorum.bootstrap.servers and
+// etcd.endpoints; etcd.endpoints with the controller role (an external etcd
+// replaces the embedded one; every broker then campaigns to be the
+// controller); node.id -1; broker.heartbeat.interval.ms not below
+// broker.session.timeout.ms; a CONTROLLER listener on a node without the
+// controller role; and, with remote.storage.enable on, remote.storage.url
+// unset (its default, file://<log.dirs>/remote, is one broker's own, where
+// every broker of a cluster must share one store).
 //
 // Remote storage (Strata's own keys, beside Kafka's remote.log.manager.*):
 //
@@ -235,11 +284,10 @@
 //
 // # Accepted for compatibility, no effect
 //
-// These topic keys (and their broker keys) validate as in Kafka and change
-// nothing: min.insync.replicas (one
-// replica is always the whole ISR, so acks=all is acks=1),
-// unclean.leader.election.enable (one replica is always the leader),
-// preallocate (segments grow as written).
+// This topic key (and its broker key) validates as in Kafka and changes
+// nothing: preallocate (segments grow as written). min.insync.replicas and
+// unclean.leader.election.enable apply in a cluster; a single node is one
+// replica, always the leader and the whole ISR.
 //
 // These broker keys from Kafka's sample server.properties do not apply to one
 // node; they are accepted and validated as Kafka does so a Kafka file needs few
@@ -247,7 +295,6 @@
 //
 //	num.network.threads                       3
 //	num.io.threads                            8
-//	offsets.topic.replication.factor          3
 //	transaction.state.log.replication.factor  3
 //	transaction.state.log.min.isr             2
 //	zookeeper.connect                         ""

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -226,8 +227,10 @@ const (
 var brokerSpecs = []*spec{
 	// Server.
 	intKey("broker.id", 0, 0, maxInt32, "The id of this broker in Metadata responses."),
-	stringKey("listeners", defaultListeners, "The one listener: PLAINTEXT://host:port; an empty host or 0.0.0.0 binds every interface, port 0 a free port.").
-		allow("PLAINTEXT://host:port").checked(checkListener),
+	intKey("node.id", -1, -1, maxInt32, "KRaft's name of broker.id (an alias); -1 (unset): broker.id. Setting both to different values is an error.").
+		allow("0 to 2147483647 (-1: unset, broker.id applies)").nullDefault(),
+	stringKey("listeners", defaultListeners, "The client listener PLAINTEXT://host:port, and on a controller node the listener named by controller.listener.names (CONTROLLER://host:port), comma-separated; an empty host or 0.0.0.0 binds every interface, port 0 a free port.").
+		allow("PLAINTEXT://host:port, with CONTROLLER://host:port beside it on a controller").checked(checkListeners),
 	stringKey("advertised.listeners", "", "The listener Metadata answers with; empty: listeners, with a wildcard host replaced by 127.0.0.1.").
 		allow("PLAINTEXT://host:port, or empty").checked(checkListener),
 	stringKey("log.dirs", "", "The data directory (one only). Overrides log.dir.").
@@ -235,8 +238,8 @@ var brokerSpecs = []*spec{
 	stringKey("log.dir", defaultLogDir, "The data directory if log.dirs is not set.").
 		allow("a single directory").checked(checkLogDir),
 	intKey("num.partitions", 1, 1, maxInt32, "Partitions of an auto-created topic, or of CreateTopics with -1."),
-	{name: "default.replication.factor", kind: kindShort, def: "1", min: 1, max: 1, allowed: "1: Strata is a single node",
-		doc: "Replication factor of auto-created topics; one node holds one replica."},
+	{name: "default.replication.factor", kind: kindShort, def: "1", min: 1, max: math.MaxInt16,
+		doc: "Replication factor of auto-created topics and of CreateTopics with -1; a single node (no process.roles, no etcd.endpoints) allows 1 only."},
 	boolKey("auto.create.topics.enable", true, "Create a topic on Metadata or Produce for an unknown name."),
 	boolKey("delete.topic.enable", true, "Allow DeleteTopics."),
 	longKey("log.retention.check.interval.ms", 300000, 1, "How often retention (local and remote) runs."),
@@ -303,6 +306,32 @@ var brokerSpecs = []*spec{
 	priceKey("remote.storage.price.put.per.1000", pricing.S3PutPer1000, "Dollars per 1,000 PUT-class object-store requests, for the tier's cost metrics."),
 	priceKey("remote.storage.price.get.per.1000", pricing.S3GetPer1000, "Dollars per 1,000 GET-class object-store requests, for the tier's cost metrics."),
 
+	// A cluster (process.roles or etcd.endpoints set): KRaft's keys, with
+	// etcd as the quorum (doc.go, "A cluster").
+	{name: "process.roles", kind: kindList, def: "", allowed: "broker, controller, broker,controller, or empty (a single node)",
+		check: checkRoles, doc: "The roles of this node: broker serves clients and replicas, controller runs an etcd member of the quorum; empty: a single node."},
+	{name: "controller.quorum.voters", kind: kindList, def: "", allowed: "id@host:port,... with distinct ids, or empty",
+		check: checkVoters, doc: "The controller nodes: id@host:port of each one's CONTROLLER listener (its etcd peer URL; its etcd client URL is port + 1)."},
+	{name: "controller.quorum.bootstrap.servers", kind: kindList, def: "", allowed: "host:port,... of controller listeners, or empty",
+		check: checkHostPorts, doc: "Controller listeners a broker-only node joins through (the etcd client at each port + 1), instead of controller.quorum.voters."},
+	{name: "controller.listener.names", kind: kindList, def: "CONTROLLER", allowed: "listener names, such as CONTROLLER",
+		check: checkListenerNames, doc: "The names in listeners of the controller's listener."},
+	{name: "etcd.endpoints", kind: kindList, def: "", allowed: "http://host:port,... or https://host:port,..., or empty",
+		check: checkEndpoints, doc: "Client URLs of an external etcd cluster that replaces the embedded one (Strata); every broker then campaigns to be the controller."},
+	stringKey("broker.rack", "", "The rack of this broker: replica assignment places the replicas of a partition in different racks."),
+	intKey("broker.session.timeout.ms", 9000, 1, maxInt32, "A broker whose registration lease is not renewed for this long is fenced and leaves every ISR."),
+	intKey("broker.heartbeat.interval.ms", 2000, 1, maxInt32, "How often a broker renews its registration lease; below broker.session.timeout.ms."),
+	{name: "offsets.topic.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16,
+		doc: "Replication factor of __consumer_offsets at its creation; lowered, with a warning, to the live brokers when there are fewer."},
+	longKey("replica.lag.time.max.ms", 30000, 1, "A follower that has not caught up to the leader's end for this long leaves the ISR."),
+	intKey("replica.fetch.max.bytes", 1048576, 0, maxInt32, "Bytes a follower asks for per partition in a fetch."),
+	intKey("replica.fetch.min.bytes", 1, 1, maxInt32, "Bytes a follower's fetch waits for."),
+	intKey("replica.fetch.wait.max.ms", 500, 0, maxInt32, "Longest a follower's fetch waits on the leader; at most replica.lag.time.max.ms."),
+	intKey("replica.fetch.response.max.bytes", 10485760, 0, maxInt32, "Bytes a follower asks for in a whole fetch response."),
+	intKey("num.replica.fetchers", 1, 1, maxInt32, "Fetcher connections a follower opens to each leader broker."),
+	longKey("replica.high.watermark.checkpoint.interval.ms", 5000, 1, "How often each partition's high watermark is written to disk."),
+	boolKey("controlled.shutdown.enable", true, "On SIGTERM, move this broker's leaderships away before it stops."),
+
 	// Topic defaults.
 	{name: "log.cleanup.policy", kind: kindList, def: "delete", oneOf: []string{"delete", "compact"},
 		doc: "Default cleanup.policy."},
@@ -325,7 +354,7 @@ var brokerSpecs = []*spec{
 		doc: "Default message.timestamp.type."},
 	longKey("log.message.timestamp.before.max.ms", maxInt64, 0, "Default message.timestamp.before.max.ms."),
 	longKey("log.message.timestamp.after.max.ms", maxInt64, 0, "Default message.timestamp.after.max.ms."),
-	intKey("min.insync.replicas", 1, 1, maxInt32, "Default min.insync.replicas.").ineffective(),
+	intKey("min.insync.replicas", 1, 1, maxInt32, "Default min.insync.replicas."),
 	boolKey("log.preallocate", false, "Default preallocate.").ineffective(),
 	longKey("log.retention.bytes", -1, -1, "Default retention.bytes; -1: no limit."),
 	longKey("log.retention.ms", 0, -1, "Default retention.ms; unset: log.retention.minutes, else log.retention.hours. -1: forever.").nullDefault(),
@@ -337,7 +366,7 @@ var brokerSpecs = []*spec{
 	intKey("log.roll.jitter.hours", 0, 0, maxInt32, "Default segment.jitter.ms in hours, if log.roll.jitter.ms is unset."),
 	longKey("log.roll.ms", 0, 1, "Default segment.ms; unset: log.roll.hours.").nullDefault(),
 	intKey("log.roll.hours", 168, 1, maxInt32, "Default segment.ms in hours, if log.roll.ms is unset."),
-	boolKey("unclean.leader.election.enable", false, "Default unclean.leader.election.enable.").ineffective(),
+	boolKey("unclean.leader.election.enable", false, "Default unclean.leader.election.enable."),
 	boolKey("remote.storage.enable", true, "Default remote.storage.enable: tier closed segments to the object store (on by default in Strata)."),
 	longKey("log.local.retention.ms", -2, -2, "Default local.retention.ms; -2: the topic's retention.ms."),
 	longKey("log.local.retention.bytes", -2, -2, "Default local.retention.bytes; -2: the topic's retention.bytes."),
@@ -358,8 +387,6 @@ var brokerSpecs = []*spec{
 	// server.properties needs few edits, validated as Kafka does, no effect.
 	intKey("num.network.threads", 3, 1, maxInt32, "Kafka's network thread count; Strata runs a goroutine per connection.").compatOnly(),
 	intKey("num.io.threads", 8, 1, maxInt32, "Kafka's request handler thread count; Strata handles requests on the connection's goroutine.").compatOnly(),
-	{name: "offsets.topic.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16, noEffect: true, compat: true,
-		doc: "Kafka's __consumer_offsets replication; one node holds one replica."},
 	{name: "transaction.state.log.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16, noEffect: true, compat: true,
 		doc: "Kafka's __transaction_state replication; Strata has no transaction log."},
 	intKey("transaction.state.log.min.isr", 2, 1, maxInt32, "Kafka's __transaction_state min ISR; Strata has no transaction log.").compatOnly(),
@@ -394,7 +421,7 @@ var topicSpecs = []*topicSpec{
 	{name: "message.timestamp.type", synonyms: []string{"log.message.timestamp.type"}, doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's time."},
 	{name: "message.timestamp.before.max.ms", synonyms: []string{"log.message.timestamp.before.max.ms"}, doc: "Largest age of a CreateTime timestamp accepted."},
 	{name: "message.timestamp.after.max.ms", synonyms: []string{"log.message.timestamp.after.max.ms"}, doc: "Largest lead of a CreateTime timestamp over the broker's clock."},
-	{name: "min.insync.replicas", synonyms: []string{"min.insync.replicas"}, noEffect: true, doc: "With one replica, acks=all is acks=1."},
+	{name: "min.insync.replicas", synonyms: []string{"min.insync.replicas"}, doc: "In-sync replicas a produce with acks=all needs; fewer: NOT_ENOUGH_REPLICAS. A single node is one replica."},
 	{name: "preallocate", synonyms: []string{"log.preallocate"}, noEffect: true, doc: "Segments are not preallocated."},
 	{name: "retention.bytes", synonyms: []string{"log.retention.bytes"}, doc: "Size limit of a partition's whole log (local and remote); -1: none."},
 	{name: "retention.ms", synonyms: []string{"log.retention.ms", "log.retention.minutes", "log.retention.hours"}, doc: "Age limit of the whole log; -1: forever."},
@@ -402,7 +429,7 @@ var topicSpecs = []*topicSpec{
 	{name: "segment.index.bytes", synonyms: []string{"log.index.size.max.bytes"}, doc: "Largest offset index of a segment; a full index rolls the segment."},
 	{name: "segment.jitter.ms", synonyms: []string{"log.roll.jitter.ms", "log.roll.jitter.hours"}, doc: "Random amount taken off segment.ms, so partitions do not roll together."},
 	{name: "segment.ms", synonyms: []string{"log.roll.ms", "log.roll.hours"}, doc: "Age at which the active segment rolls."},
-	{name: "unclean.leader.election.enable", synonyms: []string{"unclean.leader.election.enable"}, noEffect: true, doc: "One replica is always the leader."},
+	{name: "unclean.leader.election.enable", synonyms: []string{"unclean.leader.election.enable"}, doc: "When no in-sync replica is alive, elect an out-of-sync one (records it lacks are lost). A single node is always the leader."},
 	{name: "remote.storage.enable", synonyms: []string{"remote.storage.enable"}, doc: "Tier closed segments to the object store."},
 	{name: "local.retention.ms", synonyms: []string{"log.local.retention.ms"}, doc: "Age limit of the local copy of tiered segments; -2: retention.ms."},
 	{name: "local.retention.bytes", synonyms: []string{"log.local.retention.bytes"}, doc: "Size limit of the local log; -2: retention.bytes."},
@@ -479,6 +506,189 @@ func checkListener(v string) string {
 	}
 	_, _, why := parseListener(v)
 	return why
+}
+
+// listener is one entry of listeners.
+type listener struct {
+	name, host string // name upper-cased
+	port       int
+}
+
+// securityProtocols are Kafka's protocols that Strata does not serve; as a
+// listener name each means its protocol.
+var securityProtocols = []string{"SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+
+// parseListeners splits listeners: PLAINTEXT://host:port at most once, and
+// other names (the controller's, checked against controller.listener.names
+// by the loader) beside it.
+func parseListeners(v string) ([]listener, string) {
+	if !strings.Contains(v, ",") {
+		name, _, _ := strings.Cut(v, "://")
+		if strings.EqualFold(name, "PLAINTEXT") || contains(securityProtocols, strings.ToUpper(name)) || !strings.Contains(v, "://") {
+			h, p, why := parseListener(v)
+			if why != "" {
+				return nil, why
+			}
+			return []listener{{name: "PLAINTEXT", host: h, port: p}}, ""
+		}
+	}
+	var out []listener
+	for e := range strings.SplitSeq(v, ",") {
+		e = strings.TrimSpace(e)
+		name, hostport, ok := strings.Cut(e, "://")
+		if !ok || name == "" {
+			return nil, fmt.Sprintf("%q is not NAME://host:port", e)
+		}
+		name = strings.ToUpper(name)
+		if contains(securityProtocols, name) {
+			return nil, fmt.Sprintf("%q is not supported: Strata serves PLAINTEXT only", e)
+		}
+		h, p, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return nil, fmt.Sprintf("%q has no valid host:port", e)
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 65535 {
+			return nil, fmt.Sprintf("%q has a bad port (0 to 65535)", e)
+		}
+		for _, o := range out {
+			if o.name == name {
+				if name == "PLAINTEXT" {
+					return nil, fmt.Sprintf("%q names several PLAINTEXT listeners: Strata serves one", v)
+				}
+				return nil, fmt.Sprintf("%q names listener %s twice", v, name)
+			}
+			if n != 0 && o.port == n && o.host == h {
+				return nil, fmt.Sprintf("%q binds %s twice", v, net.JoinHostPort(h, p))
+			}
+		}
+		out = append(out, listener{name: name, host: h, port: n})
+	}
+	return out, ""
+}
+
+func checkListeners(v string) string {
+	if v == "" {
+		return ""
+	}
+	_, why := parseListeners(v)
+	return why
+}
+
+// roles are the values of process.roles.
+var roles = []string{"broker", "controller"}
+
+func checkRoles(v string) string {
+	if v == "" {
+		return ""
+	}
+	seen := map[string]bool{}
+	for r := range strings.SplitSeq(v, ",") {
+		if !contains(roles, r) {
+			return fmt.Sprintf("%q is not a role", r)
+		}
+		if seen[r] {
+			return fmt.Sprintf("%q is given twice", r)
+		}
+		seen[r] = true
+	}
+	return ""
+}
+
+// Voter is one entry of controller.quorum.voters: a controller node's id and
+// the host:port of its CONTROLLER listener (its etcd peer URL).
+type Voter struct {
+	ID   int32
+	Host string
+	Port int
+}
+
+// ParseVoters parses controller.quorum.voters: id@host:port,... with
+// distinct ids and ports 1 to 65534 (the etcd client URL is port + 1).
+func ParseVoters(v string) ([]Voter, error) {
+	var out []Voter
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	for e := range strings.SplitSeq(v, ",") {
+		e = strings.TrimSpace(e)
+		id, hostport, ok := strings.Cut(e, "@")
+		if !ok {
+			return nil, fmt.Errorf("%q is not id@host:port", e)
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(id), 10, 32)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q: the id is not 0 to 2147483647", e)
+		}
+		h, p, err := net.SplitHostPort(strings.TrimSpace(hostport))
+		if err != nil || h == "" {
+			return nil, fmt.Errorf("%q is not id@host:port", e)
+		}
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 1 || port > 65534 {
+			return nil, fmt.Errorf("%q has a bad port (1 to 65534: the etcd client URL is port + 1)", e)
+		}
+		for _, o := range out {
+			if o.ID == int32(n) {
+				return nil, fmt.Errorf("id %d is given twice", n)
+			}
+			if o.Host == h && o.Port == port {
+				return nil, fmt.Errorf("%s is given twice", net.JoinHostPort(h, p))
+			}
+		}
+		out = append(out, Voter{ID: int32(n), Host: h, Port: port})
+	}
+	return out, nil
+}
+
+func checkVoters(v string) string {
+	if _, err := ParseVoters(v); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func checkHostPorts(v string) string {
+	if v == "" {
+		return ""
+	}
+	for e := range strings.SplitSeq(v, ",") {
+		h, p, err := net.SplitHostPort(e)
+		if err != nil || h == "" {
+			return fmt.Sprintf("%q is not host:port", e)
+		}
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65534 {
+			return fmt.Sprintf("%q has a bad port (1 to 65534: the etcd client URL is port + 1)", e)
+		}
+	}
+	return ""
+}
+
+var listenerName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func checkListenerNames(v string) string {
+	for e := range strings.SplitSeq(v, ",") {
+		if !listenerName.MatchString(e) {
+			return fmt.Sprintf("%q is not a listener name", e)
+		}
+		if strings.EqualFold(e, "PLAINTEXT") {
+			return "PLAINTEXT is the client listener"
+		}
+	}
+	return ""
+}
+
+func checkEndpoints(v string) string {
+	if v == "" {
+		return ""
+	}
+	for e := range strings.SplitSeq(v, ",") {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" {
+			return fmt.Sprintf("%q is not http://host:port or https://host:port", e)
+		}
+	}
+	return ""
 }
 
 func checkLogDir(v string) string {

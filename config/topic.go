@@ -94,6 +94,8 @@ func (b *Broker) resolve(overrides map[string]string, origins map[string]string)
 		DeleteRetentionMs:           v["delete.retention.ms"],
 		MinCompactionLagMs:          v["min.compaction.lag.ms"],
 		MaxCompactionLagMs:          v["max.compaction.lag.ms"],
+		MinInsyncReplicas:           v["min.insync.replicas"],
+		UncleanLeaderElectionEnable: s["unclean.leader.election.enable"] == "true",
 	}
 	t.MinCleanableDirtyRatio, _ = strconv.ParseFloat(s["min.cleanable.dirty.ratio"], 64)
 	if t.MinCompactionLagMs > t.MaxCompactionLagMs {
