@@ -35,6 +35,12 @@ func adminError(err error) (int16, *string) {
 		code = kerr.InvalidPartitions
 	case errors.Is(err, errUnknownTopic):
 		code = kerr.UnknownTopicOrPartition
+	case errors.Is(err, errInvalidReplicationFactor):
+		code = kerr.InvalidReplicationFactor
+	case errors.Is(err, errInvalidAssignment):
+		code = kerr.InvalidReplicaAssignment
+	case errors.Is(err, context.DeadlineExceeded):
+		code = kerr.RequestTimedOut
 	default:
 		code = kerr.UnknownServerError
 	}
@@ -43,7 +49,7 @@ func adminError(err error) (int16, *string) {
 
 func strp(s string) *string { return &s }
 
-func (s *Server) handleCreateTopics(_ context.Context, _ *conn, req *kmsg.CreateTopicsRequest) (kmsg.Response, error) {
+func (s *Server) handleCreateTopics(ctx context.Context, _ *conn, req *kmsg.CreateTopicsRequest) (kmsg.Response, error) {
 	resp := kmsg.NewPtrCreateTopicsResponse()
 	resp.Version = req.Version
 	seen := map[string]int{}
@@ -76,10 +82,35 @@ func (s *Server) handleCreateTopics(_ context.Context, _ *conn, req *kmsg.Create
 		case isInternalTopic(rt.Topic):
 			// The broker creates its internal topic itself, with its own configs.
 			fail(kerr.TopicAlreadyExists, "topic "+rt.Topic+" is internal: the broker creates it")
-		case rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1:
+		case !s.clustered() && rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1:
 			fail(kerr.InvalidReplicationFactor, "this cluster has one broker: replication factor must be 1")
 		case len(rt.ReplicaAssignment) > 0 && (rt.NumPartitions != -1 || rt.ReplicationFactor != -1):
 			fail(kerr.InvalidRequest, "both a replica assignment and a partition count or replication factor were given")
+		case s.clustered():
+			var as [][]int32
+			if len(rt.ReplicaAssignment) > 0 {
+				as = make([][]int32, len(rt.ReplicaAssignment))
+				for _, a := range rt.ReplicaAssignment {
+					if a.Partition < 0 || int(a.Partition) >= len(as) || as[a.Partition] != nil {
+						as = nil
+						break
+					}
+					as[a.Partition] = a.Replicas
+				}
+				if as == nil {
+					fail(kerr.InvalidReplicaAssignment, "replica assignment must name partitions 0..n-1 once each")
+					break
+				}
+			}
+			t, as, err := s.clusterCreateTopic(ctx, rt.Topic, nparts, rt.ReplicationFactor, as, overrides, req.ValidateOnly)
+			st.ErrorCode, st.ErrorMessage = adminError(err)
+			if err == nil {
+				st.NumPartitions, st.ReplicationFactor = int32(len(as)), int16(len(as[0]))
+				if t != nil {
+					st.TopicID = t.id
+				}
+				s.describeCreated(&st, overrides)
+			}
 		case len(rt.ReplicaAssignment) > 0 && !assignmentToSelf(rt.ReplicaAssignment, s.cfg.BrokerID):
 			fail(kerr.InvalidReplicaAssignment, "replica assignment may name only this broker, once per partition, partitions 0..n-1")
 		default:
@@ -93,11 +124,7 @@ func (s *Server) handleCreateTopics(_ context.Context, _ *conn, req *kmsg.Create
 				if t != nil {
 					st.TopicID = t.id
 				}
-				for _, e := range s.cfg.DescribeTopic(overrides) {
-					c := kmsg.NewCreateTopicsResponseTopicConfig()
-					c.Name, c.Value, c.ReadOnly, c.Source, c.IsSensitive = e.Name, strp(e.Value), e.ReadOnly, int8(e.Source), e.Sensitive
-					st.Configs = append(st.Configs, c)
-				}
+				s.describeCreated(&st, overrides)
 			}
 		}
 		if req.Version == 0 {
@@ -106,6 +133,15 @@ func (s *Server) handleCreateTopics(_ context.Context, _ *conn, req *kmsg.Create
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp, nil
+}
+
+// describeCreated lists a created topic's effective configs (v5+).
+func (s *Server) describeCreated(st *kmsg.CreateTopicsResponseTopic, overrides map[string]string) {
+	for _, e := range s.cfg.DescribeTopic(overrides) {
+		c := kmsg.NewCreateTopicsResponseTopicConfig()
+		c.Name, c.Value, c.ReadOnly, c.Source, c.IsSensitive = e.Name, strp(e.Value), e.ReadOnly, int8(e.Source), e.Sensitive
+		st.Configs = append(st.Configs, c)
+	}
 }
 
 func assignmentToSelf(as []kmsg.CreateTopicsRequestTopicReplicaAssignment, self int32) bool {
@@ -157,7 +193,11 @@ func (s *Server) handleDeleteTopics(ctx context.Context, _ *conn, req *kmsg.Dele
 		default:
 			name := t.name
 			st.Topic, st.TopicID = &name, t.id
-			st.ErrorCode, st.ErrorMessage = adminError(s.deleteTopic(t))
+			if s.clustered() {
+				st.ErrorCode, st.ErrorMessage = adminError(s.clusterDeleteTopic(ctx, t))
+			} else {
+				st.ErrorCode, st.ErrorMessage = adminError(s.deleteTopic(t))
+			}
 		}
 		if req.Version < 5 {
 			st.ErrorMessage = nil
@@ -167,7 +207,7 @@ func (s *Server) handleDeleteTopics(ctx context.Context, _ *conn, req *kmsg.Dele
 	return resp, nil
 }
 
-func (s *Server) handleCreatePartitions(_ context.Context, _ *conn, req *kmsg.CreatePartitionsRequest) (kmsg.Response, error) {
+func (s *Server) handleCreatePartitions(ctx context.Context, _ *conn, req *kmsg.CreatePartitionsRequest) (kmsg.Response, error) {
 	resp := kmsg.NewPtrCreatePartitionsResponse()
 	resp.Version = req.Version
 	for _, rt := range req.Topics {
@@ -177,6 +217,12 @@ func (s *Server) handleCreatePartitions(_ context.Context, _ *conn, req *kmsg.Cr
 		switch {
 		case t == nil:
 			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		case s.clustered():
+			var as [][]int32
+			for _, a := range rt.Assignment {
+				as = append(as, a.Replicas)
+			}
+			st.ErrorCode, st.ErrorMessage = adminError(s.clusterGrow(ctx, t, rt.Count, as, req.ValidateOnly))
 		default:
 			ok := true
 			for _, a := range rt.Assignment {

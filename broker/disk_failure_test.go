@@ -41,7 +41,7 @@ func TestFailingPartitionLogsOncePerStateChange(t *testing.T) {
 	}
 	bad, good := tp.partition(0), tp.partition(1)
 	for _, p := range []*partition{bad, good} {
-		if _, err := srv.produceTo(p, makeBatch(-1, -1, -1, 2)); err != nil {
+		if _, err := srv.produceTo(p, makeBatch(-1, -1, -1, 2), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -65,11 +65,11 @@ func TestFailingPartitionLogsOncePerStateChange(t *testing.T) {
 		t.Fatal("the healthy partition is marked failing")
 	}
 
-	_, err = srv.produceTo(bad, makeBatch(-1, -1, -1, 1))
+	_, err = srv.produceTo(bad, makeBatch(-1, -1, -1, 1), 0)
 	if produceError(err) != kerr.KafkaStorageError {
 		t.Fatalf("produce to the failed partition: %v, want KAFKA_STORAGE_ERROR", err)
 	}
-	if _, err := srv.produceTo(good, makeBatch(-1, -1, -1, 1)); err != nil {
+	if _, err := srv.produceTo(good, makeBatch(-1, -1, -1, 1), 0); err != nil {
 		t.Fatalf("produce to the healthy partition: %v", err)
 	}
 	sl, err := bad.log.Local().Read(0, 1<<20, true)

@@ -33,12 +33,18 @@ type fetchPart struct {
 	offset      int64
 	maxBytes    int32
 	leaderEpoch int32
+	lastEpoch   int32     // LastFetchedEpoch (v12+), -1: none
 	sess        *sessPart // nil outside a session
 
 	err      *kerr.Error
 	hw       int64
 	logStart int64
 	records  recordSet
+	// diverging: a follower's log diverges from the leader's after
+	// divergeEpoch ends at divergeEnd (DivergingEpoch, v12+).
+	diverging    bool
+	divergeEpoch int32
+	divergeEnd   int64
 }
 
 // recordSet is a partition's records in a fetch response: a slice of a local
@@ -63,7 +69,11 @@ func (r recordSet) Done() {
 }
 
 func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, req *kmsg.FetchRequest) (kmsg.Response, error) {
-	if req.ReplicaID >= 0 && req.Version < 15 {
+	replicaID := req.ReplicaID
+	if req.Version >= 15 {
+		replicaID = req.ReplicaState.ID
+	}
+	if replicaID >= 0 && !s.clustered() {
 		// A follower fetch: no replication on one node.
 		return s.fetchError(c, hdr, req, kerr.NotLeaderForPartition)
 	}
@@ -87,7 +97,7 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 	deadline := time.Now().Add(maxWait)
 	var w *waiter
 	for {
-		total, errored := s.readParts(ctx, parts, maxBytes)
+		total, errored := s.readParts(ctx, parts, maxBytes, replicaID)
 		if total >= int64(req.MinBytes) || errored || maxWait <= 0 || !time.Now().Before(deadline) || ctx.Err() != nil {
 			break
 		}
@@ -185,12 +195,16 @@ func (s *Server) fetchSet(req *kmsg.FetchRequest) (parts []fetchPart, sess *fetc
 				} else {
 					k.name = rt.Topic
 				}
-				yield(sessPart{key: k, fetchOffset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes, currentLeaderEpoch: rp.CurrentLeaderEpoch})
+				lastEpoch := int32(-1)
+				if req.Version >= 12 {
+					lastEpoch = rp.LastFetchedEpoch
+				}
+				yield(sessPart{key: k, fetchOffset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes, currentLeaderEpoch: rp.CurrentLeaderEpoch, lastFetchedEpoch: lastEpoch})
 			}
 		}
 	}
 	resolve := func(sp sessPart) fetchPart {
-		fp := fetchPart{key: sp.key, offset: sp.fetchOffset, maxBytes: sp.maxBytes, leaderEpoch: sp.currentLeaderEpoch}
+		fp := fetchPart{key: sp.key, offset: sp.fetchOffset, maxBytes: sp.maxBytes, leaderEpoch: sp.currentLeaderEpoch, lastEpoch: sp.lastFetchedEpoch}
 		var t *topic
 		if byID {
 			t = s.topics.getByID(sp.key.id)
@@ -258,7 +272,10 @@ func (s *Server) fetchSet(req *kmsg.FetchRequest) (parts []fetchPart, sess *fetc
 // into the chunk cache), so a fetch over several cold partitions waits for one
 // round of GETs; each is then read in order within exactly the bytes left,
 // so nothing is read past its limit and dropped.
-func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int64) (total int64, errored bool) {
+func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int64, replicaID int32) (total int64, errored bool) {
+	if replicaID >= 0 {
+		return s.readReplicaParts(ctx, parts, maxBytes, replicaID)
+	}
 	s.warmRemote(ctx, parts)
 	minOne := true
 	for i := range parts {
@@ -273,7 +290,12 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			errored = true
 			continue
 		}
-		if fp.leaderEpoch > 0 {
+		if r := replicaFor(fp.p); r != nil {
+			if fp.err = r.checkLeader(fp.leaderEpoch); fp.err != nil {
+				errored = true
+				continue
+			}
+		} else if fp.leaderEpoch > 0 {
 			fp.err = kerr.UnknownLeaderEpoch
 			errored = true
 			continue
@@ -302,6 +324,70 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			if remote {
 				s.metrics.remoteFetchBytes.Add(float64(n))
 			}
+			minOne = false
+			total += n
+		}
+	}
+	return total, errored
+}
+
+// readReplicaParts reads a follower's fetch: each partition's fetch offset
+// is the follower's log end offset, which the leader records (it may move
+// the high watermark or admit the follower to the ISR) before reading up to
+// its own log end offset, from the local log only.
+func (s *Server) readReplicaParts(ctx context.Context, parts []fetchPart, maxBytes int64, replicaID int32) (total int64, errored bool) {
+	minOne := true
+	for i := range parts {
+		fp := &parts[i]
+		fp.err, fp.diverging = nil, false
+		fp.hw, fp.logStart = -1, -1
+		r := replicaFor(fp.p)
+		if r == nil {
+			fp.err = kerr.UnknownTopicOrPartition
+			errored = true
+			continue
+		}
+		l := fp.p.log
+		local := l.Local()
+		fp.logStart = l.LocalLogStartOffset()
+		if fp.lastEpoch >= 0 {
+			// KIP-320: the follower's last epoch must end where the leader's does.
+			e, end := local.EndOffsetForEpoch(fp.lastEpoch)
+			if e >= 0 && (e < fp.lastEpoch || end < fp.offset) {
+				if fp.err = r.checkLeader(fp.leaderEpoch); fp.err != nil {
+					errored = true
+					continue
+				}
+				fp.diverging, fp.divergeEpoch, fp.divergeEnd = true, e, end
+				fp.hw = l.HighWatermark()
+				continue
+			}
+		}
+		if fp.offset < local.LogStartOffset() {
+			fp.err = kerr.OffsetOutOfRange
+			if l.IsRemote(fp.offset) {
+				fp.err = kerr.OffsetMovedToTieredStorage
+			}
+			errored = true
+			continue
+		}
+		if fp.err = r.followerFetched(replicaID, fp.leaderEpoch, fp.offset); fp.err != nil {
+			errored = true
+			continue
+		}
+		fp.hw = l.HighWatermark()
+		limit := min(int64(fp.maxBytes), maxBytes-total)
+		if limit <= 0 && !minOne {
+			continue
+		}
+		sls, err := l.ReadReplica(ctx, fp.offset, max(limit, 0), minOne)
+		if err != nil {
+			fp.err = fetchError(err)
+			errored = true
+			continue
+		}
+		fp.records = recordSet(sls)
+		if n := fp.records.Len(); n > 0 {
 			minOne = false
 			total += n
 		}

@@ -29,6 +29,7 @@ type sessPart struct {
 	fetchOffset        int64
 	maxBytes           int32
 	currentLeaderEpoch int32
+	lastFetchedEpoch   int32 // v12+, -1: none (a follower's divergence check)
 
 	sentHW       int64
 	sentLogStart int64

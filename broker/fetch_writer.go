@@ -100,7 +100,15 @@ func encodeFetchResponse(v int16, errCode int16, sessionID int32, parts []fetchP
 				b = make([]byte, 0, 128)
 			}
 			if flex {
-				b = append(b, 0) // partition tags
+				if fp.diverging {
+					// Tag 0, DivergingEpoch: {Epoch int32, EndOffset int64, tags}.
+					b = append(b, 1, 0, 13)
+					b = kbin.AppendInt32(b, fp.divergeEpoch)
+					b = kbin.AppendInt64(b, fp.divergeEnd)
+					b = append(b, 0)
+				} else {
+					b = append(b, 0) // partition tags
+				}
 			}
 		}
 		if flex {

@@ -47,6 +47,12 @@ func (s *Server) handle(c *conn, hdr requestHeader, req kmsg.Request) (kmsg.Resp
 	case *kmsg.DescribeClusterRequest:
 		return s.handleDescribeCluster(ctx, c, r)
 	}
+	if s.clustered() {
+		if resp, ok := s.notCoordinator(req); ok {
+			resp.SetVersion(req.GetVersion())
+			return resp, nil
+		}
+	}
 	host, _, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
 	if resp, ok := s.groups.Handle(group.WithClient(ctx, hdr.clientID, "/"+host), req); ok {
 		return resp, nil

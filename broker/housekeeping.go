@@ -24,7 +24,10 @@ func (s *Server) housekeeping() {
 			return
 		case now := <-tick.C:
 			s.tickLogs(now, failing)
-			tierDue := s.tier != nil && now.Sub(lastTier) >= ms(s.cfg.RemoteLogManagerTaskIntervalMs)
+			// In a cluster the tier does not run yet: uploads need one
+			// leader per partition and an index every replica learns
+			// (see docs/architecture.md); segments stay local meanwhile.
+			tierDue := s.tier != nil && !s.clustered() && now.Sub(lastTier) >= ms(s.cfg.RemoteLogManagerTaskIntervalMs)
 			// Retention runs every log.retention.check.interval.ms, and with
 			// each tiering round too: a segment the round uploaded leaves the
 			// local disk at the next round (local.retention.*), not only

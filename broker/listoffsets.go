@@ -91,8 +91,8 @@ func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, _ *conn, req *kms
 			switch {
 			case perr != nil:
 				sp.ErrorCode = perr.Code
-			case rp.LeaderEpoch == 0:
-				sp.LeaderEpoch, sp.EndOffset = 0, p.log.LogEndOffset()
+			default:
+				sp.LeaderEpoch, sp.EndOffset = p.log.Local().EndOffsetForEpoch(rp.LeaderEpoch)
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
@@ -107,6 +107,12 @@ func leaderPartition(t *topic, index, currentLeaderEpoch int32) (*partition, *ke
 	var p *partition
 	if t != nil {
 		p = t.partition(index)
+	}
+	if r := replicaFor(p); r != nil {
+		if err := r.checkLeader(currentLeaderEpoch); err != nil {
+			return nil, err
+		}
+		return p, nil
 	}
 	switch {
 	case p == nil:

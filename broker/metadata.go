@@ -22,7 +22,10 @@ const clusterID = "strata-single-node"
 // noAuthorizedOps is what Kafka sends when authorized operations were not asked for.
 const noAuthorizedOps = -2147483648
 
-func (s *Server) handleMetadata(_ context.Context, _ *conn, req *kmsg.MetadataRequest) (kmsg.Response, error) {
+func (s *Server) handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (kmsg.Response, error) {
+	if s.clustered() {
+		return s.handleClusterMetadata(ctx, req)
+	}
 	resp := kmsg.NewPtrMetadataResponse()
 	resp.Version = req.Version
 	host, port := s.advertised()
@@ -127,6 +130,10 @@ func (s *Server) handleFindCoordinator(_ context.Context, _ *conn, req *kmsg.Fin
 	resp := kmsg.NewPtrFindCoordinatorResponse()
 	resp.Version = req.Version
 	host, port := s.advertised()
+	self := s.cfg.BrokerID
+	if s.clustered() && req.CoordinatorType == 0 {
+		return s.clusterFindCoordinator(req, resp), nil
+	}
 	answer := func(keyType int8) (int16, *string) {
 		if keyType != 0 {
 			msg := "Strata has no transaction coordinator: transactions are not supported"
@@ -146,7 +153,7 @@ func (s *Server) handleFindCoordinator(_ context.Context, _ *conn, req *kmsg.Fin
 			c.Key = key
 			c.ErrorCode, c.ErrorMessage = answer(req.CoordinatorType)
 			if c.ErrorCode == 0 {
-				c.NodeID, c.Host, c.Port = s.cfg.BrokerID, host, port
+				c.NodeID, c.Host, c.Port = self, host, port
 			} else {
 				c.NodeID = -1
 			}
@@ -178,6 +185,19 @@ func (s *Server) handleDescribeCluster(_ context.Context, _ *conn, req *kmsg.Des
 	resp.ControllerID = s.cfg.BrokerID
 	host, port := s.advertised()
 	resp.Brokers = []kmsg.DescribeClusterResponseBroker{{NodeID: s.cfg.BrokerID, Host: host, Port: port}}
+	if s.clustered() {
+		snap := s.cl.View().Snapshot()
+		resp.ClusterID, resp.ControllerID, resp.Brokers = clusterIDMulti, snap.Controller, nil
+		for _, b := range liveBrokers(snap) {
+			db := kmsg.NewDescribeClusterResponseBroker()
+			db.NodeID, db.Host, db.Port = b.ID, b.Host, b.Port
+			if b.Rack != "" {
+				rack := b.Rack
+				db.Rack = &rack
+			}
+			resp.Brokers = append(resp.Brokers, db)
+		}
+	}
 	resp.ClusterAuthorizedOperations = noAuthorizedOps
 	return resp, nil
 }

@@ -79,6 +79,12 @@ type offsetLog struct {
 
 	createMu sync.Mutex                  // one creation at a time
 	state    atomic.Pointer[offsetState] // nil until the topic exists and is loaded
+
+	// In a cluster: clusterCreate creates the topic in etcd (the broker's
+	// reconcile then creates it here); groups is the coordinator, told of
+	// the groups of a partition this broker starts or stops leading.
+	clusterCreate func() error
+	groups        *group.Coordinator
 }
 
 type offsetState struct {
@@ -89,6 +95,9 @@ type offsetState struct {
 // offsetPart is one partition of the offsets topic and its latest values.
 type offsetPart struct {
 	p *partition
+	// loadedEpoch is the leader epoch at which this broker loaded the
+	// partition as its leader (a cluster); -1: not leading it.
+	loadedEpoch atomic.Int32
 
 	// mu orders appends with their application to the view, so the view
 	// always equals the log replayed. A leaf lock.
@@ -145,13 +154,17 @@ func (o *offsetLog) ensure() (*offsetState, error) {
 		return st, nil
 	}
 	t := o.reg.get(offsetsTopic)
+	if t == nil && o.clusterCreate != nil {
+		if err := o.clusterCreate(); err != nil {
+			return nil, fmt.Errorf("cannot create %s: %w", offsetsTopic, err)
+		}
+		if t = o.reg.get(offsetsTopic); t == nil {
+			return nil, fmt.Errorf("cannot create %s: not replicated here yet", offsetsTopic)
+		}
+	}
 	if t == nil {
 		var err error
-		t, err = o.reg.create(offsetsTopic, o.partitions, map[string]string{
-			"cleanup.policy":        "compact",
-			"segment.bytes":         strconv.FormatInt(o.segmentBytes, 10),
-			"remote.storage.enable": "false",
-		}, false)
+		t, err = o.reg.create(offsetsTopic, o.partitions, o.topicConfigs(), false)
 		if errors.Is(err, errTopicExists) {
 			t = o.reg.get(offsetsTopic)
 		} else if err != nil {
@@ -165,6 +178,84 @@ func (o *offsetLog) ensure() (*offsetState, error) {
 		return nil, err
 	}
 	return o.state.Load(), nil
+}
+
+// topicConfigs are the offsets topic's configs.
+func (o *offsetLog) topicConfigs() map[string]string {
+	return map[string]string{
+		"cleanup.policy":        "compact",
+		"segment.bytes":         strconv.FormatInt(o.segmentBytes, 10),
+		"remote.storage.enable": "false",
+	}
+}
+
+// clusterSync follows the leaderships of the offsets topic's partitions in
+// a cluster: a partition this broker just started leading is loaded from
+// its log and its groups restored into the coordinator; the groups of one
+// it stopped leading are forgotten (requests for them get NOT_COORDINATOR).
+func (o *offsetLog) clusterSync(t *topic) {
+	st := o.state.Load()
+	if st == nil || st.t != t || len(st.parts) != len(t.parts()) {
+		if _, err := o.install(t); err != nil {
+			o.log.Warn("cannot load the offsets topic", "err", err)
+			return
+		}
+		st = o.state.Load()
+		for _, op := range st.parts {
+			op.loadedEpoch.Store(-1)
+		}
+	}
+	for _, op := range st.parts {
+		r := replicaFor(op.p)
+		leading, epoch := false, int32(-1)
+		if r != nil {
+			leading, epoch = r.isLeader()
+		}
+		switch was := op.loadedEpoch.Load(); {
+		case leading && was != epoch:
+			op.mu.Lock()
+			for name := range op.groups {
+				o.groups.Forget(name)
+			}
+			op.mu.Unlock()
+			if err := op.load(); err != nil {
+				o.log.Warn("cannot load an offsets partition", "partition", op.p.index, "err", err)
+				continue
+			}
+			op.mu.Lock()
+			for name, v := range op.groups {
+				o.groups.Restore(name, v)
+			}
+			op.mu.Unlock()
+			op.loadedEpoch.Store(epoch)
+			o.log.Info("coordinating the groups of an offsets partition", "partition", op.p.index, "leader_epoch", epoch)
+		case !leading && was >= 0:
+			op.loadedEpoch.Store(-1)
+			op.mu.Lock()
+			for name := range op.groups {
+				o.groups.Forget(name)
+			}
+			op.mu.Unlock()
+		}
+	}
+}
+
+// coordinates reports whether this broker coordinates group: always on one
+// node; in a cluster when it leads the group's partition and loaded it.
+func (o *offsetLog) coordinates(group string) bool {
+	if o.clusterCreate == nil {
+		return true
+	}
+	op := o.loadedPartFor(group)
+	if op == nil {
+		return false
+	}
+	r := replicaFor(op.p)
+	if r == nil {
+		return false
+	}
+	leading, epoch := r.isLeader()
+	return leading && op.loadedEpoch.Load() == epoch
 }
 
 // partFor returns the partition of group, creating the topic if need be.
@@ -211,10 +302,32 @@ func (op *offsetPart) write(recs []kv) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if _, err := op.p.log.Append(encodeBatch(recs, time.Now().UnixMilli())); err != nil {
-		return fmt.Errorf("%s-%d: %w", offsetsTopic, op.p.index, err)
+	batch := encodeBatch(recs, time.Now().UnixMilli())
+	if r := replicaFor(op.p); r != nil {
+		// A cluster: appended by the leader and answered once the ISR has
+		// it, as Kafka's coordinator writes with acks=all.
+		minISR := op.p.topic.cfg.Load().eff.MinInsyncReplicas
+		lerr, epoch := r.checkProduce(-1, minISR)
+		if lerr != nil {
+			return fmt.Errorf("%s-%d: %w", offsetsTopic, op.p.index, lerr)
+		}
+		res, err := op.p.log.Local().AppendLeader(batch, epoch)
+		if err != nil {
+			return fmt.Errorf("%s-%d: %w", offsetsTopic, op.p.index, err)
+		}
+		r.appended()
+		op.p.notify()
+		ctx, cancel := context.WithTimeout(context.Background(), offsetCommitTimeout)
+		defer cancel()
+		if werr := r.waitHW(ctx, epoch, res.LastOffset+1); werr != nil {
+			return fmt.Errorf("%s-%d: %w", offsetsTopic, op.p.index, werr)
+		}
+	} else {
+		if _, err := op.p.log.Append(batch); err != nil {
+			return fmt.Errorf("%s-%d: %w", offsetsTopic, op.p.index, err)
+		}
+		op.p.notify()
 	}
-	op.p.notify()
 	for _, r := range recs {
 		op.apply(r.key, r.value)
 	}
@@ -309,7 +422,9 @@ func (op *offsetPart) load() error {
 	l := op.p.log
 	off, end := l.LogStartOffset(), l.LogEndOffset()
 	for off < end {
-		slices, err := l.Read(context.Background(), off, 1<<20, true)
+		// Up to the log end, not the high watermark: a new leader's high
+		// watermark may lag what its ISR holds.
+		slices, err := l.ReadReplica(context.Background(), off, 1<<20, true)
 		if err != nil {
 			return fmt.Errorf("broker: cannot load %s-%d at offset %d: %w", offsetsTopic, op.p.index, off, err)
 		}
@@ -572,3 +687,7 @@ func (o *offsetLog) migrateFromMeta(meta *metadata.Store) error {
 	o.log.Info("moved committed offsets from the metadata store to "+offsetsTopic, "groups", len(groups))
 	return nil
 }
+
+// offsetCommitTimeout bounds how long a commit waits for the ISR of its
+// offsets partition (Kafka's offsets.commit.timeout.ms default).
+const offsetCommitTimeout = 5 * time.Second

@@ -20,7 +20,6 @@ package broker
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -33,11 +32,12 @@ import (
 	"github.com/stratalog/strata/localstore"
 )
 
-func (s *Server) handleProduce(_ context.Context, _ *conn, req *kmsg.ProduceRequest) (kmsg.Response, error) {
+func (s *Server) handleProduce(ctx context.Context, _ *conn, req *kmsg.ProduceRequest) (kmsg.Response, error) {
 	resp := kmsg.NewPtrProduceResponse()
 	resp.Version = req.Version
 	acksOK := req.Acks == 0 || req.Acks == 1 || req.Acks == -1
-	for _, rt := range req.Topics {
+	var waits []hwWait // acks=all in a cluster: the partitions waiting for their ISR
+	for ti, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
 		var t *topic
@@ -70,7 +70,20 @@ func (s *Server) handleProduce(_ context.Context, _ *conn, req *kmsg.ProduceRequ
 				err = kerr.UnknownTopicOrPartition
 			default:
 				p := t.partition(rp.Partition)
-				res, aerr := s.produceTo(p, rp.Records)
+				r := replicaFor(p)
+				epoch := int32(0)
+				if r != nil {
+					var lerr *kerr.Error
+					if lerr, epoch = r.checkProduce(req.Acks, t.cfg.Load().eff.MinInsyncReplicas); lerr != nil {
+						err = lerr
+						if lerr == kerr.NotEnoughReplicas {
+							msg = fmt.Sprintf("the ISR of %s-%d has fewer than min.insync.replicas (%d) replicas", t.name, rp.Partition, t.cfg.Load().eff.MinInsyncReplicas)
+						}
+						s.leaderHint(req.Version, resp, &sp, r)
+						break
+					}
+				}
+				res, aerr := s.produceTo(p, rp.Records, epoch)
 				if aerr != nil {
 					err, msg = produceError(aerr), aerr.Error()
 					s.log.Debug("produce rejected", "topic", t.name, "partition", rp.Partition, "err", aerr)
@@ -79,6 +92,13 @@ func (s *Server) handleProduce(_ context.Context, _ *conn, req *kmsg.ProduceRequ
 					sp.LogAppendTime = res.LogAppendTime
 					sp.LogStartOffset = s.logStartOffset(p)
 					s.metrics.produceBytes.Add(float64(len(rp.Records)))
+					if r != nil {
+						r.appended()
+						if req.Acks == -1 {
+							waits = append(waits, hwWait{r: r, epoch: epoch, target: res.LastOffset + 1, topic: ti, part: len(st.Partitions),
+								minISR: int(t.cfg.Load().eff.MinInsyncReplicas)})
+						}
+					}
 				}
 			}
 			if err != nil {
@@ -92,14 +112,81 @@ func (s *Server) handleProduce(_ context.Context, _ *conn, req *kmsg.ProduceRequ
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
+	if len(waits) > 0 {
+		s.waitISR(ctx, req, resp, waits)
+	}
 	if req.Acks == 0 {
 		return nil, nil
 	}
 	return resp, nil
 }
 
+// hwWait is one partition of an acks=all produce waiting for its ISR: its
+// answer is resp.Topics[topic].Partitions[part].
+type hwWait struct {
+	r           *replica
+	epoch       int32
+	target      int64
+	topic, part int
+	minISR      int
+}
+
+// waitISR is the produce purgatory: it waits, at most the request's
+// timeout, until every partition's high watermark covers what was appended
+// (the whole ISR has it). A partition whose leader changed meanwhile gets
+// NOT_LEADER_OR_FOLLOWER, one still short at the timeout REQUEST_TIMED_OUT,
+// and one committed by an ISR that shrank below min.insync.replicas
+// NOT_ENOUGH_REPLICAS_AFTER_APPEND, as in Kafka: the client retries, and
+// its idempotent retry is answered with the original offset.
+func (s *Server) waitISR(ctx context.Context, req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, waits []hwWait) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(max(req.TimeoutMillis, 0))*time.Millisecond)
+	defer cancel()
+	for _, w := range waits {
+		sp := &resp.Topics[w.topic].Partitions[w.part]
+		err := w.r.waitHW(ctx, w.epoch, w.target)
+		if err == nil && w.r.inSync() < w.minISR {
+			err = kerr.NotEnoughReplicasAfterAppend
+		}
+		if err != nil {
+			sp.ErrorCode = err.Code
+			sp.BaseOffset, sp.LogAppendTime = -1, -1
+			if err == kerr.NotLeaderForPartition {
+				s.leaderHint(req.Version, resp, sp, w.r)
+			}
+			s.metrics.produceErrors.Inc()
+		}
+	}
+}
+
+// leaderHint fills KIP-951's new-leader hint (Produce v10+): the leader this
+// broker knows of and its endpoint.
+func (s *Server) leaderHint(version int16, resp *kmsg.ProduceResponse, sp *kmsg.ProduceResponseTopicPartition, r *replica) {
+	if version < 10 {
+		return
+	}
+	leader, epoch := r.leaderHint()
+	if leader < 0 {
+		return
+	}
+	sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
+	for _, ep := range resp.NodeEndpoints {
+		if ep.NodeID == leader {
+			return
+		}
+	}
+	if b, ok := s.cl.View().Snapshot().Brokers[leader]; ok {
+		ep := kmsg.NewProduceResponseNodeEndpoint()
+		ep.NodeID, ep.Host, ep.Port = b.ID, b.Host, b.Port
+		if b.Rack != "" {
+			rack := b.Rack
+			ep.Rack = &rack
+		}
+		resp.NodeEndpoints = append(resp.NodeEndpoints, ep)
+	}
+}
+
 // produceTo validates and appends one partition's records and wakes its fetches.
-func (s *Server) produceTo(p *partition, records []byte) (localstore.AppendResult, error) {
+func (s *Server) produceTo(p *partition, records []byte, leaderEpoch int32) (localstore.AppendResult, error) {
 	cfg := p.topic.cfg.Load().eff
 	hdrs, err := localstore.ValidateBatches(records, cfg.MaxMessageBytes)
 	if err != nil {
@@ -138,14 +225,10 @@ func (s *Server) produceTo(p *partition, records []byte) (localstore.AppendResul
 			return localstore.AppendResult{}, err
 		}
 	}
-	pos := 0
-	for _, h := range hdrs {
-		// Every batch is stamped with the leader epoch of this broker (0); the
-		// CRC does not cover it. Consumers use it for OffsetForLeaderEpoch.
-		binary.BigEndian.PutUint32(records[pos+12:], 0)
-		pos += int(h.TotalSize())
-	}
-	res, err := p.log.Append(records)
+	// Every batch is stamped with the leader epoch (0 on one node; the CRC
+	// does not cover it): followers and consumers use it for
+	// OffsetForLeaderEpoch and truncation.
+	res, err := p.log.Local().AppendLeader(records, leaderEpoch)
 	if err != nil {
 		return res, err
 	}

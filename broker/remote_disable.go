@@ -50,6 +50,9 @@ const compactTieredRefused = "cleanup.policy=compact on a topic with remote.stor
 // setTopicConfig is registry.setConfig with KIP-950's rules for turning
 // remote storage off.
 func (s *Server) setTopicConfig(t *topic, overrides map[string]string, validateOnly bool) error {
+	if s.clustered() {
+		return s.clusterSetConfig(t, overrides, validateOnly)
+	}
 	eff, err := s.cfg.Resolve(overrides)
 	if err == nil && eff.Compact() && t.cfg.Load().eff.RemoteStorageEnable && !eff.RemoteStorageEnable {
 		// A compacted topic does not tier (config.Topic.Compact).

@@ -347,3 +347,18 @@ func (r *replica) stepDown() {
 	}
 	r.s.fetchers.unfollow(r)
 }
+
+// checkProduce is a produce's leader check: this broker must lead, and with
+// acks=all the ISR must hold min.insync.replicas replicas. It returns the
+// leader epoch to stamp.
+func (r *replica) checkProduce(acks int16, minISR int64) (*kerr.Error, int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.checkLeaderLocked(-1); err != nil {
+		return err, 0
+	}
+	if acks == -1 && int64(len(r.st.ISR)) < minISR {
+		return kerr.NotEnoughReplicas, 0
+	}
+	return nil, r.st.LeaderEpoch
+}

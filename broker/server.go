@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratalog/strata/broker/group"
+	"github.com/stratalog/strata/cluster"
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/metadata"
 	plog "github.com/stratalog/strata/partition"
@@ -76,6 +77,11 @@ type Server struct {
 		closed    bool
 	}
 	wg sync.WaitGroup // connection and background goroutines
+
+	// cl is this broker's membership of a cluster (cluster.go); nil on one node.
+	cl          *cluster.Node
+	fetchers    *fetchers  // replica fetchers (fetcher.go); nil on one node
+	reconcileMu sync.Mutex // one reconcile at a time
 
 	deleteKick chan struct{} // wakes the deleter (deletion.go)
 	delErrMu   sync.Mutex
@@ -167,6 +173,13 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 		s.groups.Restore(name, v)
 	}
 
+	if cfg.ClusterMode() {
+		if err := s.startCluster(); err != nil {
+			s.cancel()
+			s.wg.Wait()
+			return fail(err)
+		}
+	}
 	s.wg.Add(2)
 	go s.housekeeping()
 	go s.deleter()
@@ -184,6 +197,9 @@ func (s *Server) closeAll() error {
 	}
 	if s.groups != nil {
 		s.groups.Close()
+	}
+	if s.cl != nil {
+		keep(s.cl.Close())
 	}
 	for _, c := range s.closers {
 		keep(c())
@@ -294,6 +310,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ErrServerClosed
 	}
 	s.mu.closed = true
+	s.mu.Unlock()
+	// In a cluster, leaderships move away while this broker still serves.
+	s.stopCluster(ctx)
+	s.mu.Lock()
 	for l := range s.mu.listeners {
 		l.Close()
 	}

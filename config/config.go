@@ -112,6 +112,7 @@ type Broker struct {
 	ReplicaFetchMaxBytes                int64  // replica.fetch.max.bytes (1048576)
 	ReplicaFetchMinBytes                int64  // replica.fetch.min.bytes (1)
 	ReplicaFetchWaitMaxMs               int64  // replica.fetch.wait.max.ms (500)
+	ReplicaFetchBackoffMs               int64  // replica.fetch.backoff.ms (1000)
 	ReplicaFetchResponseMaxBytes        int64  // replica.fetch.response.max.bytes (10485760)
 	NumReplicaFetchers                  int64  // num.replica.fetchers (1)
 	ReplicaHighWatermarkCheckpointIntMs int64  // replica.high.watermark.checkpoint.interval.ms (5000)
@@ -205,6 +206,7 @@ var brokerFields = map[string]func(b *Broker) string{
 	"replica.fetch.max.bytes":             func(b *Broker) string { return i64(b.ReplicaFetchMaxBytes) },
 	"replica.fetch.min.bytes":             func(b *Broker) string { return i64(b.ReplicaFetchMinBytes) },
 	"replica.fetch.wait.max.ms":           func(b *Broker) string { return i64(b.ReplicaFetchWaitMaxMs) },
+	"replica.fetch.backoff.ms":            func(b *Broker) string { return i64(b.ReplicaFetchBackoffMs) },
 	"replica.fetch.response.max.bytes":    func(b *Broker) string { return i64(b.ReplicaFetchResponseMaxBytes) },
 	"num.replica.fetchers":                func(b *Broker) string { return i64(b.NumReplicaFetchers) },
 	"replica.high.watermark.checkpoint.interval.ms": func(b *Broker) string {
@@ -499,6 +501,7 @@ func (l *loader) build() (*Broker, error) {
 		ReplicaFetchMaxBytes:                num("replica.fetch.max.bytes"),
 		ReplicaFetchMinBytes:                num("replica.fetch.min.bytes"),
 		ReplicaFetchWaitMaxMs:               num("replica.fetch.wait.max.ms"),
+		ReplicaFetchBackoffMs:               num("replica.fetch.backoff.ms"),
 		ReplicaFetchResponseMaxBytes:        num("replica.fetch.response.max.bytes"),
 		NumReplicaFetchers:                  num("num.replica.fetchers"),
 		ReplicaHighWatermarkCheckpointIntMs: num("replica.high.watermark.checkpoint.interval.ms"),

@@ -104,6 +104,7 @@
 //	replica.fetch.max.bytes              1048576                       0 to 2147483647
 //	replica.fetch.min.bytes              1                             1 to 2147483647
 //	replica.fetch.wait.max.ms            500                           0 to replica.lag.time.max.ms
+//	replica.fetch.backoff.ms             1000                          0 to 2147483647
 //	replica.fetch.response.max.bytes     10485760                      0 to 2147483647
 //	num.replica.fetchers                 1                             1 to 2147483647
 //	replica.high.watermark.checkpoint.interval.ms  5000                1 to 9223372036854775807

@@ -327,6 +327,7 @@ var brokerSpecs = []*spec{
 	intKey("replica.fetch.max.bytes", 1048576, 0, maxInt32, "Bytes a follower asks for per partition in a fetch."),
 	intKey("replica.fetch.min.bytes", 1, 1, maxInt32, "Bytes a follower's fetch waits for."),
 	intKey("replica.fetch.wait.max.ms", 500, 0, maxInt32, "Longest a follower's fetch waits on the leader; at most replica.lag.time.max.ms."),
+	intKey("replica.fetch.backoff.ms", 1000, 0, maxInt32, "How long a follower waits before fetching a partition again after its leader answered an error."),
 	intKey("replica.fetch.response.max.bytes", 10485760, 0, maxInt32, "Bytes a follower asks for in a whole fetch response."),
 	intKey("num.replica.fetchers", 1, 1, maxInt32, "Fetcher connections a follower opens to each leader broker."),
 	longKey("replica.high.watermark.checkpoint.interval.ms", 5000, 1, "How often each partition's high watermark is written to disk."),

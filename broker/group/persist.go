@@ -124,3 +124,18 @@ func (c *Coordinator) Restore(name string, v *kmsg.GroupMetadataValue) {
 	}
 	c.mu.groups[name] = g
 }
+
+// Forget drops group from memory (its timers stopped): the broker stopped
+// coordinating it (its offsets partition has another leader), or is about
+// to Restore it afresh from the log after becoming the leader again.
+func (c *Coordinator) Forget(name string) {
+	c.mu.Lock()
+	g := c.mu.groups[name]
+	delete(c.mu.groups, name)
+	c.mu.Unlock()
+	if g != nil {
+		g.mu.Lock()
+		g.stopTimers()
+		g.mu.Unlock()
+	}
+}
