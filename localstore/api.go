@@ -22,6 +22,28 @@ var (
 	ErrInvalidTimestamp     = errors.New("localstore: timestamp out of range")         // INVALID_TIMESTAMP
 	ErrClosed               = errors.New("localstore: log is closed")
 	ErrStorage              = errors.New("localstore: storage error") // KAFKA_STORAGE_ERROR (wrapped)
+
+	// ErrOffsetMismatch: AppendReplica got batches that do not continue the
+	// log (the first starts below the log end offset, or they overlap).
+	ErrOffsetMismatch = errors.New("localstore: replicated batches do not continue the log")
+	// ErrFencedLeaderEpoch: AppendLeader was called with an epoch below the
+	// latest epoch of the log (FENCED_LEADER_EPOCH).
+	ErrFencedLeaderEpoch = errors.New("localstore: leader epoch below the log's latest")
+)
+
+// EpochEntry is one entry of the leader-epoch cache: the first offset
+// written under a leader epoch (Kafka's EpochEntry).
+type EpochEntry struct {
+	Epoch       int32
+	StartOffset int64
+}
+
+// UndefinedEpoch and UndefinedEpochOffset are Kafka's UNDEFINED_EPOCH and
+// UNDEFINED_EPOCH_OFFSET, which EndOffsetForEpoch answers for an epoch it
+// cannot place.
+const (
+	UndefinedEpoch       int32 = -1
+	UndefinedEpochOffset int64 = -1
 )
 
 // Config holds one partition log's settings, already resolved from topic and

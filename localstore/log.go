@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -40,7 +41,8 @@ type Log struct {
 
 	mu struct {
 		sync.RWMutex
-		segs   []*segment // offset order, the active segment last; never empty
+		segs   []*segment   // offset order, the active segment last; never empty
+		epochs []EpochEntry // leader-epoch cache (epoch.go); replaced whole, never changed in place
 		closed bool
 	}
 
@@ -98,7 +100,37 @@ func newSegment(dir string, base int64) (*segment, error) {
 // baseOffset, checks idempotent sequences (a retried batch among the producer's
 // last five is answered with its original offsets and not written again), and
 // writes the bytes as they came. batches must have passed ValidateBatches.
+// A batch whose PartitionLeaderEpoch is above the log's latest epoch starts
+// a leader-epoch cache entry (the broker stamps it); a lower one is left as
+// it is.
 func (l *Log) Append(batches []byte) (AppendResult, error) {
+	return l.append(batches, appendClient, UndefinedEpoch)
+}
+
+// AppendLeader is Append on a partition's leader: it also stamps every
+// batch's PartitionLeaderEpoch (outside the CRC) with leaderEpoch, which
+// starts a leader-epoch cache entry if it is above the latest. An epoch
+// below the latest is ErrFencedLeaderEpoch and writes nothing.
+func (l *Log) AppendLeader(batches []byte, leaderEpoch int32) (AppendResult, error) {
+	if leaderEpoch < 0 {
+		return AppendResult{}, fmt.Errorf("%w: leader epoch %d", ErrFencedLeaderEpoch, leaderEpoch)
+	}
+	return l.append(batches, appendLeader, leaderEpoch)
+}
+
+// appendMode says whose batches an append writes.
+type appendMode uint8
+
+const (
+	appendClient  appendMode = iota // a producer's: offsets assigned, sequences checked
+	appendLeader                    // as appendClient, and the leader epoch stamped
+	appendReplica                   // a leader's, as fetched: offsets, epochs and bytes kept
+)
+
+// append is Append, AppendLeader and AppendReplica (replica.go): one path,
+// so that a follower's log is laid out, indexed, rolled and flushed exactly
+// as its leader's.
+func (l *Log) append(batches []byte, mode appendMode, leaderEpoch int32) (AppendResult, error) {
 	l.wr.Lock()
 	defer l.wr.Unlock()
 	if l.mu.closed {
@@ -110,12 +142,24 @@ func (l *Log) Append(batches []byte) (AppendResult, error) {
 	cfg := &l.wr.cfg
 	now := time.Now()
 	nowMs := now.UnixMilli()
+	leo := l.active().st.next
+	epochs := l.mu.epochs
+	latestEpoch := UndefinedEpoch
+	if len(epochs) > 0 {
+		latestEpoch = epochs[len(epochs)-1].Epoch
+	}
+	if mode == appendLeader && leaderEpoch < latestEpoch {
+		return AppendResult{}, fmt.Errorf("%w: epoch %d, the log is at epoch %d", ErrFencedLeaderEpoch, leaderEpoch, latestEpoch)
+	}
 
-	// Pass 1: frame the batches and check producer sequences, changing nothing.
+	// Pass 1: frame the batches and check producer sequences (a replica:
+	// offsets and epochs), changing nothing.
 	var (
 		records, nBatches, nDup int64
 		dupFirst, dupLast       int64
 		pending                 map[int64]producerView // only for several batches of one producer
+		nextOff                 = leo                  // a replica: the lowest offset the next batch may have
+		replicaEpoch            = latestEpoch
 	)
 	for pos := 0; pos < len(batches); {
 		if len(batches)-pos < HeaderSize {
@@ -128,6 +172,14 @@ func (l *Log) Append(batches []byte) (AppendResult, error) {
 		pos += int(h.TotalSize())
 		records += int64(h.LastOffsetDelta) + 1
 		nBatches++
+		if mode == appendReplica {
+			if err := checkReplicaBatch(h, leo, nextOff, replicaEpoch); err != nil {
+				return AppendResult{}, err
+			}
+			nextOff = h.lastOffset() + 1
+			replicaEpoch = max(replicaEpoch, h.PartitionLeaderEpoch)
+			continue // the leader checked the sequences; the state is rebuilt below
+		}
 		if h.ProducerID < 0 || h.Control() {
 			continue
 		}
@@ -166,24 +218,44 @@ func (l *Log) Append(batches []byte) (AppendResult, error) {
 		return AppendResult{BaseOffset: dupFirst, LastOffset: dupLast, LogAppendTime: -1, LogStartOffset: l.logStartOffset(), Duplicate: true}, nil
 	}
 
-	if err := l.maybeRollLocked(now, int64(len(batches)), records); err != nil {
+	lastOff := leo + records - 1
+	if mode == appendReplica {
+		lastOff = nextOff - 1
+	}
+	if err := l.maybeRollLocked(now, int64(len(batches)), lastOff); err != nil {
 		return AppendResult{}, err
 	}
 	act := l.active()
 
-	// Pass 2: assign offsets, stamp LogAppendTime, and work out the index entries.
+	// Pass 2: assign offsets, stamp the leader epoch and LogAppendTime, work
+	// out the index entries and the new leader epochs.
 	st := act.st
 	base := st.next
 	idxRoom, tidxRoom := maxIndexEntries(*cfg)
 	idxRoom -= len(act.idx) / offsetEntrySize
 	tidxRoom -= len(act.tidx) / timeEntrySize
 	idxNew, tidxNew := l.wr.idxScratch[:0], l.wr.tidxScratch[:0]
+	newEpochs := epochs
 	off := base
 	for pos := 0; pos < len(batches); {
 		b := batches[pos:]
-		binary.BigEndian.PutUint64(b[batchOffBaseOffset:], uint64(off))
+		if mode != appendReplica {
+			binary.BigEndian.PutUint64(b[batchOffBaseOffset:], uint64(off))
+		}
+		if mode == appendLeader {
+			binary.BigEndian.PutUint32(b[batchOffLeaderEpoch:], uint32(leaderEpoch))
+		}
 		h := parseHeader(b)
-		if cfg.LogAppendTime {
+		if pos == 0 {
+			base = h.BaseOffset
+		}
+		if e := h.PartitionLeaderEpoch; e >= 0 && (len(newEpochs) == 0 || e > newEpochs[len(newEpochs)-1].Epoch) {
+			if len(newEpochs) == len(epochs) {
+				newEpochs = slices.Clone(epochs)
+			}
+			newEpochs = append(newEpochs, EpochEntry{Epoch: e, StartOffset: h.BaseOffset})
+		}
+		if cfg.LogAppendTime && mode != appendReplica {
 			binary.BigEndian.PutUint16(b[batchOffAttributes:], uint16(h.Attributes|attrTimestampType))
 			binary.BigEndian.PutUint64(b[batchOffFirstTimestamp:], uint64(nowMs))
 			binary.BigEndian.PutUint64(b[batchOffMaxTimestamp:], uint64(nowMs))
@@ -197,6 +269,13 @@ func (l *Log) Append(batches []byte) (AppendResult, error) {
 	}
 	l.wr.idxScratch, l.wr.tidxScratch = idxNew, tidxNew
 
+	// A new epoch reaches the disk before its first batch: after a crash
+	// the file names every epoch of the log (Open drops entries past its end).
+	if len(newEpochs) != len(epochs) {
+		if err := l.writeEpochsLocked(newEpochs); err != nil {
+			return AppendResult{}, err
+		}
+	}
 	if _, err := act.f.WriteAt(batches, act.st.size); err != nil {
 		l.wr.err = storageErr("write", act.logPath, err)
 		return AppendResult{}, l.wr.err
@@ -229,7 +308,7 @@ func (l *Log) Append(batches []byte) (AppendResult, error) {
 	}
 
 	res := AppendResult{BaseOffset: base, LastOffset: off - 1, LogAppendTime: -1, LogStartOffset: start}
-	if cfg.LogAppendTime {
+	if cfg.LogAppendTime && mode != appendReplica {
 		res.LogAppendTime = nowMs
 	}
 	if l.wr.unflushedSince.IsZero() {
@@ -244,9 +323,9 @@ func (l *Log) Append(batches []byte) (AppendResult, error) {
 	return res, nil
 }
 
-// maybeRollLocked rolls the active segment if appending size bytes holding
-// records records would break one of its limits. Caller holds wr.
-func (l *Log) maybeRollLocked(now time.Time, size, records int64) error {
+// maybeRollLocked rolls the active segment if appending size bytes whose
+// last offset is lastOff would break one of its limits. Caller holds wr.
+func (l *Log) maybeRollLocked(now time.Time, size, lastOff int64) error {
 	act := l.active()
 	if act.st.size == 0 {
 		return nil
@@ -259,7 +338,7 @@ func (l *Log) maybeRollLocked(now time.Time, size, records int64) error {
 		act.rollDue(cfg, now.UnixMilli()),
 		len(act.idx)/offsetEntrySize >= maxIdx,
 		len(act.tidx)/timeEntrySize >= maxTidx,
-		act.st.next+records-1-act.base > math.MaxUint32:
+		lastOff-act.base > math.MaxUint32:
 		return l.rollLocked(now)
 	}
 	return nil
@@ -782,6 +861,17 @@ func (l *Log) DeleteSegmentsBefore(offset int64) (deleted int, err error) {
 	}
 	if len(pd.paths) > 0 {
 		l.wr.deletions = append(l.wr.deletions, pd)
+	}
+	// The epoch covering the new log start stays, moved up to it. Open trims
+	// the same way, so a failure here only costs a rewrite then.
+	if es := epochsTrimmedStart(l.mu.epochs, segs[n].base); len(es) != len(l.mu.epochs) || (len(es) > 0 && es[0] != l.mu.epochs[0]) {
+		p := filepath.Join(l.dir, leaderEpochFile)
+		if err := writeFileAtomic(p, encodeEpochs(es)); err != nil {
+			errs = append(errs, storageErr("write", p, err))
+		}
+		l.mu.Lock()
+		l.mu.epochs = es
+		l.mu.Unlock()
 	}
 	l.logger.Info("deleted segments", "dir", l.dir, "count", n, "logStartOffset", segs[n].base, "fileDeleteDelay", delay)
 	return n, errors.Join(errs...)

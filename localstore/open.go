@@ -34,6 +34,27 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 	l := &Log{dir: dir, logger: logger, rand: rand.Uint64}
 	l.wr.cfg = withDefaults(cfg)
 
+	// A truncation interrupted by a crash (replica.go): a full one is
+	// finished here, before anything is read; one to an offset after the
+	// segments are loaded.
+	truncKind, truncOff, truncPending, err := readTruncation(dir)
+	if err != nil {
+		return nil, err
+	}
+	if truncPending && truncKind == truncateFully {
+		logger.Warn("finishing an interrupted truncation", "dir", dir, "logStartOffset", truncOff)
+		ns, err := resetDir(dir, truncOff)
+		if err != nil {
+			return nil, err
+		}
+		ns.closeIndexFiles()
+		ns.release()
+		if err := removeTruncation(dir); err != nil {
+			return nil, storageErr("remove", filepath.Join(dir, truncationFile), err)
+		}
+		truncPending = false
+	}
+
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, storageErr("read log directory", dir, err)
@@ -65,7 +86,8 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 			os.Remove(filepath.Join(dir, name))
 			continue
 		}
-		if name == recoveryPointFile || name == cleanShutdownFile || name == cleanerCheckpointFile || e.IsDir() {
+		if name == recoveryPointFile || name == cleanShutdownFile || name == cleanerCheckpointFile ||
+			name == leaderEpochFile || name == truncationFile || e.IsDir() {
 			continue
 		}
 		off, suffix, ok := parseOffsetName(name)
@@ -121,6 +143,10 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
+	if err := l.loadEpochs(); err != nil {
+		l.Close()
+		return nil, err
+	}
 	if clean {
 		if err := os.Remove(cleanShutdownPath(dir)); err != nil {
 			l.Close()
@@ -129,6 +155,17 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 		if err := syncDir(dir); err != nil {
 			l.Close()
 			return nil, storageErr("fsync directory", dir, err)
+		}
+	}
+	if truncPending {
+		logger.Warn("finishing an interrupted truncation", "dir", dir, "offset", truncOff)
+		if _, err := l.TruncateTo(truncOff); err != nil {
+			l.Close()
+			return nil, err
+		}
+		if err := removeTruncation(dir); err != nil {
+			l.Close()
+			return nil, storageErr("remove", filepath.Join(dir, truncationFile), err)
 		}
 	}
 	logger.Debug("opened log", "dir", dir, "segments", len(segs), "logStartOffset", segs[0].base,
