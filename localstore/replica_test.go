@@ -994,7 +994,7 @@ func TestCompactedLogReplicaAndTruncate(t *testing.T) {
 	follower.Close()
 
 	hs := splitBatches(t, rawLog(t, leader, 0)) // readAll wants no gaps
-	cut := hs[len(hs)/4].BaseOffset // inside the cleaned part
+	cut := hs[len(hs)/4].BaseOffset             // inside the cleaned part
 	if cut >= dirty {
 		t.Fatalf("cut %d not below first dirty %d", cut, dirty)
 	}
