@@ -1030,3 +1030,42 @@ func TestAppendReplicaKeepsLogAppendTime(t *testing.T) {
 		t.Fatal("the follower restamped the leader's batch")
 	}
 }
+
+func TestEpochRebuildAcrossSegments(t *testing.T) {
+	cfg := Config{SegmentBytes: 500}
+	dir := t.TempDir()
+	l := openLog(t, dir, cfg)
+	now := time.Now().UnixMilli()
+	noEpoch := func() []byte {
+		b := simpleBatch(t, "n", 1, now)
+		binary.BigEndian.PutUint32(b[batchOffLeaderEpoch:], 0xffffffff)
+		return b
+	}
+	for i := 0; i < 60; i++ {
+		switch {
+		case i == 20 || i == 41:
+			if err := l.Roll(); err != nil { // an epoch starting a segment
+				t.Fatal(err)
+			}
+			mustAppendLeader(t, l, int32(i), simpleBatch(t, "e", 2, now))
+		case i%7 == 3:
+			mustAppend(t, l, noEpoch())
+		case i%9 == 0:
+			mustAppendLeader(t, l, int32(i), simpleBatch(t, "e", 2, now))
+		default:
+			e, _ := l.LatestEpoch()
+			mustAppendLeader(t, l, max(e, 0), simpleBatch(t, "e", 1, now))
+		}
+	}
+	if len(l.Segments()) < 5 {
+		t.Fatalf("want several segments, got %d", len(l.Segments()))
+	}
+	want := l.EpochEntries()
+	if len(want) < 6 {
+		t.Fatalf("want several epochs, got %v", want)
+	}
+	os.Remove(filepath.Join(dir, leaderEpochFile))
+	l = reopen(t, l, dir, cfg, false)
+	wantEpochs(t, l, want...)
+	l.Close()
+}
