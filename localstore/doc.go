@@ -30,4 +30,25 @@
 // a crash (clean.go).
 //
 // Clean compacts the log (cleanup.policy=compact): see clean.go.
+//
+// Replication (epoch.go, replica.go). AppendLeader is Append that also
+// stamps every batch's PartitionLeaderEpoch (outside the CRC); an epoch
+// below the log's latest is ErrFencedLeaderEpoch. Every append records an
+// epoch higher than the latest in the leader-epoch cache, kept in
+// leader-epoch-checkpoint in Kafka's format and written atomically before
+// the epoch's first batch; Open drops entries at or past the log end,
+// retention moves the first entry up to the log start, and a missing or
+// damaged file is rebuilt from the batches. EndOffsetForEpoch answers
+// OffsetForLeaderEpoch as Kafka's LeaderEpochFileCache.endOffsetFor.
+// AppendReplica writes a leader's fetched batches with their offsets,
+// epochs and bytes (checked as a produce is; a trailing partial batch is
+// ignored; a gap, as a compacted leader has, is kept; an overlap is
+// ErrOffsetMismatch) and applies them to the producer state without a
+// sequence check, so a new leader answers retries with their original
+// offsets. TruncateTo removes every batch holding an offset at or past the
+// cut (a straddling batch whole) and rebuilds the producer state;
+// TruncateFullyAndStartAt empties the log and restarts it at an offset.
+// Both write a "truncation" intent file first and remove it last; Open
+// finishes an interrupted one, so a crash leaves the log as it was or as
+// truncated.
 package localstore

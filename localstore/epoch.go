@@ -115,8 +115,9 @@ func (l *Log) writeEpochsLocked(es []EpochEntry) error {
 }
 
 // loadEpochs restores the cache at Open from its file, or, if the file is
-// missing or damaged, from the batches' PartitionLeaderEpoch fields (a scan
-// of every batch header; memory is one entry per epoch). Entries at or
+// missing or damaged, from the batches' PartitionLeaderEpoch fields (the
+// segments whose epoch changes are read through; memory is one entry per
+// epoch). Entries at or
 // beyond the log end are dropped and the first one is moved up to the log
 // start; the file is rewritten if any of that changed it. Caller is Open.
 func (l *Log) loadEpochs() error {
@@ -138,9 +139,33 @@ func (l *Log) loadEpochs() error {
 		}
 		rebuilt = true
 		es = nil
-		for _, s := range segs {
+		var buf [HeaderSize]byte
+		first := func(s *segment) (BatchHeader, bool) {
+			if s.st.size == 0 {
+				return BatchHeader{}, false
+			}
+			h, err := readHeaderAt(s.f, 0, buf[:])
+			return h, err == nil
+		}
+		for k, s := range segs {
 			if s.st.size == 0 {
 				continue
+			}
+			// Epochs never go down: a segment that starts in the epoch the
+			// next one starts in holds no other, and is not read through.
+			if k+1 < len(segs) {
+				h1, ok1 := first(s)
+				h2, ok2 := first(segs[k+1])
+				latest := UndefinedEpoch
+				if len(es) > 0 {
+					latest = es[len(es)-1].Epoch
+				}
+				if e := h1.PartitionLeaderEpoch; ok1 && ok2 && e >= 0 && e == h2.PartitionLeaderEpoch && e >= latest {
+					if e > latest {
+						es = append(es, EpochEntry{Epoch: e, StartOffset: h1.BaseOffset})
+					}
+					continue
+				}
 			}
 			err := forEachBatch(s.f, 0, s.st.size, nil, func(_ int64, h BatchHeader, _ []byte) (bool, error) {
 				if e := h.PartitionLeaderEpoch; e >= 0 && (len(es) == 0 || e > es[len(es)-1].Epoch) {
