@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -79,7 +80,11 @@ func (s *Server) startCluster() error {
 	self := cluster.BrokerInfo{ID: ccfg.NodeID, Host: s.advHost, Port: port, Rack: ccfg.Rack}
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Minute)
 	defer cancel()
-	node, err := cluster.Start(ctx, ccfg, filepath.Join(s.cfg.LogDir(), "etcd"), self, s.log.With("component", "cluster"))
+	dataDir := filepath.Join(s.cfg.LogDir(), "etcd")
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("broker: cannot create the cluster's data dir %q: %w", dataDir, err)
+	}
+	node, err := cluster.Start(ctx, ccfg, dataDir, self, s.log.With("component", "cluster"))
 	if err != nil {
 		return fmt.Errorf("broker: joining the cluster: %w", err)
 	}

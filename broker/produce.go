@@ -169,19 +169,19 @@ func (s *Server) leaderHint(version int16, resp *kmsg.ProduceResponse, sp *kmsg.
 		return
 	}
 	sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
-	for _, ep := range resp.NodeEndpoints {
+	for _, ep := range resp.Brokers {
 		if ep.NodeID == leader {
 			return
 		}
 	}
 	if b, ok := s.cl.View().Snapshot().Brokers[leader]; ok {
-		ep := kmsg.NewProduceResponseNodeEndpoint()
+		ep := kmsg.NewProduceResponseBroker()
 		ep.NodeID, ep.Host, ep.Port = b.ID, b.Host, b.Port
 		if b.Rack != "" {
 			rack := b.Rack
 			ep.Rack = &rack
 		}
-		resp.NodeEndpoints = append(resp.NodeEndpoints, ep)
+		resp.Brokers = append(resp.Brokers, ep)
 	}
 }
 
