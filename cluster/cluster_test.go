@@ -302,6 +302,20 @@ func TestClusterMembershipControllerAndTopics(t *testing.T) {
 		t.Error("registration not marked ShuttingDown")
 	}
 
+	// A broker of an external etcd (etcd.endpoints): it registers and
+	// campaigns, behind the elected controller.
+	n7 := h.start(config.Cluster{NodeID: 7, Broker: true, EtcdEndpoints: h.urls, SessionTimeout: testSession, HeartbeatInterval: testHeartbeat})
+	if n7.etcd != nil || n7.candKey == "" {
+		t.Error("an etcd.endpoints broker runs etcd or does not campaign")
+	}
+	wait.Eventually(t, "broker 7 registered, seen by node 1", func() bool {
+		_, ok := n1.View().Snapshot().Brokers[7]
+		return ok
+	})
+	if s := n7.View().Snapshot(); s.Controller == 7 || s.Controller < 1 {
+		t.Errorf("controller %d after 7 joined", s.Controller)
+	}
+
 	// Controller failover: close the controller's node; another is elected
 	// with a higher epoch, and the deposed controller's fence fails.
 	old := n1.View().Snapshot()

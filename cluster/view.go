@@ -165,7 +165,9 @@ func (s *Snapshot) electController() {
 // not decode is skipped with a warning: one bad key must not stop the view.
 func (v *View) apply(s *Snapshot, kv *mvccpb.KeyValue, deleted bool) {
 	k := string(kv.Key)
-	bad := func(err error) { v.log.Warn("cluster: skipping an etcd key that does not decode", "key", k, "err", err) }
+	bad := func(err error) {
+		v.log.Warn("cluster: skipping an etcd key that does not decode", "key", k, "err", err)
+	}
 	switch {
 	case strings.HasPrefix(k, brokersPrefix):
 		id, err := strconv.ParseInt(strings.TrimPrefix(k, brokersPrefix), 10, 32)
