@@ -1,0 +1,387 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratalog/strata/config"
+	"github.com/stratalog/strata/internal/freeport"
+	"github.com/stratalog/strata/internal/wait"
+)
+
+const (
+	testSession   = 2 * time.Second
+	testHeartbeat = 300 * time.Millisecond
+)
+
+// twoPorts returns a free port p with p+1 free too (the etcd client URL).
+func twoPorts(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		p, err := freeport.Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p >= 65535 {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+1)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
+	}
+	t.Fatal("no two free ports in a row")
+	return 0
+}
+
+type harness struct {
+	t      *testing.T
+	voters []config.Voter
+	urls   []string
+	mu     sync.Mutex
+	nodes  map[int32]*Node
+}
+
+func (h *harness) cfg(id int32, controller bool) config.Cluster {
+	c := config.Cluster{NodeID: id, Broker: true, Controller: controller, Voters: h.voters, EtcdEndpoints: h.urls,
+		SessionTimeout: testSession, HeartbeatInterval: testHeartbeat}
+	for _, v := range h.voters {
+		if v.ID == id {
+			c.ControllerHost, c.ControllerPort = v.Host, v.Port
+		}
+	}
+	return c
+}
+
+func (h *harness) start(cfg config.Cluster) *Node {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := Start(ctx, cfg, h.t.TempDir(), BrokerInfo{Host: "127.0.0.1", Port: 9000 + cfg.NodeID}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		h.t.Fatalf("start node %d: %v", cfg.NodeID, err)
+	}
+	h.mu.Lock()
+	h.nodes[cfg.NodeID] = n
+	h.mu.Unlock()
+	h.t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// newCluster starts three controller+broker nodes with embedded etcd.
+func newCluster(t *testing.T) *harness {
+	h := &harness{t: t, nodes: map[int32]*Node{}}
+	for id := int32(1); id <= 3; id++ {
+		p := twoPorts(t)
+		h.voters = append(h.voters, config.Voter{ID: id, Host: "127.0.0.1", Port: p})
+		h.urls = append(h.urls, fmt.Sprintf("http://127.0.0.1:%d", p+1))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for id := int32(1); id <= 3; id++ {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			n, err := Start(ctx, h.cfg(id, true), t.TempDir(), BrokerInfo{Host: "127.0.0.1", Port: 9000 + id}, testLogger(t))
+			if err != nil {
+				errs <- fmt.Errorf("node %d: %w", id, err)
+				return
+			}
+			h.mu.Lock()
+			h.nodes[id] = n
+			h.mu.Unlock()
+		})
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, n := range h.nodes {
+			n.Close()
+		}
+	})
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// crash stops a node's keepalive without revoking its lease, as a kill -9.
+func crash(n *Node) {
+	n.cancel()
+	n.wg.Wait()
+	n.client.Close()
+	if n.etcd != nil {
+		n.etcd.Close()
+	}
+	n.closeOnce.Do(func() {})
+}
+
+func (h *harness) node(id int32) *Node {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.nodes[id]
+}
+
+func (h *harness) partition(via *Node, tp TP) (PartitionState, bool) {
+	st, ok := via.View().Snapshot().Partitions[tp]
+	return st, ok
+}
+
+func (h *harness) waitPartition(via *Node, tp TP, what string, cond func(PartitionState) bool) PartitionState {
+	h.t.Helper()
+	var st PartitionState
+	wait.Eventually(h.t, what, func() bool {
+		var ok bool
+		st, ok = h.partition(via, tp)
+		return ok && cond(st)
+	})
+	return st
+}
+
+func TestClusterMembershipControllerAndTopics(t *testing.T) {
+	h := newCluster(t)
+	n1 := h.node(1)
+	for id := int32(1); id <= 3; id++ {
+		n := h.node(id)
+		wait.Eventually(t, fmt.Sprintf("node %d sees three brokers and a controller", id), func() bool {
+			s := n.View().Snapshot()
+			return len(s.Brokers) >= 3 && s.Controller >= 1 && s.ControllerEpoch > 0
+		})
+		if self := n.Self(); self.Epoch == 0 || n.View().Snapshot().Brokers[id].Epoch != self.Epoch {
+			t.Errorf("node %d: self %+v, view %+v", id, self, n.View().Snapshot().Brokers[id])
+		}
+	}
+	s1, s2 := n1.View().Snapshot(), h.node(2).View().Snapshot()
+	if s1.Controller != s2.Controller || s1.ControllerEpoch != s2.ControllerEpoch {
+		t.Fatalf("views disagree on the controller: %d/%d vs %d/%d", s1.Controller, s1.ControllerEpoch, s2.Controller, s2.ControllerEpoch)
+	}
+
+	// Broker-only nodes join through the voters; they do not campaign.
+	n4 := h.start(h.cfg(4, false))
+	n5 := h.start(h.cfg(5, false))
+	n6 := h.start(h.cfg(6, false))
+	if n4.etcd != nil || n4.candKey != "" {
+		t.Error("a broker-only node runs etcd or campaigns")
+	}
+
+	ctx := t.Context()
+	id := [16]byte{1}
+	rev, err := n1.CreateTopic(ctx, TopicRecord{Name: "t", ID: id, Replicas: [][]int32{{4, 5, 1}, {5, 4, 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n4.View().WaitRev(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	tp := TP{"t", 0}
+	st, _ := h.partition(n4, tp)
+	if st.Leader != 4 || !slices.Equal(st.ISR, []int32{4, 5, 1}) || st.LeaderEpoch != 0 || st.PartitionEpoch != 0 || st.LeaderBrokerEpoch != n4.Self().Epoch {
+		t.Fatalf("initial state %+v (n4 epoch %d)", st, n4.Self().Epoch)
+	}
+	if _, err := h.node(2).CreateTopic(ctx, TopicRecord{Name: "t", ID: [16]byte{2}, Replicas: [][]int32{{1}}}); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("second CreateTopic: %v, want ErrTopicExists", err)
+	}
+
+	// AlterPartition: the leader shrinks its ISR; a stale state fails.
+	next, err := n4.AlterPartition(ctx, tp, st, []int32{4, 5})
+	if err != nil || next.PartitionEpoch != 1 || !slices.Equal(next.ISR, []int32{4, 5}) {
+		t.Fatalf("AlterPartition = %+v, %v", next, err)
+	}
+	if _, err := n4.AlterPartition(ctx, tp, st, []int32{4}); !errors.Is(err, ErrStalePartitionEpoch) {
+		t.Fatalf("stale AlterPartition: %v", err)
+	}
+	if _, err := n4.AlterPartition(ctx, tp, next, []int32{4, 3}); !errors.Is(err, ErrInvalidISR) {
+		t.Fatalf("ISR with a non-replica: %v", err)
+	}
+	if _, err := n5.AlterPartition(ctx, tp, next, []int32{5}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("AlterPartition by a follower: %v", err)
+	}
+
+	// A restarted broker (new epoch) loses its leaderships: partition 1 is
+	// led by 5; restart 5 without revoking its lease.
+	tp1 := TP{"t", 1}
+	before := h.waitPartition(n1, tp1, "t-1 led by 5", func(s PartitionState) bool { return s.Leader == 5 })
+	oldEpoch := n5.Self().Epoch
+	crash(n5)
+	n5 = h.start(h.cfg(5, false))
+	if n5.Self().Epoch == oldEpoch {
+		t.Fatalf("restart kept epoch %d", oldEpoch)
+	}
+	after := h.waitPartition(n1, tp1, "t-1 led by 4 after 5 restarted", func(s PartitionState) bool { return s.Leader == 4 })
+	if after.LeaderEpoch != before.LeaderEpoch+1 || after.LeaderBrokerEpoch != n4.Self().Epoch {
+		t.Errorf("after restart: %+v, before %+v", after, before)
+	}
+
+	// 5 left t-0's ISR while it restarted (its registration went); the
+	// leader takes it back once it has caught up.
+	cur := h.waitPartition(n4, tp, "t-0 without 5", func(s PartitionState) bool { return slices.Equal(s.ISR, []int32{4}) })
+	if _, err := n4.AlterPartition(ctx, tp, cur, []int32{4, 5}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Unclean election only when enabled: u (enabled) and c (not), both
+	// led by 6 with ISR [6] and an out-of-sync replica.
+	for _, name := range []string{"u", "c"} {
+		cfgs := map[string]string{}
+		if name == "u" {
+			cfgs["unclean.leader.election.enable"] = "true"
+		}
+		rev, err := n1.CreateTopic(ctx, TopicRecord{Name: name, ID: [16]byte{3}, Configs: cfgs, Replicas: [][]int32{{6, 2}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n6.View().WaitRev(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+		cur, _ := h.partition(n6, TP{name, 0})
+		if _, err := n6.AlterPartition(ctx, TP{name, 0}, cur, []int32{6}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A solo partition on 4.
+	if _, err := n1.CreateTopic(ctx, TopicRecord{Name: "solo", ID: [16]byte{4}, Replicas: [][]int32{{4}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitPartition(n1, TP{"solo", 0}, "solo led by 4", func(s PartitionState) bool { return s.Leader == 4 })
+
+	// Lease expiry: 4 and 6 vanish without revoking. t-0 (ISR [4,5])
+	// moves to 5; solo has no candidate: Leader -1, ISR [4].
+	t0 := h.waitPartition(n1, tp, "t-0 state", func(PartitionState) bool { return true })
+	crash(n4)
+	crash(n6)
+	fenced := h.waitPartition(n1, tp, "t-0 led by 5 after 4s lease expired", func(s PartitionState) bool { return s.Leader == 5 })
+	if fenced.LeaderEpoch != t0.LeaderEpoch+1 || !slices.Equal(fenced.ISR, []int32{5}) {
+		t.Errorf("t-0 after expiry: %+v (before %+v)", fenced, t0)
+	}
+	solo := h.waitPartition(n1, TP{"solo", 0}, "solo leaderless", func(s PartitionState) bool { return s.Leader == -1 })
+	if !slices.Equal(solo.ISR, []int32{4}) {
+		t.Errorf("solo ISR %v, want [4] (the last member kept)", solo.ISR)
+	}
+	u := h.waitPartition(n1, TP{"u", 0}, "u led by 2 (unclean)", func(s PartitionState) bool { return s.Leader == 2 })
+	if !slices.Equal(u.ISR, []int32{2}) {
+		t.Errorf("u ISR %v, want [2]", u.ISR)
+	}
+	c := h.waitPartition(n1, TP{"c", 0}, "c leaderless", func(s PartitionState) bool { return s.Leader == -1 })
+	if !slices.Equal(c.ISR, []int32{6}) {
+		t.Errorf("c ISR %v, want [6]: no unclean election", c.ISR)
+	}
+	// Fenced closes on a node whose lease is lost.
+	select {
+	case <-n4.Fenced():
+		t.Error("crashed node reported fenced (its keepalive was stopped, not refused)")
+	default:
+	}
+
+	// Controlled shutdown moves leaderships and ISR membership away.
+	if _, err := n1.CreateTopic(ctx, TopicRecord{Name: "cs", ID: [16]byte{5}, Replicas: [][]int32{{5, 3}, {3, 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitPartition(n1, TP{"cs", 0}, "cs-0 led by 5", func(s PartitionState) bool { return s.Leader == 5 })
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := n5.ControlledShutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	s := n5.View().Snapshot()
+	for _, name := range []TP{{"cs", 0}, {"cs", 1}} {
+		if st := s.Partitions[name]; st.Leader != 3 || !slices.Equal(st.ISR, []int32{3}) {
+			t.Errorf("%v after controlled shutdown: %+v", name, st)
+		}
+	}
+	if !s.Brokers[5].ShuttingDown {
+		t.Error("registration not marked ShuttingDown")
+	}
+
+	// A broker of an external etcd (etcd.endpoints): it registers and
+	// campaigns, behind the elected controller.
+	n7 := h.start(config.Cluster{NodeID: 7, Broker: true, EtcdEndpoints: h.urls, SessionTimeout: testSession, HeartbeatInterval: testHeartbeat})
+	if n7.etcd != nil || n7.candKey == "" {
+		t.Error("an etcd.endpoints broker runs etcd or does not campaign")
+	}
+	wait.Eventually(t, "broker 7 registered, seen by node 1", func() bool {
+		_, ok := n1.View().Snapshot().Brokers[7]
+		return ok
+	})
+	if s := n7.View().Snapshot(); s.Controller == 7 || s.Controller < 1 {
+		t.Errorf("controller %d after 7 joined", s.Controller)
+	}
+
+	// Controller failover: close the controller's node; another is elected
+	// with a higher epoch, and the deposed controller's fence fails.
+	old := n1.View().Snapshot()
+	dep := h.node(old.Controller)
+	var survivor *Node
+	for id := int32(1); id <= 3; id++ {
+		if id != old.Controller {
+			survivor = h.node(id)
+		}
+	}
+	dep.Close()
+	wait.Eventually(t, "a new controller", func() bool {
+		s := survivor.View().Snapshot()
+		return s.Controller >= 1 && s.Controller != old.Controller && s.ControllerEpoch > old.ControllerEpoch
+	})
+	dep.ctx = t.Context()
+	dep.client = survivor.client // the deposed controller's fenced write, through a live connection
+	st2, _ := h.partition(survivor, TP{"cs", 0})
+	forged := st2
+	forged.Leader, forged.LeaderEpoch = 5, st2.LeaderEpoch+7
+	if rev, err := dep.controllerPut(survivor.View().Snapshot(), TP{"cs", 0}, forged); err != nil || rev != 0 {
+		t.Fatalf("deposed controller's write: rev %d, err %v; want refused", rev, err)
+	}
+
+	// Topics: configs, partitions, deletion.
+	rev, err = survivor.SetTopicConfigs(ctx, "t", id, map[string]string{"retention.ms": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err = survivor.CreatePartitions(ctx, "t", id, [][]int32{{2, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	survivor.View().WaitRev(ctx, rev)
+	ts := survivor.View().Snapshot()
+	if rec := ts.Topics["t"]; rec.Configs["retention.ms"] != "1" || len(rec.Replicas) != 3 || ts.Partitions[TP{"t", 2}].Leader != 2 {
+		t.Errorf("after SetTopicConfigs and CreatePartitions: %+v, %+v", rec, ts.Partitions[TP{"t", 2}])
+	}
+	if _, err := survivor.DeleteTopic(ctx, "t", [16]byte{9}); !errors.Is(err, ErrUnknownTopic) {
+		t.Errorf("DeleteTopic with another id: %v", err)
+	}
+	rev, err = survivor.DeleteTopic(ctx, "t", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	survivor.View().WaitRev(ctx, rev)
+	ts = survivor.View().Snapshot()
+	if _, ok := ts.Topics["t"]; ok || len(filter(ts.Partitions, "t")) != 0 {
+		t.Error("deleted topic still in the view")
+	}
+}
+
+func filter(m map[TP]PartitionState, topic string) []TP {
+	var out []TP
+	for tp := range m {
+		if tp.Topic == topic {
+			out = append(out, tp)
+		}
+	}
+	return out
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, nil))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }

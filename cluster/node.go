@@ -1,0 +1,361 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/stratalog/strata/config"
+)
+
+// Node is this process's part in the cluster: its etcd member (controller
+// role), its etcd client, its registration (broker role), its view of the
+// cluster, and, while elected, the controller.
+type Node struct {
+	cfg    config.Cluster
+	log    *slog.Logger
+	etcd   *embed.Etcd
+	client *clientv3.Client
+	view   *View
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	lease  clientv3.LeaseID // the registration's and the candidacy's lease
+	fenced chan struct{}    // closed when the lease is lost
+
+	candKey string // this node's key under controller/ ("" if it does not campaign)
+
+	mu struct {
+		sync.Mutex
+		self      BrokerInfo
+		closed    bool
+		fenceOnce bool
+	}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start joins the cluster: it starts the embedded etcd member when
+// cfg.Controller (data in dataDir/etcd), connects a client, registers self
+// when cfg.Broker, starts the view and campaigns to be the controller when
+// cfg.Controller (with an external etcd, every broker campaigns).
+func Start(ctx context.Context, cfg config.Cluster, dataDir string, self BrokerInfo, logger *slog.Logger) (*Node, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	self.ID = cfg.NodeID
+	if self.Rack == "" {
+		self.Rack = cfg.Rack
+	}
+	n := &Node{cfg: cfg, log: logger, fenced: make(chan struct{})}
+	n.mu.self = self
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			n.Close()
+		}
+	}()
+	if cfg.Controller {
+		if err := n.startEtcd(ctx, dataDir); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.EtcdEndpoints) == 0 {
+		return nil, errors.New("cluster: no etcd endpoints to dial")
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.EtcdEndpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+		Context:     n.ctx,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: cannot connect to etcd at %s: %w", strings.Join(cfg.EtcdEndpoints, ","), err)
+	}
+	n.client = c
+
+	campaign := cfg.Controller || (cfg.Broker && !cfg.Controller && isExternal(cfg))
+	if cfg.Broker || campaign {
+		if err := n.grantLease(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Broker {
+		if err := n.register(ctx); err != nil {
+			return nil, err
+		}
+	}
+	n.view = newView(c, logger)
+	s, err := n.view.load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: cannot read the cluster's state: %w", err)
+	}
+	n.view.publish(s)
+	n.wg.Go(func() { n.view.run(n.ctx, s.Rev) })
+	if campaign {
+		if err := n.campaign(ctx); err != nil {
+			return nil, err
+		}
+		n.wg.Go(n.controlLoop)
+	}
+	ok = true
+	return n, nil
+}
+
+// isExternal reports whether the endpoints name an external etcd (no voters
+// and no bootstrap servers: etcd.endpoints).
+func isExternal(cfg config.Cluster) bool { return len(cfg.Voters) == 0 && len(cfg.Bootstrap) == 0 }
+
+// startEtcd starts this node's etcd member: peer URL at the CONTROLLER
+// listener, client URL at its port + 1.
+func (n *Node) startEtcd(ctx context.Context, dataDir string) error {
+	e := embed.NewConfig()
+	e.Name = memberName(n.cfg.NodeID)
+	e.Dir = filepath.Join(dataDir, "etcd")
+	peer := url.URL{Scheme: "http", Host: net.JoinHostPort(n.cfg.ControllerHost, strconv.Itoa(n.cfg.ControllerPort))}
+	client := url.URL{Scheme: "http", Host: net.JoinHostPort(n.cfg.ControllerHost, strconv.Itoa(n.cfg.ControllerPort+1))}
+	e.ListenPeerUrls, e.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	e.ListenClientUrls, e.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	var initial []string
+	for _, v := range n.cfg.Voters {
+		initial = append(initial, memberName(v.ID)+"=http://"+net.JoinHostPort(v.Host, strconv.Itoa(v.Port)))
+	}
+	e.InitialCluster = strings.Join(initial, ",")
+	e.InitialClusterToken = "strata"
+	e.ClusterState = embed.ClusterStateFlagNew // ignored when the data dir already holds a member: it rejoins
+	e.MaxTxnOps = 4096
+	e.LogLevel = "error"
+	e.LogOutputs = []string{filepath.Join(dataDir, "etcd.log")}
+	e.AutoCompactionMode, e.AutoCompactionRetention = "periodic", "1h"
+	srv, err := embed.StartEtcd(e)
+	if err != nil {
+		return fmt.Errorf("cluster: cannot start the etcd member %s (peer %s, client %s, data %s): %w", e.Name, peer.Host, client.Host, e.Dir, err)
+	}
+	n.etcd = srv
+	select {
+	case <-srv.Server.ReadyNotify():
+		return nil
+	case err := <-srv.Err():
+		return fmt.Errorf("cluster: the etcd member %s failed: %w", e.Name, err)
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: the etcd member %s did not join its quorum (voters %s): %w", e.Name, e.InitialCluster, ctx.Err())
+	}
+}
+
+func memberName(id int32) string { return "node-" + strconv.Itoa(int(id)) }
+
+// grantLease takes the lease of the registration and candidacy and keeps it
+// alive every HeartbeatInterval; Fenced closes when it is lost.
+func (n *Node) grantLease(ctx context.Context) error {
+	ttl := int64((n.cfg.SessionTimeout + time.Second - 1) / time.Second)
+	resp, err := n.client.Grant(ctx, max(ttl, 1))
+	if err != nil {
+		return fmt.Errorf("cluster: cannot take a lease: %w", err)
+	}
+	n.lease = resp.ID
+	n.wg.Go(n.keepAlive)
+	return nil
+}
+
+func (n *Node) keepAlive() {
+	interval := max(n.cfg.HeartbeatInterval, 10*time.Millisecond)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, interval)
+		resp, err := n.client.KeepAliveOnce(ctx, n.lease)
+		cancel()
+		switch {
+		case err == nil && resp.TTL > 0:
+			last = time.Now()
+		case errors.Is(err, context.Canceled) && n.ctx.Err() != nil:
+			return
+		case err != nil && !strings.Contains(err.Error(), "lease not found") && time.Since(last) < n.cfg.SessionTimeout:
+			n.log.Warn("cluster: cannot renew the broker's lease; retrying", "err", err)
+		default:
+			n.log.Error("cluster: the broker's registration lease is lost: fenced", "err", err)
+			n.fence()
+			return
+		}
+	}
+}
+
+func (n *Node) fence() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.mu.fenceOnce {
+		n.mu.fenceOnce = true
+		close(n.fenced)
+	}
+}
+
+// register writes self under the lease. A registration of the same id left
+// by an earlier run at the same address is replaced (a restart: a new
+// epoch); one of another address is waited out until ctx ends.
+func (n *Node) register(ctx context.Context) error {
+	self := n.Self()
+	key := brokerKey(self.ID)
+	val, _ := json.Marshal(BrokerInfo{Host: self.Host, Port: self.Port, Rack: self.Rack})
+	for {
+		resp, err := n.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(n.lease))).
+			Else(clientv3.OpGet(key)).Commit()
+		if err != nil {
+			return fmt.Errorf("cluster: cannot register broker %d: %w", self.ID, err)
+		}
+		if resp.Succeeded {
+			n.mu.Lock()
+			n.mu.self.Epoch = resp.Header.Revision
+			n.mu.self.ShuttingDown = false
+			n.mu.Unlock()
+			return nil
+		}
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 1 {
+			var old BrokerInfo
+			_ = json.Unmarshal(kvs[0].Value, &old)
+			if old.Host == self.Host && old.Port == self.Port {
+				_, err := n.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)).
+					Then(clientv3.OpDelete(key)).Commit()
+				if err != nil {
+					return fmt.Errorf("cluster: cannot replace broker %d's old registration: %w", self.ID, err)
+				}
+				continue
+			}
+			n.log.Warn("cluster: node.id is registered by another address; waiting for its lease to expire", "node.id", self.ID, "other", net.JoinHostPort(old.Host, strconv.Itoa(int(old.Port))))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: node.id %d is registered by another broker: %w", self.ID, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// campaign puts this node's candidacy under its lease; the oldest candidate
+// is the controller, its key's create revision the controller epoch.
+func (n *Node) campaign(ctx context.Context) error {
+	n.candKey = fmt.Sprintf("%s%d-%x", controllerPrefix, n.cfg.NodeID, int64(n.lease))
+	_, err := n.client.Put(ctx, n.candKey, strconv.Itoa(int(n.cfg.NodeID)), clientv3.WithLease(n.lease))
+	if err != nil {
+		return fmt.Errorf("cluster: cannot campaign to be the controller: %w", err)
+	}
+	return nil
+}
+
+// View is the node's view of the cluster.
+func (n *Node) View() *View { return n.view }
+
+// Client is the node's etcd client.
+func (n *Node) Client() *clientv3.Client { return n.client }
+
+// Self is this broker's registration, with its Epoch.
+func (n *Node) Self() BrokerInfo {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.self
+}
+
+// Fenced is closed when the registration lease is lost: the broker must stop
+// acting as a leader.
+func (n *Node) Fenced() <-chan struct{} { return n.fenced }
+
+// ControlledShutdown marks this broker ShuttingDown and waits until the view
+// shows it leads no partition and is in no ISR (but as the last member of an
+// ISR with no other live replica, as KRaft keeps it), or ctx ends.
+func (n *Node) ControlledShutdown(ctx context.Context) error {
+	self := n.Self()
+	key := brokerKey(self.ID)
+	val, _ := json.Marshal(BrokerInfo{Host: self.Host, Port: self.Port, Rack: self.Rack, ShuttingDown: true})
+	resp, err := n.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", self.Epoch)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(n.lease))).Commit()
+	if err != nil {
+		return fmt.Errorf("cluster: controlled shutdown: %w", err)
+	}
+	if !resp.Succeeded {
+		return ErrFenced
+	}
+	n.mu.Lock()
+	n.mu.self.ShuttingDown = true
+	n.mu.Unlock()
+	if err := n.view.WaitRev(ctx, resp.Header.Revision); err != nil {
+		return err
+	}
+	for {
+		ch := n.view.Changed()
+		if released(n.view.Snapshot(), self.ID) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: controlled shutdown of broker %d: leaderships not moved: %w", self.ID, ctx.Err())
+		}
+	}
+}
+
+// released reports whether id leads nothing and is in no ISR but as its last
+// member.
+func released(s *Snapshot, id int32) bool {
+	for _, p := range s.Partitions {
+		if p.Leader == id {
+			return false
+		}
+		if has(p.ISR, id) && len(p.ISR) > 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// Close resigns, revokes the lease (the registration goes at once), and
+// closes the client and the etcd member. It may be called more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.mu.closed = true
+		n.mu.Unlock()
+		if n.client != nil && n.lease != 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if n.candKey != "" {
+				_, _ = n.client.Delete(ctx, n.candKey)
+			}
+			_, _ = n.client.Revoke(ctx, n.lease)
+			cancel()
+		}
+		n.cancel()
+		n.wg.Wait()
+		if n.client != nil {
+			n.closeErr = n.client.Close()
+			if errors.Is(n.closeErr, context.Canceled) {
+				n.closeErr = nil
+			}
+		}
+		if n.etcd != nil {
+			n.etcd.Close()
+		}
+	})
+	return n.closeErr
+}
