@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -80,7 +79,8 @@ func (s *Server) startCluster() error {
 	self := cluster.BrokerInfo{ID: ccfg.NodeID, Host: s.advHost, Port: port, Rack: ccfg.Rack}
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Minute)
 	defer cancel()
-	dataDir := filepath.Join(s.cfg.LogDir(), "etcd")
+	// The embedded etcd member keeps its data in <log.dirs>/etcd.
+	dataDir := s.cfg.LogDir()
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("broker: cannot create the cluster's data dir %q: %w", dataDir, err)
 	}
