@@ -6,9 +6,15 @@ import (
 	"testing"
 )
 
-func ack(p int32, o int64, v string) Event { return Event{Kind: KindAck, Partition: p, Offset: o, Value: v} }
-func fin(p int32, o int64, v string) Event { return Event{Kind: KindFinal, Partition: p, Offset: o, Value: v} }
-func con(p int32, o int64, v string) Event { return Event{Kind: KindConsume, Partition: p, Offset: o, Value: v} }
+func ack(p int32, o int64, v string) Event {
+	return Event{Kind: KindAck, Partition: p, Offset: o, Value: v}
+}
+func fin(p int32, o int64, v string) Event {
+	return Event{Kind: KindFinal, Partition: p, Offset: o, Value: v}
+}
+func con(p int32, o int64, v string) Event {
+	return Event{Kind: KindConsume, Partition: p, Offset: o, Value: v}
+}
 func rng(p int32, start, end int64) Event {
 	return Event{Kind: KindRange, Partition: p, Offset: start, End: end}
 }
