@@ -53,6 +53,9 @@ type ProduceConfig struct {
 	DeliveryTimeout time.Duration
 	// Drain bounds the wait for in-flight records after Duration; default DeliveryTimeout.
 	Drain time.Duration
+	// OnAck, if set, is called after each acknowledgement is recorded (tests
+	// time their faults by it).
+	OnAck func()
 }
 
 // Produce runs P idempotent acks=all producers writing "<name><i>-<seq>"
@@ -145,6 +148,9 @@ func Produce(ctx context.Context, cfg ProduceConfig) (History, error) {
 						return
 					}
 					record(Event{Kind: KindAck, Topic: cfg.Topic, Partition: r.Partition, Offset: r.Offset, Value: v})
+					if cfg.OnAck != nil {
+						cfg.OnAck()
+					}
 				})
 			}
 			drainCtx, cancelDrain := context.WithTimeout(ctx, cfg.Drain)
