@@ -62,6 +62,9 @@ func Command(args []string, stdout, stderr io.Writer) error {
 		if *out == "" {
 			return errors.New("check " + sub + ": --out is required")
 		}
+		if err != nil && len(h) == 0 {
+			return err // nothing ran: leave no empty history behind
+		}
 		if werr := WriteHistoryFile(*out, h); werr != nil {
 			return werr
 		}
