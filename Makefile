@@ -1,4 +1,4 @@
-# Strata. `make test` installs what the tests need (kcat, MinIO) if missing, then
+# Strata. `make test` installs what the tests need (kcat, iproute2, MinIO) if missing, then
 # runs every test. MinIO is built from the Go module proxy into a cache directory
 # once (about six minutes) and reused after.
 
@@ -7,7 +7,7 @@ CACHE   ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/strata
 MINIO   ?= $(CACHE)/bin/minio
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test test-short deps kcat kafkajs minio vet fuzz run dev bench-quick clean
+.PHONY: all build test test-short deps kcat iproute2 kafkajs minio vet fuzz run dev bench-quick clean
 
 all: build
 
@@ -20,12 +20,18 @@ build:
 run: build
 	./strata serve
 
-deps: kcat kafkajs minio
+deps: kcat iproute2 kafkajs minio
 
 kcat:
 	@command -v kcat >/dev/null 2>&1 || { \
 	  echo "installing kcat from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
+
+# ip(8), for the cluster tests' network namespaces (internal/clustertest).
+iproute2:
+	@command -v ip >/dev/null 2>&1 || { \
+	  echo "installing iproute2 from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; }
 
 kafkajs:
 	@test -d $(CACHE)/node/node_modules/kafkajs || { \
@@ -46,7 +52,7 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 test: deps vet
-	STRATATEST_MINIO=$(MINIO) STRATATEST_REQUIRE_MINIO=1 STRATATEST_REQUIRE_KCAT=1 \
+	STRATATEST_MINIO=$(MINIO) STRATATEST_REQUIRE_MINIO=1 STRATATEST_REQUIRE_KCAT=1 STRATATEST_REQUIRE_NETNS=1 \
 	  STRATATEST_NODE_PATH=$(CACHE)/node/node_modules STRATATEST_REQUIRE_KAFKAJS=1 $(GO) test -race -count=1 -timeout 25m ./...
 
 test-short: vet

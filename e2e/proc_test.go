@@ -5,13 +5,12 @@ package e2e
 
 import (
 	"bytes"
-	"fmt"
+	"github.com/stratalog/strata/internal/clustertest"
 	"github.com/stratalog/strata/internal/freeport"
 	"github.com/stratalog/strata/internal/wait"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -19,38 +18,12 @@ import (
 	"time"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// strataBin builds the binary once per test run.
-func strataBin(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "strata-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "strata")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/strata").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// strataBin is the strata binary, built once per test run.
+func strataBin(t testing.TB) string { return clustertest.Binary(t) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	clustertest.RemoveBinary()
 	os.Exit(code)
 }
 

@@ -4,6 +4,7 @@
 //	strata tier ls|recover|reconcile
 //	strata segments dump FILE
 //	strata bench [flags]    (runs the strata-bench binary: cmd/strata-bench)
+//	strata check produce|consume|read|analyze|ping   (the history checker: package checker)
 //	strata version
 package main
 
@@ -27,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stratalog/strata/broker"
+	"github.com/stratalog/strata/checker"
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/internal/wire"
 	"github.com/stratalog/strata/localstore"
@@ -42,6 +44,11 @@ Usage:
   strata segments dump FILE                            print a segment's batches and index entries
   strata bench [--quick] [--s3] [--out DIR] ...        the benchmark: runs strata-bench (next to strata, else on
                                                        PATH; make build builds both), docs/benchmarks.md
+  strata check produce|consume|read ... --out FILE     the history checker's workloads (acks=all idempotent
+                                                       producers, a consumer group, a final read), histories
+                                                       as JSON lines; strata check help
+  strata check analyze FILE...                         lost, duplicated, divergent, out-of-order records;
+                                                       exit status 1 when any
   strata version
 
 Configuration keys are Kafka's (see config/doc.go); each may also come from an
@@ -80,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return tierCommand(args[1:], stdout, stderr)
 	case "bench":
 		return benchCommand(args[1:], stdout, stderr)
+	case "check":
+		return checker.Command(args[1:], stdout, stderr)
 	case "segments":
 		if len(args) != 3 || args[1] != "dump" {
 			return errors.New("usage: strata segments dump FILE")

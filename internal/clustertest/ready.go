@@ -1,0 +1,52 @@
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/internal/wait"
+)
+
+// Client is a franz-go client of the cluster (bootstrapped from every node,
+// dialing as DialContext does), closed when the test ends.
+func (c *Cluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.Bootstrap()...), kgo.Dialer(c.DialContext)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// MetadataListsAll is an Options.WaitReady: it waits until node i's Metadata
+// lists every node of the cluster as a broker.
+func MetadataListsAll(t testing.TB, c *Cluster, i int) {
+	t.Helper()
+	var last string
+	ok := wait.Until(startTimeout, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr(i)), kgo.Dialer(c.DialContext))
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer cl.Close()
+		resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		last = fmt.Sprintf("%d brokers listed", len(resp.Brokers))
+		return len(resp.Brokers) == c.Brokers()
+	})
+	if !ok {
+		t.Fatalf("clustertest: node %d's Metadata did not list %d brokers within %v (%s); log:\n%s", i+1, c.Brokers(), startTimeout, last, tail(c.LogPath(i)))
+	}
+}
