@@ -25,7 +25,7 @@ func (c *Cluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 }
 
 // MetadataListsAll is an Options.WaitReady: it waits until node i's Metadata
-// lists every node of the cluster as a broker.
+// lists every running node of the cluster as a broker.
 func MetadataListsAll(t testing.TB, c *Cluster, i int) {
 	t.Helper()
 	var last string
@@ -43,8 +43,14 @@ func MetadataListsAll(t testing.TB, c *Cluster, i int) {
 			last = err.Error()
 			return false
 		}
-		last = fmt.Sprintf("%d brokers listed", len(resp.Brokers))
-		return len(resp.Brokers) == c.Brokers()
+		want := 0
+		for j := 0; j < c.Brokers(); j++ {
+			if c.Running(j) {
+				want++
+			}
+		}
+		last = fmt.Sprintf("%d brokers listed, %d nodes running", len(resp.Brokers), want)
+		return len(resp.Brokers) == want
 	})
 	if !ok {
 		t.Fatalf("clustertest: node %d's Metadata did not list %d brokers within %v (%s); log:\n%s", i+1, c.Brokers(), startTimeout, last, tail(c.LogPath(i)))
