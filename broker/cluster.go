@@ -79,8 +79,12 @@ func (s *Server) startCluster() error {
 	self := cluster.BrokerInfo{ID: ccfg.NodeID, Host: s.advHost, Port: port, Rack: ccfg.Rack}
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Minute)
 	defer cancel()
-	// The embedded etcd member keeps its data in <log.dirs>/etcd.
+	// The embedded etcd member keeps its data in <metadata.log.dir>/etcd
+	// (default <log.dirs>/etcd).
 	dataDir := s.cfg.LogDir()
+	if s.cfg.MetadataLogDir != "" {
+		dataDir = s.cfg.MetadataLogDir
+	}
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("broker: cannot create the cluster's data dir %q: %w", dataDir, err)
 	}
@@ -93,10 +97,12 @@ func (s *Server) startCluster() error {
 	s.pids.meta = etcdProducerIDs{s.cl.Client()}
 	s.offsets.clusterCreate = func() error { return s.ensureOffsetsTopic(s.ctx) }
 	s.offsets.groups = s.groups
+	s.hwStart = s.loadHWCheckpoint()
 	s.reconcile(node.View().Snapshot())
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.reconcileLoop()
 	go s.isrLoop()
+	go s.hwCheckpointLoop()
 	return nil
 }
 
@@ -110,14 +116,39 @@ func (s *Server) reconcileLoop() {
 		select {
 		case <-ch:
 		case <-s.cl.Fenced():
-			s.log.Error("this broker lost its registration in etcd (its session expired): it stops leading; restart it to rejoin")
+			s.log.Error("this broker lost its registration in etcd (its session expired): it stops leading and rejoins")
 			s.stepDownAll()
-			<-s.ctx.Done()
-			return
+			if !s.rejoin() {
+				return
+			}
 		case <-s.ctx.Done():
 			return
 		}
 	}
+}
+
+// rejoin registers again after the broker was fenced, retrying until it
+// succeeds or the broker stops (false).
+func (s *Server) rejoin() bool {
+	backoff := 100 * time.Millisecond
+	for s.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+		err := s.cl.Rejoin(ctx)
+		cancel()
+		if err == nil {
+			s.log.Info("rejoined the cluster", "broker_epoch", s.brokerEpoch())
+			return true
+		}
+		s.log.Warn("cannot rejoin the cluster yet", "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+		}
+		t.Stop()
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	return false
 }
 
 // reconcile makes the local topics and replica roles what snap says.
@@ -160,6 +191,13 @@ func (s *Server) reconcile(snap *cluster.Snapshot) {
 			r := p.rep.Load()
 			if r == nil {
 				r = newReplica(s, p, self)
+				// The high watermark starts at the checkpoint (never past
+				// the log end), else at the log start.
+				hw, ok := s.hwStart[cluster.TP{Topic: name, Partition: p.index}]
+				if !ok {
+					hw = p.log.LogStartOffset()
+				}
+				p.log.SetReplicated(true, min(hw, p.log.LogEndOffset()))
 				p.rep.Store(r)
 			}
 			r.apply(st, rec.Replicas[p.index])

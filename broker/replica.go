@@ -86,7 +86,9 @@ func (r *replica) apply(st cluster.PartitionState, replicas []int32) {
 	newEpoch := st.LeaderEpoch != r.st.LeaderEpoch || st.Leader != r.st.Leader || r.role == roleNone
 	r.replicas = slices.Clone(replicas)
 	switch {
-	case st.Leader == r.self && !r.s.fenced():
+	case st.Leader == r.self && !r.s.fenced() && st.LeaderBrokerEpoch == r.s.brokerEpoch():
+		// (A leadership given to an earlier registration of this broker
+		// is not ours: the controller moves it, at a new epoch.)
 		if r.role != roleLeader || newEpoch {
 			r.becomeLeaderLocked(st)
 		} else {

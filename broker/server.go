@@ -80,8 +80,9 @@ type Server struct {
 
 	// cl is this broker's membership of a cluster (cluster.go); nil on one node.
 	cl          *cluster.Node
-	fetchers    *fetchers  // replica fetchers (fetcher.go); nil on one node
-	reconcileMu sync.Mutex // one reconcile at a time
+	fetchers    *fetchers            // replica fetchers (fetcher.go); nil on one node
+	reconcileMu sync.Mutex           // one reconcile at a time
+	hwStart     map[cluster.TP]int64 // the high-watermark checkpoint read at start
 
 	deleteKick chan struct{} // wakes the deleter (deletion.go)
 	delErrMu   sync.Mutex

@@ -170,7 +170,7 @@ func TestClusterMembershipControllerAndTopics(t *testing.T) {
 	n4 := h.start(h.cfg(4, false))
 	n5 := h.start(h.cfg(5, false))
 	n6 := h.start(h.cfg(6, false))
-	if n4.etcd != nil || n4.candKey != "" {
+	if n4.etcd != nil || n4.cur().candKey != "" {
 		t.Error("a broker-only node runs etcd or campaigns")
 	}
 
@@ -305,7 +305,7 @@ func TestClusterMembershipControllerAndTopics(t *testing.T) {
 	// A broker of an external etcd (etcd.endpoints): it registers and
 	// campaigns, behind the elected controller.
 	n7 := h.start(config.Cluster{NodeID: 7, Broker: true, EtcdEndpoints: h.urls, SessionTimeout: testSession, HeartbeatInterval: testHeartbeat})
-	if n7.etcd != nil || n7.candKey == "" {
+	if n7.etcd != nil || n7.cur().candKey == "" {
 		t.Error("an etcd.endpoints broker runs etcd or does not campaign")
 	}
 	wait.Eventually(t, "broker 7 registered, seen by node 1", func() bool {
@@ -336,7 +336,7 @@ func TestClusterMembershipControllerAndTopics(t *testing.T) {
 	st2, _ := h.partition(survivor, TP{"cs", 0})
 	forged := st2
 	forged.Leader, forged.LeaderEpoch = 5, st2.LeaderEpoch+7
-	if rev, err := dep.controllerPut(survivor.View().Snapshot(), TP{"cs", 0}, forged); err != nil || rev != 0 {
+	if rev, err := dep.controllerPut(survivor.View().Snapshot(), dep.cur(), []TP{{"cs", 0}}, []PartitionState{forged}); err != nil || rev != 0 {
 		t.Fatalf("deposed controller's write: rev %d, err %v; want refused", rev, err)
 	}
 

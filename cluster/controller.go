@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -11,14 +12,14 @@ import (
 
 // controlLoop runs the controller while this node is elected: on every view
 // change it reconciles leaders and ISRs (level-triggered).
-func (n *Node) controlLoop() {
+func (n *Node) controlLoop(sess *session) {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	for {
 		ch := n.view.Changed()
 		s := n.view.Snapshot()
-		if s.Controller == n.cfg.NodeID && s.cands[n.candKey].rev == s.ControllerEpoch && s.ControllerEpoch != 0 {
-			if err := n.reconcile(s); err != nil && n.ctx.Err() == nil {
+		if s.Controller == n.cfg.NodeID && s.cands[sess.candKey].rev == s.ControllerEpoch && s.ControllerEpoch != 0 {
+			if err := n.reconcile(s, sess); err != nil && n.ctx.Err() == nil {
 				n.log.Warn("cluster: the controller's write failed; retrying", "err", err)
 				retry.Reset(100 * time.Millisecond)
 			}
@@ -26,7 +27,7 @@ func (n *Node) controlLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-n.fenced:
+		case <-sess.fenced:
 			return
 		case <-ch:
 		case <-retry.C:
@@ -35,25 +36,59 @@ func (n *Node) controlLoop() {
 }
 
 // reconcile writes, for each partition that needs it, its new leader and
-// ISR. Each write is fenced by the controller epoch and the partition key's
-// mod revision; it returns after the view has applied them.
-func (n *Node) reconcile(s *Snapshot) error {
-	var last int64
+// ISR. The writes go in batches of controllerBatch partitions, each one etcd
+// transaction fenced by the controller epoch and every partition key's mod
+// revision (a broker's failure moves all its leaderships in a few
+// transactions, not one per partition); a batch whose fence fails is
+// retried one partition at a time, so one partition that changed meanwhile
+// does not hold back the others. It returns after the view has applied them.
+func (n *Node) reconcile(s *Snapshot, sess *session) error {
+	type change struct {
+		tp TP
+		st PartitionState
+	}
+	var changes []change
 	for tp, st := range s.Partitions {
 		rec, ok := s.Topics[tp.Topic]
 		if !ok || int(tp.Partition) >= len(rec.Replicas) {
 			continue
 		}
-		next, change := decide(s, rec.Replicas[tp.Partition], st, n.unclean(rec))
-		if !change {
-			continue
+		if next, ok := decide(s, rec.Replicas[tp.Partition], st, n.unclean(rec)); ok {
+			changes = append(changes, change{tp, next})
 		}
-		rev, err := n.controllerPut(s, tp, next)
+	}
+	slices.SortFunc(changes, func(a, b change) int { return strings.Compare(partitionKey(a.tp), partitionKey(b.tp)) })
+	var last int64
+	for len(changes) > 0 {
+		batch := changes[:min(len(changes), controllerBatch)]
+		changes = changes[len(batch):]
+		tps := make([]TP, len(batch))
+		sts := make([]PartitionState, len(batch))
+		for i, c := range batch {
+			tps[i], sts[i] = c.tp, c.st
+		}
+		rev, err := n.controllerPut(s, sess, tps, sts)
 		if err != nil {
 			return err
 		}
+		if rev == 0 && len(batch) > 1 {
+			// A fence failed: one at a time, so the others still move.
+			for i := range tps {
+				r, err := n.controllerPut(s, sess, tps[i:i+1], sts[i:i+1])
+				if err != nil {
+					return err
+				}
+				if r > 0 {
+					n.logChange(tps[i], sts[i])
+				}
+				last = max(last, r)
+			}
+			continue
+		}
 		if rev > 0 {
-			n.log.Info("cluster: partition state changed", "partition", tp.String(), "leader", next.Leader, "leader_epoch", next.LeaderEpoch, "isr", next.ISR, "partition_epoch", next.PartitionEpoch)
+			for i := range tps {
+				n.logChange(tps[i], sts[i])
+			}
 		}
 		last = max(last, rev)
 	}
@@ -63,6 +98,15 @@ func (n *Node) reconcile(s *Snapshot) error {
 		return n.view.WaitRev(ctx, last)
 	}
 	return nil
+}
+
+// controllerBatch is how many partition states one controller transaction
+// writes: each adds a compare and a put, within etcd's default
+// --max-txn-ops (128) for an external etcd.
+const controllerBatch = 60
+
+func (n *Node) logChange(tp TP, st PartitionState) {
+	n.log.Info("cluster: partition state changed", "partition", tp.String(), "leader", st.Leader, "leader_epoch", st.LeaderEpoch, "isr", st.ISR, "partition_epoch", st.PartitionEpoch)
 }
 
 func (n *Node) unclean(rec TopicRecord) bool {
@@ -75,17 +119,20 @@ func (n *Node) unclean(rec TopicRecord) bool {
 	return n.cfg.UncleanLeaderElection
 }
 
-// controllerPut is one fenced write; it returns 0 when a fence failed (a
-// newer controller, or the partition changed: the next view change decides
-// again).
-func (n *Node) controllerPut(s *Snapshot, tp TP, st PartitionState) (int64, error) {
-	val, _ := json.Marshal(st)
+// controllerPut is one fenced write of several partition states; it
+// returns 0 when a fence failed (a newer controller, or a partition
+// changed: the next view change decides again).
+func (n *Node) controllerPut(s *Snapshot, sess *session, tps []TP, sts []PartitionState) (int64, error) {
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(sess.candKey), "=", s.ControllerEpoch)}
+	ops := make([]clientv3.Op, 0, len(tps))
+	for i, tp := range tps {
+		val, _ := json.Marshal(sts[i])
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(partitionKey(tp)), "=", s.partRev[tp]))
+		ops = append(ops, clientv3.OpPut(partitionKey(tp), string(val)))
+	}
 	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 	defer cancel()
-	resp, err := n.client.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(n.candKey), "=", s.ControllerEpoch),
-		clientv3.Compare(clientv3.ModRevision(partitionKey(tp)), "=", s.partRev[tp]),
-	).Then(clientv3.OpPut(partitionKey(tp), string(val))).Commit()
+	resp, err := n.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return 0, err
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -34,20 +35,29 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	lease  clientv3.LeaseID // the registration's and the candidacy's lease
-	fenced chan struct{}    // closed when the lease is lost
-
-	candKey string // this node's key under controller/ ("" if it does not campaign)
+	// sess is the current session: the lease of the registration and the
+	// candidacy. A fenced node takes a new one with Rejoin.
+	sess     atomic.Pointer[session]
+	campaign bool // this node campaigns to be the controller
 
 	mu struct {
 		sync.Mutex
-		self      BrokerInfo
-		closed    bool
-		fenceOnce bool
+		self   BrokerInfo
+		closed bool
 	}
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// session is one lease of this node and what hangs on it.
+type session struct {
+	lease   clientv3.LeaseID // the registration's and the candidacy's lease
+	candKey string           // this node's key under controller/ ("" if it does not campaign)
+	fenced  chan struct{}    // closed when the lease is lost
+	once    sync.Once
+}
+
+func (n *Node) cur() *session { return n.sess.Load() }
 
 // Start joins the cluster: it starts the embedded etcd member when
 // cfg.Controller (data in dataDir/etcd), connects a client, registers self
@@ -61,7 +71,8 @@ func Start(ctx context.Context, cfg config.Cluster, dataDir string, self BrokerI
 	if self.Rack == "" {
 		self.Rack = cfg.Rack
 	}
-	n := &Node{cfg: cfg, log: logger, fenced: make(chan struct{})}
+	n := &Node{cfg: cfg, log: logger}
+	n.sess.Store(&session{fenced: make(chan struct{})})
 	n.mu.self = self
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
@@ -90,8 +101,9 @@ func Start(ctx context.Context, cfg config.Cluster, dataDir string, self BrokerI
 	n.client = c
 
 	campaign := cfg.Controller || (cfg.Broker && !cfg.Controller && isExternal(cfg))
+	n.campaign = campaign
 	if cfg.Broker || campaign {
-		if err := n.grantLease(ctx); err != nil {
+		if err := n.grantLease(ctx, n.cur()); err != nil {
 			return nil, err
 		}
 	}
@@ -108,13 +120,48 @@ func Start(ctx context.Context, cfg config.Cluster, dataDir string, self BrokerI
 	n.view.publish(s)
 	n.wg.Go(func() { n.view.run(n.ctx, s.Rev) })
 	if campaign {
-		if err := n.campaign(ctx); err != nil {
+		sess := n.cur()
+		if err := n.runForController(ctx, sess); err != nil {
 			return nil, err
 		}
-		n.wg.Go(n.controlLoop)
+		n.wg.Go(func() { n.controlLoop(sess) })
 	}
 	ok = true
 	return n, nil
+}
+
+// Rejoin is how a fenced node comes back (its lease expired: a pause, a
+// partition from etcd): a new lease, a new registration (a new broker
+// epoch: the controller has moved its leaderships and will treat it as a
+// restarted broker) and, if it campaigns, a new candidacy. Fenced returns
+// the new session's channel afterwards.
+func (n *Node) Rejoin(ctx context.Context) error {
+	old := n.cur()
+	select {
+	case <-old.fenced:
+	default:
+		return nil // not fenced
+	}
+	sess := &session{fenced: make(chan struct{})}
+	if err := n.grantLease(ctx, sess); err != nil {
+		return err
+	}
+	n.sess.Store(sess)
+	if n.cfg.Broker {
+		if err := n.register(ctx); err != nil {
+			n.fence(sess)
+			return err
+		}
+	}
+	if n.campaign {
+		if err := n.runForController(ctx, sess); err != nil {
+			n.fence(sess)
+			return err
+		}
+		n.wg.Go(func() { n.controlLoop(sess) })
+	}
+	n.log.Info("cluster: rejoined with a new registration", "epoch", n.Self().Epoch)
+	return nil
 }
 
 // isExternal reports whether the endpoints name an external etcd (no voters
@@ -161,18 +208,18 @@ func memberName(id int32) string { return "node-" + strconv.Itoa(int(id)) }
 
 // grantLease takes the lease of the registration and candidacy and keeps it
 // alive every HeartbeatInterval; Fenced closes when it is lost.
-func (n *Node) grantLease(ctx context.Context) error {
+func (n *Node) grantLease(ctx context.Context, sess *session) error {
 	ttl := int64((n.cfg.SessionTimeout + time.Second - 1) / time.Second)
 	resp, err := n.client.Grant(ctx, max(ttl, 1))
 	if err != nil {
 		return fmt.Errorf("cluster: cannot take a lease: %w", err)
 	}
-	n.lease = resp.ID
-	n.wg.Go(n.keepAlive)
+	sess.lease = resp.ID
+	n.wg.Go(func() { n.keepAlive(sess) })
 	return nil
 }
 
-func (n *Node) keepAlive() {
+func (n *Node) keepAlive(sess *session) {
 	interval := max(n.cfg.HeartbeatInterval, 10*time.Millisecond)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -184,7 +231,7 @@ func (n *Node) keepAlive() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, interval)
-		resp, err := n.client.KeepAliveOnce(ctx, n.lease)
+		resp, err := n.client.KeepAliveOnce(ctx, sess.lease)
 		cancel()
 		switch {
 		case err == nil && resp.TTL > 0:
@@ -195,19 +242,14 @@ func (n *Node) keepAlive() {
 			n.log.Warn("cluster: cannot renew the broker's lease; retrying", "err", err)
 		default:
 			n.log.Error("cluster: the broker's registration lease is lost: fenced", "err", err)
-			n.fence()
+			n.fence(sess)
 			return
 		}
 	}
 }
 
-func (n *Node) fence() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !n.mu.fenceOnce {
-		n.mu.fenceOnce = true
-		close(n.fenced)
-	}
+func (n *Node) fence(sess *session) {
+	sess.once.Do(func() { close(sess.fenced) })
 }
 
 // register writes self under the lease. A registration of the same id left
@@ -220,7 +262,7 @@ func (n *Node) register(ctx context.Context) error {
 	for {
 		resp, err := n.client.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(n.lease))).
+			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(n.cur().lease))).
 			Else(clientv3.OpGet(key)).Commit()
 		if err != nil {
 			return fmt.Errorf("cluster: cannot register broker %d: %w", self.ID, err)
@@ -256,9 +298,9 @@ func (n *Node) register(ctx context.Context) error {
 
 // campaign puts this node's candidacy under its lease; the oldest candidate
 // is the controller, its key's create revision the controller epoch.
-func (n *Node) campaign(ctx context.Context) error {
-	n.candKey = fmt.Sprintf("%s%d-%x", controllerPrefix, n.cfg.NodeID, int64(n.lease))
-	_, err := n.client.Put(ctx, n.candKey, strconv.Itoa(int(n.cfg.NodeID)), clientv3.WithLease(n.lease))
+func (n *Node) runForController(ctx context.Context, sess *session) error {
+	sess.candKey = fmt.Sprintf("%s%d-%x", controllerPrefix, n.cfg.NodeID, int64(sess.lease))
+	_, err := n.client.Put(ctx, sess.candKey, strconv.Itoa(int(n.cfg.NodeID)), clientv3.WithLease(sess.lease))
 	if err != nil {
 		return fmt.Errorf("cluster: cannot campaign to be the controller: %w", err)
 	}
@@ -280,7 +322,7 @@ func (n *Node) Self() BrokerInfo {
 
 // Fenced is closed when the registration lease is lost: the broker must stop
 // acting as a leader.
-func (n *Node) Fenced() <-chan struct{} { return n.fenced }
+func (n *Node) Fenced() <-chan struct{} { return n.cur().fenced }
 
 // ControlledShutdown marks this broker ShuttingDown and waits until the view
 // shows it leads no partition and is in no ISR (but as the last member of an
@@ -290,7 +332,7 @@ func (n *Node) ControlledShutdown(ctx context.Context) error {
 	key := brokerKey(self.ID)
 	val, _ := json.Marshal(BrokerInfo{Host: self.Host, Port: self.Port, Rack: self.Rack, ShuttingDown: true})
 	resp, err := n.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", self.Epoch)).
-		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(n.lease))).Commit()
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(n.cur().lease))).Commit()
 	if err != nil {
 		return fmt.Errorf("cluster: controlled shutdown: %w", err)
 	}
@@ -337,12 +379,12 @@ func (n *Node) Close() error {
 		n.mu.Lock()
 		n.mu.closed = true
 		n.mu.Unlock()
-		if n.client != nil && n.lease != 0 {
+		if sess := n.cur(); n.client != nil && sess.lease != 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			if n.candKey != "" {
-				_, _ = n.client.Delete(ctx, n.candKey)
+			if sess.candKey != "" {
+				_, _ = n.client.Delete(ctx, sess.candKey)
 			}
-			_, _ = n.client.Revoke(ctx, n.lease)
+			_, _ = n.client.Revoke(ctx, sess.lease)
 			cancel()
 		}
 		n.cancel()

@@ -102,6 +102,7 @@ type Broker struct {
 	ControllerQuorumBootstrapServers    string // controller.quorum.bootstrap.servers (host:port,...)
 	ControllerListenerNames             string // controller.listener.names (CONTROLLER)
 	EtcdEndpoints                       string // etcd.endpoints (http://host:port,...)
+	MetadataLogDir                      string // metadata.log.dir (default: log.dirs)
 	BrokerRack                          string // broker.rack ("")
 	BrokerSessionTimeoutMs              int64  // broker.session.timeout.ms (9000)
 	BrokerHeartbeatIntervalMs           int64  // broker.heartbeat.interval.ms (2000)
@@ -196,6 +197,7 @@ var brokerFields = map[string]func(b *Broker) string{
 	"controller.quorum.bootstrap.servers": func(b *Broker) string { return b.ControllerQuorumBootstrapServers },
 	"controller.listener.names":           func(b *Broker) string { return b.ControllerListenerNames },
 	"etcd.endpoints":                      func(b *Broker) string { return b.EtcdEndpoints },
+	"metadata.log.dir":                    func(b *Broker) string { return b.MetadataLogDir },
 	"broker.rack":                         func(b *Broker) string { return b.BrokerRack },
 	"broker.session.timeout.ms":           func(b *Broker) string { return i64(b.BrokerSessionTimeoutMs) },
 	"broker.heartbeat.interval.ms":        func(b *Broker) string { return i64(b.BrokerHeartbeatIntervalMs) },
@@ -491,6 +493,7 @@ func (l *loader) build() (*Broker, error) {
 		ControllerQuorumBootstrapServers:    get("controller.quorum.bootstrap.servers"),
 		ControllerListenerNames:             get("controller.listener.names"),
 		EtcdEndpoints:                       get("etcd.endpoints"),
+		MetadataLogDir:                      get("metadata.log.dir"),
 		BrokerRack:                          get("broker.rack"),
 		BrokerSessionTimeoutMs:              num("broker.session.timeout.ms"),
 		BrokerHeartbeatIntervalMs:           num("broker.heartbeat.interval.ms"),

@@ -94,6 +94,7 @@
 //	controller.quorum.bootstrap.servers  ""                            host:port,... of controller listeners
 //	controller.listener.names            CONTROLLER                    listener names (not PLAINTEXT)
 //	etcd.endpoints                       "" (Strata)                   http(s)://host:port,... of an external etcd
+//	metadata.log.dir                     "" (log.dirs)                 a directory for the etcd member's data
 //	broker.rack                          ""                            any string
 //	broker.session.timeout.ms            9000                          1 to 2147483647
 //	broker.heartbeat.interval.ms         2000                          1 to broker.session.timeout.ms - 1
@@ -116,7 +117,7 @@
 // CONTROLLER port + 1 (controller 127.0.0.1:9093 serves etcd clients at
 // 127.0.0.1:9094). Every node dials the voters' (or the bootstrap servers')
 // host:port+1; etcd.endpoints names client URLs directly. The member's data
-// lives in <log.dirs>/etcd.
+// lives in <metadata.log.dir>/etcd, by default <log.dirs>/etcd.
 //
 // Start-up refuses, with a message naming the key: a role other than broker
 // and controller; a controller without a CONTROLLER listener at its own

@@ -318,6 +318,7 @@ var brokerSpecs = []*spec{
 		check: checkListenerNames, doc: "The names in listeners of the controller's listener."},
 	{name: "etcd.endpoints", kind: kindList, def: "", allowed: "http://host:port,... or https://host:port,..., or empty",
 		check: checkEndpoints, doc: "Client URLs of an external etcd cluster that replaces the embedded one (Strata); every broker then campaigns to be the controller."},
+	stringKey("metadata.log.dir", "", "Where a controller node's etcd member keeps its data (<dir>/etcd); empty: log.dirs. Kafka's key for the KRaft metadata log: put it on another disk than log.dirs so a replaced data disk leaves the member intact."),
 	stringKey("broker.rack", "", "The rack of this broker: replica assignment places the replicas of a partition in different racks."),
 	intKey("broker.session.timeout.ms", 9000, 1, maxInt32, "A broker whose registration lease is not renewed for this long is fenced and leaves every ISR."),
 	intKey("broker.heartbeat.interval.ms", 2000, 1, maxInt32, "How often a broker renews its registration lease; below broker.session.timeout.ms."),

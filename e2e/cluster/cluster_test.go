@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratalog/strata/checker"
 	"github.com/stratalog/strata/internal/clustertest"
@@ -83,7 +85,7 @@ func leaderOf(t *testing.T, c *clustertest.Cluster, topic string, p int32) int {
 // workload runs three acks=all idempotent producers and a consumer group for
 // d, calling during once records flow, then reads every partition and
 // analyzes the whole history.
-func workload(t *testing.T, c *clustertest.Cluster, topic string, d time.Duration, during func()) checker.Report {
+func workload(t *testing.T, c *clustertest.Cluster, topic string, d time.Duration, during func()) (checker.Report, checker.History) {
 	t.Helper()
 	ctx := context.Background()
 	cl := checker.Client{Brokers: c.Bootstrap(), Topic: topic, Dial: c.DialContext}
@@ -121,7 +123,7 @@ func workload(t *testing.T, c *clustertest.Cluster, topic string, d time.Duratio
 	if !r.OK() || r.Acknowledged == 0 {
 		t.Fatalf("history of %s has anomalies:\n%s", topic, r)
 	}
-	return r
+	return r, prod
 }
 
 // Scenario 1: kill -9 the leader of a partition, then of the next one (on
@@ -216,9 +218,9 @@ func TestClusterMinInsyncReplicas(t *testing.T) {
 }
 
 // Scenario 2: SIGSTOP the leader for longer than broker.session.timeout.ms,
-// then SIGCONT it: the paused leader is fenced (its registration expired;
-// a new leader took over at a higher epoch) and nothing it acknowledged is
-// lost. It is restarted to rejoin.
+// then SIGCONT it: the paused leader is fenced (its registration expired; a
+// new leader took over at a higher epoch), nothing it acknowledged is lost,
+// and it rejoins by itself as a follower and comes back into the ISR.
 func TestClusterPausedLeaderIsFenced(t *testing.T) {
 	c := start(t, 3)
 	const topic = "paused"
@@ -228,9 +230,126 @@ func TestClusterPausedLeaderIsFenced(t *testing.T) {
 		c.Stop(i)
 		wait.For(t, time.Minute, "a new leader", func() bool { return leaderOf(t, c, topic, 0) != i })
 		c.Cont(i)
-		if code := c.Terminate(i); code != 0 {
-			t.Logf("the fenced node exited with status %d", code)
-		}
-		c.Restart(i)
+		waitInISR(t, c, topic, 6, int32(i+1))
 	})
+}
+
+// isr is partition p's ISR as node j's Metadata shows it.
+func isrOf(c *clustertest.Cluster, j int, topic string) map[int32][]int32 {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr(j)), kgo.Dialer(c.DialContext))
+	if err != nil {
+		return nil
+	}
+	defer cl.Close()
+	md, err := kadm.NewClient(cl).Metadata(ctx, topic)
+	if err != nil {
+		return nil
+	}
+	out := map[int32][]int32{}
+	for p, pd := range md.Topics[topic].Partitions {
+		out[p] = pd.ISR
+	}
+	return out
+}
+
+// waitInISR waits until broker id is in the ISR of every partition of topic.
+func waitInISR(t *testing.T, c *clustertest.Cluster, topic string, partitions int32, id int32) {
+	t.Helper()
+	wait.For(t, 2*time.Minute, fmt.Sprintf("broker %d in every ISR of %s", id, topic), func() bool {
+		for j := 0; j < c.Brokers(); j++ {
+			if !c.Running(j) {
+				continue
+			}
+			isr := isrOf(c, j, topic)
+			if int32(len(isr)) != partitions {
+				return false
+			}
+			for _, ids := range isr {
+				if !slices.Contains(ids, id) {
+					return false
+				}
+			}
+			return true
+		}
+		return false
+	})
+}
+
+// Scenario 4: a rolling restart of all three brokers under load, each
+// stopped with SIGTERM (a controlled shutdown: its leaderships move first)
+// and back in every ISR before the next one stops.
+func TestClusterRollingRestart(t *testing.T) {
+	c := start(t, 3)
+	const topic = "rolling"
+	workload(t, c, topic, 30*time.Second, func() {
+		for i := 0; i < c.Brokers(); i++ {
+			t.Logf("SIGTERM node %d", i+1)
+			if code := c.Terminate(i); code != 0 {
+				t.Errorf("node %d exited with status %d after SIGTERM", i+1, code)
+			}
+			c.Restart(i)
+			waitInISR(t, c, topic, 6, int32(i+1))
+			waitInISR(t, c, "__consumer_offsets", 6, int32(i+1))
+		}
+	})
+}
+
+// Scenario 5: a follower's data directory is wiped (a replaced disk; its
+// etcd member's data is on metadata.log.dir, another disk): it copies the
+// log back from the leader and re-joins every ISR; then its old leader is
+// killed, it leads every partition (it is second in every assignment), and
+// the final read, served by it, holds every acknowledged record.
+func TestClusterWipedFollowerRejoins(t *testing.T) {
+	meta := t.TempDir()
+	c := clustertest.Start(t, clustertest.Options{
+		Brokers: 3,
+		Extra: []string{fmt.Sprintf("broker.session.timeout.ms=%d", sessionMs), "broker.heartbeat.interval.ms=500",
+			"replica.lag.time.max.ms=5000", "replica.fetch.backoff.ms=100", "offsets.topic.num.partitions=6",
+			"segment.bytes=65536"},
+		PerNode:   func(i int) []string { return []string{fmt.Sprintf("metadata.log.dir=%s/meta-%d", meta, i+1)} },
+		WaitReady: clustertest.MetadataListsAll,
+	})
+	const topic = "wiped"
+	// Every partition: node 1 leads, node 2 follows (the one wiped), node 3.
+	cl := c.Client(t)
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
+	for p := int32(0); p < 6; p++ {
+		a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+		a.Partition, a.Replicas = p, []int32{1, 2, 3}
+		rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+		t.Fatal(err)
+	}
+	const wiped = 1 // node 2
+	_, prod := workload(t, c, topic, 25*time.Second, func() {
+		c.Kill9(wiped)
+		c.WipeData(wiped)
+		c.Restart(wiped)
+		waitInISR(t, c, topic, 6, wiped+1)
+	})
+	waitInISR(t, c, topic, 6, wiped+1)
+	c.Kill9(0)
+	for p := int32(0); p < 6; p++ {
+		wait.For(t, time.Minute, "the wiped node leads", func() bool { return leaderOf(t, c, topic, p) == wiped })
+	}
+	ctx := context.Background()
+	final, err := checker.FinalRead(ctx, checker.ReadConfig{Client: checker.Client{Brokers: c.Bootstrap(), Topic: topic, Dial: c.DialContext}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := checker.Analyze(prod, final)
+	t.Logf("read from the wiped node:\n%s", r)
+	if !r.OK() || r.FinalRead < r.Acknowledged {
+		t.Fatalf("the wiped node's log misses acknowledged records:\n%s", r)
+	}
 }
