@@ -86,17 +86,32 @@ func Start(ctx context.Context, cfg config.Cluster, dataDir string, self BrokerI
 			return nil, err
 		}
 	}
-	if len(cfg.EtcdEndpoints) == 0 {
+	endpoints := cfg.EtcdEndpoints
+	if cfg.Controller {
+		// A controller node talks to its own member only: etcd forwards to
+		// the raft leader, and a member cut off from the quorum fails the
+		// calls (this node is then fenced, as it should be). Dialing the
+		// other voters instead, a client stuck on a paused member's
+		// connection kept timing out while the rest of the cluster was fine.
+		endpoints = []string{"http://" + net.JoinHostPort(cfg.ControllerHost, strconv.Itoa(cfg.ControllerPort+1))}
+	}
+	if len(endpoints) == 0 {
 		return nil, errors.New("cluster: no etcd endpoints to dial")
 	}
+	// gRPC keepalives find a connection to a hung member (a paused
+	// process, a cut network) within about two heartbeats, so the client
+	// moves to another endpoint before the session expires.
+	keepAlive := max(cfg.HeartbeatInterval, 100*time.Millisecond)
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   cfg.EtcdEndpoints,
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-		Context:     n.ctx,
+		Endpoints:            endpoints,
+		DialTimeout:          5 * time.Second,
+		DialKeepAliveTime:    keepAlive,
+		DialKeepAliveTimeout: keepAlive,
+		Logger:               zap.NewNop(),
+		Context:              n.ctx,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: cannot connect to etcd at %s: %w", strings.Join(cfg.EtcdEndpoints, ","), err)
+		return nil, fmt.Errorf("cluster: cannot connect to etcd at %s: %w", strings.Join(endpoints, ","), err)
 	}
 	n.client = c
 

@@ -307,7 +307,7 @@ func TestClusterWipedFollowerRejoins(t *testing.T) {
 		Brokers: 3,
 		Extra: []string{fmt.Sprintf("broker.session.timeout.ms=%d", sessionMs), "broker.heartbeat.interval.ms=500",
 			"replica.lag.time.max.ms=5000", "replica.fetch.backoff.ms=100", "offsets.topic.num.partitions=6",
-			"segment.bytes=65536"},
+			"log.segment.bytes=65536"},
 		PerNode:   func(i int) []string { return []string{fmt.Sprintf("metadata.log.dir=%s/meta-%d", meta, i+1)} },
 		WaitReady: clustertest.MetadataListsAll,
 	})
