@@ -353,3 +353,32 @@ func TestClusterWipedFollowerRejoins(t *testing.T) {
 		t.Fatalf("the wiped node's log misses acknowledged records:\n%s", r)
 	}
 }
+
+// Scenario 3: the leader is isolated from the other brokers, from etcd and
+// from the clients by a real network partition (each broker in its own
+// network namespace; its link to the bridge goes down) for 30 s under load,
+// then healed: the rest of the cluster elects a new leader and goes on; the
+// isolated broker, fenced, acknowledges nothing that is lost, and once
+// healed it rejoins, truncates what it appended alone and comes back into
+// every ISR.
+func TestClusterPartitionedLeader(t *testing.T) {
+	clustertest.SkipUnlessNetns(t)
+	c := clustertest.Start(t, clustertest.Options{
+		Brokers: 3,
+		Netns:   true,
+		Extra: []string{fmt.Sprintf("broker.session.timeout.ms=%d", sessionMs), "broker.heartbeat.interval.ms=500",
+			"replica.lag.time.max.ms=5000", "replica.fetch.backoff.ms=100", "offsets.topic.num.partitions=6"},
+		WaitReady: clustertest.MetadataListsAll,
+	})
+	const topic = "partitioned"
+	workload(t, c, topic, 45*time.Second, func() {
+		i := leaderOf(t, c, topic, 0)
+		t.Logf("cut node %d, leader of %s-0, off the network", i+1, topic)
+		c.Cut(i)
+		cut := time.Now()
+		wait.For(t, time.Minute, "a new leader", func() bool { return leaderOf(t, c, topic, 0) != i })
+		time.Sleep(30*time.Second - time.Since(cut)) // the scenario: 30 s apart, under load
+		c.Heal(i)
+		waitInISR(t, c, topic, 6, int32(i+1))
+	})
+}
