@@ -45,6 +45,10 @@ type fetchPart struct {
 	diverging    bool
 	divergeEpoch int32
 	divergeEnd   int64
+	// hint: the partition's leader as this broker knows it, sent with
+	// NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH (KIP-951, v12+).
+	hint                        bool
+	hintLeader, hintLeaderEpoch int32
 }
 
 // recordSet is a partition's records in a fetch response: a slice of a local
@@ -164,6 +168,34 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 	}
 	s.metrics.fetchRequests.Inc()
 	return nil, s.writeFetchResponse(c, hdr, req.Version, 0, sessionID, out)
+}
+
+// hintEndpoints are the endpoints of the leaders named in parts' hints
+// (KIP-951's NodeEndpoints, Fetch v16+).
+func (s *Server) hintEndpoints(parts []fetchPart) []kmsg.FetchResponseBroker {
+	if s.cl == nil {
+		return nil
+	}
+	var out []kmsg.FetchResponseBroker
+	seen := map[int32]bool{}
+	snap := s.cl.View().Snapshot()
+	for i := range parts {
+		fp := &parts[i]
+		if !fp.hint || seen[fp.hintLeader] {
+			continue
+		}
+		seen[fp.hintLeader] = true
+		if b, ok := snap.Brokers[fp.hintLeader]; ok {
+			ep := kmsg.NewFetchResponseBroker()
+			ep.NodeID, ep.Host, ep.Port = b.ID, b.Host, b.Port
+			if b.Rack != "" {
+				rack := b.Rack
+				ep.Rack = &rack
+			}
+			out = append(out, ep)
+		}
+	}
+	return out
 }
 
 // fetchError answers a whole fetch with one error: from v7 in the top-level
@@ -290,8 +322,13 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			errored = true
 			continue
 		}
+		fp.hint = false
 		if r := replicaFor(fp.p); r != nil {
 			if fp.err = r.checkLeader(fp.leaderEpoch); fp.err != nil {
+				if fp.err == kerr.NotLeaderForPartition || fp.err == kerr.FencedLeaderEpoch {
+					fp.hintLeader, fp.hintLeaderEpoch = r.leaderHint()
+					fp.hint = fp.hintLeader >= 0
+				}
 				errored = true
 				continue
 			}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratalog/strata/internal/zerocopy"
 	"github.com/stratalog/strata/localstore"
@@ -29,7 +30,7 @@ type piece struct {
 
 // encodeFetchResponse lays out a Fetch response body (after the response
 // header) at version v as pieces.
-func encodeFetchResponse(v int16, errCode int16, sessionID int32, parts []fetchPart) []piece {
+func encodeFetchResponse(v int16, errCode int16, sessionID int32, parts []fetchPart, endpoints []kmsg.FetchResponseBroker) []piece {
 	flex := v >= 12
 	var pieces []piece
 	b := make([]byte, 0, 256)
@@ -100,14 +101,28 @@ func encodeFetchResponse(v int16, errCode int16, sessionID int32, parts []fetchP
 				b = make([]byte, 0, 128)
 			}
 			if flex {
+				// Partition tags: 0 DivergingEpoch {Epoch int32, EndOffset
+				// int64, tags}, 1 CurrentLeader {LeaderID, LeaderEpoch int32,
+				// tags}.
+				n := 0
 				if fp.diverging {
-					// Tag 0, DivergingEpoch: {Epoch int32, EndOffset int64, tags}.
-					b = append(b, 1, 0, 13)
+					n++
+				}
+				if fp.hint {
+					n++
+				}
+				b = kbin.AppendUvarint(b, uint32(n))
+				if fp.diverging {
+					b = append(b, 0, 13)
 					b = kbin.AppendInt32(b, fp.divergeEpoch)
 					b = kbin.AppendInt64(b, fp.divergeEnd)
 					b = append(b, 0)
-				} else {
-					b = append(b, 0) // partition tags
+				}
+				if fp.hint {
+					b = append(b, 1, 9)
+					b = kbin.AppendInt32(b, fp.hintLeader)
+					b = kbin.AppendInt32(b, fp.hintLeaderEpoch)
+					b = append(b, 0)
 				}
 			}
 		}
@@ -116,7 +131,24 @@ func encodeFetchResponse(v int16, errCode int16, sessionID int32, parts []fetchP
 		}
 	}
 	if flex {
-		b = append(b, 0) // response tags
+		// Response tags: 0 NodeEndpoints (v16+), the leaders the hints name.
+		if v >= 16 && len(endpoints) > 0 {
+			var ep []byte
+			ep = kbin.AppendCompactArrayLen(ep, len(endpoints))
+			for _, e := range endpoints {
+				ep = kbin.AppendInt32(ep, e.NodeID)
+				ep = kbin.AppendCompactString(ep, e.Host)
+				ep = kbin.AppendInt32(ep, e.Port)
+				ep = kbin.AppendCompactNullableString(ep, e.Rack)
+				ep = append(ep, 0)
+			}
+			b = kbin.AppendUvarint(b, 1)
+			b = kbin.AppendUvarint(b, 0)
+			b = kbin.AppendUvarint(b, uint32(len(ep)))
+			b = append(b, ep...)
+		} else {
+			b = append(b, 0)
+		}
 	}
 	return append(pieces, piece{mem: b})
 }
@@ -129,7 +161,7 @@ func appendArrayLen(b []byte, flex bool, n int) []byte {
 }
 
 func (s *Server) writeFetchResponse(c *conn, hdr requestHeader, version int16, errCode int16, sessionID int32, parts []fetchPart) error {
-	pieces := encodeFetchResponse(version, errCode, sessionID, parts)
+	pieces := encodeFetchResponse(version, errCode, sessionID, parts, s.hintEndpoints(parts))
 	head := make([]byte, 8, 9)
 	binary.BigEndian.PutUint32(head[4:], uint32(hdr.corrID))
 	if version >= 12 {

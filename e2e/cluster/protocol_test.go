@@ -1,0 +1,116 @@
+package clustere2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/internal/kwire"
+	"github.com/stratalog/strata/internal/recbatch"
+	"github.com/stratalog/strata/internal/wait"
+)
+
+// A follower answers a consumer's Fetch and a Produce with
+// NOT_LEADER_OR_FOLLOWER and KIP-951's hint: the current leader and its
+// epoch, with the leader's endpoint; a fetch at an old leader epoch gets
+// FENCED_LEADER_EPOCH, one at a future epoch UNKNOWN_LEADER_EPOCH; Metadata
+// lists the three brokers, the controller and the partition's replicas and ISR.
+func TestClusterProtocolAnswers(t *testing.T) {
+	c := start(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	adm := kadm.NewClient(c.Client(t))
+	const topic = "hints"
+	if _, err := adm.CreateTopic(ctx, 1, 3, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	leader := leaderOf(t, c, topic, 0)
+	follower := (leader + 1) % 3
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(md.Brokers) != 3 || md.Controller < 1 || md.Controller > 3 {
+		t.Fatalf("metadata: %d brokers, controller %d", len(md.Brokers), md.Controller)
+	}
+	pd := md.Topics[topic].Partitions[0]
+	if len(pd.Replicas) != 3 || len(pd.ISR) != 3 || pd.Leader != int32(leader+1) {
+		t.Fatalf("partition: leader %d replicas %v isr %v", pd.Leader, pd.Replicas, pd.ISR)
+	}
+	epoch := pd.LeaderEpoch
+
+	conn, err := kwire.Dial(ctx, c.Addr(follower), "hint-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fetch := func(addr *kwire.Conn, leaderEpoch int32) *kmsg.FetchResponse {
+		t.Helper()
+		req := kmsg.NewPtrFetchRequest()
+		req.ReplicaID, req.ReplicaState.ID, req.MaxWaitMillis, req.MaxBytes, req.SessionEpoch = -1, -1, 0, 1<<20, -1
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic, rt.TopicID = topic, md.Topics[topic].ID
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = 0, leaderEpoch, 1<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := addr.Request(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.FetchResponse)
+	}
+	fr := fetch(conn, epoch)
+	p := fr.Topics[0].Partitions[0]
+	if p.ErrorCode != kerr.NotLeaderForPartition.Code || p.CurrentLeader.LeaderID != int32(leader+1) || p.CurrentLeader.LeaderEpoch != epoch {
+		t.Fatalf("follower fetch: error %d, current leader %+v; want NOT_LEADER_OR_FOLLOWER and leader %d at epoch %d", p.ErrorCode, p.CurrentLeader, leader+1, epoch)
+	}
+	if len(fr.Brokers) != 1 || fr.Brokers[0].NodeID != int32(leader+1) {
+		t.Fatalf("follower fetch: node endpoints %+v, want the leader's", fr.Brokers)
+	}
+
+	lconn, err := kwire.Dial(ctx, c.Addr(leader), "hint-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lconn.Close()
+	if code := fetch(lconn, epoch+1).Topics[0].Partitions[0].ErrorCode; code != kerr.UnknownLeaderEpoch.Code {
+		t.Fatalf("fetch at a future epoch: error %d, want UNKNOWN_LEADER_EPOCH", code)
+	}
+
+	preq := kmsg.NewPtrProduceRequest()
+	preq.Acks, preq.TimeoutMillis = -1, 5000
+	pt := kmsg.NewProduceRequestTopic()
+	pt.Topic, pt.TopicID = topic, md.Topics[topic].ID
+	pp := kmsg.NewProduceRequestTopicPartition()
+	pp.Partition, pp.Records = 0, recbatch.Make(1, time.Now().UnixMilli(), "hint")
+	pt.Partitions = append(pt.Partitions, pp)
+	preq.Topics = append(preq.Topics, pt)
+	kresp, err := conn.Request(ctx, preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := kresp.(*kmsg.ProduceResponse)
+	sp := pr.Topics[0].Partitions[0]
+	if sp.ErrorCode != kerr.NotLeaderForPartition.Code || sp.CurrentLeader.LeaderID != int32(leader+1) || len(pr.Brokers) != 1 {
+		t.Fatalf("produce to a follower: error %d, current leader %+v, endpoints %+v", sp.ErrorCode, sp.CurrentLeader, pr.Brokers)
+	}
+
+	// The leader dies: its successor leads at a higher epoch and fences a
+	// fetch at the old one.
+	c.Kill9(leader)
+	var next int
+	wait.For(t, time.Minute, "a new leader", func() bool { next = leaderOf(t, c, topic, 0); return next != leader })
+	nconn, err := kwire.Dial(ctx, c.Addr(next), "hint-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nconn.Close()
+	if code := fetch(nconn, epoch).Topics[0].Partitions[0].ErrorCode; code != kerr.FencedLeaderEpoch.Code {
+		t.Fatalf("fetch at the old epoch %d from the new leader: error %d, want FENCED_LEADER_EPOCH", epoch, code)
+	}
+}
