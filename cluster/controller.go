@@ -15,11 +15,25 @@ import (
 func (n *Node) controlLoop(sess *session) {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	// The preferred-leader check (auto.leader.rebalance.enable), every
+	// leader.imbalance.check.interval.seconds.
+	var rebalance <-chan time.Time
+	if n.cfg.AutoLeaderRebalance && n.cfg.LeaderImbalanceCheckInterval > 0 {
+		t := time.NewTicker(n.cfg.LeaderImbalanceCheckInterval)
+		defer t.Stop()
+		rebalance = t.C
+	}
+	check := false
 	for {
 		ch := n.view.Changed()
 		s := n.view.Snapshot()
 		if s.Controller == n.cfg.NodeID && s.cands[sess.candKey].rev == s.ControllerEpoch && s.ControllerEpoch != 0 {
-			if err := n.reconcile(s, sess); err != nil && n.ctx.Err() == nil {
+			err := n.reconcile(s, sess)
+			if err == nil && check {
+				check = false
+				err = n.rebalance(n.view.Snapshot(), sess)
+			}
+			if err != nil && n.ctx.Err() == nil {
 				n.log.Warn("cluster: the controller's write failed; retrying", "err", err)
 				retry.Reset(100 * time.Millisecond)
 			}
@@ -31,8 +45,71 @@ func (n *Node) controlLoop(sess *session) {
 			return
 		case <-ch:
 		case <-retry.C:
+		case <-rebalance:
+			check = true
 		}
 	}
+}
+
+// rebalance moves leaderships back to preferred replicas (the first of each
+// assignment) for every broker whose share of preferred partitions it does
+// not lead is above leader.imbalance.per.broker.percentage, as Kafka's
+// controller does: only to a preferred replica that is live, not shutting
+// down and in the ISR, at leader epoch + 1.
+func (n *Node) rebalance(s *Snapshot, sess *session) error {
+	preferred := map[int32]int{}
+	var moves []TP
+	byBroker := map[int32][]TP{}
+	for tp, st := range s.Partitions {
+		rec, ok := s.Topics[tp.Topic]
+		if !ok || int(tp.Partition) >= len(rec.Replicas) || len(rec.Replicas[tp.Partition]) == 0 {
+			continue
+		}
+		p := rec.Replicas[tp.Partition][0]
+		preferred[p]++
+		if st.Leader != p && st.Leader >= 0 && s.live(p) && has(st.ISR, p) {
+			byBroker[p] = append(byBroker[p], tp)
+		}
+	}
+	for b, tps := range byBroker {
+		if len(tps)*100 > preferred[b]*n.cfg.LeaderImbalancePercent {
+			moves = append(moves, tps...)
+		}
+	}
+	if len(moves) == 0 {
+		return nil
+	}
+	slices.SortFunc(moves, func(a, b TP) int { return strings.Compare(partitionKey(a), partitionKey(b)) })
+	var last int64
+	for len(moves) > 0 {
+		batch := moves[:min(len(moves), controllerBatch)]
+		moves = moves[len(batch):]
+		sts := make([]PartitionState, len(batch))
+		for i, tp := range batch {
+			st := s.Partitions[tp]
+			p := s.Topics[tp.Topic].Replicas[tp.Partition][0]
+			st.Leader, st.LeaderEpoch, st.PartitionEpoch, st.LeaderBrokerEpoch = p, st.LeaderEpoch+1, st.PartitionEpoch+1, s.Brokers[p].Epoch
+			st.ISR = slices.Clone(st.ISR)
+			sts[i] = st
+		}
+		rev, err := n.controllerPut(s, sess, batch, sts)
+		if err != nil {
+			return err
+		}
+		if rev > 0 {
+			for i := range batch {
+				n.logChange(batch[i], sts[i])
+			}
+		}
+		last = max(last, rev)
+	}
+	if last > 0 {
+		n.log.Info("cluster: leaderships moved back to preferred replicas")
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		defer cancel()
+		return n.view.WaitRev(ctx, last)
+	}
+	return nil
 }
 
 // reconcile writes, for each partition that needs it, its new leader and

@@ -25,6 +25,12 @@ type Cluster struct {
 	// UncleanLeaderElection is the broker's unclean.leader.election.enable;
 	// a topic's own value overrides it.
 	UncleanLeaderElection bool
+	// Preferred-leader rebalancing: auto.leader.rebalance.enable,
+	// leader.imbalance.per.broker.percentage and
+	// leader.imbalance.check.interval.seconds.
+	AutoLeaderRebalance          bool
+	LeaderImbalancePercent       int
+	LeaderImbalanceCheckInterval time.Duration
 }
 
 // ClusterMode reports whether this node is part of a cluster: process.roles
@@ -43,6 +49,10 @@ func (b *Broker) Cluster() (Cluster, error) {
 		SessionTimeout:        time.Duration(b.BrokerSessionTimeoutMs) * time.Millisecond,
 		HeartbeatInterval:     time.Duration(b.BrokerHeartbeatIntervalMs) * time.Millisecond,
 		UncleanLeaderElection: b.UncleanLeaderElectionEnable,
+
+		AutoLeaderRebalance:          b.AutoLeaderRebalanceEnable,
+		LeaderImbalancePercent:       int(b.LeaderImbalancePerBrokerPercentage),
+		LeaderImbalanceCheckInterval: time.Duration(b.LeaderImbalanceCheckIntervalSeconds) * time.Second,
 	}
 	bad := func(key, value, format string, args ...any) (Cluster, error) {
 		return Cluster{}, valueError(key, value, format, args...)

@@ -118,6 +118,9 @@ type Broker struct {
 	NumReplicaFetchers                  int64  // num.replica.fetchers (1)
 	ReplicaHighWatermarkCheckpointIntMs int64  // replica.high.watermark.checkpoint.interval.ms (5000)
 	ControlledShutdownEnable            bool   // controlled.shutdown.enable (true)
+	AutoLeaderRebalanceEnable           bool   // auto.leader.rebalance.enable (true)
+	LeaderImbalancePerBrokerPercentage  int64  // leader.imbalance.per.broker.percentage (10)
+	LeaderImbalanceCheckIntervalSeconds int64  // leader.imbalance.check.interval.seconds (300)
 
 	values map[string]string // every key as given (canonical form), for DescribeConfigs of the broker
 }
@@ -214,7 +217,10 @@ var brokerFields = map[string]func(b *Broker) string{
 	"replica.high.watermark.checkpoint.interval.ms": func(b *Broker) string {
 		return i64(b.ReplicaHighWatermarkCheckpointIntMs)
 	},
-	"controlled.shutdown.enable": func(b *Broker) string { return strconv.FormatBool(b.ControlledShutdownEnable) },
+	"controlled.shutdown.enable":              func(b *Broker) string { return strconv.FormatBool(b.ControlledShutdownEnable) },
+	"auto.leader.rebalance.enable":            func(b *Broker) string { return strconv.FormatBool(b.AutoLeaderRebalanceEnable) },
+	"leader.imbalance.per.broker.percentage":  func(b *Broker) string { return i64(b.LeaderImbalancePerBrokerPercentage) },
+	"leader.imbalance.check.interval.seconds": func(b *Broker) string { return i64(b.LeaderImbalanceCheckIntervalSeconds) },
 }
 
 func i64(n int64) string { return strconv.FormatInt(n, 10) }
@@ -509,6 +515,9 @@ func (l *loader) build() (*Broker, error) {
 		NumReplicaFetchers:                  num("num.replica.fetchers"),
 		ReplicaHighWatermarkCheckpointIntMs: num("replica.high.watermark.checkpoint.interval.ms"),
 		ControlledShutdownEnable:            boolean("controlled.shutdown.enable"),
+		AutoLeaderRebalanceEnable:           boolean("auto.leader.rebalance.enable"),
+		LeaderImbalancePerBrokerPercentage:  num("leader.imbalance.per.broker.percentage"),
+		LeaderImbalanceCheckIntervalSeconds: num("leader.imbalance.check.interval.seconds"),
 
 		values: l.given,
 	}

@@ -110,6 +110,9 @@
 //	num.replica.fetchers                 1                             1 to 2147483647
 //	replica.high.watermark.checkpoint.interval.ms  5000                1 to 9223372036854775807
 //	controlled.shutdown.enable           true                          true, false
+//	auto.leader.rebalance.enable         true                          true, false
+//	leader.imbalance.per.broker.percentage  10                         0 to 100
+//	leader.imbalance.check.interval.seconds 300                        1 to 2147483647
 //
 // The etcd port rule: a node with the controller role runs an etcd member
 // whose PEER URL is its CONTROLLER listener, the address in

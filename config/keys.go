@@ -333,6 +333,9 @@ var brokerSpecs = []*spec{
 	intKey("num.replica.fetchers", 1, 1, maxInt32, "Fetcher connections a follower opens to each leader broker."),
 	longKey("replica.high.watermark.checkpoint.interval.ms", 5000, 1, "How often each partition's high watermark is written to disk."),
 	boolKey("controlled.shutdown.enable", true, "On SIGTERM, move this broker's leaderships away before it stops."),
+	boolKey("auto.leader.rebalance.enable", true, "The controller moves leaderships back to each partition's preferred replica (the first of its assignment) when a broker's share of them is off by more than leader.imbalance.per.broker.percentage."),
+	intKey("leader.imbalance.per.broker.percentage", 10, 0, 100, "The share of a broker's preferred partitions it may not lead before the controller rebalances them."),
+	intKey("leader.imbalance.check.interval.seconds", 300, 1, maxInt32, "How often the controller checks the leader imbalance."),
 
 	// Topic defaults.
 	{name: "log.cleanup.policy", kind: kindList, def: "delete", oneOf: []string{"delete", "compact"},

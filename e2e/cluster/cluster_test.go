@@ -280,9 +280,36 @@ func waitInISR(t *testing.T, c *clustertest.Cluster, topic string, partitions in
 // Scenario 4: a rolling restart of all three brokers under load, each
 // stopped with SIGTERM (a controlled shutdown: its leaderships move first)
 // and back in every ISR before the next one stops.
+//
+// With auto.leader.rebalance.enable, every partition is then led by its
+// preferred replica again (the first of its assignment).
 func TestClusterRollingRestart(t *testing.T) {
-	c := start(t, 3)
+	c := start(t, 3, "leader.imbalance.check.interval.seconds=1")
 	const topic = "rolling"
+	defer func() {
+		if t.Failed() {
+			return
+		}
+		wait.For(t, time.Minute, "every partition led by its preferred replica", func() bool {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.Dialer(c.DialContext))
+			if err != nil {
+				return false
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			md, err := kadm.NewClient(cl).Metadata(ctx, topic)
+			if err != nil {
+				return false
+			}
+			for _, pd := range md.Topics[topic].Partitions {
+				if len(pd.Replicas) == 0 || pd.Leader != pd.Replicas[0] {
+					return false
+				}
+			}
+			return true
+		})
+	}()
 	workload(t, c, topic, 30*time.Second, func() {
 		for i := 0; i < c.Brokers(); i++ {
 			t.Logf("SIGTERM node %d", i+1)
