@@ -129,7 +129,7 @@ func TestDeposedLeaderUploadRolledBack(t *testing.T) {
 	}
 
 	calls.Store(0)
-	deposeAfter = 2 // deposed between the sidecar and COPY_FINISHED
+	deposeAfter = 2              // deposed between the sidecar and COPY_FINISHED
 	e.clock.Advance(time.Minute) // past the failed round's backoff
 	e.m.Manage(t.Context(), []PartitionLog{e.pl})
 	e.m.waitIdle()
