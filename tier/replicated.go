@@ -86,8 +86,9 @@ type bucketAttempt struct {
 // segments covering the same offsets (two leaders raced), the one of the
 // higher leader epoch is kept; the leader deletes the other's objects, a
 // follower only ignores it. The leader also finishes its own interrupted
-// deletes and rolls back its own interrupted uploads that never got a
-// sidecar; a follower leaves objects alone.
+// deletes; any replica rolls back its own interrupted uploads that never
+// got a sidecar (nobody learns those). Otherwise a follower leaves objects
+// alone.
 func (m *Manager) learn(ctx context.Context, ps *partState, pl PartitionLog, leader bool) error {
 	key := ps.key
 	attempts := map[string]*bucketAttempt{}
@@ -173,10 +174,11 @@ func (m *Manager) learn(ctx context.Context, ps *partState, pl PartitionLog, lea
 			continue
 		}
 		switch {
-		case s.State == metadata.CopyStarted && leader:
-			// Our own interrupted upload (no upload runs: opMu). Complete
-			// in the bucket: learned above like any other; else its
-			// objects are deleted.
+		case s.State == metadata.CopyStarted:
+			// Our own interrupted upload (no upload runs: opMu), leader
+			// or not now. Complete in the bucket: learned above like any
+			// other; else no broker ever learns it, and its objects are
+			// deleted.
 			if a := attempts[fmt.Sprintf("%020d-%s", s.BaseOffset, s.UploadID)]; a == nil || a.log == nil || a.idx == nil {
 				if err := m.deleteObjects(ctx, key, s); err != nil {
 					return err
