@@ -187,6 +187,11 @@ func TestClusterTiering(t *testing.T) {
 	if localStart(wst) <= 0 {
 		t.Fatalf("the wiped follower copied the whole log: its local log starts at %d", localStart(wst))
 	}
+	// It restarted at the leader's local log start then, which the remote
+	// tier reached: no offset is in neither.
+	if localStart(wst) > lst.HighestOffset+1 || lst.LogStartOffset != 0 {
+		t.Fatalf("the wiped follower starts at %d, the remote tier holds %d..%d", localStart(wst), lst.LogStartOffset, lst.HighestOffset)
+	}
 
 	wg.Wait()
 	if perr != nil || cerr != nil {
