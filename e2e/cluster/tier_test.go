@@ -182,6 +182,9 @@ func TestClusterTiering(t *testing.T) {
 	wipePartitions(t, c.DataDir(follower))
 	c.Restart(follower)
 	wait.For(t, 2*time.Minute, "the wiped follower back in the ISR", func() bool { return inISR(t, c, topic, int32(follower+1)) })
+	// Its status lists local segments once its tier has seen its log and a
+	// record arrived since it restarted.
+	wait.For(t, time.Minute, "the wiped follower's local segments", func() bool { return localStart(status(follower)) >= 0 })
 	wst, lst := status(follower), status(leaderOf(t, c, topic, 0))
 	t.Logf("wiped follower: local log from %d; leader: remote %d..%d, local from %d", localStart(wst), lst.LogStartOffset, lst.HighestOffset, localStart(lst))
 	if localStart(wst) <= 0 {
