@@ -24,10 +24,10 @@ func (s *Server) housekeeping() {
 			return
 		case now := <-tick.C:
 			s.tickLogs(now, failing)
-			// In a cluster the tier does not run yet: uploads need one
-			// leader per partition and an index every replica learns
-			// (see docs/architecture.md); segments stay local meanwhile.
-			tierDue := s.tier != nil && !s.clustered() && now.Sub(lastTier) >= ms(s.cfg.RemoteLogManagerTaskIntervalMs)
+			// In a cluster every replica runs the rounds too: the leader
+			// uploads, every replica learns the index from the bucket
+			// (cluster_tier.go).
+			tierDue := s.tier != nil && now.Sub(lastTier) >= ms(s.cfg.RemoteLogManagerTaskIntervalMs)
 			// Retention runs every log.retention.check.interval.ms, and with
 			// each tiering round too: a segment the round uploaded leaves the
 			// local disk at the next round (local.retention.*), not only
@@ -91,10 +91,14 @@ func (s *Server) partitionLogs() []tierapi.PartitionLog {
 	for _, t := range s.topics.all() {
 		c := t.cfg.Load().eff
 		for _, p := range t.parts() {
-			out = append(out, tierapi.PartitionLog{
+			pl := tierapi.PartitionLog{
 				Topic: t.name, TopicID: t.id, Partition: p.index, Log: p.log.Local(),
 				Remote: c.RemoteStorageEnable, CopyDisabled: c.RemoteLogCopyDisable,
-			})
+			}
+			if s.clustered() {
+				s.replicatedTierLog(p, &pl)
+			}
+			out = append(out, pl)
 		}
 	}
 	return out

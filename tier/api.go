@@ -80,6 +80,12 @@ type Config struct {
 	// a hung store shows at its first timeout); nil: the manager follows the
 	// calls it makes itself (after their retries).
 	Health *remotestore.Health
+	// Replicated: this broker is a member of a cluster. Interrupted uploads
+	// are not rolled back at start-up (the bucket may hold them complete,
+	// and another broker may have learned them): each partition's rounds
+	// settle them against the bucket; the periodic reconciler deletes
+	// orphans only of the partitions this broker leads.
+	Replicated bool
 	// Now is the clock (default time.Now); for tests.
 	Now func() time.Time
 }

@@ -37,6 +37,41 @@
 // covers, an upload in progress included), so strata_tier_copy_lag_* move
 // while an upload hangs.
 //
+// # Replicas
+//
+// In a cluster (Config.Replicated; PartitionLog.Replicated) the bucket,
+// shared by every broker, is the truth of each partition's remote index;
+// each broker's bbolt holds what it learned (replicated.go):
+//
+//   - Only the leader uploads and deletes objects, and only segments wholly
+//     below the high watermark (PartitionLog.HighWatermark). A new leader's
+//     segment that begins at or below the highest remote offset is copied
+//     from its first batch above it (replicas cut segments where their own
+//     logs rolled; batch boundaries are the same on every replica).
+//   - Uploads are fenced by leader epoch: the sidecar (version 3) records
+//     the epoch, and the broker must still lead at it before it puts the
+//     sidecar (the attempt's commit in the bucket) and again before
+//     COPY_FINISHED. Deposed before the sidecar, the attempt is rolled back
+//     (never learned: learning needs the sidecar). Deposed after it, the
+//     segment is complete and committed (below the high watermark): its
+//     broker only drops its entry, and the new leader learns it or, if it
+//     raced an upload of the new epoch, deletes it.
+//   - Learning (learn): one LIST of the partition's prefix, one GET per
+//     complete attempt (.log and .idx) not already in the index; of
+//     segments covering common offsets the higher leader epoch's is kept
+//     (resolveOverlaps), the leader deletes the other's objects. The leader
+//     learns once per leader epoch before its first upload (and again after
+//     a failed round); a follower learns in a round only when it holds a
+//     closed segment below its high watermark that no entry covers, the
+//     only case where learning frees its disk (local.retention.* deletes
+//     only below COPY_FINISHED entries it learned). A follower never
+//     deletes objects except its own interrupted upload that never got a
+//     sidecar.
+//   - At start-up nothing is rolled back (the bucket may hold an
+//     interrupted upload complete); rounds settle it. The periodic
+//     reconciler judges only partitions this broker leads and has learned
+//     at their current epoch.
+//
 // # State machine
 //
 // Each remote segment has one entry in the partition's remote index, keyed by

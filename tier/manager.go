@@ -67,6 +67,10 @@ type partState struct {
 	// opMu serialises everything that changes the partition's index: its
 	// round (uploads, retention), ForgetTopic. Held for a whole round.
 	opMu sync.Mutex
+	// learnedEpoch is the leader epoch at which this broker, leading the
+	// partition, last learned its index from the bucket (-1: not since it
+	// last led or failed). Guarded by opMu.
+	learnedEpoch int32
 
 	// Guarded by Manager.viewMu.
 	v *view
@@ -227,6 +231,12 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 
 	rctx, cancel := context.WithTimeout(m.ctx, recoveryTimeout)
 	for _, ps := range m.allParts() {
+		if cfg.Replicated {
+			// In a cluster an interrupted upload may be complete in the
+			// bucket and learned by the partition's new leader: the
+			// partition's rounds settle it against the bucket (learn).
+			break
+		}
 		if err := m.finishPending(rctx, ps); err != nil {
 			logger.Warn("cannot finish interrupted uploads and deletes; retrying later",
 				"topic", ps.key.topic, "partition", ps.key.partition, "err", err)
@@ -303,7 +313,7 @@ func (m *Manager) part(key tp) *partState {
 	m.viewMu.Lock()
 	defer m.viewMu.Unlock()
 	if ps = m.viewMu.parts[key]; ps == nil {
-		ps = &partState{key: key, v: newView(nil)}
+		ps = &partState{key: key, v: newView(nil), learnedEpoch: -1}
 		m.viewMu.parts[key] = ps
 	}
 	return ps

@@ -28,6 +28,10 @@ type metrics struct {
 	retentionPasses  prometheus.Counter
 	manifestWrites   prometheus.Counter
 	manifestsPending prometheus.Gauge
+	// Replicas (replicated.go): learning the index from the bucket.
+	learnLists      prometheus.Counter
+	learnGets       prometheus.Counter
+	learnSuperseded prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,6 +60,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		retentionPasses:  counter("retention_passes_total", "Partition rounds whose remote retention pass completed."),
 		manifestWrites:   counter("manifest_writes_total", "Topic manifests written to the object store."),
 		manifestsPending: gauge("manifests_pending", "Topics whose manifest is not yet known to be in the object store."),
+		learnLists:       counter("learn_lists_total", "Partition prefixes listed to learn the remote index from the bucket (cluster replicas)."),
+		learnGets:        counter("learn_sidecar_gets_total", "Sidecars downloaded to learn remote segments from the bucket (cluster replicas)."),
+		learnSuperseded:  counter("superseded_segments_total", "Remote segments a leader deleted because a higher leader epoch's covers the same offsets."),
 		fetchSeconds: metricsreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    ns + "remote_fetch_seconds",
 			Help:    "Latency of a read served from the remote tier.",

@@ -66,7 +66,11 @@ func (m *Manager) reconcileLoop() {
 		case <-m.ctx.Done():
 			return
 		case <-t.C:
-			deleted, err := Reconcile(m.ctx, m.store, m.meta, m.cfg.OrphanGrace, false)
+			var only func(tp) bool
+			if m.cfg.Replicated {
+				only = m.ledAndLearned
+			}
+			deleted, err := reconcile(m.ctx, m.store, m.meta, m.cfg.OrphanGrace, false, only)
 			if err != nil && m.ctx.Err() == nil {
 				m.logger.Warn("reconcile", "err", err)
 			}
@@ -83,7 +87,34 @@ func (m *Manager) reconcileLoop() {
 // write are left alone. It returns the keys deleted, or that would be with
 // dryRun. An upload writes its COPY_STARTED entry before its first object,
 // so an upload in progress is never taken for an orphan.
+//
+// In a cluster, where each broker's index holds only what it learned, run
+// it on the broker that leads the partitions (the broker's own reconciler
+// does so: it looks only at the partitions it leads and has learned).
 func Reconcile(ctx context.Context, store remotestore.Store, meta *metadata.Store, grace time.Duration, dryRun bool) ([]string, error) {
+	return reconcile(ctx, store, meta, grace, dryRun, nil)
+}
+
+// ledAndLearned reports whether this broker leads the partition and has
+// learned its index from the bucket at its current leader epoch: the only
+// partitions whose orphans a replicated broker may judge.
+func (m *Manager) ledAndLearned(key tp) bool {
+	ps := m.lookup(key)
+	if ps == nil {
+		return false
+	}
+	m.jobs.Lock()
+	pl := ps.log
+	m.jobs.Unlock()
+	if !ps.opMu.TryLock() {
+		return false // a round is running: next time
+	}
+	defer ps.opMu.Unlock()
+	return pl.Replicated && stillLeads(pl) && ps.learnedEpoch == pl.LeaderEpoch
+}
+
+// reconcile is Reconcile limited to the partitions only accepts (nil: all).
+func reconcile(ctx context.Context, store remotestore.Store, meta *metadata.Store, grace time.Duration, dryRun bool, only func(tp) bool) ([]string, error) {
 	now := time.Now()
 	owners := make(map[tp]map[int64]string) // base -> upload id
 	var orphans []string
@@ -93,6 +124,9 @@ func Reconcile(ctx context.Context, store remotestore.Store, meta *metadata.Stor
 			return nil
 		}
 		key := tp{n.Topic, n.Partition}
+		if only != nil && !only(key) {
+			return nil
+		}
 		own, seen := owners[key]
 		if !seen {
 			segs, err := meta.RemoteSegments(n.Topic, n.Partition)
@@ -496,7 +530,7 @@ func Recover(ctx context.Context, store remotestore.Store, meta *metadata.Store,
 			sc := keep.sc
 			seg := metadata.RemoteSegment{
 				BaseOffset: sc.BaseOffset, EndOffset: sc.EndOffset,
-				FirstTimestamp: sc.FirstTimestamp, MaxTimestamp: sc.MaxTimestamp, Size: sc.Size,
+				FirstTimestamp: sc.FirstTimestamp, MaxTimestamp: sc.MaxTimestamp, Size: sc.Size, LeaderEpoch: sc.LeaderEpoch,
 				UploadID: keep.name.UploadID, State: metadata.CopyFinished, CRC32C: sc.LogCRC,
 				RolledAtMs: keep.log.LastModified.UnixMilli(), UpdatedAtMs: nowMs,
 			}

@@ -14,17 +14,21 @@ import (
 	"github.com/stratalog/strata/localstore"
 )
 
-// Sidecar format (the .idx object beside each .log), version 2. Big-endian,
+// Sidecar format (the .idx object beside each .log), version 3. Big-endian,
 // fixed-width, so a reader can check any entry without decoding the rest:
 //
 //	magic        8  "STRATIDX"
-//	version      u16 (2; 1 is still read)
+//	version      u16 (3; 1 and 2 are still read)
 //	flags        u16 (0)
 //	topic        u16 length | bytes
 //	partition    i32
 //	topic id     [16]byte  version 2 only: the topic's ID (zero: unknown), so
 //	                       Recover never attaches a deleted topic's segments
 //	                       to a new topic of the same name
+//	leader epoch i32   version 3 only: the leader epoch of the broker that
+//	                       uploaded it (a cluster keeps, of two segments
+//	                       covering the same offsets, the higher epoch's;
+//	                       versions 1 and 2 read as -1, below every epoch)
 //	base offset  i64   first offset of the segment
 //	end offset   i64   last offset of the segment (inclusive)
 //	size         i64   bytes of the .log object
@@ -43,9 +47,10 @@ import (
 // fetched, so a corrupt chunk is never served.
 const (
 	sidecarMagic   = "STRATIDX"
-	sidecarVersion = 2
-	// sidecarV1 lacks the topic ID.
+	sidecarVersion = 3
+	// sidecarV1 lacks the topic ID, sidecarV2 the leader epoch.
 	sidecarV1      = 1
+	sidecarV2      = 2
 	batchEntrySize = 24
 	chunkEntrySize = 28
 	sidecarFixed   = 8 + 2 + 2 + 2 + 4 + 8*5 + 4 + 8 + 4 + 4 + 4 // without topic, batches, chunks
@@ -60,6 +65,7 @@ type sidecar struct {
 	Topic          string
 	Partition      int32
 	TopicID        [16]byte // zero: unknown (a version 1 sidecar)
+	LeaderEpoch    int32    // of the uploading leader; -1: unknown (versions 1 and 2)
 	BaseOffset     int64
 	EndOffset      int64
 	Size           int64
@@ -190,7 +196,7 @@ func buildSidecar(r io.Reader, topic string, partition int32, base, end, size, c
 // encode serialises the sidecar.
 func (s *sidecar) encode() []byte {
 	be := binary.BigEndian
-	b := make([]byte, 0, sidecarFixed+16+len(s.Topic)+len(s.Batches)*batchEntrySize+len(s.Chunks)*chunkEntrySize)
+	b := make([]byte, 0, sidecarFixed+16+4+len(s.Topic)+len(s.Batches)*batchEntrySize+len(s.Chunks)*chunkEntrySize)
 	b = append(b, sidecarMagic...)
 	b = be.AppendUint16(b, sidecarVersion)
 	b = be.AppendUint16(b, 0)
@@ -198,6 +204,7 @@ func (s *sidecar) encode() []byte {
 	b = append(b, s.Topic...)
 	b = be.AppendUint32(b, uint32(s.Partition))
 	b = append(b, s.TopicID[:]...)
+	b = be.AppendUint32(b, uint32(s.LeaderEpoch))
 	for _, v := range []int64{s.BaseOffset, s.EndOffset, s.Size, s.FirstTimestamp, s.MaxTimestamp} {
 		b = be.AppendUint64(b, uint64(v))
 	}
@@ -276,7 +283,7 @@ func decodeSidecar(b []byte) (*sidecar, error) {
 		return nil, fmt.Errorf("%w: bad magic", errBadSidecar)
 	}
 	version := d.u16()
-	if version != sidecarVersion && version != sidecarV1 {
+	if version != sidecarVersion && version != sidecarV2 && version != sidecarV1 {
 		return nil, fmt.Errorf("%w: unknown version %d", errBadSidecar, version)
 	}
 	d.u16() // flags
@@ -285,6 +292,10 @@ func decodeSidecar(b []byte) (*sidecar, error) {
 	s.Partition = int32(d.u32())
 	if version >= 2 {
 		copy(s.TopicID[:], d.take(16))
+	}
+	s.LeaderEpoch = -1
+	if version >= 3 {
+		s.LeaderEpoch = int32(d.u32())
 	}
 	s.BaseOffset = int64(d.u64())
 	s.EndOffset = int64(d.u64())

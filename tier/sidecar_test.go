@@ -306,24 +306,34 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// Version 2 records the topic ID; a version 1 sidecar (no ID) still decodes,
-// with a zero ID.
+// Version 2 records the topic ID, version 3 the leader epoch too; version 2
+// (epoch -1) and version 1 sidecars (no ID, epoch -1) still decode.
 func TestSidecarTopicIDAndVersion1(t *testing.T) {
 	sc, _ := testSidecar(t, 4096)
 	sc.TopicID = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	sc.LeaderEpoch = 7
 	enc := sc.encode()
 	got, err := decodeSidecar(enc)
-	if err != nil || got.TopicID != sc.TopicID {
-		t.Fatalf("v2: %v, id %x", err, got.TopicID)
+	if err != nil || got.TopicID != sc.TopicID || got.LeaderEpoch != 7 {
+		t.Fatalf("v3: %v, id %x, epoch %d", err, got.TopicID, got.LeaderEpoch)
 	}
-	// The same sidecar as version 1 wrote it: no ID after the partition.
 	idAt := len(sidecarMagic) + 2 + 2 + 2 + len(sc.Topic) + 4
+	// The same sidecar as version 2 wrote it: the ID, no leader epoch.
+	v2 := append([]byte{}, enc[:idAt+16]...)
+	v2 = append(v2, enc[idAt+16+4:len(enc)-4]...)
+	binary.BigEndian.PutUint16(v2[len(sidecarMagic):], sidecarV2)
+	v2 = binary.BigEndian.AppendUint32(v2, crc(v2))
+	got, err = decodeSidecar(v2)
+	if err != nil || got.TopicID != sc.TopicID || got.LeaderEpoch != -1 || got.EndOffset != sc.EndOffset || len(got.Chunks) != len(sc.Chunks) {
+		t.Fatalf("v2: %v %+v", err, got)
+	}
+	// As version 1 wrote it: no ID and no epoch after the partition.
 	v1 := append([]byte{}, enc[:idAt]...)
-	v1 = append(v1, enc[idAt+16:len(enc)-4]...)
+	v1 = append(v1, enc[idAt+16+4:len(enc)-4]...)
 	binary.BigEndian.PutUint16(v1[len(sidecarMagic):], sidecarV1)
 	v1 = binary.BigEndian.AppendUint32(v1, crc(v1))
 	got, err = decodeSidecar(v1)
-	if err != nil || got.TopicID != ([16]byte{}) || got.EndOffset != sc.EndOffset || len(got.Chunks) != len(sc.Chunks) {
+	if err != nil || got.TopicID != ([16]byte{}) || got.LeaderEpoch != -1 || got.EndOffset != sc.EndOffset || len(got.Chunks) != len(sc.Chunks) {
 		t.Fatalf("v1: %v %+v", err, got)
 	}
 }

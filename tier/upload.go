@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"sync"
 	"time"
 
@@ -131,15 +132,20 @@ func (m *Manager) round(ps *partState) {
 	defer cancel()
 
 	if storeDue {
-		err := m.finishPending(ctx, ps)
-		if err == nil && pl.Remote && !pl.CopyDisabled {
-			err = m.uploadEligible(ctx, ps, pl)
+		var err error
+		if pl.Replicated {
+			err = m.replicatedRound(ctx, ps, pl)
+		} else {
+			err = m.finishPending(ctx, ps)
+			if err == nil && pl.Remote && !pl.CopyDisabled {
+				err = m.uploadEligible(ctx, ps, pl)
+			}
+			if err == nil {
+				err = m.remoteRetention(ctx, ps)
+			}
 		}
 		if err == nil {
-			err = m.remoteRetention(ctx, ps)
-			if err == nil {
-				m.m.retentionPasses.Inc()
-			}
+			m.m.retentionPasses.Inc()
 		}
 		if ctx.Err() == nil {
 			m.noteResult(ps, err)
@@ -182,13 +188,20 @@ func (m *Manager) noteResult(ps *partState, err error) {
 	}
 }
 
-// eligible returns the closed, non-empty local segments not yet in the
-// remote tier, in offset order.
+// eligible returns the closed, non-empty local segments wholly below the
+// upload limit (the high watermark in a cluster, else the log end offset)
+// that hold offsets above highest, the last offset in the remote tier, in
+// offset order. The first may begin at or below highest: a new leader's
+// segments are cut where its own log rolled, not where the old leader's
+// were, and upload copies such a segment from its first batch above highest.
 func eligible(pl PartitionLog, highest int64) []localstore.SegmentInfo {
-	leo := pl.Log.LogEndOffset()
+	limit := pl.Log.LogEndOffset()
+	if pl.HighWatermark != nil {
+		limit = min(limit, pl.HighWatermark())
+	}
 	var out []localstore.SegmentInfo
 	for _, s := range pl.Log.Segments() {
-		if s.Active || s.Size == 0 || s.NextOffset > leo || s.BaseOffset <= highest {
+		if s.Active || s.Size == 0 || s.NextOffset > limit || s.NextOffset-1 <= highest {
 			continue
 		}
 		out = append(out, s)
@@ -200,11 +213,12 @@ func eligible(pl PartitionLog, highest int64) []localstore.SegmentInfo {
 // N+1 only once N is COPY_FINISHED.
 func (m *Manager) uploadEligible(ctx context.Context, ps *partState, pl PartitionLog) error {
 	for {
-		segs := eligible(pl, m.viewOf(ps).highest)
+		highest := m.viewOf(ps).highest
+		segs := eligible(pl, highest)
 		if len(segs) == 0 {
 			return nil
 		}
-		if err := m.upload(ctx, ps, pl.Log, segs[0]); err != nil {
+		if err := m.upload(ctx, ps, pl, segs[0], highest); err != nil {
 			return err
 		}
 		m.updateLag(ps, pl)
@@ -214,9 +228,22 @@ func (m *Manager) uploadEligible(ctx context.Context, ps *partState, pl Partitio
 
 // upload copies one closed segment: COPY_STARTED, the .log (rate-limited)
 // and the .idx under fresh keys, COPY_FINISHED. On any error it deletes what
-// it put and drops the entry; the segment stays local and is retried.
-func (m *Manager) upload(ctx context.Context, ps *partState, local *localstore.Log, si localstore.SegmentInfo) (err error) {
+// it put and drops the entry; the segment stays local and is retried. A
+// segment that begins at or below highest is copied from its first batch
+// above it (the .log object is then the tail of the local file).
+//
+// In a cluster the upload is fenced by the leader epoch it started under:
+// the sidecar records it, and before the sidecar is put (the attempt's
+// commit in the bucket, which every replica learns from) and again before
+// COPY_FINISHED, the broker must still lead at that epoch. Deposed before
+// the sidecar: the attempt is rolled back like a failed one. Deposed after
+// it: the segment is complete in the bucket, holds only records below the
+// high watermark (committed), and is the new leader's to learn or, if it
+// raced an upload of the new epoch, to delete (replicated.go): the broker
+// only drops its own entry.
+func (m *Manager) upload(ctx context.Context, ps *partState, pl PartitionLog, si localstore.SegmentInfo, highest int64) (err error) {
 	key := ps.key
+	local := pl.Log
 	seg0, err := local.OpenSegment(si.BaseOffset)
 	if err != nil {
 		return fmt.Errorf("tier: cannot open segment %d of %s-%d: %w", si.BaseOffset, key.topic, key.partition, err)
@@ -228,17 +255,32 @@ func (m *Manager) upload(ctx context.Context, ps *partState, local *localstore.L
 	if err != nil {
 		return fmt.Errorf("tier: cannot index segment %d of %s-%d: %w", si.BaseOffset, key.topic, key.partition, err)
 	}
+	from, size := int64(0), si.Size
+	if si.BaseOffset <= highest {
+		i := sort.Search(len(sc.Batches), func(i int) bool { return sc.Batches[i].LastOffset > highest })
+		if i == len(sc.Batches) {
+			return fmt.Errorf("tier: segment %d of %s-%d has no batch above offset %d", si.BaseOffset, key.topic, key.partition, highest)
+		}
+		from = sc.Batches[i].Pos
+		size = si.Size - from
+		sc, err = buildSidecar(io.NewSectionReader(f, from, size), key.topic, key.partition,
+			sc.Batches[i].BaseOffset, si.NextOffset-1, size, m.cfg.ChunkBytes)
+		if err != nil {
+			return fmt.Errorf("tier: cannot index segment %d of %s-%d from position %d: %w", si.BaseOffset, key.topic, key.partition, from, err)
+		}
+	}
 	// The sidecar names the topic ID, so Recover can tell this topic's
 	// segments from those of a deleted topic of the same name.
 	if t, err := m.meta.Topic(key.topic); err == nil {
 		sc.TopicID = t.ID
 	}
+	sc.LeaderEpoch = pl.LeaderEpoch
 	idx := sc.encode()
 
 	seg := metadata.RemoteSegment{
-		BaseOffset: si.BaseOffset, EndOffset: si.NextOffset - 1,
+		BaseOffset: sc.BaseOffset, EndOffset: si.NextOffset - 1,
 		FirstTimestamp: sc.FirstTimestamp, MaxTimestamp: sc.MaxTimestamp,
-		Size: si.Size, UploadID: newUploadID(), State: metadata.CopyStarted,
+		Size: size, LeaderEpoch: pl.LeaderEpoch, UploadID: newUploadID(), State: metadata.CopyStarted,
 	}
 	if !si.RolledAt.IsZero() {
 		seg.RolledAtMs = si.RolledAt.UnixMilli()
@@ -249,6 +291,7 @@ func (m *Manager) upload(ctx context.Context, ps *partState, local *localstore.L
 	m.m.copyRequests.Inc()
 	logK := logKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
 	idxK := sidecarKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
+	committed := false // the sidecar is in the bucket
 	defer func() {
 		if err == nil {
 			return
@@ -256,6 +299,13 @@ func (m *Manager) upload(ctx context.Context, ps *partState, local *localstore.L
 		m.m.copyErrors.Inc()
 		if m.ctx.Err() != nil {
 			return // closing: the COPY_STARTED entry is rolled back at the next start
+		}
+		if committed && pl.Replicated {
+			// Complete in the bucket: the leader's learning settles it.
+			if derr := m.dropEntry(ps, seg); derr != nil {
+				m.logger.Warn("cannot drop the entry of an upload", "key", logK, "err", derr)
+			}
+			return
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 		defer cancel()
@@ -267,27 +317,38 @@ func (m *Manager) upload(ctx context.Context, ps *partState, local *localstore.L
 		}
 	}()
 
-	var body io.ReadSeeker = io.NewSectionReader(f, 0, si.Size)
+	var body io.ReadSeeker = io.NewSectionReader(f, from, size)
 	if m.limiter != nil {
 		body = &limitedReader{ctx: ctx, r: body, b: m.limiter}
 	}
-	if err := m.store.Put(ctx, logK, body, si.Size); err != nil {
+	if err := m.store.Put(ctx, logK, body, size); err != nil {
 		return fmt.Errorf("tier: cannot upload %q: %w", logK, err)
+	}
+	if !stillLeads(pl) {
+		m.logger.Info("upload abandoned: no longer the leader", "topic", key.topic, "partition", key.partition,
+			"base", seg.BaseOffset, "leader_epoch", pl.LeaderEpoch)
+		return fmt.Errorf("%w %s-%d at leader epoch %d", errDeposed, key.topic, key.partition, pl.LeaderEpoch)
 	}
 	if err := m.store.Put(ctx, idxK, bytes.NewReader(idx), int64(len(idx))); err != nil {
 		return fmt.Errorf("tier: cannot upload %q: %w", idxK, err)
+	}
+	committed = true
+	if !stillLeads(pl) {
+		m.logger.Info("upload complete in the bucket but no longer the leader: left to the new leader", "topic", key.topic, "partition", key.partition,
+			"base", seg.BaseOffset, "leader_epoch", pl.LeaderEpoch)
+		return fmt.Errorf("%w %s-%d at leader epoch %d", errDeposed, key.topic, key.partition, pl.LeaderEpoch)
 	}
 	seg.State, seg.CRC32C = metadata.CopyFinished, sc.LogCRC
 	if err := m.putEntry(ps, seg); err != nil {
 		return err
 	}
 	m.sidecars.put(idxK, sc)
-	m.m.copyBytes.Add(float64(si.Size))
+	m.m.copyBytes.Add(float64(size))
 	if !si.RolledAt.IsZero() {
 		m.m.timeToTier.Observe(max(0, m.cfg.Now().Sub(si.RolledAt).Seconds()))
 	}
 	m.logger.Debug("segment copied", "topic", key.topic, "partition", key.partition,
-		"base", seg.BaseOffset, "end", seg.EndOffset, "bytes", seg.Size, "key", logK)
+		"base", seg.BaseOffset, "end", seg.EndOffset, "bytes", seg.Size, "leader_epoch", seg.LeaderEpoch, "key", logK)
 	return nil
 }
 

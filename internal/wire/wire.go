@@ -68,6 +68,7 @@ func Tier(cfg *config.Broker, meta *metadata.Store, logger *slog.Logger, reg pro
 		FetchMaxWait: ms(cfg.RemoteFetchMaxWaitMs),
 		OrphanGrace:  ms(cfg.RemoteOrphanGraceMs),
 		Health:       health,
+		Replicated:   cfg.ClusterMode(),
 	}, store, meta, logger.With("component", "tier"), reg)
 	if err != nil {
 		closeStore()

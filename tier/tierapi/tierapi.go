@@ -30,4 +30,22 @@ type PartitionLog struct {
 	// CopyDisabled: remote.log.copy.disable (KIP-950). The remote tier is
 	// read-only: nothing is uploaded, what is there is served and expired.
 	CopyDisabled bool
+
+	// Replicated: the partition is a replica in a cluster. The bucket, which
+	// every broker shares, is then the truth of its remote index: each
+	// replica learns it by listing the partition's prefix, and only the
+	// leader uploads and deletes objects.
+	Replicated bool
+	// Leader (Replicated only): this broker leads the partition at
+	// LeaderEpoch. Uploads record the epoch in their sidecar.
+	Leader      bool
+	LeaderEpoch int32
+	// StillLeader (Replicated only) reports whether this broker still leads
+	// the partition at the epoch; an upload checks it before it commits.
+	// nil: always.
+	StillLeader func(epoch int32) bool
+	// HighWatermark (nil: the log end offset) bounds the uploads: only
+	// segments wholly below it are copied, so nothing a new leader could
+	// truncate ever reaches the bucket.
+	HighWatermark func() int64
 }
