@@ -388,3 +388,67 @@ func (c *procCluster) cpu() time.Duration {
 	}
 	return sum
 }
+
+// etcdWatch records when each change under /strata/ reached this process,
+// to tell the parts of a failover apart: the broker's registration deleted
+// (its lease expired, or it deregistered) and the controller's writes of
+// partition states.
+type etcdWatch struct {
+	cl     *clientv3.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	events []etcdEvent // guarded by mu
+}
+
+type etcdEvent struct {
+	at      time.Time
+	key     string
+	deleted bool
+}
+
+func (c *procCluster) watchEtcd(ctx context.Context) (*etcdWatch, error) {
+	var eps []string
+	for _, n := range c.nodes {
+		eps = append(eps, n.EtcdClientAddr())
+	}
+	cl, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	w := &etcdWatch{cl: cl, cancel: cancel, done: make(chan struct{})}
+	ch := cl.Watch(ctx, "/strata/", clientv3.WithPrefix())
+	go func() {
+		defer close(w.done)
+		for resp := range ch {
+			now := time.Now()
+			w.mu.Lock()
+			for _, ev := range resp.Events {
+				w.events = append(w.events, etcdEvent{at: now, key: string(ev.Kv.Key), deleted: ev.Type == clientv3.EventTypeDelete})
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w, nil
+}
+
+func (w *etcdWatch) stop() {
+	w.cancel()
+	<-w.done
+	w.cl.Close()
+}
+
+// first is the time of the first event at or after t on key (deleted or
+// not, as asked); zero if none.
+func (w *etcdWatch) first(t time.Time, key string, deleted bool) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, e := range w.events {
+		if !e.at.Before(t) && e.key == key && e.deleted == deleted {
+			return e.at
+		}
+	}
+	return time.Time{}
+}
