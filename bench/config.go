@@ -79,6 +79,19 @@ type Config struct {
 	MinPhase time.Duration
 
 	Prices PriceTable
+
+	// Cluster, if at least 3, runs the cluster benchmark instead of the
+	// single-node one: that many child-process brokers (cluster.go).
+	Cluster int
+	// ClusterProduceBytes is the payload of each throughput side (acks=1
+	// at RF 1, acks=all at RF 3), split over the alternating rounds.
+	ClusterProduceBytes int64
+	// ClusterKills is how many times a leader is killed with SIGKILL.
+	ClusterKills int
+	// ClusterSessionTimeout is broker.session.timeout.ms;
+	// ClusterHeartbeat broker.heartbeat.interval.ms (0: strata's default).
+	ClusterSessionTimeout time.Duration
+	ClusterHeartbeat      time.Duration
 }
 
 // Defaults is the full run.
@@ -102,6 +115,10 @@ func Defaults() Config {
 		CompactBytes:       256 << 20,
 		MinPhase:           5 * time.Second,
 		Prices:             DefaultPrices(),
+
+		ClusterProduceBytes:   512 << 20,
+		ClusterKills:          10,
+		ClusterSessionTimeout: 9 * time.Second, // strata's (and Kafka's) default
 	}
 }
 
@@ -118,6 +135,8 @@ func Quick() Config {
 	c.ManyPartitions = []int{1, 10, 100}
 	c.ManyBytes = 16 << 20
 	c.CompactBytes = 64 << 20
+	c.ClusterProduceBytes = 128 << 20
+	c.ClusterKills = 3
 	return c
 }
 
@@ -168,6 +187,14 @@ func (c *Config) Validate() error {
 	check(c.LatencyRate > 0 && c.LatencyDuration > 0 && c.LatencyRecordBytes >= 16, "latency rate, duration and record size (>= 16)")
 	check(c.CompactBytes >= 1<<20, "compact bytes %d: at least 1MiB", c.CompactBytes)
 	check(len(c.ManyPartitions) > 0, "many partitions: at least one count")
+	if c.Cluster != 0 {
+		check(c.Cluster >= 3, "--cluster %d: at least 3 brokers (the comparison is at replication factor 3)", c.Cluster)
+		check(len(c.Brokers) == 0, "--cluster and --brokers: one or the other")
+		check(c.ClusterProduceBytes > 0, "cluster produce bytes must be positive")
+		check(c.ClusterKills >= 1, "cluster kills %d: at least 1", c.ClusterKills)
+		check(c.ClusterSessionTimeout >= time.Second && c.ClusterSessionTimeout%time.Millisecond == 0, "cluster session timeout %v: at least 1s, whole milliseconds", c.ClusterSessionTimeout)
+		check(c.ClusterHeartbeat >= 0 && c.ClusterHeartbeat < c.ClusterSessionTimeout, "cluster heartbeat %v: below the session timeout", c.ClusterHeartbeat)
+	}
 	if err := c.Prices.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -214,6 +241,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MinPhase, "min-phase", c.MinPhase, "least duration of hot consume and raw sendfile (passes repeat)")
 	fs.Var(bytesFlag{ptr: &c.ManyBytes}, "many-bytes", "payload of each scaling run")
 	fs.Var(bytesFlag{ptr: &c.CompactBytes}, "compact-bytes", "size of the keyed log the compaction phase cleans")
+	fs.IntVar(&c.Cluster, "cluster", c.Cluster, "run the cluster benchmark instead: this many child-process brokers (at least 3): acks=all at RF 3 against acks=1 at RF 1, latency at RF 3, failover after kill -9, controlled shutdown")
+	fs.Var(bytesFlag{ptr: &c.ClusterProduceBytes}, "cluster-produce-bytes", "with --cluster: payload of each throughput side (RF 1 and RF 3)")
+	fs.IntVar(&c.ClusterKills, "cluster-kills", c.ClusterKills, "with --cluster: how many leaders to kill -9 (restarted between kills)")
+	fs.DurationVar(&c.ClusterSessionTimeout, "cluster-session-timeout", c.ClusterSessionTimeout, "with --cluster: broker.session.timeout.ms")
+	fs.DurationVar(&c.ClusterHeartbeat, "cluster-heartbeat", c.ClusterHeartbeat, "with --cluster: broker.heartbeat.interval.ms (0: strata's default)")
 	c.Prices.RegisterFlags(fs)
 }
 

@@ -120,6 +120,9 @@ type Report struct {
 	RetentionCurve         []RetentionPoint `json:"retention_curve"`
 	Series                 []Series         `json:"series"`
 	Skipped                []string         `json:"skipped,omitempty"`
+	// Cluster is the cluster benchmark (--cluster), the only result of
+	// such a run.
+	Cluster *ClusterResult `json:"cluster,omitempty"`
 }
 
 func newReport(cfg Config) *Report {
@@ -295,6 +298,9 @@ func (r *Report) buildFigures() {
 	if c := r.Compaction; c.Cleaner.MBps > 0 && c.Raw.MBps > 0 {
 		ratioFig("compaction, cleaner log read", "MB/s", c.Cleaner.MBps, "raw sequential read+write, same disk", c.Raw.MBps, "", 0, true)
 	}
+	if c := r.Cluster; c != nil {
+		fs = append(fs, c.figures()...)
+	}
 	for _, m := range r.Many {
 		plain(fmt.Sprintf("%d partitions: produce / consume payload", m.Partitions), "MB/s", m.Produce.PayloadMBps, "", 0)
 		fs[len(fs)-1].Baseline = "consume"
@@ -366,6 +372,9 @@ func (r *Report) Markdown() string {
 				num(c.CPUPerGB), num(c.ClientSeconds), mib(c.SendfileBytes), mib(c.CopiedBytes))
 		}
 		w("\nOver all rounds: %s broker CPU s/GB with sendfile, %s with the copy path.\n", num(r.childCPUPerGB(true)), num(r.childCPUPerGB(false)))
+	}
+	if c := r.Cluster; c != nil {
+		b.WriteString(c.markdown())
 	}
 	if c := r.Compaction; c.Cleaner.Bytes > 0 {
 		w("\n### Compaction (localstore's cleaner, no broker)\n\n")

@@ -49,11 +49,16 @@ func Run(ctx context.Context, cfg Config, progressW io.Writer) (*Report, error) 
 		return nil, err
 	}
 	r := &runner{cfg: cfg, rep: newReport(cfg)}
+	if cfg.Cluster > 0 {
+		r.prog = newProgress(progressW, 3+2*clusterRounds+cfg.ClusterKills)
+	}
 	if len(cfg.Brokers) > 0 {
 		r.prog = newProgress(progressW, 5+len(cfg.Variants)+len(cfg.ManyPartitions))
 		return r.rep, r.runExternal(ctx)
 	}
-	r.prog = newProgress(progressW, 21+2*hotRounds+2*coldRounds+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
+	if r.prog == nil {
+		r.prog = newProgress(progressW, 21+2*hotRounds+2*coldRounds+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
+	}
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "strata-bench-")
@@ -74,6 +79,14 @@ func Run(ctx context.Context, cfg Config, progressW io.Writer) (*Report, error) 
 		}
 	}
 	defer r.cleanup()
+	if cfg.Cluster > 0 {
+		if err := r.runCluster(ctx); err != nil {
+			r.prog.finish()
+			return r.rep, err
+		}
+		r.rep.buildFigures()
+		return r.rep, nil
+	}
 	if err := r.runLocal(ctx); err != nil {
 		r.prog.finish()
 		return r.rep, err

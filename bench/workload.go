@@ -320,25 +320,35 @@ type CDFPoint struct {
 // from Produce to the consumer's poll returning it (one process, one clock;
 // the send time travels in the first 8 bytes of the value).
 func latency(ctx context.Context, addr, topic string, rate int, d time.Duration, recBytes int) (Latency, error) {
+	return latencyAcks(ctx, []string{addr}, topic, rate, d, recBytes, kgo.LeaderAck())
+}
+
+// latencyAcks is latency with the producer's acks (idempotent with
+// acks=all), the clients bootstrapped from seeds.
+func latencyAcks(ctx context.Context, seeds []string, topic string, rate int, d time.Duration, recBytes int, acks kgo.Acks) (Latency, error) {
 	var res Latency
 	var err error
 	pprof.Do(ctx, pprof.Labels("side", "client"), func(ctx context.Context) {
-		res, err = latencyLabelled(ctx, addr, topic, rate, d, recBytes)
+		res, err = latencyLabelled(ctx, seeds, topic, rate, d, recBytes, acks)
 	})
 	return res, err
 }
 
-func latencyLabelled(ctx context.Context, addr, topic string, rate int, d time.Duration, recBytes int) (Latency, error) {
+func latencyLabelled(ctx context.Context, seeds []string, topic string, rate int, d time.Duration, recBytes int, acks kgo.Acks) (Latency, error) {
 	n := int64(float64(rate) * d.Seconds())
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addr),
+	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(0)}}))
 	if err != nil {
 		return Latency{}, err
 	}
 	defer cons.Close()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
-		kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	popts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(acks), kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression())}
+	if acks != kgo.AllISRAcks() {
+		popts = append(popts, kgo.DisableIdempotentWrite())
+	}
+	prod, err := kgo.NewClient(popts...)
 	if err != nil {
 		return Latency{}, err
 	}

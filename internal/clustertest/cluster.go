@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stratalog/strata/checker"
+	"github.com/stratalog/strata/internal/clusterspec"
 	"github.com/stratalog/strata/internal/wait"
 )
 
@@ -125,82 +126,34 @@ func Start(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-// buildArgs writes each node's command line: the issue's, in this order.
+// buildArgs writes each node's command line: the issue's, in this order
+// (clusterspec.Spec.Args).
 func (c *Cluster) buildArgs(remote string, voters []string) {
+	spec := clusterspec.Spec{Single: c.opts.Single, Voters: strings.Join(voters, ","), RemoteURL: remote, Extra: c.opts.Extra}
 	for i, n := range c.nodes {
-		set := func(kv string) { n.args = append(n.args, "--set", kv) }
-		n.args = []string{"serve"}
-		if c.opts.Single {
-			set(fmt.Sprintf("listeners=PLAINTEXT://%s:%d", n.host, n.port))
-		} else {
-			set("node.id=" + strconv.Itoa(n.id))
-			set("process.roles=broker,controller")
-			set(fmt.Sprintf("listeners=PLAINTEXT://%s:%d,CONTROLLER://%s:%d", n.host, n.port, n.host, n.ctrl))
-			set("controller.quorum.voters=" + strings.Join(voters, ","))
-		}
-		set("log.dirs=" + n.dataDir)
-		if remote != "" {
-			set("remote.storage.url=" + remote)
-		}
-		set("group.initial.rebalance.delay.ms=0")
-		for _, kv := range c.opts.Extra {
-			set(kv)
-		}
+		var own []string
 		if c.opts.PerNode != nil {
-			for _, kv := range c.opts.PerNode(i) {
-				set(kv)
-			}
+			own = c.opts.PerNode(i)
 		}
+		n.args = spec.Args(clusterspec.Node{ID: n.id, Host: n.host, Port: n.port, Ctrl: n.ctrl, DataDir: n.dataDir}, own...)
 	}
 }
 
 // ports picks each node's PLAINTEXT port and a CONTROLLER port whose next
-// port is free too (etcd's client URL), all distinct. In namespaces every
-// node has its own address, and the ports are Kafka's usual ones.
+// port is free too (etcd's client URL), all distinct (clusterspec). In
+// namespaces every node has its own address, and the ports are Kafka's
+// usual ones.
 func (c *Cluster) ports(count int) [][2]int {
-	out := make([][2]int, count)
 	if c.net != nil {
+		out := make([][2]int, count)
 		for i := range out {
 			out[i] = [2]int{9092, 9093}
 		}
 		return out
 	}
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	listen := func(port int) bool {
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			return false
-		}
-		held = append(held, l)
-		return true
-	}
-	for i := range out {
-		for attempt := 0; ; attempt++ {
-			if attempt == 100 {
-				c.t.Fatal("clustertest: no free pair of consecutive loopback ports in 100 tries")
-			}
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				c.t.Fatal(err)
-			}
-			ctrl := l.Addr().(*net.TCPAddr).Port
-			held = append(held, l)
-			if ctrl < 65535 && listen(ctrl+1) {
-				out[i][1] = ctrl
-				break
-			}
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		held = append(held, l)
-		out[i][0] = l.Addr().(*net.TCPAddr).Port
+	out, err := clusterspec.LoopbackPorts(count)
+	if err != nil {
+		c.t.Fatal(err)
 	}
 	return out
 }

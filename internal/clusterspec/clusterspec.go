@@ -1,0 +1,124 @@
+// Package clusterspec is the pure part of starting a strata cluster on this
+// machine: free loopback ports for each node and each node's `strata serve`
+// command line, with issue 12's keys in the issue's order. The test harness
+// (internal/clustertest) and the benchmark (`strata bench --cluster`) both
+// use it; it starts nothing and does not import testing.
+package clusterspec
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Node is one strata process of a cluster.
+type Node struct {
+	ID      int    // node.id
+	Host    string // the address both listeners bind
+	Port    int    // PLAINTEXT
+	Ctrl    int    // CONTROLLER (etcd's peer URL); Ctrl+1 is etcd's client URL
+	DataDir string // log.dirs
+}
+
+// Addr is the node's PLAINTEXT address, host:port.
+func (n Node) Addr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.Port)) }
+
+// EtcdClientAddr is the embedded etcd member's client address: the
+// CONTROLLER port + 1.
+func (n Node) EtcdClientAddr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.Ctrl+1)) }
+
+// Voters is controller.quorum.voters for nodes: id@host:ctrl,...
+func Voters(nodes []Node) string {
+	vs := make([]string, len(nodes))
+	for i, n := range nodes {
+		vs[i] = fmt.Sprintf("%d@%s:%d", n.ID, n.Host, n.Ctrl)
+	}
+	return strings.Join(vs, ",")
+}
+
+// Spec is what every node's command line shares.
+type Spec struct {
+	// Single starts plain single nodes: no node.id, roles, CONTROLLER
+	// listener or voters.
+	Single bool
+	// Voters is controller.quorum.voters (Voters(nodes)); unused with Single.
+	Voters string
+	// RemoteURL is remote.storage.url, passed if set.
+	RemoteURL string
+	// Extra are more key=value settings, after the spec's own.
+	Extra []string
+}
+
+// Args is node n's strata command line (without the binary): serve, then
+// --set key=value for node.id, process.roles, listeners,
+// controller.quorum.voters, log.dirs, remote.storage.url,
+// group.initial.rebalance.delay.ms=0, then s.Extra and extra.
+func (s Spec) Args(n Node, extra ...string) []string {
+	args := []string{"serve"}
+	set := func(kv string) { args = append(args, "--set", kv) }
+	if s.Single {
+		set(fmt.Sprintf("listeners=PLAINTEXT://%s:%d", n.Host, n.Port))
+	} else {
+		set("node.id=" + strconv.Itoa(n.ID))
+		set("process.roles=broker,controller")
+		set(fmt.Sprintf("listeners=PLAINTEXT://%s:%d,CONTROLLER://%s:%d", n.Host, n.Port, n.Host, n.Ctrl))
+		set("controller.quorum.voters=" + s.Voters)
+	}
+	set("log.dirs=" + n.DataDir)
+	if s.RemoteURL != "" {
+		set("remote.storage.url=" + s.RemoteURL)
+	}
+	set("group.initial.rebalance.delay.ms=0")
+	for _, kv := range s.Extra {
+		set(kv)
+	}
+	for _, kv := range extra {
+		set(kv)
+	}
+	return args
+}
+
+// LoopbackPorts picks, for each of count nodes, a free PLAINTEXT port and a
+// free CONTROLLER port whose next port is free too (etcd's client URL), all
+// distinct. They were free a moment ago: another process may take one
+// before the node binds it.
+func LoopbackPorts(count int) ([][2]int, error) {
+	out := make([][2]int, count)
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	listen := func(port int) (int, bool) {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			return 0, false
+		}
+		held = append(held, l)
+		return l.Addr().(*net.TCPAddr).Port, true
+	}
+	for i := range out {
+		for attempt := 0; ; attempt++ {
+			if attempt == 100 {
+				return nil, errors.New("clusterspec: no free pair of consecutive loopback ports in 100 tries")
+			}
+			ctrl, ok := listen(0)
+			if !ok {
+				return nil, errors.New("clusterspec: cannot listen on 127.0.0.1")
+			}
+			if _, ok := listen(ctrl + 1); ctrl < 65535 && ok {
+				out[i][1] = ctrl
+				break
+			}
+		}
+		p, ok := listen(0)
+		if !ok {
+			return nil, errors.New("clusterspec: cannot listen on 127.0.0.1")
+		}
+		out[i][0] = p
+	}
+	return out, nil
+}
