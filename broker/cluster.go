@@ -56,6 +56,14 @@ func (s *Server) brokerEpoch() int64 {
 	return s.cl.Self().Epoch
 }
 
+// brokerLive reports whether broker id is registered and not shutting down:
+// a follower that is shutting down is not taken back into an ISR (the
+// controller is taking it out; its controlled shutdown waits for that).
+func (s *Server) brokerLive(id int32) bool {
+	b, ok := s.cl.View().Snapshot().Brokers[id]
+	return ok && !b.ShuttingDown
+}
+
 // brokerAddr is the advertised address of broker id.
 func (s *Server) brokerAddr(id int32) (string, bool) {
 	b, ok := s.cl.View().Snapshot().Brokers[id]

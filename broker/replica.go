@@ -256,7 +256,7 @@ func (r *replica) followerFetched(id int32, currentLeaderEpoch int32, offset int
 	}
 	f.leo, f.lastFetch, f.lastFetchLeaderLEO = offset, now, leo
 	if !slices.Contains(r.st.ISR, id) && r.adding < 0 && !r.altering &&
-		offset >= r.p.log.HighWatermark() && offset >= r.epochStart {
+		offset >= r.p.log.HighWatermark() && offset >= r.epochStart && r.s.brokerLive(id) {
 		// Caught up: propose it for the ISR.
 		r.adding = id
 		r.alterLocked(append(slices.Clone(r.st.ISR), id))
