@@ -385,3 +385,73 @@ func testLogger(t *testing.T) *slog.Logger {
 type tWriter struct{ t *testing.T }
 
 func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// A broker whose heartbeats stop while its lease stays alive (what etcd's
+// lease restart after a raft leader change would otherwise hide) is fenced
+// by the controller after the session timeout: its registration goes, its
+// leaderships move at a new epoch, it sees itself fenced, and Rejoin gives
+// it a new registration and epoch.
+func TestSilentBrokerFencedAndRejoins(t *testing.T) {
+	h := newCluster(t)
+	n1, n2 := h.node(1), h.node(2)
+	wait.For(t, 30*time.Second, "three brokers and a controller", func() bool {
+		s := n1.View().Snapshot()
+		return len(s.Brokers) == 3 && s.Controller > 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A partition led by a broker that is not the controller.
+	ctrl := n1.View().Snapshot().Controller
+	var victim *Node
+	for id := int32(1); id <= 3; id++ {
+		if id != ctrl {
+			victim = h.node(id)
+			break
+		}
+	}
+	vid := victim.Self().ID
+	var others []int32
+	for id := int32(1); id <= 3; id++ {
+		if id != vid {
+			others = append(others, id)
+		}
+	}
+	rev, err := n2.CreateTopic(ctx, TopicRecord{Name: "silent", ID: [16]byte{9}, Replicas: [][]int32{append([]int32{vid}, others...)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.View().WaitRev(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	tp := TP{"silent", 0}
+	if st, _ := h.partition(victim, tp); st.Leader != vid {
+		t.Fatalf("leader %d, want %d", st.Leader, vid)
+	}
+	oldEpoch := victim.Self().Epoch
+	victim.silent.Store(true)
+	select {
+	case <-victim.Fenced():
+	case <-time.After(time.Minute):
+		t.Fatal("the silent broker was not fenced")
+	}
+	st := h.waitPartition(h.node(ctrl), tp, "a new leader", func(st PartitionState) bool { return st.Leader >= 0 && st.Leader != vid })
+	if st.LeaderEpoch < 1 || slices.Contains(st.ISR, vid) {
+		t.Fatalf("after fencing: %+v", st)
+	}
+	victim.silent.Store(false)
+	if err := victim.Rejoin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ep := victim.Self().Epoch; ep <= oldEpoch {
+		t.Fatalf("epoch after rejoin %d, before %d", ep, oldEpoch)
+	}
+	select {
+	case <-victim.Fenced():
+		t.Fatal("fenced again after rejoining")
+	default:
+	}
+	wait.For(t, 30*time.Second, "the rejoined broker registered again", func() bool {
+		b, ok := h.node(ctrl).View().Snapshot().Brokers[vid]
+		return ok && b.Epoch == victim.Self().Epoch
+	})
+}

@@ -24,11 +24,20 @@ func (n *Node) controlLoop(sess *session) {
 		rebalance = t.C
 	}
 	check := false
+	// Heartbeats: when each broker's heartbeat key last changed, by this
+	// controller's clock (a new controller gives every broker a full
+	// session from its start).
+	beats := map[int32]beat{}
+	tick := time.NewTicker(max(n.cfg.HeartbeatInterval, 50*time.Millisecond))
+	defer tick.Stop()
 	for {
 		ch := n.view.Changed()
 		s := n.view.Snapshot()
 		if s.Controller == n.cfg.NodeID && s.cands[sess.candKey].rev == s.ControllerEpoch && s.ControllerEpoch != 0 {
-			err := n.reconcile(s, sess)
+			err := n.fenceSilent(s, sess, beats, time.Now())
+			if err == nil {
+				err = n.reconcile(s, sess)
+			}
 			if err == nil && check {
 				check = false
 				err = n.rebalance(n.view.Snapshot(), sess)
@@ -47,8 +56,60 @@ func (n *Node) controlLoop(sess *session) {
 		case <-retry.C:
 		case <-rebalance:
 			check = true
+		case <-tick.C:
 		}
 	}
+}
+
+type beat struct {
+	rev int64
+	at  time.Time
+}
+
+// fenceSilent removes the registration of every broker whose heartbeat key
+// has not changed for broker.session.timeout.ms (by this controller's
+// clock), fenced by the controller epoch and the registration's revision;
+// the reconcile that follows moves its leaderships. It does not wait for
+// the broker's lease: etcd restarts lease TTLs when its raft leader
+// changes, so a broker that died with the etcd leader would keep its
+// leaderships for an election plus a whole session.
+func (n *Node) fenceSilent(s *Snapshot, sess *session, beats map[int32]beat, now time.Time) error {
+	for id := range beats {
+		if _, ok := s.Brokers[id]; !ok {
+			delete(beats, id)
+		}
+	}
+	for id := range s.Brokers {
+		rev := s.beats[id]
+		b, ok := beats[id]
+		if !ok || b.rev != rev {
+			beats[id] = beat{rev: rev, at: now}
+			continue
+		}
+		if now.Sub(b.at) <= n.cfg.SessionTimeout {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		resp, err := n.client.Txn(ctx).If(
+			clientv3.Compare(clientv3.CreateRevision(sess.candKey), "=", s.ControllerEpoch),
+			clientv3.Compare(clientv3.ModRevision(brokerKey(id)), "=", s.brokerRev[id]),
+		).Then(clientv3.OpDelete(brokerKey(id)), clientv3.OpDelete(heartbeatKey(id))).Commit()
+		cancel()
+		if err != nil {
+			return err
+		}
+		if resp.Succeeded {
+			n.log.Warn("cluster: a broker's heartbeats stopped: its registration is removed (fenced)", "broker", id, "silent_for", now.Sub(b.at).Round(time.Millisecond))
+			delete(beats, id)
+			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+			err := n.view.WaitRev(ctx, resp.Header.Revision)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // rebalance moves leaderships back to preferred replicas (the first of each

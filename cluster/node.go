@@ -39,6 +39,8 @@ type Node struct {
 	// candidacy. A fenced node takes a new one with Rejoin.
 	sess     atomic.Pointer[session]
 	campaign bool // this node campaigns to be the controller
+	// silent, in tests, stops the heartbeats while the lease stays alive.
+	silent atomic.Bool
 
 	mu struct {
 		sync.Mutex
@@ -51,6 +53,7 @@ type Node struct {
 
 // session is one lease of this node and what hangs on it.
 type session struct {
+	epoch   atomic.Int64     // the registration's create revision (the broker epoch); 0 until registered
 	lease   clientv3.LeaseID // the registration's and the candidacy's lease
 	candKey string           // this node's key under controller/ ("" if it does not campaign)
 	fenced  chan struct{}    // closed when the lease is lost
@@ -134,6 +137,9 @@ func Start(ctx context.Context, cfg config.Cluster, dataDir string, self BrokerI
 	}
 	n.view.publish(s)
 	n.wg.Go(func() { n.view.run(n.ctx, s.Rev) })
+	if cfg.Broker {
+		n.wg.Go(n.watchSelf)
+	}
 	if campaign {
 		sess := n.cur()
 		if err := n.runForController(ctx, sess); err != nil {
@@ -251,6 +257,9 @@ func (n *Node) keepAlive(sess *session) {
 		switch {
 		case err == nil && resp.TTL > 0:
 			last = time.Now()
+			if n.cfg.Broker && !n.silent.Load() {
+				n.heartbeat(sess, interval)
+			}
 		case errors.Is(err, context.Canceled) && n.ctx.Err() != nil:
 			return
 		case err != nil && !strings.Contains(err.Error(), "lease not found") && time.Since(last) < n.cfg.SessionTimeout:
@@ -258,6 +267,51 @@ func (n *Node) keepAlive(sess *session) {
 		default:
 			n.log.Error("cluster: the broker's registration lease is lost: fenced", "err", err)
 			n.fence(sess)
+			return
+		}
+	}
+}
+
+// heartbeat rewrites this broker's heartbeat key: the controller fences a
+// broker whose key stops changing for broker.session.timeout.ms by its own
+// clock. A lease alone is not enough: etcd restarts every lease's TTL when
+// its raft leader changes, so a broker that died with the etcd leader kept
+// its registration for the election plus a whole session timeout.
+func (n *Node) heartbeat(sess *session, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(n.ctx, timeout)
+	defer cancel()
+	id := n.cfg.NodeID
+	if _, err := n.client.Put(ctx, heartbeatKey(id), strconv.FormatInt(sess.epoch.Load(), 10), clientv3.WithLease(sess.lease)); err != nil && n.ctx.Err() == nil {
+		n.log.Debug("cluster: heartbeat not written", "err", err)
+	}
+}
+
+// watchSelf fences this broker when its registration disappears from the
+// view or is another's (the controller removed it: its heartbeats stopped
+// reaching etcd), while its lease may still be alive: the old lease is
+// revoked, so the candidacy and heartbeat on it go too, and the broker
+// rejoins.
+func (n *Node) watchSelf() {
+	for {
+		ch := n.view.Changed()
+		sess := n.cur()
+		s := n.view.Snapshot()
+		if ep := sess.epoch.Load(); ep > 0 && s.Rev >= ep {
+			if b, ok := s.Brokers[n.cfg.NodeID]; !ok || b.Epoch != ep {
+				select {
+				case <-sess.fenced:
+				default:
+					n.log.Error("cluster: this broker's registration was removed (its heartbeats stopped reaching etcd): fenced")
+					ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+					_, _ = n.client.Revoke(ctx, sess.lease)
+					cancel()
+					n.fence(sess)
+				}
+			}
+		}
+		select {
+		case <-ch:
+		case <-n.ctx.Done():
 			return
 		}
 	}
@@ -283,6 +337,7 @@ func (n *Node) register(ctx context.Context) error {
 			return fmt.Errorf("cluster: cannot register broker %d: %w", self.ID, err)
 		}
 		if resp.Succeeded {
+			n.cur().epoch.Store(resp.Header.Revision)
 			n.mu.Lock()
 			n.mu.self.Epoch = resp.Header.Revision
 			n.mu.self.ShuttingDown = false

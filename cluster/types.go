@@ -14,6 +14,7 @@ const (
 	controllerPrefix = prefix + "controller/" // controller/<id>-<lease>: a candidate; the oldest is the controller
 	topicsPrefix     = prefix + "topics/"     // topics/<name>: TopicRecord (JSON)
 	partitionsPrefix = prefix + "partitions/" // partitions/<name>/<p>: PartitionState (JSON)
+	heartbeatsPrefix = prefix + "heartbeats/" // heartbeats/<id>: rewritten at each heartbeat, under the broker's lease
 )
 
 // maxTxnOps bounds the operations of one transaction: etcd's default
@@ -79,9 +80,11 @@ type Snapshot struct {
 	Controller      int32 // -1 unknown
 	ControllerEpoch int64
 
-	partRev  map[TP]int64     // each partition key's mod revision, for compare-and-swap
-	topicRev map[string]int64 // each topic key's mod revision
-	cands    map[string]candidate
+	partRev   map[TP]int64     // each partition key's mod revision, for compare-and-swap
+	topicRev  map[string]int64 // each topic key's mod revision
+	cands     map[string]candidate
+	brokerRev map[int32]int64 // each registration's mod revision
+	beats     map[int32]int64 // each broker's heartbeat key's mod revision
 }
 
 // candidate is one key under controller/.
@@ -90,7 +93,8 @@ type candidate struct {
 	rev int64 // create revision
 }
 
-func brokerKey(id int32) string { return brokersPrefix + strconv.Itoa(int(id)) }
+func brokerKey(id int32) string    { return brokersPrefix + strconv.Itoa(int(id)) }
+func heartbeatKey(id int32) string { return heartbeatsPrefix + strconv.Itoa(int(id)) }
 func topicKey(name string) string {
 	return topicsPrefix + name
 }

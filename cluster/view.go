@@ -85,6 +85,8 @@ func (v *View) load(ctx context.Context) (*Snapshot, error) {
 		partRev:    map[TP]int64{},
 		topicRev:   map[string]int64{},
 		cands:      map[string]candidate{},
+		brokerRev:  map[int32]int64{},
+		beats:      map[int32]int64{},
 	}
 	for _, kv := range resp.Kvs {
 		v.apply(s, kv, false)
@@ -148,6 +150,7 @@ func (s *Snapshot) clone() *Snapshot {
 		Rev: s.Rev, Brokers: maps.Clone(s.Brokers), Topics: maps.Clone(s.Topics), Partitions: maps.Clone(s.Partitions),
 		Controller: s.Controller, ControllerEpoch: s.ControllerEpoch,
 		partRev: maps.Clone(s.partRev), topicRev: maps.Clone(s.topicRev), cands: maps.Clone(s.cands),
+		brokerRev: maps.Clone(s.brokerRev), beats: maps.Clone(s.beats),
 	}
 }
 
@@ -176,6 +179,7 @@ func (v *View) apply(s *Snapshot, kv *mvccpb.KeyValue, deleted bool) {
 		}
 		if deleted {
 			delete(s.Brokers, int32(id))
+			delete(s.brokerRev, int32(id))
 			return
 		}
 		var b BrokerInfo
@@ -185,6 +189,17 @@ func (v *View) apply(s *Snapshot, kv *mvccpb.KeyValue, deleted bool) {
 		}
 		b.ID, b.Epoch = int32(id), kv.CreateRevision
 		s.Brokers[b.ID] = b
+		s.brokerRev[b.ID] = kv.ModRevision
+	case strings.HasPrefix(k, heartbeatsPrefix):
+		id, err := strconv.ParseInt(strings.TrimPrefix(k, heartbeatsPrefix), 10, 32)
+		if err != nil {
+			return
+		}
+		if deleted {
+			delete(s.beats, int32(id))
+			return
+		}
+		s.beats[int32(id)] = kv.ModRevision
 	case strings.HasPrefix(k, controllerPrefix):
 		if deleted {
 			delete(s.cands, k)
