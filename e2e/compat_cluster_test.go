@@ -1,0 +1,129 @@
+package e2e
+
+// The client compatibility scenarios once more against a three-broker cluster
+// (issue 12): three strata processes started by internal/clustertest with the
+// issue's command lines, each with its embedded etcd member, topics at
+// replication factor 3 (default.replication.factor=3 for the topics the
+// clients auto-create or create without a factor). One cluster serves every
+// client in turn, each in its own topics and groups. The clients bootstrap
+// from all three brokers and meet what a cluster adds: partition leaders on
+// different brokers, group coordinators on the leader of the group's
+// __consumer_offsets partition, CreateTopics sent to the controller Metadata
+// names.
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratalog/strata/internal/clustertest"
+)
+
+// compatTarget is where a compatibility scenario runs: one broker behind a
+// versionProxy, or a cluster.
+type compatTarget struct {
+	addrs   []string // bootstrap addresses
+	brokers int      // how many brokers Metadata lists
+	rf      int16    // the replication factor of the topics the scenario creates
+}
+
+func singleTarget(addr string) compatTarget {
+	return compatTarget{addrs: []string{addr}, brokers: 1, rf: 1}
+}
+
+func (c compatTarget) bootstrap() string { return strings.Join(c.addrs, ",") }
+
+func TestCompatCluster(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{
+		Brokers: 3,
+		Extra: []string{
+			"default.replication.factor=3",
+			"offsets.topic.num.partitions=6",
+			"broker.session.timeout.ms=6000",
+			"broker.heartbeat.interval.ms=500",
+			"replica.fetch.backoff.ms=100",
+		},
+		WaitReady: clustertest.MetadataListsAll,
+	})
+	target := compatTarget{addrs: c.Bootstrap(), brokers: 3, rf: 3}
+	t.Run("kcat", func(t *testing.T) { kcatCluster(t, target) })
+}
+
+// kcatMetaLine is a partition line of kcat -L.
+var kcatMetaLine = regexp.MustCompile(`partition (\d+), leader (-?\d+), replicas: ([\d,]*), isrs: ([\d,]*)`)
+
+// kcatCluster: kcat -L lists the three brokers and, for a topic it
+// auto-created, each partition's leader, three replicas and three in-sync
+// replicas; kcat -P then -C round-trips, plainly and with the idempotent
+// producer and a consumer group.
+func kcatCluster(t *testing.T, target compatTarget) {
+	kc := kcat(t)
+	b := target.bootstrap()
+	in := lines(20000)
+	file := filepath.Join(t.TempDir(), "in.txt")
+	if err := os.WriteFile(file, in, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCmd(t, 3*time.Minute, nil, kc, "-b", b, "-P", "-t", "kcat-cluster", "-l", file)
+	out := runCmd(t, 3*time.Minute, nil, kc, "-b", b, "-C", "-t", "kcat-cluster", "-o", "beginning", "-e", "-q", "-f", "%s\n")
+	if !bytes.Equal(in, out) {
+		t.Fatalf("read back %d bytes, wrote %d: not byte-identical", len(out), len(in))
+	}
+
+	md := string(runCmd(t, 30*time.Second, nil, kc, "-b", b, "-L", "-t", "kcat-cluster"))
+	if !strings.Contains(md, fmt.Sprintf(" %d brokers:", target.brokers)) {
+		t.Fatalf("kcat -L does not list %d brokers:\n%s", target.brokers, md)
+	}
+	for i, a := range target.addrs {
+		if !strings.Contains(md, fmt.Sprintf("broker %d at %s", i+1, a)) {
+			t.Errorf("kcat -L does not list broker %d at %s:\n%s", i+1, a, md)
+		}
+	}
+	parts := kcatMetaLine.FindAllStringSubmatch(md, -1)
+	if len(parts) != 1 {
+		t.Fatalf("kcat -L shows %d partitions of kcat-cluster, want 1 (num.partitions):\n%s", len(parts), md)
+	}
+	all := brokerList(target.brokers)
+	for _, p := range parts {
+		leader, _ := strconv.Atoi(p[2])
+		if leader < 1 || leader > target.brokers || sortedList(p[3]) != all || sortedList(p[4]) != all {
+			t.Errorf("partition %s: leader %s, replicas %s, isrs %s; want a leader among %s, every broker a replica and in sync:\n%s",
+				p[1], p[2], p[3], p[4], all, md)
+		}
+	}
+
+	small := lines(5000)
+	runCmd(t, time.Minute, small, kc, "-b", b, "-P", "-t", "kcat-cluster-idem", "-X", "enable.idempotence=true")
+	out = runCmd(t, time.Minute, nil, kc, "-b", b, "-G", "kcat-cluster-group", "kcat-cluster-idem", "-o", "beginning", "-e", "-q",
+		"-f", "%s\n", "-X", "auto.offset.reset=earliest")
+	if !bytes.Equal(small, out) {
+		t.Fatalf("group consumer read %d bytes, want %d", len(out), len(small))
+	}
+}
+
+// brokerList is "1,2,...,n".
+func brokerList(n int) string {
+	var ids []string
+	for i := 1; i <= n; i++ {
+		ids = append(ids, strconv.Itoa(i))
+	}
+	return strings.Join(ids, ",")
+}
+
+// sortedList sorts a comma-separated list of numbers.
+func sortedList(s string) string {
+	ids := strings.Split(s, ",")
+	sort.Slice(ids, func(i, j int) bool {
+		a, _ := strconv.Atoi(ids[i])
+		b, _ := strconv.Atoi(ids[j])
+		return a < b
+	})
+	return strings.Join(ids, ",")
+}
