@@ -13,17 +13,23 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/stratalog/strata/internal/clustertest"
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // compatTarget is where a compatibility scenario runs: one broker behind a
@@ -54,6 +60,15 @@ func TestCompatCluster(t *testing.T) {
 	})
 	target := compatTarget{addrs: c.Bootstrap(), brokers: 3, rf: 3}
 	t.Run("kcat", func(t *testing.T) { kcatCluster(t, target) })
+	t.Run("sarama", func(t *testing.T) {
+		saramaLog.capture(t, "sarama")
+		testSarama(t, target, sarama.DefaultVersion, sarama.CompressionZSTD)
+	})
+	t.Run("kafka-go", func(t *testing.T) {
+		kafkagoLog.capture(t, "kafka-go")
+		testKafkaGo(t, target, nil)
+	})
+	checkReplicated(t, c)
 }
 
 // kcatMetaLine is a partition line of kcat -L.
@@ -126,4 +141,38 @@ func sortedList(s string) string {
 		return a < b
 	})
 	return strings.Join(ids, ",")
+}
+
+// checkReplicated waits until every partition of every topic the clients
+// made has three replicas, all in sync, and a leader among them: whether a
+// client created a topic with a factor, without one or by auto-create, it is
+// replicated.
+func checkReplicated(t *testing.T, c *clustertest.Cluster) {
+	t.Helper()
+	adm := kadm.NewClient(c.Client(t))
+	var bad []string
+	ok := wait.Until(time.Minute, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		md, err := adm.Metadata(ctx)
+		if err != nil {
+			bad = []string{err.Error()}
+			return false
+		}
+		bad = nil
+		for _, td := range md.Topics.Sorted() {
+			if td.Err != nil {
+				bad = append(bad, fmt.Sprintf("%s: %v", td.Topic, td.Err))
+			}
+			for _, pd := range td.Partitions.Sorted() {
+				if len(pd.Replicas) != c.Brokers() || len(pd.ISR) != c.Brokers() || !slices.Contains(pd.Replicas, pd.Leader) {
+					bad = append(bad, fmt.Sprintf("%s-%d: leader %d replicas %v isr %v", td.Topic, pd.Partition, pd.Leader, pd.Replicas, pd.ISR))
+				}
+			}
+		}
+		return len(bad) == 0 && len(md.Topics) > 0
+	})
+	if !ok {
+		t.Errorf("partitions not replicated on every broker:\n%s", strings.Join(bad, "\n"))
+	}
 }
