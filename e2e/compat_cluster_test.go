@@ -68,6 +68,10 @@ func TestCompatCluster(t *testing.T) {
 		kafkagoLog.capture(t, "kafka-go")
 		testKafkaGo(t, target, nil)
 	})
+	t.Run("kafkajs", func(t *testing.T) {
+		node, modules := kafkajsEnv(t)
+		testKafkaJS(t, node, modules, target, nil)
+	})
 	checkReplicated(t, c)
 }
 
