@@ -27,6 +27,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stratalog/strata/internal/clustertest"
 	"github.com/stratalog/strata/internal/wait"
@@ -60,6 +61,15 @@ func TestCompatCluster(t *testing.T) {
 	})
 	target := compatTarget{addrs: c.Bootstrap(), brokers: 3, rf: 3}
 	t.Run("kcat", func(t *testing.T) { kcatCluster(t, target) })
+	t.Run("franz-go", func(t *testing.T) {
+		const topic, n = "franz-go-cluster", 20000
+		adm := kadm.NewClient(c.Client(t))
+		if _, err := adm.CreateTopic(context.Background(), 4, target.rf, nil, topic); err != nil {
+			t.Fatalf("CreateTopic: %v", err)
+		}
+		franzGoRoundTrip(t, target, topic, n)
+		franzGoGroupResume(t, target, topic, n)
+	})
 	t.Run("sarama", func(t *testing.T) {
 		saramaLog.capture(t, "sarama")
 		testSarama(t, target, sarama.DefaultVersion, sarama.CompressionZSTD)
@@ -125,6 +135,71 @@ func kcatCluster(t *testing.T, target compatTarget) {
 	if !bytes.Equal(small, out) {
 		t.Fatalf("group consumer read %d bytes, want %d", len(out), len(small))
 	}
+}
+
+// franzGoGroupResume reads topic's n records with a franz-go consumer group
+// in two members one after the other: the first reads about half and commits
+// what it read, then leaves; the second resumes at the committed offsets and
+// reads the rest: every record once, none skipped, and at the end the
+// group's committed offsets are the partitions' ends.
+func franzGoGroupResume(t *testing.T, target compatTarget, topic string, n int) {
+	t.Helper()
+	group := topic + "-group"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	member := func() *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(target.addrs...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+			kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.SessionTimeout(6*time.Second), kgo.RebalanceTimeout(6*time.Second), kgo.FetchMaxBytes(64<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	seen := map[string]bool{}
+	consume := func(cl *kgo.Client, name string, until func() bool) {
+		for !until() {
+			fs := cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("%s: read %d of %d records", name, len(seen), n)
+			}
+			fs.EachError(func(tp string, p int32, err error) { t.Fatalf("%s: %s-%d: %v", name, tp, p, err) })
+			fs.EachRecord(func(r *kgo.Record) {
+				if seen[string(r.Value)] {
+					t.Fatalf("%s: %s at %d/%d read twice", name, r.Value, r.Partition, r.Offset)
+				}
+				seen[string(r.Value)] = true
+			})
+			if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+				t.Fatalf("%s: commit: %v", name, err)
+			}
+		}
+	}
+	first := member()
+	consume(first, "first member", func() bool { return len(seen) >= n/2 })
+	first.Close() // leaves the group
+	second := member()
+	defer second.Close()
+	consume(second, "second member", func() bool { return len(seen) == n })
+
+	adm := kadm.NewClient(second)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := committed.Lookup(topic, o.Partition)
+		if !ok {
+			c.At = 0 // nothing consumed there: nothing committed
+		}
+		if c.At != o.Offset {
+			t.Errorf("%s-%d: committed %+v, end %d", topic, o.Partition, c, o.Offset)
+		}
+	})
 }
 
 // brokerList is "1,2,...,n".

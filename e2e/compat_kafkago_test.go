@@ -386,15 +386,22 @@ func kafkagoAutoCreateAndCodecs(ctx context.Context, t *testing.T, addrs []strin
 func kafkagoConn(ctx context.Context, t *testing.T, addr string) {
 	t.Helper()
 	topic := uniqueName(t, "kafkago-conn")
+	// Kafka answers LEADER_NOT_AVAILABLE while it creates the topic, and in a
+	// cluster the leader Metadata names may not have taken the new partition
+	// yet (UNKNOWN_TOPIC_OR_PARTITION, which kafka.Conn does not retry): dial
+	// until the leader answers for it.
 	var conn *kafka.Conn
 	var err error
-	for range 20 { // Kafka answers LEADER_NOT_AVAILABLE while it creates the topic
-		if conn, err = kafka.DialLeader(ctx, "tcp", addr, topic, 0); err == nil {
-			break
+	if !wait.Until(30*time.Second, func() bool {
+		if conn, err = kafka.DialLeader(ctx, "tcp", addr, topic, 0); err != nil {
+			return false
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
+		if _, err = conn.ReadLastOffset(); err != nil {
+			conn.Close()
+			return false
+		}
+		return true
+	}) {
 		t.Fatalf("DialLeader(%s): %v", topic, err)
 	}
 	defer conn.Close()
