@@ -17,12 +17,18 @@ package broker
 // timestamp more than message.timestamp.before.max.ms behind the broker's
 // clock, or more than message.timestamp.after.max.ms ahead, gets
 // INVALID_TIMESTAMP and nothing of it is written (KIP-937).
+//
+// acks=0 is answered with nothing, so an error has no way to the client but
+// the connection: as Kafka does, a produce with acks=0 in which any partition
+// failed (a broker that is not, or not yet, the leader; an unknown topic; a
+// bad batch) closes the connection, and the client refreshes its metadata.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,10 +122,30 @@ func (s *Server) handleProduce(ctx context.Context, _ *conn, req *kmsg.ProduceRe
 		s.waitISR(ctx, req, resp, waits)
 	}
 	if req.Acks == 0 {
-		return nil, nil
+		return nil, acksZeroFailure(resp)
 	}
 	return resp, nil
 }
+
+// acksZeroFailure is the error that closes the connection of an acks=0
+// produce in which some partition failed, naming each failure; nil if none.
+func acksZeroFailure(resp *kmsg.ProduceResponse) error {
+	var failed []string
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				failed = append(failed, fmt.Sprintf("%s-%d: %s", t.Topic, p.Partition, kerr.ErrorForCode(p.ErrorCode)))
+			}
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", errAcksZeroFailed, strings.Join(failed, ", "))
+}
+
+// errAcksZeroFailed closes the connection of an acks=0 produce that failed.
+var errAcksZeroFailed = errors.New("broker: produce with acks=0 failed, closing the connection so the client refreshes its metadata")
 
 // hwWait is one partition of an acks=all produce waiting for its ISR: its
 // answer is resp.Topics[topic].Partitions[part].

@@ -456,6 +456,10 @@ func (s *Server) serveConn(nc net.Conn, ip netip.Addr) {
 			s.log.Debug("closing idle connection", "remote", nc.RemoteAddr().String(), "connections.max.idle.ms", s.cfg.ConnectionsMaxIdleMs)
 			return
 		}
+		if errors.Is(err, errAcksZeroFailed) { // Kafka's behaviour, not the client's fault
+			s.log.Info("closing connection", "remote", nc.RemoteAddr().String(), "err", err)
+			return
+		}
 		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) && s.ctx.Err() == nil {
 			s.log.Warn("closing connection", "remote", nc.RemoteAddr().String(), "err", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -41,8 +42,32 @@ func kgFromMessage(m kafka.Message) clientRec {
 func TestCompatKafkaGo(t *testing.T) {
 	kafkagoLog.capture(t, "kafka-go")
 	_, vp := startCompatBroker(t)
-	addr := vp.addr()
 	defer vp.report(t)
+	testKafkaGo(t, singleTarget(vp.addr()), func() {
+		// The group reader and the Writer, before the calls after use newer versions.
+		vp.expect(t, map[int16][2]int16{
+			0:  {3, 8},   // Produce (Writer, through kafka.Transport)
+			1:  {10, 10}, // Fetch (Conn.ReadBatch picks the newest of 2, 5, 10)
+			3:  {0, 8},   // Metadata
+			10: {0, 2},   // FindCoordinator: v0 from the group reader
+			11: {1, 2},   // JoinGroup
+			14: {0, 0},   // SyncGroup
+			12: {0, 0},   // Heartbeat
+			13: {0, 0},   // LeaveGroup
+			8:  {2, 2},   // OffsetCommit
+			9:  {1, 1},   // OffsetFetch
+			19: {0, 2},   // CreateTopics
+		})
+	})
+}
+
+// testKafkaGo is kafka-go's scenario against target: CreateTopics through the
+// controller, the Writer, partition readers, group readers that commit and
+// resume, two members, auto-created topics with each codec, acks=0,
+// kafka.Conn and kafka.Client's admin calls. afterGroups, if not nil, runs
+// once the group readers are done.
+func testKafkaGo(t *testing.T, target compatTarget, afterGroups func()) {
+	addrs, addr := target.addrs, target.addrs[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -62,7 +87,7 @@ func TestCompatKafkaGo(t *testing.T) {
 		t.Fatalf("Dial controller %v: %v", ctrl, err)
 	}
 	defer cconn.Close()
-	tc := kafka.TopicConfig{Topic: topic, NumPartitions: 3, ReplicationFactor: 1,
+	tc := kafka.TopicConfig{Topic: topic, NumPartitions: 3, ReplicationFactor: int(target.rf),
 		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "86400000"}}}
 	if err := cconn.CreateTopics(tc); err != nil {
 		t.Fatalf("CreateTopics: %v", err)
@@ -70,7 +95,7 @@ func TestCompatKafkaGo(t *testing.T) {
 	if err := cconn.CreateTopics(tc); err != nil {
 		t.Fatalf("CreateTopics of an existing topic (kafka-go ignores TOPIC_ALREADY_EXISTS): %v", err)
 	}
-	if err := cconn.CreateTopics(kafka.TopicConfig{Topic: topic + "-bad", NumPartitions: 1, ReplicationFactor: 1,
+	if err := cconn.CreateTopics(kafka.TopicConfig{Topic: topic + "-bad", NumPartitions: 1, ReplicationFactor: int(target.rf),
 		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "bogus"}}}); err == nil {
 		t.Errorf("CreateTopics with a bad config succeeded")
 	}
@@ -78,15 +103,20 @@ func TestCompatKafkaGo(t *testing.T) {
 	if err != nil || len(parts) != 3 {
 		t.Fatalf("ReadPartitions: %v %v", parts, err)
 	}
+	for _, p := range parts {
+		if len(p.Replicas) != int(target.rf) {
+			t.Errorf("ReadPartitions: partition %d has replicas %v, want %d", p.ID, p.Replicas, target.rf)
+		}
+	}
 
 	// Writer, acks=all, hash-partitioned by key.
 	const n = 3000
-	written := kafkagoWrite(ctx, t, addr, topic, 0, n)
+	written := kafkagoWrite(ctx, t, addrs, topic, 0, n)
 
 	// Reader without a group, from offset 0 on each partition.
 	var got []clientRec
 	for part := 0; part < 3; part++ {
-		got = append(got, kafkagoReadPartition(ctx, t, addr, topic, part, countKG(written, part))...)
+		got = append(got, kafkagoReadPartition(ctx, t, addrs, topic, part, countKG(written, part))...)
 	}
 	compareRecs(t, "partition readers", got, written)
 
@@ -94,35 +124,23 @@ func TestCompatKafkaGo(t *testing.T) {
 	// then leaves; a second in the same group reads the rest, from the
 	// committed offsets (no committed record again).
 	group := uniqueName(t, "kafkago-group")
-	first := kafkagoGroupRead(ctx, t, addr, group, topic, "reader-1", n/3)
-	more := kafkagoWrite(ctx, t, addr, topic, n, 600)
+	first := kafkagoGroupRead(ctx, t, addrs, group, topic, "reader-1", n/3)
+	more := kafkagoWrite(ctx, t, addrs, topic, n, 600)
 	all := append(append([]clientRec(nil), written...), more...)
-	second := kafkagoGroupRead(ctx, t, addr, group, topic, "reader-2", len(all)-len(first))
+	second := kafkagoGroupRead(ctx, t, addrs, group, topic, "reader-2", len(all)-len(first))
 	compareRecs(t, "group readers", append(first, second...), all)
 
 	// Two members at once: both get partitions; a third reader afterwards
 	// finds nothing left.
-	kafkagoTwoMembers(ctx, t, addr, group, topic)
+	kafkagoTwoMembers(ctx, t, addrs, group, topic)
+	if afterGroups != nil {
+		afterGroups()
+	}
 
-	// The group reader and the Writer, before the calls below use newer versions.
-	vp.expect(t, map[int16][2]int16{
-		0:  {3, 8},   // Produce (Writer, through kafka.Transport)
-		1:  {10, 10}, // Fetch (Conn.ReadBatch picks the newest of 2, 5, 10)
-		3:  {0, 8},   // Metadata
-		10: {0, 2},   // FindCoordinator: v0 from the group reader
-		11: {1, 2},   // JoinGroup
-		14: {0, 0},   // SyncGroup
-		12: {0, 0},   // Heartbeat
-		13: {0, 0},   // LeaveGroup
-		8:  {2, 2},   // OffsetCommit
-		9:  {1, 1},   // OffsetFetch
-		19: {0, 2},   // CreateTopics
-	})
-
-	kafkagoAutoCreateAndCodecs(ctx, t, addr)
-	kafkagoAcksNone(ctx, t, addr)
+	kafkagoAutoCreateAndCodecs(ctx, t, addrs)
+	kafkagoAcksNone(ctx, t, addrs)
 	kafkagoConn(ctx, t, addr)
-	kafkagoClient(ctx, t, addr, topic, group, len(all))
+	kafkagoClient(ctx, t, target, topic, group, len(all))
 }
 
 func countKG(recs []clientRec, part int) int {
@@ -135,17 +153,17 @@ func countKG(recs []clientRec, part int) int {
 	return n
 }
 
-func kafkagoWrite(ctx context.Context, t *testing.T, addr, topic string, from, n int) []clientRec {
+func kafkagoWrite(ctx context.Context, t *testing.T, addrs []string, topic string, from, n int) []clientRec {
 	t.Helper()
-	return kafkagoWriteWith(ctx, t, addr, topic, from, n, func(*kafka.Writer) {})
+	return kafkagoWriteWith(ctx, t, addrs, topic, from, n, func(*kafka.Writer) {})
 }
 
-func kafkagoWriteWith(ctx context.Context, t *testing.T, addr, topic string, from, n int, opt func(*kafka.Writer)) []clientRec {
+func kafkagoWriteWith(ctx context.Context, t *testing.T, addrs []string, topic string, from, n int, opt func(*kafka.Writer)) []clientRec {
 	t.Helper()
 	var mu sync.Mutex
 	var recs []clientRec
 	w := &kafka.Writer{
-		Addr:         kafka.TCP(addr),
+		Addr:         kafka.TCP(addrs...),
 		Topic:        topic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
@@ -186,10 +204,10 @@ func kafkagoWriteWith(ctx context.Context, t *testing.T, addr, topic string, fro
 	return recs
 }
 
-func kafkagoReadPartition(ctx context.Context, t *testing.T, addr, topic string, part, n int) []clientRec {
+func kafkagoReadPartition(ctx context.Context, t *testing.T, addrs []string, topic string, part, n int) []clientRec {
 	t.Helper()
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:     []string{addr},
+		Brokers:     addrs,
 		Topic:       topic,
 		Partition:   part,
 		MinBytes:    1,
@@ -219,9 +237,9 @@ func kafkagoReadPartition(ctx context.Context, t *testing.T, addr, topic string,
 	return got
 }
 
-func kafkagoGroupReader(addr, group, topic, name string) *kafka.Reader {
+func kafkagoGroupReader(addrs []string, group, topic, name string) *kafka.Reader {
 	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers:           []string{addr},
+		Brokers:           addrs,
 		GroupID:           group,
 		Topic:             topic,
 		MinBytes:          1,
@@ -242,9 +260,9 @@ func kafkagoGroupReader(addr, group, topic, name string) *kafka.Reader {
 
 // kafkagoGroupRead reads and commits n records as a member of group, then
 // closes the reader (leaving the group). It returns the committed records.
-func kafkagoGroupRead(ctx context.Context, t *testing.T, addr, group, topic, name string, n int) []clientRec {
+func kafkagoGroupRead(ctx context.Context, t *testing.T, addrs []string, group, topic, name string, n int) []clientRec {
 	t.Helper()
-	r := kafkagoGroupReader(addr, group, topic, name)
+	r := kafkagoGroupReader(addrs, group, topic, name)
 	defer func() {
 		if err := r.Close(); err != nil {
 			t.Errorf("%s: Close: %v", name, err)
@@ -269,14 +287,14 @@ func kafkagoGroupRead(ctx context.Context, t *testing.T, addr, group, topic, nam
 // kafkagoTwoMembers runs two readers in a group whose offsets are at the end,
 // waits until each has been assigned partitions in the same generation, then
 // checks that neither reads a record.
-func kafkagoTwoMembers(ctx context.Context, t *testing.T, addr, group, topic string) {
+func kafkagoTwoMembers(ctx context.Context, t *testing.T, addrs []string, group, topic string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	stray := 0
-	readers := []*kafka.Reader{kafkagoGroupReader(addr, group, topic, "member-a"), kafkagoGroupReader(addr, group, topic, "member-b")}
+	readers := []*kafka.Reader{kafkagoGroupReader(addrs, group, topic, "member-a"), kafkagoGroupReader(addrs, group, topic, "member-b")}
 	rctx, rcancel := context.WithCancel(ctx)
 	for _, r := range readers {
 		wg.Add(1)
@@ -305,7 +323,7 @@ func kafkagoTwoMembers(ctx context.Context, t *testing.T, addr, group, topic str
 	var desc kafka.DescribeGroupsResponseGroup
 	var err error
 	if !wait.Until(30*time.Second, func() bool {
-		desc, err = kafkagoDescribeGroup(ctx, addr, group)
+		desc, err = kafkagoDescribeGroup(ctx, addrs, group)
 		if err != nil || len(desc.Members) != 2 || desc.GroupState != "Stable" {
 			return false
 		}
@@ -332,8 +350,8 @@ func kafkagoTwoMembers(ctx context.Context, t *testing.T, addr, group, topic str
 	}
 }
 
-func kafkagoDescribeGroup(ctx context.Context, addr, group string) (kafka.DescribeGroupsResponseGroup, error) {
-	cl := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 5 * time.Second}
+func kafkagoDescribeGroup(ctx context.Context, addrs []string, group string) (kafka.DescribeGroupsResponseGroup, error) {
+	cl := &kafka.Client{Addr: kafka.TCP(addrs...), Timeout: 5 * time.Second}
 	resp, err := cl.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
 	if err != nil {
 		return kafka.DescribeGroupsResponseGroup{}, err
@@ -349,15 +367,15 @@ func kafkagoDescribeGroup(ctx context.Context, addr, group string) (kafka.Descri
 
 // kafkagoAutoCreateAndCodecs writes with each codec to a topic the Writer has
 // auto-created, and reads it back.
-func kafkagoAutoCreateAndCodecs(ctx context.Context, t *testing.T, addr string) {
+func kafkagoAutoCreateAndCodecs(ctx context.Context, t *testing.T, addrs []string) {
 	t.Helper()
 	for _, codec := range []kafka.Compression{kafka.Gzip, kafka.Snappy, kafka.Lz4, kafka.Zstd} {
 		topic := uniqueName(t, "kafkago-auto-"+codec.String())
-		written := kafkagoWriteWith(ctx, t, addr, topic, 0, 500, func(w *kafka.Writer) {
+		written := kafkagoWriteWith(ctx, t, addrs, topic, 0, 500, func(w *kafka.Writer) {
 			w.AllowAutoTopicCreation = true
 			w.Compression = codec
 		})
-		compareRecs(t, codec.String(), kafkagoReadPartition(ctx, t, addr, topic, 0, 500), written)
+		compareRecs(t, codec.String(), kafkagoReadPartition(ctx, t, addrs, topic, 0, 500), written)
 	}
 }
 
@@ -368,15 +386,22 @@ func kafkagoAutoCreateAndCodecs(ctx context.Context, t *testing.T, addr string) 
 func kafkagoConn(ctx context.Context, t *testing.T, addr string) {
 	t.Helper()
 	topic := uniqueName(t, "kafkago-conn")
+	// Kafka answers LEADER_NOT_AVAILABLE while it creates the topic, and in a
+	// cluster the leader Metadata names may not have taken the new partition
+	// yet (UNKNOWN_TOPIC_OR_PARTITION, which kafka.Conn does not retry): dial
+	// until the leader answers for it.
 	var conn *kafka.Conn
 	var err error
-	for range 20 { // Kafka answers LEADER_NOT_AVAILABLE while it creates the topic
-		if conn, err = kafka.DialLeader(ctx, "tcp", addr, topic, 0); err == nil {
-			break
+	if !wait.Until(30*time.Second, func() bool {
+		if conn, err = kafka.DialLeader(ctx, "tcp", addr, topic, 0); err != nil {
+			return false
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
+		if _, err = conn.ReadLastOffset(); err != nil {
+			conn.Close()
+			return false
+		}
+		return true
+	}) {
 		t.Fatalf("DialLeader(%s): %v", topic, err)
 	}
 	defer conn.Close()
@@ -424,9 +449,9 @@ func kafkagoConn(ctx context.Context, t *testing.T, addr string) {
 
 // kafkagoClient drives kafka.Client's admin calls, which negotiate versions
 // through ApiVersions.
-func kafkagoClient(ctx context.Context, t *testing.T, addr, topic, group string, total int) {
+func kafkagoClient(ctx context.Context, t *testing.T, target compatTarget, topic, group string, total int) {
 	t.Helper()
-	cl := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second}
+	cl := &kafka.Client{Addr: kafka.TCP(target.addrs...), Timeout: 10 * time.Second}
 	dc, err := cl.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{
 		{ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"retention.ms"}}}})
 	if err != nil || len(dc.Resources) != 1 || dc.Resources[0].Error != nil || len(dc.Resources[0].ConfigEntries) != 1 ||
@@ -457,9 +482,19 @@ func kafkagoClient(ctx context.Context, t *testing.T, addr, topic, group string,
 		t.Errorf("configs after alter: %v", got)
 	}
 
+	// ListGroups asks every broker (each lists the groups it coordinates);
+	// the cluster also holds the other clients' groups.
 	lg, err := cl.ListGroups(ctx, &kafka.ListGroupsRequest{})
-	if err != nil || lg.Error != nil || len(lg.Groups) != 1 || lg.Groups[0].GroupID != group || lg.Groups[0].ProtocolType != "consumer" {
-		t.Errorf("ListGroups: %+v %v", lg, err)
+	listed := 0
+	if err == nil && lg.Error == nil {
+		for _, g := range lg.Groups {
+			if g.GroupID == group && g.ProtocolType == "consumer" {
+				listed++
+			}
+		}
+	}
+	if listed != 1 || (target.brokers == 1 && len(lg.Groups) != 1) {
+		t.Errorf("ListGroups: %+v %v; want %s once", lg, err, group)
 	}
 	of, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1, 2}}})
 	if err != nil || of.Error != nil {
@@ -493,10 +528,17 @@ func kafkagoClient(ctx context.Context, t *testing.T, addr, topic, group string,
 		t.Errorf("CreatePartitions: %+v %v", cp, err)
 	}
 	// A new Transport: the default one answers Metadata from its cache.
-	fresh := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
+	fresh := &kafka.Client{Addr: kafka.TCP(target.addrs...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 	md, err := fresh.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(md.Topics) != 1 || len(md.Topics[0].Partitions) != 4 || md.Controller.ID != md.Brokers[0].ID {
+	if err != nil || len(md.Topics) != 1 || len(md.Topics[0].Partitions) != 4 || len(md.Brokers) != target.brokers ||
+		!slices.ContainsFunc(md.Brokers, func(b kafka.Broker) bool { return b.ID == md.Controller.ID }) {
 		t.Errorf("Metadata after CreatePartitions: %+v %v", md, err)
+	} else {
+		for _, p := range md.Topics[0].Partitions {
+			if len(p.Replicas) != int(target.rf) {
+				t.Errorf("Metadata after CreatePartitions: partition %d has replicas %v, want %d", p.ID, p.Replicas, target.rf)
+			}
+		}
 	}
 	dt, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic, "no-such-topic"}})
 	if err != nil || dt.Errors[topic] != nil || !errors.Is(dt.Errors["no-such-topic"], kafka.UnknownTopicOrPartition) {
@@ -506,10 +548,26 @@ func kafkagoClient(ctx context.Context, t *testing.T, addr, topic, group string,
 
 // kafkagoAcksNone writes with the zero Writer's RequiredAcks, RequireNone
 // (acks=0: the broker sends no response), then reads everything back in order.
-func kafkagoAcksNone(ctx context.Context, t *testing.T, addr string) {
+func kafkagoAcksNone(ctx context.Context, t *testing.T, addrs []string) {
 	t.Helper()
 	topic := uniqueName(t, "kafkago-acks0")
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, AllowAutoTopicCreation: true, BatchTimeout: 5 * time.Millisecond,
+	// Nothing tells an acks=0 writer of an error but a closed connection, so
+	// write once the topic's leader serves it: in a cluster a broker may list
+	// a new topic's leader before that leader has taken the partition, and
+	// what reaches it meanwhile is lost, as with Kafka. DialLeader's Metadata
+	// creates the topic.
+	if !wait.Until(30*time.Second, func() bool {
+		conn, err := kafka.DialLeader(ctx, "tcp", addrs[0], topic, 0)
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		last, err := conn.ReadLastOffset()
+		return err == nil && last == 0
+	}) {
+		t.Fatalf("acks=0: the leader of %s never served it", topic)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(addrs...), Topic: topic, AllowAutoTopicCreation: true, BatchTimeout: 5 * time.Millisecond,
 		Logger: kafkagoLogger("acks0 writer: "), ErrorLogger: kafkagoLogger("acks0 writer ERROR: ")}
 	const n = 1000
 	var want []clientRec
@@ -528,7 +586,7 @@ func kafkagoAcksNone(ctx context.Context, t *testing.T, addr string) {
 	}
 	// Nothing acknowledges an acks=0 write: wait for the end offset.
 	if !wait.Until(10*time.Second, func() bool {
-		conn, err := kafka.DialLeader(ctx, "tcp", addr, topic, 0)
+		conn, err := kafka.DialLeader(ctx, "tcp", addrs[0], topic, 0)
 		if err != nil {
 			return false
 		}
@@ -538,5 +596,5 @@ func kafkagoAcksNone(ctx context.Context, t *testing.T, addr string) {
 	}) {
 		t.Fatalf("acks=0: %d records not all written within 10s", n)
 	}
-	compareRecs(t, "acks=0", kafkagoReadPartition(ctx, t, addr, topic, 0, n), want)
+	compareRecs(t, "acks=0", kafkagoReadPartition(ctx, t, addrs, topic, 0, n), want)
 }

@@ -70,7 +70,7 @@ func TestCompatSarama(t *testing.T) {
 		t.Run("v"+c.v.String(), func(t *testing.T) {
 			saramaLog.capture(t, "sarama")
 			_, vp := startCompatBroker(t)
-			testSarama(t, vp.addr(), c.v, c.codec)
+			testSarama(t, singleTarget(vp.addr()), c.v, c.codec)
 			vp.report(t)
 			vp.expect(t, map[int16][2]int16{
 				0: {c.prod, c.prod}, 1: {c.fetch, c.fetch}, 3: {c.md, c.md},
@@ -95,8 +95,12 @@ func saramaHeaders[H sarama.RecordHeader | *sarama.RecordHeader](hs []H) string 
 	return b.String()
 }
 
-func testSarama(t *testing.T, addr string, v sarama.KafkaVersion, codec sarama.CompressionCodec) {
-	addrs := []string{addr}
+// testSarama is sarama's scenario at version v against target: admin, sync
+// producers (acks=all, codec, idempotent), partition consumers, configs, a
+// consumer group that commits and resumes, static members, the rest of the
+// admin API, acks=0.
+func testSarama(t *testing.T, target compatTarget, v sarama.KafkaVersion, codec sarama.CompressionCodec) {
+	addrs := target.addrs
 	cfg := saramaConfig(v)
 	client, err := sarama.NewClient(addrs, cfg)
 	if err != nil {
@@ -111,12 +115,12 @@ func testSarama(t *testing.T, addr string, v sarama.KafkaVersion, codec sarama.C
 	autoTopic := uniqueName(t, "sarama-auto")
 	adminTopic := uniqueName(t, "sarama-admin")
 	if err := admin.CreateTopic(adminTopic, &sarama.TopicDetail{
-		NumPartitions: 3, ReplicationFactor: 1,
+		NumPartitions: 3, ReplicationFactor: target.rf,
 		ConfigEntries: map[string]*string{"retention.ms": ptr("86400000")},
 	}, false); err != nil {
 		t.Fatalf("CreateTopic: %v", err)
 	}
-	if err := admin.CreateTopic(adminTopic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+	if err := admin.CreateTopic(adminTopic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: target.rf}, false); !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 		t.Errorf("CreateTopic of an existing topic: %v, want %v", err, sarama.ErrTopicAlreadyExists)
 	}
 
@@ -185,7 +189,7 @@ func testSarama(t *testing.T, addr string, v sarama.KafkaVersion, codec sarama.C
 	if v.IsAtLeast(sarama.V2_3_0_0) {
 		saramaStatic(t, addrs, v, adminTopic)
 	}
-	saramaAdmin(t, v, client, admin, autoTopic)
+	saramaAdmin(t, target, v, client, admin, autoTopic)
 	saramaAcksNone(t, addrs, v, client, cons)
 }
 
@@ -193,6 +197,20 @@ func testSarama(t *testing.T, addr string, v sarama.KafkaVersion, codec sarama.C
 // answers nothing) and reads the records back in order.
 func saramaAcksNone(t *testing.T, addrs []string, v sarama.KafkaVersion, client sarama.Client, cons sarama.Consumer) {
 	topic := uniqueName(t, "sarama-acks0")
+	// Nothing tells an acks=0 producer of an error but a closed connection,
+	// so produce once the topic's leader serves it: in a cluster a broker may
+	// list a new topic's leader before that leader has taken the partition,
+	// and what reaches it meanwhile is lost, as with Kafka. The Metadata
+	// request creates the topic.
+	if !wait.Until(30*time.Second, func() bool {
+		if client.RefreshMetadata(topic) != nil {
+			return false
+		}
+		end, err := client.GetOffset(topic, 0, sarama.OffsetNewest)
+		return err == nil && end == 0
+	}) {
+		t.Fatalf("acks=0: the leader of %s never served it", topic)
+	}
 	cfg := saramaConfig(v)
 	cfg.Producer.RequiredAcks = sarama.NoResponse
 	prod, err := sarama.NewSyncProducer(addrs, cfg)
@@ -214,11 +232,11 @@ func saramaAcksNone(t *testing.T, addrs []string, v sarama.KafkaVersion, client 
 	compareRecs(t, "acks=0", saramaConsumePartition(t, cons, topic, 0, sarama.OffsetOldest, len(produced)), produced)
 }
 
-// saramaAdmin covers the rest of ClusterAdmin that a single broker serves.
-func saramaAdmin(t *testing.T, v sarama.KafkaVersion, client sarama.Client, admin sarama.ClusterAdmin, topic string) {
+// saramaAdmin covers the rest of ClusterAdmin.
+func saramaAdmin(t *testing.T, target compatTarget, v sarama.KafkaVersion, client sarama.Client, admin sarama.ClusterAdmin, topic string) {
 	brokers, ctrl, err := admin.DescribeCluster()
-	if err != nil || len(brokers) != 1 || brokers[0].ID() != ctrl {
-		t.Errorf("DescribeCluster: %v brokers, controller %d, %v", len(brokers), ctrl, err)
+	if err != nil || len(brokers) != target.brokers || !slices.ContainsFunc(brokers, func(b *sarama.Broker) bool { return b.ID() == ctrl }) {
+		t.Errorf("DescribeCluster: %v brokers, controller %d, %v; want %d brokers, the controller among them", len(brokers), ctrl, err, target.brokers)
 	}
 	topics, err := admin.ListTopics()
 	if err != nil {
@@ -348,25 +366,34 @@ func saramaConsumePartition(t *testing.T, cons sarama.Consumer, topic string, pa
 
 // saramaCheckConfig checks a topic config's value and source; before sarama
 // version 1.1 DescribeConfigs is v0, which has only an is_default flag.
+// sarama sends each admin call to a broker it picks at random: in a cluster
+// the broker that describes may not have applied the change another broker
+// made yet (Kafka's brokers learn configs from the metadata log, a moment
+// apart), so it asks again until the value is there.
 func saramaCheckConfig(t *testing.T, admin sarama.ClusterAdmin, v sarama.KafkaVersion, topic, name, value string, source sarama.ConfigSource) {
 	t.Helper()
 	isDefault := source == sarama.SourceDefault
 	if !v.IsAtLeast(sarama.V1_1_0_0) && !isDefault { // sarama reads is_default as SourceDefault
 		source = sarama.SourceUnknown
 	}
-	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic})
-	if err != nil {
-		t.Fatalf("DescribeConfig: %v", err)
-	}
-	for _, e := range entries {
-		if e.Name == name {
-			if e.Value != value || e.Source != source || e.Default != isDefault {
-				t.Errorf("%s: value %q source %v default %v, want %q %v", name, e.Value, e.Source, e.Default, value, source)
-			}
-			return
+	var last string
+	if !wait.Until(10*time.Second, func() bool {
+		entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic})
+		if err != nil {
+			last = fmt.Sprintf("DescribeConfig: %v", err)
+			return false
 		}
+		for _, e := range entries {
+			if e.Name == name {
+				last = fmt.Sprintf("%s: value %q source %v default %v, want %q %v", name, e.Value, e.Source, e.Default, value, source)
+				return e.Value == value && e.Source == source && e.Default == isDefault
+			}
+		}
+		last = fmt.Sprintf("DescribeConfig of %s has no %s among %d entries", topic, name, len(entries))
+		return false
+	}) {
+		t.Error(last)
 	}
-	t.Errorf("DescribeConfig of %s has no %s among %d entries", topic, name, len(entries))
 }
 
 // saramaMember is one consumer group member: what it consumed, per generation

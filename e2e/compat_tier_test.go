@@ -46,7 +46,7 @@ func TestCompatReplayFromTier(t *testing.T) {
 	for _, r := range written {
 		want = append(want, clientRec{r.partition, r.offset, r.key, r.val, "", r.ts})
 	}
-	got := kafkagoReadPartition(ctx, t, addr, topic, 0, len(written))
+	got := kafkagoReadPartition(ctx, t, []string{addr}, topic, 0, len(written))
 	for i := range got {
 		got[i].hdrs = "" // compared by the sarama readers; formatted differently here
 	}

@@ -88,8 +88,16 @@ func TestKcatListsProducesAndConsumesAMillion(t *testing.T) {
 
 func TestFranzGoMillionRecordsByteIdentical(t *testing.T) {
 	p := startProc(t, "num.partitions=4")
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.addr()), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("fg"),
-		kgo.ConsumeTopics("fg"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(5*time.Millisecond))
+	franzGoRoundTrip(t, singleTarget(p.addr()), "fg", million) // the topic by auto-create
+}
+
+// franzGoRoundTrip produces n records keyed over four partitions of topic
+// with franz-go's defaults (idempotent, acks=all) and reads them back from
+// the start: per key (one partition each) in produce order, byte-identical.
+func franzGoRoundTrip(t *testing.T, target compatTarget, topic string, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(target.addrs...), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic(topic),
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +107,9 @@ func TestFranzGoMillionRecordsByteIdentical(t *testing.T) {
 	var wg sync.WaitGroup
 	var perr error
 	var pmu sync.Mutex
-	for i := 0; i < million; i++ {
+	for i := 0; i < n; i++ {
 		wg.Add(1)
-		v := []byte("fg-" + strconv.Itoa(i))
+		v := []byte(topic + "-" + strconv.Itoa(i))
 		cl.Produce(ctx, &kgo.Record{Key: []byte(strconv.Itoa(i % 4)), Value: v}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				pmu.Lock()
@@ -117,20 +125,20 @@ func TestFranzGoMillionRecordsByteIdentical(t *testing.T) {
 	}
 	// Per key (one partition each) the values come back in produce order.
 	next := map[string]int{"0": 0, "1": 1, "2": 2, "3": 3}
-	n := 0
-	for n < million {
+	read := 0
+	for read < n {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d", n, million)
+			t.Fatalf("read %d of %d", read, n)
 		}
 		fs.EachError(func(_ string, _ int32, err error) { t.Fatal(err) })
 		fs.EachRecord(func(r *kgo.Record) {
 			k := string(r.Key)
-			if want := "fg-" + strconv.Itoa(next[k]); string(r.Value) != want {
+			if want := topic + "-" + strconv.Itoa(next[k]); string(r.Value) != want {
 				t.Fatalf("key %s: got %q, want %q", k, r.Value, want)
 			}
 			next[k] += 4
-			n++
+			read++
 		})
 	}
 }

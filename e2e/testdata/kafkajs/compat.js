@@ -4,7 +4,8 @@
 // restarted consumer in the same group reads only what an idempotent producer
 // wrote after; last, admin calls on the group and the topic.
 //
-// Environment: BROKER (host:port), TOPIC, GROUP, N (records in the first
+// Environment: BROKERS (host:port[,host:port...]), RF (the replication factor
+// of the topic it creates), TOPIC, GROUP, N (records in the first
 // round), M (records in the second), BASE (record 0's timestamp in ms),
 // KAFKAJS_LOG (a kafkajs log level; logs go to stderr). Prints one JSON line
 // on stdout; exits non-zero on any error.
@@ -18,7 +19,8 @@ const env = name => {
   if (!v) throw new Error(`${name} not set`)
   return v
 }
-const broker = env('BROKER')
+const brokers = env('BROKERS').split(',')
+const rf = Number(env('RF'))
 const topic = env('TOPIC')
 const groupId = env('GROUP')
 const n = Number(env('N'))
@@ -32,7 +34,7 @@ const logCreator = () => ({ namespace, level, log }) => {
 
 const kafka = new Kafka({
   clientId: 'strata-compat-kafkajs',
-  brokers: [broker],
+  brokers,
   logLevel: logLevel[process.env.KAFKAJS_LOG || 'INFO'],
   logCreator,
   connectionTimeout: 5000,
@@ -163,7 +165,7 @@ async function main() {
   await admin.connect()
   const created = await admin.createTopics({
     waitForLeaders: true,
-    topics: [{ topic, numPartitions: 3, replicationFactor: 1, configEntries: [{ name: 'retention.ms', value: '86400000' }] }],
+    topics: [{ topic, numPartitions: 3, replicationFactor: rf, configEntries: [{ name: 'retention.ms', value: '86400000' }] }],
   })
   const again = await admin.createTopics({ topics: [{ topic, numPartitions: 3 }] })
   const md = await admin.fetchTopicMetadata({ topics: [topic] })
@@ -218,7 +220,7 @@ async function main() {
     groups: listed.groups.map(g => `${g.groupId}/${g.protocolType}`),
     groupState: described.groups.map(g => `${g.groupId}/${g.state}/${g.members.length}`),
     deletedGroups: deletedGroups.map(g => `${g.groupId}/${g.errorCode}`),
-    groupsAfterDelete: listedAfter.groups.length,
+    groupsAfterDelete: listedAfter.groups.map(g => g.groupId),
     topicDeleted: topicsAfter.includes(topic) && !topicsAfter.includes(doomed),
   }
   process.stdout.write(JSON.stringify(result) + '\n')
