@@ -332,23 +332,20 @@ func (s *Server) handleClusterMetadata(ctx context.Context, req *kmsg.MetadataRe
 			case validTopicName(name) != nil:
 				code = kerr.InvalidTopicException
 			case allowAuto && isInternalTopic(name):
-				code = kerr.LeaderNotAvailable
 				if err := s.ensureOffsetsTopic(ctx); err != nil {
 					s.log.Warn("cannot create the offsets topic", "err", err)
 				}
 			case allowAuto:
-				// As Kafka: the topic is created and answered with
-				// LEADER_NOT_AVAILABLE; the client asks again, by when its
-				// leaders have taken their partitions.
-				code = kerr.LeaderNotAvailable
 				_, _, err := s.clusterCreateTopic(ctx, name, s.cfg.NumPartitions, -1, nil, nil, false)
 				if err != nil && !errors.Is(err, errTopicExists) {
 					s.log.Warn("auto-create failed", "topic", name, "err", err)
-					code = kerr.UnknownServerError
 				}
 			}
-			resp.Topics = append(resp.Topics, metadataTopicError(req.Version, name, [16]byte{}, code))
-			continue
+			snap = s.cl.View().Snapshot()
+			if rec, ok = snap.Topics[name]; !ok {
+				resp.Topics = append(resp.Topics, metadataTopicError(req.Version, name, [16]byte{}, code))
+				continue
+			}
 		}
 		resp.Topics = append(resp.Topics, topic(name, rec))
 	}
