@@ -336,6 +336,10 @@ func (s *Server) handleClusterMetadata(ctx context.Context, req *kmsg.MetadataRe
 					s.log.Warn("cannot create the offsets topic", "err", err)
 				}
 			case allowAuto:
+				// Answered at once once created, as on one node. Kafka
+				// answers LEADER_NOT_AVAILABLE first; kafka-go's Writer gives
+				// up on that, while a produce that reaches a leader before it
+				// took the partition gets a retriable NOT_LEADER_OR_FOLLOWER.
 				_, _, err := s.clusterCreateTopic(ctx, name, s.cfg.NumPartitions, -1, nil, nil, false)
 				if err != nil && !errors.Is(err, errTopicExists) {
 					s.log.Warn("auto-create failed", "topic", name, "err", err)
