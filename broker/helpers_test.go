@@ -149,9 +149,9 @@ func (tb *testBroker) raw() *rawConn {
 	return &rawConn{t: tb.t, c: c}
 }
 
-// request sends req at its set version and decodes the response into a new
-// response of the same kind.
-func (r *rawConn) request(req kmsg.Request) (kmsg.Response, error) {
+// frame encodes req at its set version as a request frame (next
+// correlation id, client id "test").
+func (r *rawConn) frame(req kmsg.Request) []byte {
 	r.corr++
 	b := make([]byte, 4, 64)
 	b = binary.BigEndian.AppendUint16(b, uint16(req.Key()))
@@ -164,7 +164,13 @@ func (r *rawConn) request(req kmsg.Request) (kmsg.Response, error) {
 	}
 	b = req.AppendTo(b)
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	if err := r.send(b); err != nil {
+	return b
+}
+
+// request sends req at its set version and decodes the response into a new
+// response of the same kind.
+func (r *rawConn) request(req kmsg.Request) (kmsg.Response, error) {
+	if err := r.send(r.frame(req)); err != nil {
 		return nil, err
 	}
 	body, err := r.readFrame()

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/stratalog/strata/cluster"
+	"github.com/stratalog/strata/localstore"
 )
 
 const hwCheckpointFile = "replication-offset-checkpoint"
@@ -97,32 +98,7 @@ func (s *Server) writeHWCheckpoint() error {
 	}
 	fmt.Fprintf(&buf, "0\n%d\n", n)
 	buf.Write(lines.Bytes())
-	dir := s.cfg.LogDir()
-	tmp := filepath.Join(dir, hwCheckpointFile+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(buf.Bytes()); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, hwCheckpointFile)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return localstore.WriteFileAtomic(filepath.Join(s.cfg.LogDir(), hwCheckpointFile), buf.Bytes())
 }
 
 // hwCheckpointLoop writes the checkpoint every

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"encoding/binary"
 	"testing"
 	"time"
 
@@ -15,19 +14,7 @@ import (
 // produce has no response.
 func (r *rawConn) sendNoResponse(req kmsg.Request) {
 	r.t.Helper()
-	r.corr++
-	b := make([]byte, 4, 64)
-	b = binary.BigEndian.AppendUint16(b, uint16(req.Key()))
-	b = binary.BigEndian.AppendUint16(b, uint16(req.GetVersion()))
-	b = binary.BigEndian.AppendUint32(b, uint32(r.corr))
-	b = binary.BigEndian.AppendUint16(b, 4)
-	b = append(b, "test"...)
-	if req.IsFlexible() {
-		b = append(b, 0)
-	}
-	b = req.AppendTo(b)
-	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	if err := r.send(b); err != nil {
+	if err := r.send(r.frame(req)); err != nil {
 		r.t.Fatal(err)
 	}
 }

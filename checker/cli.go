@@ -83,6 +83,21 @@ func Command(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
+	// workload parses, then checks the client and --out, for the
+	// subcommands that write a history.
+	workload := func() (Client, error) {
+		if err := parse(); err != nil {
+			return Client{}, err
+		}
+		c, err := client()
+		if err != nil {
+			return c, err
+		}
+		if *out == "" {
+			return c, errors.New("check " + sub + ": --out is required")
+		}
+		return c, nil
+	}
 	switch sub {
 	case "produce":
 		producers := fs.Int("producers", 3, "concurrent idempotent producers")
@@ -92,15 +107,9 @@ func Command(args []string, stdout, stderr io.Writer) error {
 		partitions := fs.Int("partitions", 0, "create the topic with this many partitions first (0: do not create)")
 		rf := fs.Int("replication-factor", -1, "with --partitions: the replication factor (-1: the broker's default)")
 		delivery := fs.Duration("delivery-timeout", 30*time.Second, "how long one record may be retried")
-		if err := parse(); err != nil {
-			return err
-		}
-		c, err := client()
+		c, err := workload()
 		if err != nil {
 			return err
-		}
-		if *out == "" {
-			return errors.New("check produce: --out is required")
 		}
 		if *partitions > 0 {
 			if *partitions > 1<<20 || *rf > 32767 {
@@ -115,28 +124,16 @@ func Command(args []string, stdout, stderr io.Writer) error {
 	case "consume":
 		group := fs.String("group", "", "the consumer group")
 		duration := fs.Duration("duration", 30*time.Second, "how long to consume")
-		if err := parse(); err != nil {
-			return err
-		}
-		c, err := client()
+		c, err := workload()
 		if err != nil {
 			return err
-		}
-		if *out == "" {
-			return errors.New("check consume: --out is required")
 		}
 		return write(Consume(ctx, ConsumeConfig{Client: c, Group: *group, Duration: *duration}))
 	case "read":
 		timeout := fs.Duration("timeout", 2*time.Minute, "bound on the whole read")
-		if err := parse(); err != nil {
-			return err
-		}
-		c, err := client()
+		c, err := workload()
 		if err != nil {
 			return err
-		}
-		if *out == "" {
-			return errors.New("check read: --out is required")
 		}
 		return write(FinalRead(ctx, ReadConfig{Client: c, Timeout: *timeout}))
 	case "ping":

@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,29 +31,14 @@ func run(t *testing.T, c *clustertest.Cluster, topic string, d time.Duration, du
 	if err := checker.CreateTopic(ctx, cl, 4, 1); err != nil {
 		t.Fatal(err)
 	}
-	var acked atomic.Int64
-	var wg sync.WaitGroup
-	var perr, cerr error
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		prod, perr = checker.Produce(ctx, checker.ProduceConfig{Client: cl, Producers: 3, Duration: d, Rate: 300, Name: "w",
-			DeliveryTimeout: 60 * time.Second, OnAck: func() { acked.Add(1) }})
-	}()
-	go func() {
-		defer wg.Done()
-		cons, cerr = checker.Consume(ctx, checker.ConsumeConfig{Client: cl, Group: "g", Duration: d + 2*time.Second})
-	}()
+	run := checker.StartRun(ctx, checker.ProduceConfig{Client: cl, Producers: 3, Duration: d, Rate: 300, Name: "w", DeliveryTimeout: 60 * time.Second},
+		checker.ConsumeConfig{Client: cl, Group: "g", Duration: d + 2*time.Second})
 	if during != nil {
-		wait.For(t, time.Minute, "500 acknowledged records", func() bool { return acked.Load() >= 500 })
+		wait.For(t, time.Minute, "500 acknowledged records", func() bool { return run.Acked() >= 500 })
 		during()
 	}
-	wg.Wait()
-	if perr != nil || cerr != nil {
-		t.Fatalf("produce: %v, consume: %v", perr, cerr)
-	}
-	final, err := checker.FinalRead(ctx, checker.ReadConfig{Client: cl})
-	if err != nil {
+	var err error
+	if prod, cons, final, err = run.Finish(ctx, checker.ReadConfig{Client: cl}); err != nil {
 		t.Fatal(err)
 	}
 	return prod, cons, final

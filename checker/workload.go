@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -329,4 +330,59 @@ func Ping(ctx context.Context, addr string, dial DialFunc) error {
 		return fmt.Errorf("ApiVersions to %s: %w", addr, err)
 	}
 	return nil
+}
+
+// Run is a produce workload and a consume workload running at once (what a
+// fault test runs while it injects its faults): Start it, watch Acked, then
+// Wait for both histories.
+type Run struct {
+	acked      atomic.Int64
+	wg         sync.WaitGroup
+	prod, cons History
+	perr, cerr error
+}
+
+// StartRun starts pc (its OnAck is wrapped to count acknowledgements) and,
+// concurrently, cc.
+func StartRun(ctx context.Context, pc ProduceConfig, cc ConsumeConfig) *Run {
+	r := &Run{}
+	onAck := pc.OnAck
+	pc.OnAck = func() {
+		r.acked.Add(1)
+		if onAck != nil {
+			onAck()
+		}
+	}
+	r.wg.Add(2)
+	go func() {
+		defer r.wg.Done()
+		r.prod, r.perr = Produce(ctx, pc)
+	}()
+	go func() {
+		defer r.wg.Done()
+		r.cons, r.cerr = Consume(ctx, cc)
+	}()
+	return r
+}
+
+// Acked is how many records have been acknowledged so far.
+func (r *Run) Acked() int64 { return r.acked.Load() }
+
+// Wait waits for both workloads and returns their histories.
+func (r *Run) Wait() (prod, cons History, err error) {
+	r.wg.Wait()
+	if r.perr != nil || r.cerr != nil {
+		return r.prod, r.cons, fmt.Errorf("checker: produce: %v, consume: %v", r.perr, r.cerr)
+	}
+	return r.prod, r.cons, nil
+}
+
+// Finish waits for both workloads, then reads every partition from its log
+// start to its high watermark (FinalRead): the three histories Analyze takes.
+func (r *Run) Finish(ctx context.Context, rc ReadConfig) (prod, cons, final History, err error) {
+	if prod, cons, err = r.Wait(); err != nil {
+		return prod, cons, nil, err
+	}
+	final, err = FinalRead(ctx, rc)
+	return prod, cons, final, err
 }

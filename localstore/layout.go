@@ -88,8 +88,11 @@ func parseOffsetName(name string) (off int64, suffix string, ok bool) {
 	return off, suffix, true
 }
 
-// writeFileAtomic writes data to path through a temporary file, fsyncs it,
-// renames it into place and fsyncs the directory.
+// WriteFileAtomic writes data to path through a temporary file, fsyncs it,
+// renames it into place and fsyncs the directory: after a crash the file is
+// whole, the old one or the new one (the broker's checkpoints use it too).
+func WriteFileAtomic(path string, data []byte) error { return writeFileAtomic(path, data) }
+
 func writeFileAtomic(path string, data []byte) error {
 	tmp := path + tmpSuffix
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, filePerm)

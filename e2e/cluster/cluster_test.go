@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,29 +90,13 @@ func workload(t *testing.T, c *clustertest.Cluster, topic string, d time.Duratio
 	if err := checker.CreateTopic(ctx, cl, 6, 3); err != nil {
 		t.Fatal(err)
 	}
-	var acked atomic.Int64
-	var wg sync.WaitGroup
-	var prod, cons checker.History
-	var perr, cerr error
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		prod, perr = checker.Produce(ctx, checker.ProduceConfig{Client: cl, Producers: 3, Duration: d, Rate: 200, Name: "w",
-			DeliveryTimeout: 2 * time.Minute, OnAck: func() { acked.Add(1) }})
-	}()
-	go func() {
-		defer wg.Done()
-		cons, cerr = checker.Consume(ctx, checker.ConsumeConfig{Client: cl, Group: "g-" + topic, Duration: d + 5*time.Second})
-	}()
+	run := checker.StartRun(ctx, checker.ProduceConfig{Client: cl, Producers: 3, Duration: d, Rate: 200, Name: "w", DeliveryTimeout: 2 * time.Minute},
+		checker.ConsumeConfig{Client: cl, Group: "g-" + topic, Duration: d + 5*time.Second})
 	if during != nil {
-		wait.For(t, time.Minute, "300 acknowledged records", func() bool { return acked.Load() >= 300 })
+		wait.For(t, time.Minute, "300 acknowledged records", func() bool { return run.Acked() >= 300 })
 		during()
 	}
-	wg.Wait()
-	if perr != nil || cerr != nil {
-		t.Fatalf("produce: %v, consume: %v", perr, cerr)
-	}
-	final, err := checker.FinalRead(ctx, checker.ReadConfig{Client: cl})
+	prod, cons, final, err := run.Finish(ctx, checker.ReadConfig{Client: cl})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,21 +127,9 @@ func TestClusterTiering(t *testing.T) {
 		return st
 	}
 
-	var acked atomic.Int64
-	var wg sync.WaitGroup
-	var prod, cons checker.History
-	var perr, cerr error
 	const d = 40 * time.Second
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		prod, perr = checker.Produce(ctx, checker.ProduceConfig{Client: cl, Producers: 2, Duration: d, Rate: 150, Name: "t",
-			DeliveryTimeout: 2 * time.Minute, OnAck: func() { acked.Add(1) }})
-	}()
-	go func() {
-		defer wg.Done()
-		cons, cerr = checker.Consume(ctx, checker.ConsumeConfig{Client: cl, Group: "g-" + topic, Duration: d + 10*time.Second})
-	}()
+	run := checker.StartRun(ctx, checker.ProduceConfig{Client: cl, Producers: 2, Duration: d, Rate: 150, Name: "t", DeliveryTimeout: 2 * time.Minute},
+		checker.ConsumeConfig{Client: cl, Group: "g-" + topic, Duration: d + 10*time.Second})
 
 	// 1. The leader uploads; each follower learns it and trims its log.
 	leader := leaderOf(t, c, topic, 0)
@@ -196,11 +182,7 @@ func TestClusterTiering(t *testing.T) {
 		t.Fatalf("the wiped follower starts at %d, the remote tier holds %d..%d", localStart(wst), lst.LogStartOffset, lst.HighestOffset)
 	}
 
-	wg.Wait()
-	if perr != nil || cerr != nil {
-		t.Fatalf("produce: %v, consume: %v", perr, cerr)
-	}
-	final, err := checker.FinalRead(ctx, checker.ReadConfig{Client: cl})
+	prod, cons, final, err := run.Finish(ctx, checker.ReadConfig{Client: cl})
 	if err != nil {
 		t.Fatal(err)
 	}
