@@ -391,3 +391,30 @@ func TestClusterPartitionedLeader(t *testing.T) {
 		waitInISR(t, c, topic, 6, int32(i+1))
 	})
 }
+
+// A follower that stops fetching (SIGSTOP) for longer than
+// replica.lag.time.max.ms, but not for the session timeout, leaves the ISR
+// by the leader's own shrink (the controller does not fence it), acks=all
+// produce goes on without it, and once it runs again it catches up and the
+// leader takes it back into the ISR.
+func TestClusterLaggingFollowerLeavesAndRejoinsISR(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{
+		Brokers: 3,
+		Extra: []string{"broker.session.timeout.ms=60000", "broker.heartbeat.interval.ms=500",
+			"replica.lag.time.max.ms=2000", "replica.fetch.wait.max.ms=200", "replica.fetch.backoff.ms=100", "offsets.topic.num.partitions=6"},
+		WaitReady: clustertest.MetadataListsAll,
+	})
+	const topic = "lagging"
+	workload(t, c, topic, 20*time.Second, func() {
+		leader := leaderOf(t, c, topic, 0)
+		follower := (leader + 1) % 3
+		t.Logf("SIGSTOP node %d, a follower of %s-0", follower+1, topic)
+		c.Stop(follower)
+		wait.For(t, time.Minute, "the stopped follower out of the ISR", func() bool {
+			isr := isrOf(c, leader, topic)
+			return len(isr[0]) == 2 && !slices.Contains(isr[0], int32(follower+1))
+		})
+		c.Cont(follower)
+		waitInISR(t, c, topic, 6, int32(follower+1))
+	})
+}
