@@ -386,7 +386,9 @@ func (s *Server) readReplicaParts(ctx context.Context, parts []fetchPart, maxByt
 		}
 		l := fp.p.log
 		local := l.Local()
-		fp.logStart = l.LocalLogStartOffset()
+		// The whole log's start, as Kafka sends it to followers: a
+		// follower's log start follows it (DeleteRecords, retention).
+		fp.logStart = l.LogStartOffset()
 		if fp.lastEpoch >= 0 {
 			// KIP-320: the follower's last epoch must end where the leader's does.
 			e, end := local.EndOffsetForEpoch(fp.lastEpoch)

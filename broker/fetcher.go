@@ -170,16 +170,23 @@ type followed struct {
 // until the view changes; a connection error is returned.
 func (f *fetchers) round(conn *kwire.Conn, rs []*replica) error {
 	s := f.s
-	var need []*replica
+	var need, restart []*replica
 	for _, r := range rs {
 		r.mu.Lock()
 		if r.role == roleFollower && r.truncate {
 			need = append(need, r)
+		} else if r.role == roleFollower && r.restart {
+			restart = append(restart, r)
 		}
 		r.mu.Unlock()
 	}
 	if len(need) > 0 {
 		if err := f.truncate(conn, need); err != nil {
+			return err
+		}
+	}
+	if len(restart) > 0 {
+		if err := f.restartAt(conn, restart); err != nil {
 			return err
 		}
 	}
@@ -197,7 +204,7 @@ func (f *fetchers) round(conn *kwire.Conn, rs []*replica) error {
 	topics := map[string]int{}
 	for _, r := range rs {
 		r.mu.Lock()
-		ok := r.role == roleFollower && !r.truncate
+		ok := r.role == roleFollower && !r.truncate && !r.restart
 		epoch := r.st.LeaderEpoch
 		r.mu.Unlock()
 		if !ok {
@@ -277,17 +284,21 @@ func (f *fetchers) apply(fd *followed, rp *kmsg.FetchResponseTopicPartition) boo
 	r := fd.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.role != roleFollower || r.st.LeaderEpoch != fd.leaderEpoch || r.truncate {
+	if r.role != roleFollower || r.st.LeaderEpoch != fd.leaderEpoch || r.truncate || r.restart {
 		return false // the partition changed hands while the fetch was out
 	}
 	l := r.p.log.Local()
 	switch err := kerr.ErrorForCode(rp.ErrorCode); {
 	case err == nil:
-	case errors.Is(err, kerr.OffsetOutOfRange), errors.Is(err, kerr.OffsetMovedToTieredStorage):
-		if fd.offset < rp.LogStartOffset || errors.Is(err, kerr.OffsetMovedToTieredStorage) {
-			// Below the leader's log: start again, empty, where the leader's
-			// local log starts (the tier holds what is below it).
-			start := max(rp.LogStartOffset, fd.offset)
+	case errors.Is(err, kerr.OffsetMovedToTieredStorage):
+		// Below the leader's local log, above its log start: the tier
+		// holds it. Ask the leader where its local log starts (next round).
+		r.restart = true
+		return false
+	case errors.Is(err, kerr.OffsetOutOfRange):
+		if fd.offset < rp.LogStartOffset {
+			// Below the leader's whole log: start again, empty, at its start.
+			start := rp.LogStartOffset
 			if err := l.TruncateFullyAndStartAt(start); err != nil {
 				s.log.Error("follower cannot restart its log", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
 				return true
@@ -325,7 +336,75 @@ func (f *fetchers) apply(fd *followed, rp *kmsg.FetchResponseTopicPartition) boo
 		}
 	}
 	r.p.log.SetHighWatermark(min(rp.HighWatermark, l.LogEndOffset()))
+	// The log start follows the leader's (DeleteRecords, retention), as
+	// Kafka's followers do; a no-op unless the leader's moved above ours.
+	if start := min(rp.LogStartOffset, r.p.log.HighWatermark()); start > r.p.log.LogStartOffset() {
+		if _, err := r.p.log.DeleteRecordsBefore(start); err != nil {
+			s.log.Warn("follower cannot move its log start to the leader's", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", start, "err", err)
+		}
+	}
 	return false
+}
+
+// restartAt asks the leader where its local log starts (ListOffsets,
+// EARLIEST_LOCAL_TIMESTAMP, as Kafka's followers do on
+// OFFSET_MOVED_TO_TIERED_STORAGE) and restarts each partition's log there,
+// empty: the remote tier holds what is below.
+func (f *fetchers) restartAt(conn *kwire.Conn, rs []*replica) error {
+	s := f.s
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = s.cfg.BrokerID
+	type ask struct {
+		r     *replica
+		epoch int32
+	}
+	var asks []ask
+	topics := map[string]int{}
+	for _, r := range rs {
+		r.mu.Lock()
+		epoch := r.st.LeaderEpoch
+		r.mu.Unlock()
+		i, ok := topics[r.tp.Topic]
+		if !ok {
+			i = len(req.Topics)
+			topics[r.tp.Topic] = i
+			rt := kmsg.NewListOffsetsRequestTopic()
+			rt.Topic = r.tp.Topic
+			req.Topics = append(req.Topics, rt)
+		}
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = r.tp.Partition, epoch, -4
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+		asks = append(asks, ask{r, epoch})
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	kresp, err := conn.Request(ctx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.ListOffsetsResponse)
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			for _, a := range asks {
+				if a.r.tp.Topic != rt.Topic || a.r.tp.Partition != rp.Partition || rp.ErrorCode != 0 || rp.Offset < 0 {
+					continue
+				}
+				r := a.r
+				r.mu.Lock()
+				if r.role == roleFollower && r.st.LeaderEpoch == a.epoch && r.restart {
+					if err := r.p.log.Local().TruncateFullyAndStartAt(rp.Offset); err != nil {
+						s.log.Error("follower cannot restart its log", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
+					} else {
+						r.restart = false
+						s.log.Info("follower restarted its log at the leader's local log start", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", rp.Offset)
+					}
+				}
+				r.mu.Unlock()
+			}
+		}
+	}
+	return nil
 }
 
 // truncate asks the leader where each partition's latest epoch ends

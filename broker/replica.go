@@ -46,6 +46,10 @@ type replica struct {
 	// Follower only: set when the log must be truncated against the new
 	// leader before fetching (a new leader or leader epoch).
 	truncate bool
+	// restart: the follower's fetch offset is below the leader's local log
+	// (OFFSET_MOVED_TO_TIERED_STORAGE): it asks the leader where its local
+	// log starts and starts again, empty, there (KIP-1023's idea).
+	restart bool
 }
 
 type replicaRole int
@@ -101,7 +105,7 @@ func (r *replica) apply(st cluster.PartitionState, replicas []int32) {
 	case st.Leader >= 0 && st.Leader != r.self && slices.Contains(replicas, r.self):
 		if r.role != roleFollower || newEpoch {
 			r.role = roleFollower
-			r.truncate = true
+			r.truncate, r.restart = true, false
 			r.followers = nil
 			r.p.log.SetReplicated(true, r.p.log.HighWatermark())
 			r.wakeLocked()
