@@ -98,3 +98,50 @@ func TestClusterDeleteTopicEverywhere(t *testing.T) {
 		return ok
 	})
 }
+
+// DeleteRecords moves the log start on every replica (followers take the
+// leader's log start from their fetches, as Kafka's do): after the leader
+// dies, the new leader's log starts where DeleteRecords put it.
+func TestClusterDeleteRecordsReachesFollowers(t *testing.T) {
+	c := start(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	adm := kadm.NewClient(c.Client(t))
+	const topic = "trimmed"
+	if _, err := adm.CreateTopic(ctx, 1, 3, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	prod := c.Client(t, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic))
+	for i := 0; i < 100; i++ {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os := kadm.Offsets{}
+	os.Add(kadm.Offset{Topic: topic, Partition: 0, At: 50})
+	res, err := adm.DeleteRecords(ctx, os)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := res.Lookup(topic, 0); r.Err != nil || r.LowWatermark != 50 {
+		t.Fatalf("DeleteRecords: %+v", r)
+	}
+	// One more acknowledged produce: the followers have fetched past the
+	// new log start, so they know it.
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	leader := leaderOf(t, c, topic, 0)
+	c.Kill9(leader)
+	wait.For(t, time.Minute, "a new leader whose log starts at 50", func() bool {
+		if leaderOf(t, c, topic, 0) == leader {
+			return false
+		}
+		starts, err := adm.ListStartOffsets(ctx, topic)
+		if err != nil {
+			return false
+		}
+		o, ok := starts.Lookup(topic, 0)
+		return ok && o.Err == nil && o.Offset == 50
+	})
+}
