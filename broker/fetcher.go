@@ -12,8 +12,11 @@ package broker
 // Before its first fetch under a new leader epoch a follower asks the leader,
 // with OffsetForLeaderEpoch, where its latest epoch ends and truncates its
 // log there (KIP-101, KIP-279). A follower whose log end is below the
-// leader's local log start (a replaced disk, or a follower far behind) starts
-// again, empty, at the leader's local log start.
+// leader's local log start (a replaced disk, or a follower far behind) gets
+// OFFSET_MOVED_TO_TIERED_STORAGE, asks the leader's earliest local offset
+// (ListOffsets -4) and starts again, empty, there; one below the leader's
+// whole log starts at its log start. Each response's log start offset moves
+// the follower's (DeleteRecords and retention reach every replica).
 
 import (
 	"context"
