@@ -400,32 +400,24 @@ func TestSilentBrokerFencedAndRejoins(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// A partition led by a broker that is not the controller.
-	ctrl := n1.View().Snapshot().Controller
-	var victim *Node
-	for id := int32(1); id <= 3; id++ {
-		if id != ctrl {
-			victim = h.node(id)
-			break
-		}
-	}
-	vid := victim.Self().ID
-	var others []int32
-	for id := int32(1); id <= 3; id++ {
-		if id != vid {
-			others = append(others, id)
-		}
-	}
-	rev, err := n2.CreateTopic(ctx, TopicRecord{Name: "silent", ID: [16]byte{9}, Replicas: [][]int32{append([]int32{vid}, others...)}})
+	rev, err := n2.CreateTopic(ctx, TopicRecord{Name: "silent", ID: [16]byte{9}, Replicas: [][]int32{{1, 2, 3}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := victim.View().WaitRev(ctx, rev); err != nil {
+	if err := n1.View().WaitRev(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
 	tp := TP{"silent", 0}
-	if st, _ := h.partition(victim, tp); st.Leader != vid {
-		t.Fatalf("leader %d, want %d", st.Leader, vid)
+	// The victim is the partition's leader, whoever that is (the controller
+	// too, sometimes: then the other candidates depose it).
+	st := h.waitPartition(n1, tp, "a leader", func(st PartitionState) bool { return st.Leader > 0 })
+	victim, vid := h.node(st.Leader), st.Leader
+	var watcher *Node
+	for id := int32(1); id <= 3; id++ {
+		if id != vid {
+			watcher = h.node(id)
+			break
+		}
 	}
 	oldEpoch := victim.Self().Epoch
 	victim.silent.Store(true)
@@ -434,7 +426,7 @@ func TestSilentBrokerFencedAndRejoins(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the silent broker was not fenced")
 	}
-	st := h.waitPartition(h.node(ctrl), tp, "a new leader", func(st PartitionState) bool { return st.Leader >= 0 && st.Leader != vid })
+	st = h.waitPartition(watcher, tp, "a new leader", func(st PartitionState) bool { return st.Leader >= 0 && st.Leader != vid })
 	if st.LeaderEpoch < 1 || slices.Contains(st.ISR, vid) {
 		t.Fatalf("after fencing: %+v", st)
 	}
@@ -451,7 +443,68 @@ func TestSilentBrokerFencedAndRejoins(t *testing.T) {
 	default:
 	}
 	wait.For(t, 30*time.Second, "the rejoined broker registered again", func() bool {
-		b, ok := h.node(ctrl).View().Snapshot().Brokers[vid]
+		b, ok := watcher.View().Snapshot().Brokers[vid]
 		return ok && b.Epoch == victim.Self().Epoch
+	})
+}
+
+// The controller's heartbeats stop while its lease stays alive: another
+// candidate deposes it (its candidacy and registration go, fenced by the
+// candidacy's revision), a new controller is elected at a higher epoch and
+// moves its leaderships, and the silent node, fenced, rejoins.
+func TestSilentControllerDeposed(t *testing.T) {
+	h := newCluster(t)
+	n1 := h.node(1)
+	wait.For(t, 30*time.Second, "three brokers and a controller", func() bool {
+		s := n1.View().Snapshot()
+		return len(s.Brokers) == 3 && s.Controller > 0
+	})
+	s := n1.View().Snapshot()
+	ctrl, epoch := s.Controller, s.ControllerEpoch
+	victim := h.node(ctrl)
+	var watcher *Node
+	for id := int32(1); id <= 3; id++ {
+		if id != ctrl {
+			watcher = h.node(id)
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reps := []int32{ctrl}
+	for id := int32(1); id <= 3; id++ {
+		if id != ctrl {
+			reps = append(reps, id)
+		}
+	}
+	rev, err := watcher.CreateTopic(ctx, TopicRecord{Name: "ctrl", ID: [16]byte{7}, Replicas: [][]int32{reps}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.View().WaitRev(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	victim.silent.Store(true)
+	select {
+	case <-victim.Fenced():
+	case <-time.After(time.Minute):
+		t.Fatal("the silent controller was not fenced")
+	}
+	wait.For(t, time.Minute, "another controller at a higher epoch", func() bool {
+		s := watcher.View().Snapshot()
+		return s.Controller > 0 && s.Controller != ctrl && s.ControllerEpoch > epoch
+	})
+	st := h.waitPartition(watcher, TP{"ctrl", 0}, "a new leader", func(st PartitionState) bool { return st.Leader > 0 && st.Leader != ctrl })
+	if slices.Contains(st.ISR, ctrl) {
+		t.Fatalf("the deposed controller is still in the ISR: %+v", st)
+	}
+	victim.silent.Store(false)
+	if err := victim.Rejoin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 30*time.Second, "the deposed node registered and a candidate again", func() bool {
+		s := watcher.View().Snapshot()
+		b, ok := s.Brokers[ctrl]
+		return ok && b.Epoch == victim.Self().Epoch && len(s.cands) == 3
 	})
 }

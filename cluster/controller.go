@@ -46,6 +46,11 @@ func (n *Node) controlLoop(sess *session) {
 				n.log.Warn("cluster: the controller's write failed; retrying", "err", err)
 				retry.Reset(100 * time.Millisecond)
 			}
+		} else if s.ControllerEpoch != 0 && s.Controller >= 0 {
+			if err := n.deposeSilent(s, sess, beats, time.Now()); err != nil && n.ctx.Err() == nil {
+				n.log.Warn("cluster: cannot depose a silent controller; retrying", "err", err)
+				retry.Reset(100 * time.Millisecond)
+			}
 		}
 		select {
 		case <-n.ctx.Done():
@@ -59,6 +64,59 @@ func (n *Node) controlLoop(sess *session) {
 		case <-tick.C:
 		}
 	}
+}
+
+// deposeSilent is what a candidate does while another node is the
+// controller: it watches that node's heartbeat key, and when it has not
+// changed for broker.session.timeout.ms (by this node's clock) it deletes
+// the controller's candidacy, its heartbeat and its registration, fenced by
+// the candidacy's create revision: the oldest remaining candidate becomes
+// the controller and moves the dead node's leaderships at once. (Waiting
+// for the dead controller's lease would take an etcd election plus a whole
+// session when the node was the etcd leader too: etcd restarts lease TTLs
+// on a raft leader change.)
+func (n *Node) deposeSilent(s *Snapshot, sess *session, beats map[int32]beat, now time.Time) error {
+	ctrl := s.Controller
+	for id := range beats {
+		if id != ctrl {
+			delete(beats, id)
+		}
+	}
+	rev := s.beats[ctrl]
+	b, ok := beats[ctrl]
+	if !ok || b.rev != rev {
+		beats[ctrl] = beat{rev: rev, at: now}
+		return nil
+	}
+	if now.Sub(b.at) <= n.cfg.SessionTimeout {
+		return nil
+	}
+	var candKey string
+	for k, c := range s.cands {
+		if c.id == ctrl && c.rev == s.ControllerEpoch {
+			candKey = k
+		}
+	}
+	if candKey == "" {
+		return nil
+	}
+	ops := []clientv3.Op{clientv3.OpDelete(candKey), clientv3.OpDelete(heartbeatKey(ctrl))}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(candKey), "=", s.ControllerEpoch)}
+	if r, ok := s.brokerRev[ctrl]; ok {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(brokerKey(ctrl)), "=", r))
+		ops = append(ops, clientv3.OpDelete(brokerKey(ctrl)))
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	resp, err := n.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return err
+	}
+	if resp.Succeeded {
+		n.log.Warn("cluster: the controller's heartbeats stopped: its candidacy and registration are removed", "controller", ctrl, "silent_for", now.Sub(b.at).Round(time.Millisecond))
+		delete(beats, ctrl)
+	}
+	return nil
 }
 
 type beat struct {

@@ -137,7 +137,7 @@ func Start(ctx context.Context, cfg config.Cluster, dataDir string, self BrokerI
 	}
 	n.view.publish(s)
 	n.wg.Go(func() { n.view.run(n.ctx, s.Rev) })
-	if cfg.Broker {
+	if cfg.Broker || campaign {
 		n.wg.Go(n.watchSelf)
 	}
 	if campaign {
@@ -236,6 +236,10 @@ func (n *Node) grantLease(ctx context.Context, sess *session) error {
 		return fmt.Errorf("cluster: cannot take a lease: %w", err)
 	}
 	sess.lease = resp.ID
+	if n.campaign {
+		// Named now, before anything reads the session.
+		sess.candKey = fmt.Sprintf("%s%d-%x", controllerPrefix, n.cfg.NodeID, int64(sess.lease))
+	}
 	n.wg.Go(func() { n.keepAlive(sess) })
 	return nil
 }
@@ -257,7 +261,7 @@ func (n *Node) keepAlive(sess *session) {
 		switch {
 		case err == nil && resp.TTL > 0:
 			last = time.Now()
-			if n.cfg.Broker && !n.silent.Load() {
+			if (n.cfg.Broker || n.campaign) && !n.silent.Load() {
 				n.heartbeat(sess, interval)
 			}
 		case errors.Is(err, context.Canceled) && n.ctx.Err() != nil:
@@ -292,21 +296,33 @@ func (n *Node) heartbeat(sess *session, timeout time.Duration) {
 // revoked, so the candidacy and heartbeat on it go too, and the broker
 // rejoins.
 func (n *Node) watchSelf() {
+	seen := map[string]bool{} // candidacies the view has shown
 	for {
 		ch := n.view.Changed()
 		sess := n.cur()
 		s := n.view.Snapshot()
-		if ep := sess.epoch.Load(); ep > 0 && s.Rev >= ep {
+		lost := false
+		if ep := sess.epoch.Load(); n.cfg.Broker && ep > 0 && s.Rev >= ep {
 			if b, ok := s.Brokers[n.cfg.NodeID]; !ok || b.Epoch != ep {
-				select {
-				case <-sess.fenced:
-				default:
-					n.log.Error("cluster: this broker's registration was removed (its heartbeats stopped reaching etcd): fenced")
-					ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
-					_, _ = n.client.Revoke(ctx, sess.lease)
-					cancel()
-					n.fence(sess)
-				}
+				lost = true
+			}
+		}
+		if k := sess.candKey; k != "" {
+			if _, ok := s.cands[k]; ok {
+				seen[k] = true
+			} else if seen[k] {
+				lost = true // a candidate deposed this node (its heartbeats stopped)
+			}
+		}
+		if lost {
+			select {
+			case <-sess.fenced:
+			default:
+				n.log.Error("cluster: this node's registration or candidacy was removed (its heartbeats stopped reaching etcd): fenced")
+				ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+				_, _ = n.client.Revoke(ctx, sess.lease)
+				cancel()
+				n.fence(sess)
 			}
 		}
 		select {
@@ -369,7 +385,6 @@ func (n *Node) register(ctx context.Context) error {
 // campaign puts this node's candidacy under its lease; the oldest candidate
 // is the controller, its key's create revision the controller epoch.
 func (n *Node) runForController(ctx context.Context, sess *session) error {
-	sess.candKey = fmt.Sprintf("%s%d-%x", controllerPrefix, n.cfg.NodeID, int64(sess.lease))
 	_, err := n.client.Put(ctx, sess.candKey, strconv.Itoa(int(n.cfg.NodeID)), clientv3.WithLease(sess.lease))
 	if err != nil {
 		return fmt.Errorf("cluster: cannot campaign to be the controller: %w", err)
