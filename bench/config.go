@@ -20,10 +20,18 @@ type ProduceCase struct {
 	// compressibleValues), so the broker has real work to decompress and
 	// validate.
 	Compression string `json:"compression,omitempty"`
+	// InFlight is the producer's produce requests in flight per broker
+	// without idempotence (0: franz-go's default, 5; with idempotence,
+	// which acks=all has, franz-go sends one at a time and takes no other
+	// value).
+	InFlight int `json:"in_flight,omitempty"`
 }
 
 func (c ProduceCase) String() string {
 	s := fmt.Sprintf("rec=%dB parts=%d acks=%s batch=%s", c.RecordBytes, c.Partitions, c.Acks, sizeStr(int64(c.BatchBytes)))
+	if c.InFlight > 0 {
+		s += fmt.Sprintf(" in-flight=%d", c.InFlight)
+	}
 	if c.Compression != "" {
 		s += " compression=" + c.Compression
 	}

@@ -180,6 +180,9 @@ func produceLabelled(ctx context.Context, addr, topic string, pc ProduceCase, pa
 	default:
 		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
 	}
+	if pc.InFlight > 0 && pc.Acks != "all" {
+		opts = append(opts, kgo.MaxProduceRequestsInflightPerBroker(pc.InFlight))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return Throughput{}, err

@@ -106,6 +106,12 @@ func (s *Server) startCluster() error {
 	s.offsets.clusterCreate = func() error { return s.ensureOffsetsTopic(s.ctx) }
 	s.offsets.groups = s.groups
 	s.hwStart = s.loadHWCheckpoint()
+	s.topics.newRep = func(p *partition) { s.attachReplica(p) }
+	for _, t := range s.topics.all() {
+		for _, p := range t.parts() {
+			s.attachReplica(p)
+		}
+	}
 	s.reconcile(node.View().Snapshot())
 	s.wg.Add(3)
 	go s.reconcileLoop()
@@ -163,7 +169,6 @@ func (s *Server) rejoin() bool {
 func (s *Server) reconcile(snap *cluster.Snapshot) {
 	s.reconcileMu.Lock()
 	defer s.reconcileMu.Unlock()
-	self := s.cfg.BrokerID
 	for _, t := range s.topics.all() {
 		if rec, ok := snap.Topics[t.name]; !ok || rec.ID != t.id {
 			s.dropLocal(t)
@@ -198,15 +203,7 @@ func (s *Server) reconcile(snap *cluster.Snapshot) {
 			}
 			r := p.rep.Load()
 			if r == nil {
-				r = newReplica(s, p, self)
-				// The high watermark starts at the checkpoint (never past
-				// the log end), else at the log start.
-				hw, ok := s.hwStart[cluster.TP{Topic: name, Partition: p.index}]
-				if !ok {
-					hw = p.log.LogStartOffset()
-				}
-				p.log.SetReplicated(true, min(hw, p.log.LogEndOffset()))
-				p.rep.Store(r)
+				r = s.attachReplica(p)
 			}
 			r.apply(st, rec.Replicas[p.index])
 		}
@@ -214,6 +211,23 @@ func (s *Server) reconcile(snap *cluster.Snapshot) {
 			s.offsets.clusterSync(t)
 		}
 	}
+}
+
+// attachReplica gives p its replication state, leading nothing until etcd's
+// state is applied; the high watermark starts at the checkpoint (never past
+// the log end), else at the log start.
+func (s *Server) attachReplica(p *partition) *replica {
+	if r := p.rep.Load(); r != nil {
+		return r
+	}
+	r := newReplica(s, p, s.cfg.BrokerID)
+	hw, ok := s.hwStart[cluster.TP{Topic: p.topic.name, Partition: p.index}]
+	if !ok {
+		hw = p.log.LogStartOffset()
+	}
+	p.log.SetReplicated(true, min(hw, p.log.LogEndOffset()))
+	p.rep.Store(r)
+	return r
 }
 
 // dropLocal deletes the local copy of a topic etcd no longer has.

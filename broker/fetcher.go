@@ -150,16 +150,35 @@ func (f *fetchers) run(w *fetcher) {
 			}
 			conn = c
 		}
-		if err := f.round(conn, rs); err != nil {
+		wake, err := f.round(conn, rs)
+		if err != nil {
 			if s.ctx.Err() == nil {
 				s.log.Debug("replica fetch failed", "leader", w.key.leader, "err", err)
 			}
 			conn.Close()
 			conn = nil
 			backoff()
+			continue
+		}
+		if !wake.IsZero() {
+			// Every partition is backing off: until the first is due, or
+			// a change of the partitions (a new epoch) comes first.
+			t := time.NewTimer(time.Until(wake))
+			select {
+			case <-t.C:
+			case <-w.kick:
+			case <-s.ctx.Done():
+			}
+			t.Stop()
 		}
 	}
 }
+
+// shortBackoff is how long a partition waits after its leader answered that
+// it is not leading it yet (UNKNOWN_LEADER_EPOCH, LEADER_NOT_AVAILABLE: it
+// has not applied the state etcd already gives it, a matter of
+// milliseconds); other errors wait replica.fetch.backoff.ms, as in Kafka.
+const shortBackoff = 50 * time.Millisecond
 
 // followed is one partition of a fetch round, with what it was sent under.
 type followed struct {
@@ -169,9 +188,11 @@ type followed struct {
 }
 
 // round truncates the partitions that need it, then sends one Fetch for all
-// and applies the response. A partition-level error backs that partition off
-// until the view changes; a connection error is returned.
-func (f *fetchers) round(conn *kwire.Conn, rs []*replica) error {
+// the partitions not backing off and applies the response. A partition-level
+// error backs that partition alone off (the others go on fetching); a
+// connection error is returned. When every partition is backing off it sends
+// nothing and returns when the first is due.
+func (f *fetchers) round(conn *kwire.Conn, rs []*replica) (time.Time, error) {
 	s := f.s
 	var need, restart []*replica
 	for _, r := range rs {
@@ -185,12 +206,12 @@ func (f *fetchers) round(conn *kwire.Conn, rs []*replica) error {
 	}
 	if len(need) > 0 {
 		if err := f.truncate(conn, need); err != nil {
-			return err
+			return time.Time{}, err
 		}
 	}
 	if len(restart) > 0 {
 		if err := f.restartAt(conn, restart); err != nil {
-			return err
+			return time.Time{}, err
 		}
 	}
 	req := kmsg.NewPtrFetchRequest()
@@ -204,13 +225,21 @@ func (f *fetchers) round(conn *kwire.Conn, rs []*replica) error {
 	version, _ := conn.Version(kmsg.Fetch.Int16())
 	byID := version >= 13
 	var sent []followed
+	var wake time.Time
+	now := time.Now()
 	topics := map[string]int{}
 	for _, r := range rs {
 		r.mu.Lock()
 		ok := r.role == roleFollower && !r.truncate && !r.restart
-		epoch := r.st.LeaderEpoch
+		epoch, after := r.st.LeaderEpoch, r.fetchAfter
 		r.mu.Unlock()
 		if !ok {
+			continue
+		}
+		if after.After(now) {
+			if wake.IsZero() || after.Before(wake) {
+				wake = after
+			}
 			continue
 		}
 		l := r.p.log.Local()
@@ -235,17 +264,17 @@ func (f *fetchers) round(conn *kwire.Conn, rs []*replica) error {
 		sent = append(sent, followed{r: r, leaderEpoch: epoch, offset: fp.FetchOffset})
 	}
 	if len(sent) == 0 {
-		return nil
+		return wake, nil
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond+30*time.Second)
 	defer cancel()
 	kresp, err := conn.Request(ctx, req)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	resp := kresp.(*kmsg.FetchResponse)
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	find := func(topic string, id [16]byte, partition int32) *followed {
 		for i := range sent {
@@ -256,39 +285,40 @@ func (f *fetchers) round(conn *kwire.Conn, rs []*replica) error {
 		}
 		return nil
 	}
-	var backoff bool
 	for _, rt := range resp.Topics {
 		for i := range rt.Partitions {
 			rp := &rt.Partitions[i]
-			fd := find(rt.Topic, rt.TopicID, rp.Partition)
-			if fd == nil {
-				continue
-			}
-			if f.apply(fd, rp) {
-				backoff = true
+			if fd := find(rt.Topic, rt.TopicID, rp.Partition); fd != nil {
+				f.apply(fd, rp)
 			}
 		}
 	}
-	if backoff {
-		t := time.NewTimer(time.Duration(max(s.cfg.ReplicaFetchBackoffMs, 10)) * time.Millisecond)
-		select {
-		case <-t.C:
-		case <-s.ctx.Done():
-		}
-		t.Stop()
-	}
-	return nil
+	return time.Time{}, nil
 }
 
-// apply writes one partition's fetched records. It reports whether the
-// partition should back off (an error from the leader).
-func (f *fetchers) apply(fd *followed, rp *kmsg.FetchResponseTopicPartition) bool {
+// apply writes one partition's fetched records. An error from the leader,
+// or one writing them, backs the partition off (fetchAfter).
+func (f *fetchers) apply(fd *followed, rp *kmsg.FetchResponseTopicPartition) {
+	if d := f.applyOne(fd, rp); d > 0 {
+		fd.r.mu.Lock()
+		fd.r.fetchAfter = time.Now().Add(d)
+		fd.r.mu.Unlock()
+	}
+}
+
+// backoff is replica.fetch.backoff.ms.
+func (f *fetchers) backoff() time.Duration {
+	return time.Duration(max(f.s.cfg.ReplicaFetchBackoffMs, 10)) * time.Millisecond
+}
+
+// applyOne is apply; it returns how long the partition backs off (0: not).
+func (f *fetchers) applyOne(fd *followed, rp *kmsg.FetchResponseTopicPartition) time.Duration {
 	s := f.s
 	r := fd.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.role != roleFollower || r.st.LeaderEpoch != fd.leaderEpoch || r.truncate || r.restart {
-		return false // the partition changed hands while the fetch was out
+		return 0 // the partition changed hands while the fetch was out
 	}
 	l := r.p.log.Local()
 	switch err := kerr.ErrorForCode(rp.ErrorCode); {
@@ -297,24 +327,26 @@ func (f *fetchers) apply(fd *followed, rp *kmsg.FetchResponseTopicPartition) boo
 		// Below the leader's local log, above its log start: the tier
 		// holds it. Ask the leader where its local log starts (next round).
 		r.restart = true
-		return false
+		return 0
 	case errors.Is(err, kerr.OffsetOutOfRange):
 		if fd.offset < rp.LogStartOffset {
 			// Below the leader's whole log: start again, empty, at its start.
 			start := rp.LogStartOffset
 			if err := l.TruncateFullyAndStartAt(start); err != nil {
 				s.log.Error("follower cannot restart its log", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
-				return true
+				return f.backoff()
 			}
 			s.log.Info("follower restarted its log at the leader's log start", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", start)
-			return false
+			return 0
 		}
 		// Past the leader's end: truncate against it again.
 		r.truncate = true
-		return false
+		return 0
+	case errors.Is(err, kerr.UnknownLeaderEpoch), errors.Is(err, kerr.LeaderNotAvailable):
+		return shortBackoff
 	default:
 		s.log.Debug("follower fetch error", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
-		return true
+		return f.backoff()
 	}
 	if rp.DivergingEpoch.EndOffset >= 0 && rp.DivergingEpoch.Epoch >= 0 {
 		to := rp.DivergingEpoch.EndOffset
@@ -323,19 +355,19 @@ func (f *fetchers) apply(fd *followed, rp *kmsg.FetchResponseTopicPartition) boo
 		}
 		if _, err := l.TruncateTo(to); err != nil {
 			s.log.Error("follower cannot truncate", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", to, "err", err)
-			return true
+			return f.backoff()
 		}
 		s.log.Info("follower truncated a diverging log", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", to)
-		return false
+		return 0
 	}
 	if len(rp.RecordBatches) > 0 {
 		if _, err := l.AppendReplica(rp.RecordBatches); err != nil {
 			if errors.Is(err, localstore.ErrOffsetMismatch) {
 				r.truncate = true
-				return false
+				return 0
 			}
 			s.log.Error("follower cannot append", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
-			return true
+			return f.backoff()
 		}
 	}
 	r.p.log.SetHighWatermark(min(rp.HighWatermark, l.LogEndOffset()))
@@ -346,7 +378,7 @@ func (f *fetchers) apply(fd *followed, rp *kmsg.FetchResponseTopicPartition) boo
 			s.log.Warn("follower cannot move its log start to the leader's", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", start, "err", err)
 		}
 	}
-	return false
+	return 0
 }
 
 // restartAt asks the leader where its local log starts (ListOffsets,

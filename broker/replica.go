@@ -50,6 +50,9 @@ type replica struct {
 	// (OFFSET_MOVED_TO_TIERED_STORAGE): it asks the leader where its local
 	// log starts and starts again, empty, there (KIP-1023's idea).
 	restart bool
+	// fetchAfter: the partition backs off until then after its leader
+	// answered an error (the fetcher leaves it out of its fetches).
+	fetchAfter time.Time
 }
 
 type replicaRole int
@@ -69,7 +72,9 @@ type followerState struct {
 }
 
 func newReplica(s *Server, p *partition, self int32) *replica {
-	return &replica{s: s, p: p, tp: cluster.TP{Topic: p.topic.name, Partition: p.index}, self: self, adding: -1, hwCh: make(chan struct{})}
+	r := &replica{s: s, p: p, tp: cluster.TP{Topic: p.topic.name, Partition: p.index}, self: self, adding: -1, hwCh: make(chan struct{})}
+	r.st.Leader, r.st.LeaderEpoch = -1, -1 // no state from etcd yet: not led
+	return r
 }
 
 // wakeLocked wakes every produce waiting for the high watermark. Caller holds mu.
@@ -105,7 +110,7 @@ func (r *replica) apply(st cluster.PartitionState, replicas []int32) {
 	case st.Leader >= 0 && st.Leader != r.self && slices.Contains(replicas, r.self):
 		if r.role != roleFollower || newEpoch {
 			r.role = roleFollower
-			r.truncate, r.restart = true, false
+			r.truncate, r.restart, r.fetchAfter = true, false, time.Time{}
 			r.followers = nil
 			r.p.log.SetReplicated(true, r.p.log.HighWatermark())
 			r.wakeLocked()

@@ -108,6 +108,10 @@ type registry struct {
 	// description (ID, partitions, configs) was just created or changed: the
 	// tier writes the topic's manifest in the background.
 	changed func(topic string)
+	// newRep, in a cluster, gives every partition it opens its replication
+	// state before the partition is published, so no request ever sees a
+	// partition of a cluster without one (it is not led until etcd says so).
+	newRep func(p *partition)
 
 	mu struct {
 		sync.RWMutex
@@ -332,7 +336,11 @@ func (r *registry) newPartition(t *topic, index int32, l *localstore.Log) (*part
 	if ok {
 		pl.RestoreLogStart(start)
 	}
-	return &partition{topic: t, index: index, log: pl}, nil
+	p := &partition{topic: t, index: index, log: pl}
+	if r.newRep != nil {
+		r.newRep(p)
+	}
+	return p, nil
 }
 
 // resolve validates a topic's overrides and resolves its settings.
