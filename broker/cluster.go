@@ -56,6 +56,27 @@ func (s *Server) brokerEpoch() int64 {
 	return s.cl.Self().Epoch
 }
 
+// leadWake is closed (and replaced) when this broker starts leading a
+// partition: parked follower fetches return, so the followers' next fetches
+// include it.
+func (s *Server) leadWake() <-chan struct{} {
+	s.leadMu.Lock()
+	defer s.leadMu.Unlock()
+	if s.leadCh == nil {
+		s.leadCh = make(chan struct{})
+	}
+	return s.leadCh
+}
+
+func (s *Server) wakeFollowers() {
+	s.leadMu.Lock()
+	defer s.leadMu.Unlock()
+	if s.leadCh != nil {
+		close(s.leadCh)
+		s.leadCh = nil
+	}
+}
+
 // brokerLive reports whether broker id is registered and not shutting down:
 // a follower that is shutting down is not taken back into an ISR (the
 // controller is taking it out; its controlled shutdown waits for that).

@@ -100,6 +100,13 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	deadline := time.Now().Add(maxWait)
 	var w *waiter
+	// A follower's parked fetch also ends when this broker starts leading
+	// a partition: the follower's next fetch then includes it (else a new
+	// partition's first acks=all produce waited out replica.fetch.wait.max.ms).
+	var newLeader <-chan struct{}
+	if replicaID >= 0 {
+		newLeader = s.leadWake()
+	}
 	for {
 		total, errored := s.readParts(ctx, parts, maxBytes, replicaID)
 		if total >= int64(req.MinBytes) || errored || maxWait <= 0 || !time.Now().Before(deadline) || ctx.Err() != nil {
@@ -131,6 +138,9 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 		case <-w.ch:
 		case <-t.C:
 		case <-ctx.Done():
+		case <-newLeader:
+			newLeader = nil
+			deadline = time.Now() // answer now, with what there is
 		}
 		t.Stop()
 	}

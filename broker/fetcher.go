@@ -47,6 +47,33 @@ type fetcherKey struct{ leader, shard int32 }
 type fetcher struct {
 	key  fetcherKey
 	kick chan struct{}
+
+	mu          sync.Mutex
+	cancel      context.CancelFunc // ends the fetch in flight; nil: none
+	interrupted bool
+}
+
+// interrupt ends the fetch in flight (parked at the leader for up to
+// replica.fetch.wait.max.ms): a partition just joined this fetcher and the
+// next fetch, at once, includes it.
+func (w *fetcher) interrupt() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cancel != nil {
+		w.cancel()
+		w.cancel = nil
+		w.interrupted = true
+	}
+}
+
+// inFlight records the cancel of the fetch about to be sent (nil: done);
+// it reports whether an interrupt came in between.
+func (w *fetcher) inFlight(cancel context.CancelFunc) (interrupted bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	interrupted, w.interrupted = w.interrupted, false
+	w.cancel = cancel
+	return interrupted
 }
 
 func newFetchers(s *Server) *fetchers {
@@ -67,6 +94,7 @@ func (f *fetchers) follow(r *replica, leader int32) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	prev, had := f.parts[r]
 	f.parts[r] = leader
 	k := fetcherKey{leader, f.shardOf(r)}
 	w := f.workers[k]
@@ -82,6 +110,9 @@ func (f *fetchers) follow(r *replica, leader int32) {
 	select {
 	case w.kick <- struct{}{}:
 	default:
+	}
+	if !had || prev != leader {
+		w.interrupt()
 	}
 }
 
@@ -150,7 +181,16 @@ func (f *fetchers) run(w *fetcher) {
 			}
 			conn = c
 		}
-		wake, err := f.round(conn, rs)
+		rctx, cancel := context.WithCancel(s.ctx)
+		w.inFlight(cancel)
+		wake, err := f.round(rctx, conn, rs)
+		cancel()
+		if w.inFlight(nil) && err != nil {
+			// Interrupted for a new partition: a new connection, at once.
+			conn.Close()
+			conn = nil
+			continue
+		}
 		if err != nil {
 			if s.ctx.Err() == nil {
 				s.log.Debug("replica fetch failed", "leader", w.key.leader, "err", err)
@@ -192,7 +232,7 @@ type followed struct {
 // error backs that partition alone off (the others go on fetching); a
 // connection error is returned. When every partition is backing off it sends
 // nothing and returns when the first is due.
-func (f *fetchers) round(conn *kwire.Conn, rs []*replica) (time.Time, error) {
+func (f *fetchers) round(rctx context.Context, conn *kwire.Conn, rs []*replica) (time.Time, error) {
 	s := f.s
 	var need, restart []*replica
 	for _, r := range rs {
@@ -266,7 +306,7 @@ func (f *fetchers) round(conn *kwire.Conn, rs []*replica) (time.Time, error) {
 	if len(sent) == 0 {
 		return wake, nil
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond+30*time.Second)
+	ctx, cancel := context.WithTimeout(rctx, time.Duration(req.MaxWaitMillis)*time.Millisecond+30*time.Second)
 	defer cancel()
 	kresp, err := conn.Request(ctx, req)
 	if err != nil {

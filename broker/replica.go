@@ -152,6 +152,7 @@ func (r *replica) becomeLeaderLocked(st cluster.PartitionState) {
 	// ISR moves it on from there.
 	r.p.log.SetReplicated(true, r.p.log.HighWatermark())
 	r.wakeLocked()
+	r.s.wakeFollowers()
 	r.s.log.Info("leading partition", "topic", r.tp.Topic, "partition", r.tp.Partition, "leader_epoch", st.LeaderEpoch, "isr", st.ISR)
 }
 

@@ -83,6 +83,8 @@ type Server struct {
 	fetchers    *fetchers            // replica fetchers (fetcher.go); nil on one node
 	reconcileMu sync.Mutex           // one reconcile at a time
 	hwStart     map[cluster.TP]int64 // the high-watermark checkpoint read at start
+	leadMu      sync.Mutex
+	leadCh      chan struct{} // leadWake's channel
 
 	deleteKick chan struct{} // wakes the deleter (deletion.go)
 	delErrMu   sync.Mutex

@@ -28,7 +28,9 @@ func (n *Node) controlLoop(sess *session) {
 	// controller's clock (a new controller gives every broker a full
 	// session from its start).
 	beats := map[int32]beat{}
-	tick := time.NewTicker(max(n.cfg.HeartbeatInterval, 50*time.Millisecond))
+	// Checked every 1/20 of the session (50 to 500 ms), so a silent broker
+	// is fenced at most that long after its session ran out.
+	tick := time.NewTicker(min(max(n.cfg.SessionTimeout/20, 50*time.Millisecond), 500*time.Millisecond))
 	defer tick.Stop()
 	for {
 		ch := n.view.Changed()
