@@ -345,13 +345,20 @@ func TestClusterMembershipControllerAndTopics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, err = survivor.CreatePartitions(ctx, "t", id, [][]int32{{2, 3}})
+	// The new partition's first replica is the survivor: the closed
+	// controller (any of 1-3) is not live.
+	sid := survivor.Self().ID
+	other := int32(4)
+	if sid == 4 {
+		other = 6
+	}
+	rev, err = survivor.CreatePartitions(ctx, "t", id, [][]int32{{sid, other}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	survivor.View().WaitRev(ctx, rev)
 	ts := survivor.View().Snapshot()
-	if rec := ts.Topics["t"]; rec.Configs["retention.ms"] != "1" || len(rec.Replicas) != 3 || ts.Partitions[TP{"t", 2}].Leader != 2 {
+	if rec := ts.Topics["t"]; rec.Configs["retention.ms"] != "1" || len(rec.Replicas) != 3 || ts.Partitions[TP{"t", 2}].Leader != sid {
 		t.Errorf("after SetTopicConfigs and CreatePartitions: %+v, %+v", rec, ts.Partitions[TP{"t", 2}])
 	}
 	if _, err := survivor.DeleteTopic(ctx, "t", [16]byte{9}); !errors.Is(err, ErrUnknownTopic) {

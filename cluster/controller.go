@@ -79,18 +79,9 @@ func (n *Node) controlLoop(sess *session) {
 // on a raft leader change.)
 func (n *Node) deposeSilent(s *Snapshot, sess *session, beats map[int32]beat, now time.Time) error {
 	ctrl := s.Controller
-	for id := range beats {
-		if id != ctrl {
-			delete(beats, id)
-		}
-	}
-	rev := s.beats[ctrl]
+	observe(s, beats, now)
 	b, ok := beats[ctrl]
-	if !ok || b.rev != rev {
-		beats[ctrl] = beat{rev: rev, at: now}
-		return nil
-	}
-	if now.Sub(b.at) <= n.cfg.SessionTimeout {
+	if !ok || !n.silentFor(beats, ctrl, now) {
 		return nil
 	}
 	var candKey string
@@ -126,6 +117,47 @@ type beat struct {
 	at  time.Time
 }
 
+// observe records when this node saw each registered broker's (and each
+// candidate's) heartbeat key change; a broker whose key does not exist yet
+// counts from when its registration was first seen.
+func observe(s *Snapshot, beats map[int32]beat, now time.Time) {
+	ids := map[int32]int64{}
+	for id := range s.Brokers {
+		ids[id] = s.beats[id]
+	}
+	for id, rev := range s.beats {
+		ids[id] = rev
+	}
+	for id := range beats {
+		if _, ok := ids[id]; !ok {
+			delete(beats, id)
+		}
+	}
+	for id, rev := range ids {
+		if b, ok := beats[id]; !ok || b.rev != rev {
+			beats[id] = beat{rev: rev, at: now}
+		}
+	}
+}
+
+// silentFor reports whether id's heartbeat has not changed for the session
+// timeout while some other node's did within the last few heartbeats: if
+// nobody's heartbeats arrive, etcd or this node's watch is what is behind
+// (a slow disk, an election), and nobody is fenced for it.
+func (n *Node) silentFor(beats map[int32]beat, id int32, now time.Time) bool {
+	b, ok := beats[id]
+	if !ok || now.Sub(b.at) <= n.cfg.SessionTimeout {
+		return false
+	}
+	recent := 3*n.cfg.HeartbeatInterval + time.Second
+	for j, o := range beats {
+		if j != id && now.Sub(o.at) <= recent {
+			return true
+		}
+	}
+	return false
+}
+
 // fenceSilent removes the registration of every broker whose heartbeat key
 // has not changed for broker.session.timeout.ms (by this controller's
 // clock), fenced by the controller epoch and the registration's revision;
@@ -134,19 +166,10 @@ type beat struct {
 // changes, so a broker that died with the etcd leader would keep its
 // leaderships for an election plus a whole session.
 func (n *Node) fenceSilent(s *Snapshot, sess *session, beats map[int32]beat, now time.Time) error {
-	for id := range beats {
-		if _, ok := s.Brokers[id]; !ok {
-			delete(beats, id)
-		}
-	}
+	observe(s, beats, now)
 	for id := range s.Brokers {
-		rev := s.beats[id]
 		b, ok := beats[id]
-		if !ok || b.rev != rev {
-			beats[id] = beat{rev: rev, at: now}
-			continue
-		}
-		if now.Sub(b.at) <= n.cfg.SessionTimeout {
+		if !ok || !n.silentFor(beats, id, now) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)

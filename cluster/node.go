@@ -314,7 +314,10 @@ func (n *Node) watchSelf() {
 				lost = true // a candidate deposed this node (its heartbeats stopped)
 			}
 		}
-		if lost {
+		n.mu.Lock()
+		closing := n.mu.closed
+		n.mu.Unlock()
+		if lost && !closing {
 			select {
 			case <-sess.fenced:
 			default:
