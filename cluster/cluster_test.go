@@ -18,7 +18,7 @@ import (
 )
 
 const (
-	testSession   = 2 * time.Second
+	testSession   = 3 * time.Second
 	testHeartbeat = 300 * time.Millisecond
 )
 
@@ -174,6 +174,14 @@ func TestClusterMembershipControllerAndTopics(t *testing.T) {
 		t.Error("a broker-only node runs etcd or campaigns")
 	}
 
+	// CreateTopic takes the live replicas from the creating node's view.
+	wait.Eventually(t, "node 1 sees brokers 4, 5 and 6", func() bool {
+		s := n1.View().Snapshot()
+		_, ok4 := s.Brokers[4]
+		_, ok5 := s.Brokers[5]
+		_, ok6 := s.Brokers[6]
+		return ok4 && ok5 && ok6
+	})
 	ctx := t.Context()
 	id := [16]byte{1}
 	rev, err := n1.CreateTopic(ctx, TopicRecord{Name: "t", ID: id, Replicas: [][]int32{{4, 5, 1}, {5, 4, 2}}})

@@ -262,7 +262,9 @@ func (n *Node) keepAlive(sess *session) {
 		case err == nil && resp.TTL > 0:
 			last = time.Now()
 			if (n.cfg.Broker || n.campaign) && !n.silent.Load() {
-				n.heartbeat(sess, interval)
+				// A write through raft, slower than the renewal under load:
+				// given a third of the session, not one heartbeat.
+				n.heartbeat(sess, max(interval, n.cfg.SessionTimeout/3))
 			}
 		case errors.Is(err, context.Canceled) && n.ctx.Err() != nil:
 			return
