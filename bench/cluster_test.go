@@ -46,7 +46,8 @@ func TestRunTinyCluster(t *testing.T) {
 			t.Errorf("%s throughput: %+v, want %d records", name, tp, recs)
 		}
 	}
-	if cl.RF1BrokerCPU <= 0 || cl.RF3BrokerCPU <= 0 {
+	// A tiny side can take less CPU than /proc's 10 ms tick: zero is sane.
+	if cl.RF1BrokerCPU < 0 || cl.RF3BrokerCPU < 0 {
 		t.Errorf("brokers' CPU: rf1 %v, rf3 %v", cl.RF1BrokerCPU, cl.RF3BrokerCPU)
 	}
 	if want := int64(c.LatencyRate) * int64(c.LatencyDuration/time.Second); cl.Latency.Records != want ||

@@ -8,7 +8,9 @@ package clusterspec
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -82,9 +84,12 @@ func (s Spec) Args(n Node, extra ...string) []string {
 
 // LoopbackPorts picks, for each of count nodes, a free PLAINTEXT port and a
 // free CONTROLLER port whose next port is free too (etcd's client URL), all
-// distinct. They were free a moment ago: another process may take one
-// before the node binds it.
+// distinct, outside the kernel's ephemeral range: a node restarted on the
+// same ports must not find one taken by some client's outgoing connection
+// (it happened: "bind: address already in use" on a restart). They were free
+// a moment ago: another process may take one before the node binds it.
 func LoopbackPorts(count int) ([][2]int, error) {
+	lo, hi := portRange()
 	out := make([][2]int, count)
 	var held []net.Listener
 	defer func() {
@@ -105,20 +110,43 @@ func LoopbackPorts(count int) ([][2]int, error) {
 			if attempt == 100 {
 				return nil, errors.New("clusterspec: no free pair of consecutive loopback ports in 100 tries")
 			}
-			ctrl, ok := listen(0)
+			ctrl, ok := listen(lo + rand.IntN(hi-lo))
 			if !ok {
-				return nil, errors.New("clusterspec: cannot listen on 127.0.0.1")
+				continue
 			}
-			if _, ok := listen(ctrl + 1); ctrl < 65535 && ok {
+			if _, ok := listen(ctrl + 1); ok {
 				out[i][1] = ctrl
 				break
 			}
 		}
-		p, ok := listen(0)
-		if !ok {
-			return nil, errors.New("clusterspec: cannot listen on 127.0.0.1")
+		for attempt := 0; ; attempt++ {
+			if attempt == 100 {
+				return nil, errors.New("clusterspec: no free loopback port in 100 tries")
+			}
+			if p, ok := listen(lo + rand.IntN(hi-lo)); ok {
+				out[i][0] = p
+				break
+			}
 		}
-		out[i][0] = p
 	}
 	return out, nil
+}
+
+// portRange is where LoopbackPorts picks: below the kernel's ephemeral
+// ports (net.ipv4.ip_local_port_range), else above them.
+func portRange() (lo, hi int) {
+	elo, ehi := 32768, 60999
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if a, err1 := strconv.Atoi(f[0]); err1 == nil {
+				if z, err2 := strconv.Atoi(f[1]); err2 == nil && a <= z {
+					elo, ehi = a, z
+				}
+			}
+		}
+	}
+	if elo-2 > 12000 {
+		return 10000, elo - 2
+	}
+	return ehi + 1, 65533
 }
