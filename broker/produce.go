@@ -247,7 +247,7 @@ func (s *Server) produceTo(p *partition, records []byte, leaderEpoch int32) (loc
 		case localstore.CodecZstd:
 			target.Level = int(cfg.CompressionZstdLevel)
 		}
-		if records, hdrs, err = localstore.Recompress(records, hdrs, target, cfg.MaxMessageBytes); err != nil {
+		if records, _, err = localstore.Recompress(records, hdrs, target, cfg.MaxMessageBytes); err != nil {
 			return localstore.AppendResult{}, err
 		}
 	}

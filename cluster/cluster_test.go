@@ -349,7 +349,7 @@ func TestClusterMembershipControllerAndTopics(t *testing.T) {
 	}
 
 	// Topics: configs, partitions, deletion.
-	rev, err = survivor.SetTopicConfigs(ctx, "t", id, map[string]string{"retention.ms": "1"})
+	_, err = survivor.SetTopicConfigs(ctx, "t", id, map[string]string{"retention.ms": "1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -352,7 +352,8 @@ func resetDir(dir string, offset int64) (*segment, error) {
 	if err != nil {
 		return nil, storageErr("create segment", logPath(dir, offset), err)
 	}
-	if err := ns.f.Sync(); err == nil {
+	err = ns.f.Sync()
+	if err == nil {
 		err = syncDir(dir)
 	}
 	if err != nil {
