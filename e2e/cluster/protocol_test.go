@@ -64,7 +64,13 @@ func TestClusterProtocolAnswers(t *testing.T) {
 		}
 		return resp.(*kmsg.FetchResponse)
 	}
-	fr := fetch(conn, epoch)
+	// The follower answers once it has applied the topic (brokers apply
+	// metadata a moment apart, as Kafka's do: UNKNOWN_TOPIC_ID until then).
+	var fr *kmsg.FetchResponse
+	wait.For(t, time.Minute, "the follower knows the topic", func() bool {
+		fr = fetch(conn, epoch)
+		return fr.Topics[0].Partitions[0].ErrorCode != kerr.UnknownTopicID.Code
+	})
 	p := fr.Topics[0].Partitions[0]
 	if p.ErrorCode != kerr.NotLeaderForPartition.Code || p.CurrentLeader.LeaderID != int32(leader+1) || p.CurrentLeader.LeaderEpoch != epoch {
 		t.Fatalf("follower fetch: error %d, current leader %+v; want NOT_LEADER_OR_FOLLOWER and leader %d at epoch %d", p.ErrorCode, p.CurrentLeader, leader+1, epoch)
@@ -110,7 +116,14 @@ func TestClusterProtocolAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nconn.Close()
-	if code := fetch(nconn, epoch).Topics[0].Partitions[0].ErrorCode; code != kerr.FencedLeaderEpoch.Code {
+	// Once it has applied its leadership (a moment after etcd has it), the
+	// new leader fences the old epoch; before, it answers as a follower.
+	var code int16
+	wait.For(t, time.Minute, "the new leader fences the old epoch", func() bool {
+		code = fetch(nconn, epoch).Topics[0].Partitions[0].ErrorCode
+		return code == kerr.FencedLeaderEpoch.Code || (code != kerr.NotLeaderForPartition.Code && code != kerr.UnknownTopicID.Code)
+	})
+	if code != kerr.FencedLeaderEpoch.Code {
 		t.Fatalf("fetch at the old epoch %d from the new leader: error %d, want FENCED_LEADER_EPOCH", epoch, code)
 	}
 }
