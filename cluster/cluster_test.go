@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -21,28 +19,6 @@ const (
 	testSession   = 3 * time.Second
 	testHeartbeat = 300 * time.Millisecond
 )
-
-// twoPorts returns a free port p with p+1 free too (the etcd client URL).
-func twoPorts(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		p, err := freeport.Get()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p >= 65535 {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+1)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return p
-	}
-	t.Fatal("no two free ports in a row")
-	return 0
-}
 
 type harness struct {
 	t      *testing.T
@@ -81,11 +57,16 @@ func (h *harness) start(cfg config.Cluster) *Node {
 // newCluster starts three controller+broker nodes with embedded etcd.
 func newCluster(t *testing.T) *harness {
 	h := &harness{t: t, nodes: map[int32]*Node{}}
+	var ports freeport.Holder
 	for id := int32(1); id <= 3; id++ {
-		p := twoPorts(t)
+		p, err := ports.StablePair()
+		if err != nil {
+			t.Fatal(err)
+		}
 		h.voters = append(h.voters, config.Voter{ID: id, Host: "127.0.0.1", Port: p})
 		h.urls = append(h.urls, fmt.Sprintf("http://127.0.0.1:%d", p+1))
 	}
+	ports.Release()
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
 	for id := int32(1); id <= 3; id++ {

@@ -27,10 +27,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a loopback port that was free a moment ago, outside the
+// ephemeral range: a broker restarted on it must not find it taken by some
+// client's connection.
 func freePort(t testing.TB) int {
 	t.Helper()
-	port, err := freeport.Get()
+	port, err := freeport.Stable()
 	if err != nil {
 		t.Fatal(err)
 	}

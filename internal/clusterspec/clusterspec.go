@@ -6,13 +6,12 @@
 package clusterspec
 
 import (
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
-	"os"
 	"strconv"
 	"strings"
+
+	"github.com/stratalog/strata/internal/freeport"
 )
 
 // Node is one strata process of a cluster.
@@ -84,69 +83,23 @@ func (s Spec) Args(n Node, extra ...string) []string {
 
 // LoopbackPorts picks, for each of count nodes, a free PLAINTEXT port and a
 // free CONTROLLER port whose next port is free too (etcd's client URL), all
-// distinct, outside the kernel's ephemeral range: a node restarted on the
-// same ports must not find one taken by some client's outgoing connection
-// (it happened: "bind: address already in use" on a restart). They were free
-// a moment ago: another process may take one before the node binds it.
+// distinct, outside the kernel's ephemeral range (freeport.Holder says why).
+// They were free a moment ago: another process may take one before the node
+// binds it.
 func LoopbackPorts(count int) ([][2]int, error) {
-	lo, hi := portRange()
+	var h freeport.Holder
+	defer h.Release()
 	out := make([][2]int, count)
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	listen := func(port int) (int, bool) {
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			return 0, false
-		}
-		held = append(held, l)
-		return l.Addr().(*net.TCPAddr).Port, true
-	}
 	for i := range out {
-		for attempt := 0; ; attempt++ {
-			if attempt == 100 {
-				return nil, errors.New("clusterspec: no free pair of consecutive loopback ports in 100 tries")
-			}
-			ctrl, ok := listen(lo + rand.IntN(hi-lo))
-			if !ok {
-				continue
-			}
-			if _, ok := listen(ctrl + 1); ok {
-				out[i][1] = ctrl
-				break
-			}
+		ctrl, err := h.StablePair()
+		if err != nil {
+			return nil, fmt.Errorf("clusterspec: %w", err)
 		}
-		for attempt := 0; ; attempt++ {
-			if attempt == 100 {
-				return nil, errors.New("clusterspec: no free loopback port in 100 tries")
-			}
-			if p, ok := listen(lo + rand.IntN(hi-lo)); ok {
-				out[i][0] = p
-				break
-			}
+		port, err := h.Stable()
+		if err != nil {
+			return nil, fmt.Errorf("clusterspec: %w", err)
 		}
+		out[i] = [2]int{port, ctrl}
 	}
 	return out, nil
-}
-
-// portRange is where LoopbackPorts picks: below the kernel's ephemeral
-// ports (net.ipv4.ip_local_port_range), else above them.
-func portRange() (lo, hi int) {
-	elo, ehi := 32768, 60999
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if a, err1 := strconv.Atoi(f[0]); err1 == nil {
-				if z, err2 := strconv.Atoi(f[1]); err2 == nil && a <= z {
-					elo, ehi = a, z
-				}
-			}
-		}
-	}
-	if elo-2 > 12000 {
-		return 10000, elo - 2
-	}
-	return ehi + 1, 65533
 }
