@@ -276,17 +276,8 @@ func (c *Cluster) LogPath(i int) string { return c.node(i).logPath }
 func (c *Cluster) Running(i int) bool {
 	n := c.node(i)
 	n.mu.Lock()
-	done := n.done
-	n.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
+	defer n.mu.Unlock()
+	return clusterspec.Alive(n.done)
 }
 
 // signal sends sig to node i's process group; false if it is not running.
