@@ -28,6 +28,9 @@ import (
 //	strata_broker_fetch_copied_bytes_total      of which read into memory and written
 //	strata_broker_remote_fetch_bytes_total      record bytes served from the remote tier
 //	strata_broker_topic_deletions_pending       deleted topics whose cleanup has not finished
+//	strata_broker_quota_throttled_total{quota}  responses throttled by a client quota; quota is
+//	                                            produce, fetch or request (the one that set the time)
+//	strata_broker_quota_throttle_seconds_total{quota}  throttle time imposed by client quotas
 //	strata_log_cleaner_runs_total               partition cleanings finished (compaction)
 //	strata_log_cleaner_errors_total             partition cleanings that failed
 //	strata_log_cleaner_read_bytes_total         bytes the log cleaner read
@@ -36,21 +39,23 @@ import (
 //	strata_log_cleaner_dirty_ratio{topic,partition}  dirty/cleanable bytes of a compacted partition (gauge)
 //	strata_log_cleaner_seconds_since_last_clean{topic,partition}  since its last cleaning (gauge)
 type Metrics struct {
-	connections        prometheus.Gauge
-	connsRefused       *prometheus.CounterVec
-	idleClosed         prometheus.Counter
-	requestMemory      prometheus.Gauge
-	requestMemoryWaits prometheus.Counter
-	badFrames          prometheus.Counter
-	requestSeconds     *prometheus.HistogramVec
-	produceBytes       prometheus.Counter
-	produceErrors      prometheus.Counter
-	fetchRequests      prometheus.Counter
-	fetchBytes         prometheus.Counter
-	sendfileBytes      countingCounter
-	copiedBytes        countingCounter
-	remoteFetchBytes   countingCounter
-	deletionsPending   prometheus.Gauge
+	connections          prometheus.Gauge
+	connsRefused         *prometheus.CounterVec
+	idleClosed           prometheus.Counter
+	requestMemory        prometheus.Gauge
+	requestMemoryWaits   prometheus.Counter
+	badFrames            prometheus.Counter
+	requestSeconds       *prometheus.HistogramVec
+	produceBytes         prometheus.Counter
+	produceErrors        prometheus.Counter
+	fetchRequests        prometheus.Counter
+	fetchBytes           prometheus.Counter
+	sendfileBytes        countingCounter
+	copiedBytes          countingCounter
+	remoteFetchBytes     countingCounter
+	deletionsPending     prometheus.Gauge
+	quotaThrottled       *prometheus.CounterVec
+	quotaThrottleSeconds *prometheus.CounterVec
 	cleanerMetrics
 }
 
@@ -92,12 +97,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		remoteFetchBytes: countingCounter{f("strata_broker_remote_fetch_bytes_total", "Record bytes served from the remote tier."), new(atomic.Int64)},
 		deletionsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_broker_topic_deletions_pending",
 			Help: "Deleted topics whose directories, remote objects or cached chunks are not yet removed."}),
+		quotaThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_quota_throttled_total",
+			Help: "Responses throttled by a client quota, by the quota type that set the throttle time."}, []string{"quota"}),
+		quotaThrottleSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_quota_throttle_seconds_total",
+			Help: "Throttle time imposed by client quotas, by quota type."}, []string{"quota"}),
 		cleanerMetrics: newCleanerMetrics(f),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.connsRefused, m.idleClosed, m.requestMemory, m.requestMemoryWaits, m.badFrames, m.requestSeconds, m.produceBytes, m.produceErrors,
 			m.fetchRequests, m.fetchBytes, m.sendfileBytes.Counter, m.copiedBytes.Counter, m.remoteFetchBytes.Counter,
-			m.deletionsPending)
+			m.deletionsPending, m.quotaThrottled, m.quotaThrottleSeconds)
 		reg.MustRegister(m.cleanerMetrics.collectors()...)
 	}
 	return m
