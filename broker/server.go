@@ -439,7 +439,7 @@ type conn struct {
 	s   *Server
 	nc  net.Conn
 	br  *bufio.Reader
-	buf []byte // reused response buffer
+	buf []byte   // reused response buffer
 	q   reqQuota // the request being handled, for client quotas (quota.go)
 }
 
