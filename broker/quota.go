@@ -510,11 +510,11 @@ func (s *Server) finishQuota(c *conn, resp kmsg.Response) (throttle time.Duratio
 // mute stops reading the connection for d: the client of a KIP-219 version
 // was told to back off, and one that does not is held here.
 func (c *conn) mute(d time.Duration) {
-	if h := c.s.quotaHooks; h != nil {
+	if h := c.s.quotaHooks.Load(); h != nil {
 		h.muted(c, d)
 	}
 	c.s.pause(d)
-	if h := c.s.quotaHooks; h != nil {
+	if h := c.s.quotaHooks.Load(); h != nil {
 		h.unmuted(c)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,7 +65,7 @@ type Server struct {
 	reqMem  *reqMem // queued.max.request.bytes
 	quotas  *clientQuotas
 	// quotaHooks observe connection muting in tests (quota.go); nil otherwise.
-	quotaHooks *quotaHooks
+	quotaHooks atomic.Pointer[quotaHooks]
 
 	advHost string
 
@@ -526,7 +527,7 @@ func (c *conn) serveOne() error {
 	}
 	start := time.Now()
 	c.q = reqQuota{start: start, clientID: hdr.clientID, size: int64(size), key: hdr.key}
-	if h := c.s.quotaHooks; h != nil {
+	if h := c.s.quotaHooks.Load(); h != nil {
 		h.read(c, hdr.key)
 	}
 	resp, err := c.s.handle(c, hdr, req)
