@@ -2,6 +2,8 @@ package broker
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -14,7 +16,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/stratalog/strata/config"
+	"github.com/stratalog/strata/internal/freeport"
 	"github.com/stratalog/strata/internal/recbatch"
+	"github.com/stratalog/strata/internal/wire"
 )
 
 func sp(s string) *string { return &s }
@@ -439,5 +444,73 @@ func TestClientQuotaPrecedence(t *testing.T) {
 		if e, ok := parseEntityKey(levels[i]); !ok || e.key() != levels[i] {
 			t.Errorf("entity %q does not round-trip: %+v", levels[i], e)
 		}
+	}
+}
+
+// In a cluster, quotas are written to etcd and every broker applies them
+// from its view (reconcile); the node's bbolt store holds none. One broker
+// with the controller role: its embedded etcd is the cluster's.
+func TestClientQuotaCluster(t *testing.T) {
+	var ports freeport.Holder
+	kafkaPort, err := ports.Stable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctlPort, err := ports.StablePair() // the CONTROLLER port and etcd's client port after it
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg, err := config.Load("", nil, []string{"log.dirs=" + dir, "node.id=1", "process.roles=broker,controller",
+		fmt.Sprintf("listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d", kafkaPort, ctlPort),
+		fmt.Sprintf("controller.quorum.voters=1@127.0.0.1:%d", ctlPort), "remote.storage.enable=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := wire.Meta(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close()
+	ports.Release()
+	srv, err := New(cfg, Options{Logger: testLogger(), Meta: meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", kafkaPort))
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	defer func() {
+		srv.Close()
+		<-done
+	}()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(l.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	res := alterQuotas(t, adm, false, kadm.AlterClientQuotaEntry{Entity: kadmEntity("client-id", "replay"), Ops: []kadm.AlterClientQuotaOp{setOp("consumer_byte_rate", 1<<20)}})
+	if res[0].Err != nil {
+		t.Fatalf("alter: %v %s", res[0].Err, res[0].ErrMessage)
+	}
+	want := []string{"{client-id=replay} consumer_byte_rate=1048576.000000"}
+	if got := described(t, adm, false); !slices.Equal(got, want) {
+		t.Fatalf("described %q, want %q", got, want)
+	}
+	if got := srv.cl.View().Snapshot().ClientQuotas["client-id=replay"]["consumer_byte_rate"]; got != 1<<20 {
+		t.Fatalf("etcd's view holds %v", got)
+	}
+	if local, err := meta.ClientQuotas(); err != nil || len(local) != 0 {
+		t.Fatalf("the node's bbolt store holds %v (%v): a cluster's quotas are etcd's", local, err)
+	}
+	// Enforced from the view: the broker's quota is the one etcd holds.
+	if m := srv.quotas.maxInWindow(quotaFetch, anonymousUser, "replay"); m != float64(1<<20)*float64(cfg.QuotaWindowNum-1) {
+		t.Fatalf("fetch bound %v", m)
 	}
 }
