@@ -44,6 +44,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -215,6 +216,8 @@ const sensorExpiry = time.Hour
 type clientQuotas struct {
 	num   int
 	winMs int64
+	// any is whether any quota is set: without one, a request takes no lock.
+	any atomic.Bool
 
 	mu struct {
 		sync.Mutex
@@ -240,6 +243,7 @@ func (q *clientQuotas) set(configs map[string]map[string]float64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.mu.configs = configs
+	q.any.Store(len(configs) > 0)
 }
 
 // setEntity replaces one entity's values (none: removes it).
@@ -256,6 +260,7 @@ func (q *clientQuotas) setEntity(key string, values map[string]float64) {
 		next[key] = values
 	}
 	q.mu.configs = next
+	q.any.Store(len(next) > 0)
 }
 
 // configs is every entity's values; do not change the maps.
@@ -307,6 +312,9 @@ func (q *clientQuotas) resolveLocked(typ quotaType, user, clientID string) (limi
 // record adds v to the client's rate of type typ at now and returns the
 // throttle time in ms (0 when within its quota or none applies).
 func (q *clientQuotas) record(typ quotaType, user, clientID string, v float64, now time.Time) int32 {
+	if !q.any.Load() {
+		return 0
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	limit, sk, ok := q.resolveLocked(typ, user, clientID)
@@ -350,6 +358,9 @@ func (q *clientQuotas) unrecord(typ quotaType, user, clientID string, v float64,
 // throttle: the quota times quota.window.num-1 windows (Kafka's
 // maxValueInQuotaWindow); +Inf when no quota applies.
 func (q *clientQuotas) maxInWindow(typ quotaType, user, clientID string) float64 {
+	if !q.any.Load() {
+		return math.Inf(1)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	limit, _, ok := q.resolveLocked(typ, user, clientID)
