@@ -39,24 +39,23 @@ import (
 //	strata_log_cleaner_dirty_ratio{topic,partition}  dirty/cleanable bytes of a compacted partition (gauge)
 //	strata_log_cleaner_seconds_since_last_clean{topic,partition}  since its last cleaning (gauge)
 type Metrics struct {
-	connections          prometheus.Gauge
-	connsRefused         *prometheus.CounterVec
-	idleClosed           prometheus.Counter
-	requestMemory        prometheus.Gauge
-	requestMemoryWaits   prometheus.Counter
-	badFrames            prometheus.Counter
-	requestSeconds       *prometheus.HistogramVec
-	produceBytes         prometheus.Counter
-	produceErrors        prometheus.Counter
-	fetchRequests        prometheus.Counter
-	fetchBytes           prometheus.Counter
-	sendfileBytes        countingCounter
-	copiedBytes          countingCounter
-	remoteFetchBytes     countingCounter
-	deletionsPending     prometheus.Gauge
-	quotaThrottled       *prometheus.CounterVec
-	quotaThrottleSeconds *prometheus.CounterVec
+	connections        prometheus.Gauge
+	connsRefused       *prometheus.CounterVec
+	idleClosed         prometheus.Counter
+	requestMemory      prometheus.Gauge
+	requestMemoryWaits prometheus.Counter
+	badFrames          prometheus.Counter
+	requestSeconds     *prometheus.HistogramVec
+	produceBytes       prometheus.Counter
+	produceErrors      prometheus.Counter
+	fetchRequests      prometheus.Counter
+	fetchBytes         prometheus.Counter
+	sendfileBytes      countingCounter
+	copiedBytes        countingCounter
+	remoteFetchBytes   countingCounter
+	deletionsPending   prometheus.Gauge
 	cleanerMetrics
+	quotaMetrics
 }
 
 // countingCounter is a Prometheus counter whose value tests and the
@@ -97,17 +96,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		remoteFetchBytes: countingCounter{f("strata_broker_remote_fetch_bytes_total", "Record bytes served from the remote tier."), new(atomic.Int64)},
 		deletionsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_broker_topic_deletions_pending",
 			Help: "Deleted topics whose directories, remote objects or cached chunks are not yet removed."}),
-		quotaThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_quota_throttled_total",
-			Help: "Responses throttled by a client quota, by the quota type that set the throttle time."}, []string{"quota"}),
-		quotaThrottleSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_quota_throttle_seconds_total",
-			Help: "Throttle time imposed by client quotas, by quota type."}, []string{"quota"}),
 		cleanerMetrics: newCleanerMetrics(f),
+		quotaMetrics:   newQuotaMetrics(),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.connsRefused, m.idleClosed, m.requestMemory, m.requestMemoryWaits, m.badFrames, m.requestSeconds, m.produceBytes, m.produceErrors,
 			m.fetchRequests, m.fetchBytes, m.sendfileBytes.Counter, m.copiedBytes.Counter, m.remoteFetchBytes.Counter,
-			m.deletionsPending, m.quotaThrottled, m.quotaThrottleSeconds)
+			m.deletionsPending)
 		reg.MustRegister(m.cleanerMetrics.collectors()...)
+		reg.MustRegister(m.quotaMetrics.quotaThrottled, m.quotaMetrics.quotaThrottleSeconds)
 	}
 	return m
 }

@@ -47,6 +47,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -465,6 +466,21 @@ func (s *Server) fetchQuotaBytes(c *conn, maxBytes int64) int64 {
 		return max(int64(m), 1)
 	}
 	return maxBytes
+}
+
+// quotaMetrics are the client quotas' metrics (listed in metrics.go).
+type quotaMetrics struct {
+	quotaThrottled       *prometheus.CounterVec
+	quotaThrottleSeconds *prometheus.CounterVec
+}
+
+func newQuotaMetrics() quotaMetrics {
+	return quotaMetrics{
+		quotaThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_quota_throttled_total",
+			Help: "Responses throttled by a client quota, by the quota type that set the throttle time."}, []string{"quota"}),
+		quotaThrottleSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_broker_quota_throttle_seconds_total",
+			Help: "Throttle time imposed by client quotas, by quota type."}, []string{"quota"}),
+	}
 }
 
 // throttled counts a throttle in the metrics.
