@@ -536,6 +536,9 @@ func (c *conn) serveOne() error {
 	}
 	c.s.metrics.observeRequest(hdr.key, time.Since(start))
 	throttle, delay := c.s.finishQuota(c, resp)
+	if throttle > 0 {
+		c.s.reqMem.release(fm) // handled: a throttled connection holds no request memory while it waits
+	}
 	if resp != nil { // nil: acks=0 produce, or a response written by the handler itself
 		if delay {
 			c.s.pause(throttle)
