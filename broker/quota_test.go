@@ -116,6 +116,12 @@ func TestClientQuotaAdminRoundTrip(t *testing.T) {
 		kadm.DescribeClientQuotaComponent{Type: "user", MatchName: sp("ANONYMOUS")},
 		kadm.DescribeClientQuotaComponent{Type: "client-id", MatchType: kmsg.QuotasMatchTypeDefault}), all[:1])
 
+	// A filter naming a type twice is refused whole, as Kafka refuses it.
+	dup := []kadm.DescribeClientQuotaComponent{{Type: "user", MatchType: kmsg.QuotasMatchTypeAny}, {Type: "user", MatchType: kmsg.QuotasMatchTypeDefault}}
+	if _, err := adm.DescribeClientQuotas(ctxT(t, 10*time.Second), false, dup); !errors.Is(err, kerr.InvalidRequest) {
+		t.Errorf("describe with user twice: %v, want INVALID_REQUEST", err)
+	}
+
 	// validate_only checks and writes nothing.
 	res = alterQuotas(t, adm, true, kadm.AlterClientQuotaEntry{Entity: kadmEntity("client-id", "other"), Ops: []kadm.AlterClientQuotaOp{setOp("producer_byte_rate", 10)}})
 	if res[0].Err != nil {
