@@ -15,6 +15,7 @@ const (
 	topicsPrefix     = prefix + "topics/"     // topics/<name>: TopicRecord (JSON)
 	partitionsPrefix = prefix + "partitions/" // partitions/<name>/<p>: PartitionState (JSON)
 	heartbeatsPrefix = prefix + "heartbeats/" // heartbeats/<id>: rewritten at each heartbeat, under the broker's lease
+	quotasPrefix     = prefix + "quotas/"     // quotas/<entity>: client quota values (JSON), entity as the broker names it
 )
 
 // maxTxnOps bounds the operations of one transaction: etcd's default
@@ -79,6 +80,9 @@ type Snapshot struct {
 	Partitions      map[TP]PartitionState
 	Controller      int32 // -1 unknown
 	ControllerEpoch int64
+	// ClientQuotas are the client quotas by entity (the broker's canonical
+	// name): key -> value. Never changed once published.
+	ClientQuotas map[string]map[string]float64
 
 	partRev   map[TP]int64     // each partition key's mod revision, for compare-and-swap
 	topicRev  map[string]int64 // each topic key's mod revision

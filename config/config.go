@@ -47,6 +47,8 @@ type Broker struct {
 	ConnectionsMaxIdleMs         int64  // connections.max.idle.ms (600000; -1 = never)
 	SocketSendBufferBytes        int64  // socket.send.buffer.bytes (-1 = OS default)
 	SocketReceiveBufferBytes     int64  // socket.receive.buffer.bytes (-1 = OS default)
+	QuotaWindowNum               int64  // quota.window.num (11)
+	QuotaWindowSizeSeconds       int64  // quota.window.size.seconds (1)
 
 	// Remote storage (tiering).
 	RemoteStorageURL                    string  // remote.storage.url (default file://<log.dirs>/remote)
@@ -155,6 +157,8 @@ var brokerFields = map[string]func(b *Broker) string{
 	"connections.max.idle.ms":             func(b *Broker) string { return i64(b.ConnectionsMaxIdleMs) },
 	"socket.send.buffer.bytes":            func(b *Broker) string { return i64(b.SocketSendBufferBytes) },
 	"socket.receive.buffer.bytes":         func(b *Broker) string { return i64(b.SocketReceiveBufferBytes) },
+	"quota.window.num":                    func(b *Broker) string { return i64(b.QuotaWindowNum) },
+	"quota.window.size.seconds":           func(b *Broker) string { return i64(b.QuotaWindowSizeSeconds) },
 	"remote.storage.url":                  func(b *Broker) string { return b.RemoteStorageURL },
 	"remote.log.manager.task.interval.ms": func(b *Broker) string { return i64(b.RemoteLogManagerTaskIntervalMs) },
 	"remote.log.manager.copy.max.bytes.per.second": func(b *Broker) string {
@@ -451,6 +455,8 @@ func (l *loader) build() (*Broker, error) {
 		ConnectionsMaxIdleMs:         num("connections.max.idle.ms"),
 		SocketSendBufferBytes:        num("socket.send.buffer.bytes"),
 		SocketReceiveBufferBytes:     num("socket.receive.buffer.bytes"),
+		QuotaWindowNum:               num("quota.window.num"),
+		QuotaWindowSizeSeconds:       num("quota.window.size.seconds"),
 
 		RemoteStorageURL:                    get("remote.storage.url"),
 		RemoteLogManagerTaskIntervalMs:      num("remote.log.manager.task.interval.ms"),

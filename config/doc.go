@@ -62,6 +62,16 @@
 //	socket.send.buffer.bytes             -1 (OS default; Kafka: 102400) -1 to 2147483647
 //	socket.receive.buffer.bytes          -1 (OS default; Kafka: 102400) -1 to 2147483647
 //
+// Client quotas:
+//
+//	quota.window.num                     11                            1 to 2147483647
+//	quota.window.size.seconds            1                             1 to 2147483647
+//
+// A client quota (producer_byte_rate, consumer_byte_rate, request_percentage
+// of a user, a client id, both, or their defaults; set with AlterClientQuotas)
+// is a rate measured over quota.window.num samples of
+// quota.window.size.seconds each, as Kafka's ClientQuotaManager measures it.
+//
 // queued.max.request.bytes bounds the bytes of requests that have been read
 // but not yet handled, all connections together. Kafka's default, -1, bounds
 // nothing: any client that declares a large frame makes the broker allocate

@@ -273,6 +273,10 @@ var brokerSpecs = []*spec{
 	intKey("socket.send.buffer.bytes", -1, -1, maxInt32, "SO_SNDBUF of client connections; -1: the OS default, which Linux autotunes (Kafka: 102400)."),
 	intKey("socket.receive.buffer.bytes", -1, -1, maxInt32, "SO_RCVBUF of the listener and client connections; -1: the OS default, which Linux autotunes (Kafka: 102400)."),
 
+	// Client quotas (KIP-13, KIP-124, KIP-546): the rate window.
+	intKey("quota.window.num", 11, 1, maxInt32, "Samples a client quota's rate is measured over."),
+	intKey("quota.window.size.seconds", 1, 1, maxInt32, "Seconds each sample of a client quota's rate spans."),
+
 	// Remote storage.
 	stringKey("remote.storage.url", "", "The object store: file://<dir>, s3://bucket/prefix, ... ; default file://<log dir>/remote (absolute).").
 		allow("a URL with a scheme, or empty for the default").checked(checkURL).secret(),

@@ -25,6 +25,8 @@
 //	topic_deletions       deletion id [16]byte -> value{TopicDeletion}
 //	deleted_remote_index  deletion id [16]byte partition(u32 BE) -> nested bucket:
 //	               base offset(u64 BE) -> value{RemoteSegment}
+//	client_quotas  quota entity ("client-id=x,user=y", the broker's canonical
+//	               form) -> value{client quota}; created by the first AlterClientQuota
 //
 // DeleteTopic moves a topic's remote_index buckets to deleted_remote_index
 // and records the TopicDeletion in the transaction that removes the topic:
@@ -65,6 +67,7 @@
 //	RemoteSegment  base i64 | end i64 | first ts i64 | max ts i64 | size i64 |
 //	               leader epoch i32 | state u8 | crc32c u32 | rolled at i64 |
 //	               updated at i64 | upload id str
+//	client quota   entity str | nvalues uvarint | (key str | value f64 as u64 BE bits)*
 //
 // The topic name and a remote segment's base offset are stored in the value as
 // well as the key; a mismatch is corruption.
