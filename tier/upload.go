@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stratalog/strata/internal/crashpoint"
 	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/metadata"
 )
@@ -288,6 +289,7 @@ func (m *Manager) upload(ctx context.Context, ps *partState, pl PartitionLog, si
 	if err := m.putEntry(ps, seg); err != nil {
 		return err
 	}
+	crashpoint.At("upload-copy-started")
 	m.m.copyRequests.Inc()
 	logK := logKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
 	idxK := sidecarKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
@@ -324,6 +326,7 @@ func (m *Manager) upload(ctx context.Context, ps *partState, pl PartitionLog, si
 	if err := m.store.Put(ctx, logK, body, size); err != nil {
 		return fmt.Errorf("tier: cannot upload %q: %w", logK, err)
 	}
+	crashpoint.At("upload-log-put")
 	if !stillLeads(pl) {
 		m.logger.Info("upload abandoned: no longer the leader", "topic", key.topic, "partition", key.partition,
 			"base", seg.BaseOffset, "leader_epoch", pl.LeaderEpoch)
@@ -333,6 +336,7 @@ func (m *Manager) upload(ctx context.Context, ps *partState, pl PartitionLog, si
 		return fmt.Errorf("tier: cannot upload %q: %w", idxK, err)
 	}
 	committed = true
+	crashpoint.At("upload-idx-put")
 	if !stillLeads(pl) {
 		m.logger.Info("upload complete in the bucket but no longer the leader: left to the new leader", "topic", key.topic, "partition", key.partition,
 			"base", seg.BaseOffset, "leader_epoch", pl.LeaderEpoch)
