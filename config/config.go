@@ -679,7 +679,7 @@ func (b *Broker) DescribeBroker() []Entry {
 			Value:    b.brokerValue(s.name),
 			Source:   SourceDefault,
 			Type:     s.kind.typ(),
-			ReadOnly: true, // no dynamic broker configs
+			ReadOnly: !s.dynamic, // see dynamic.go
 			Doc:      s.doc,
 		}
 		if set {

@@ -26,6 +26,10 @@
 //	deleted_remote_index  deletion id [16]byte partition(u32 BE) -> nested bucket:
 //	               base offset(u64 BE) -> value{RemoteSegment}
 //
+// Created by the first write (brokerconfigs.go):
+//
+//	broker_configs  "broker/" entity (a broker id, or "" for the default) -> value{dynamic broker configs}
+//
 // DeleteTopic moves a topic's remote_index buckets to deleted_remote_index
 // and records the TopicDeletion in the transaction that removes the topic:
 // deleting is one committed decision, and the cleanup that follows (the
