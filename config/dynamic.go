@@ -47,26 +47,34 @@ type DynamicError struct {
 
 func (e *DynamicError) Error() string { return e.Err.Error() }
 
-// CheckDynamicBroker validates a whole set of dynamic broker configs and
-// returns it in canonical form. Keys that exist but are static are refused
-// all together, in Kafka's words ("Cannot update these configs dynamically:
-// ..."); an unknown key or a bad value is refused with the key and what is
-// allowed.
-func CheckDynamicBroker(cfgs map[string]string) (map[string]string, *DynamicError) {
+// CheckDynamicBrokerKeys refuses names that are not dynamic broker keys:
+// static ones all together, in Kafka's words ("Cannot update these configs
+// dynamically: ..."), else the first unknown one.
+func CheckDynamicBrokerKeys(names []string) *DynamicError {
 	var static []string
-	for _, k := range slices.Sorted(maps.Keys(cfgs)) {
+	for _, k := range slices.Sorted(slices.Values(names)) {
 		s, ok := brokerByName[k]
 		if !ok {
-			return nil, &DynamicError{Err: unknownBrokerKey(k)}
+			return &DynamicError{Err: unknownBrokerKey(k)}
 		}
-		if !s.dynamic {
+		if !s.dynamic && !slices.Contains(static, k) {
 			static = append(static, k)
 		}
 	}
 	if len(static) > 0 {
-		return nil, &DynamicError{Static: static, Err: &Error{Key: static[0], Msg: fmt.Sprintf(
+		return &DynamicError{Static: static, Err: &Error{Key: static[0], Msg: fmt.Sprintf(
 			"Cannot update these configs dynamically: %s (static broker configs: change server.properties, STRATA_ variables or --set and restart; the dynamic ones are %s)",
 			strings.Join(static, ", "), strings.Join(DynamicBrokerKeys(), ", "))}}
+	}
+	return nil
+}
+
+// CheckDynamicBroker validates a whole set of dynamic broker configs and
+// returns it in canonical form: its keys by CheckDynamicBrokerKeys, then
+// each value, refused with the key and what is allowed.
+func CheckDynamicBroker(cfgs map[string]string) (map[string]string, *DynamicError) {
+	if err := CheckDynamicBrokerKeys(slices.Collect(maps.Keys(cfgs))); err != nil {
+		return nil, err
 	}
 	out := make(map[string]string, len(cfgs))
 	for k, v := range cfgs {
