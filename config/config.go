@@ -55,6 +55,7 @@ type Broker struct {
 	RemoteFetchMaxWaitMs                int64   // remote.fetch.max.wait.ms (500)
 	RemoteCacheDir                      string  // remote.cache.dir (default <log.dirs>/remote-cache)
 	RemoteCacheMaxBytes                 int64   // remote.cache.max.bytes (1 GiB)
+	RemoteCachePolicy                   string  // remote.cache.policy (s3fifo; lru: a benchmark knob)
 	RemoteChunkBytes                    int64   // remote.chunk.bytes (4 MiB)
 	RemoteReadaheadChunks               int64   // remote.readahead.chunks (2)
 	RemoteLogReaderThreads              int64   // remote.log.reader.threads (10)
@@ -163,6 +164,7 @@ var brokerFields = map[string]func(b *Broker) string{
 	"remote.fetch.max.wait.ms":          func(b *Broker) string { return i64(b.RemoteFetchMaxWaitMs) },
 	"remote.cache.dir":                  func(b *Broker) string { return b.RemoteCacheDir },
 	"remote.cache.max.bytes":            func(b *Broker) string { return i64(b.RemoteCacheMaxBytes) },
+	"remote.cache.policy":               func(b *Broker) string { return b.RemoteCachePolicy },
 	"remote.chunk.bytes":                func(b *Broker) string { return i64(b.RemoteChunkBytes) },
 	"remote.readahead.chunks":           func(b *Broker) string { return i64(b.RemoteReadaheadChunks) },
 	"remote.log.reader.threads":         func(b *Broker) string { return i64(b.RemoteLogReaderThreads) },
@@ -458,6 +460,7 @@ func (l *loader) build() (*Broker, error) {
 		RemoteFetchMaxWaitMs:                num("remote.fetch.max.wait.ms"),
 		RemoteCacheDir:                      get("remote.cache.dir"),
 		RemoteCacheMaxBytes:                 num("remote.cache.max.bytes"),
+		RemoteCachePolicy:                   get("remote.cache.policy"),
 		RemoteChunkBytes:                    num("remote.chunk.bytes"),
 		RemoteReadaheadChunks:               num("remote.readahead.chunks"),
 		RemoteLogReaderThreads:              num("remote.log.reader.threads"),

@@ -143,6 +143,7 @@
 //	remote.fetch.max.wait.ms             500                           1 to 2147483647
 //	remote.cache.dir                     <log dir>/remote-cache        a directory
 //	remote.cache.max.bytes               1073741824 (1 GiB)            remote.chunk.bytes to 9223372036854775807
+//	remote.cache.policy                  s3fifo                        s3fifo, lru; the chunk cache's eviction (lru: the policy before S3-FIFO, a benchmark and diagnostic knob)
 //	remote.chunk.bytes                   4194304 (4 MiB)               1 to 1073741824
 //	remote.readahead.chunks              2                             0 to 9223372036854775807
 //	remote.log.reader.threads            10                            1 to 4096; read-ahead downloads at once, all partitions (Kafka's key)

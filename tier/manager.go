@@ -218,7 +218,8 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 		ps := m.part(tp{p.Topic, p.Partition})
 		m.setView(ps, segs)
 	}
-	cache, err := chunkcache.New(chunkcache.Config{Dir: cfg.CacheDir, MaxBytes: cfg.CacheMaxBytes, ReadaheadWorkers: cfg.ReaderThreads},
+	cache, err := chunkcache.New(chunkcache.Config{Dir: cfg.CacheDir, MaxBytes: cfg.CacheMaxBytes, ReadaheadWorkers: cfg.ReaderThreads,
+		Policy: cfg.CachePolicy},
 		store.GetRange, logger, reg)
 	if err != nil {
 		return nil, fmt.Errorf("tier: %w", err)

@@ -204,6 +204,51 @@ func TestScanReadaheadDoesNotPromote(t *testing.T) {
 	}
 }
 
+// TestLRUPolicyMatchesReference: the cache with Policy lru (the policy before
+// S3-FIFO, kept as remote.cache.policy=lru to measure S3-FIFO against) gives
+// the reference LRU's hit for every access of the scan trace: the same
+// hits, the working set lost every round, the bytes bounded.
+func TestLRUPolicyMatchesReference(t *testing.T) {
+	f := newFixture(t, 1300, 256, Config{MaxBytes: scanCacheBytes, Policy: PolicyLRU})
+	tr := newScanTrace(f)
+	ref := &lruRef{max: tr.maxBytes, byKey: make(map[string]*list.Element)}
+	var accesses, mismatches int
+	wHits, wReads, _, _ := tr.run(func(ch Chunk) bool {
+		want := ref.access(ch)
+		before := f.store.calls.Load()
+		f.getChunk(ch)
+		hit := f.store.calls.Load() == before
+		if s := f.cache.Stats(); s.Bytes > tr.maxBytes {
+			t.Fatalf("cache holds %d bytes, max %d", s.Bytes, tr.maxBytes)
+		}
+		accesses++
+		if hit != want {
+			mismatches++
+		}
+		return hit
+	})
+	if mismatches > 0 {
+		t.Fatalf("%d of %d accesses differ from the reference LRU", mismatches, accesses)
+	}
+	if miss := wReads - wHits; miss < len(tr.working)*scanRounds {
+		t.Fatalf("LRU missed %d working-set re-reads, want at least %d", miss, len(tr.working)*scanRounds)
+	}
+	if s := f.cache.Stats(); s.SmallBytes != 0 || s.Promotions != 0 || s.GhostEntries != 0 {
+		t.Fatalf("LRU used S3-FIFO's queues: %+v", s)
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	for _, p := range []string{"", PolicyS3FIFO, PolicyLRU} {
+		if err := (Config{Dir: "d", MaxBytes: 1, Policy: p}).Validate(); err != nil {
+			t.Errorf("%q: %v", p, err)
+		}
+	}
+	if err := (Config{Dir: "d", MaxBytes: 1, Policy: "arc"}).Validate(); err == nil {
+		t.Error("policy arc accepted")
+	}
+}
+
 func pct(n, d int) float64 {
 	if d == 0 {
 		return 0
