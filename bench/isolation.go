@@ -531,7 +531,7 @@ func (iso *Isolation) figures() []Figure {
 	if iso.LRUBaseline.Hot.ReadBytes > 0 && iso.LRUReplay.Hot.ReadBytes > 0 {
 		fig("hot reader byte hit rate, cold replay at full speed (LRU, the old policy)", "", iso.LRUReplay.Hot.HitRate, "no replay (LRU)", iso.LRUBaseline.Hot.HitRate, "", nil)
 	}
-	if iso.Replay.Hot.ReadBytes > 0 && iso.LRUReplay.Hot.ReadBytes > 0 {
+	if iso.Replay.Hot.ReadBytes > 0 && iso.LRUReplay.Hot.HitRate > 0 { // (a ratio to no hit at all is no figure)
 		fig("hot reader byte hit rate during the replay, S3-FIFO", "", iso.Replay.Hot.HitRate, "LRU", iso.LRUReplay.Hot.HitRate, "", nil)
 	}
 	if iso.LimitBytesPerSec > 0 && iso.Limited.ReplayRead.Seconds > 0 {
