@@ -77,12 +77,12 @@ func TestIsolationTiny(t *testing.T) {
 		t.Errorf("limit %d, raw GETs %+v", iso.LimitBytesPerSec, iso.RawGet)
 	}
 	want := map[string]bool{
-		"isolation: produce p99, cold replay at full speed":                                      true,
-		"isolation: tail consumer p99 (end to end), cold replay at full speed":                   true,
-		"isolation: hot reader byte hit rate, cold replay at full speed (S3-FIFO)":               true,
-		"isolation: replay download rate with the fetch limit set":                               true,
-		"isolation: cold replay, remote bytes at full speed (beside the live and hot workloads)": true,
-		"isolation: hot reader byte hit rate, cold replay at full speed (LRU, the old policy)":   false,
+		"isolation: produce p99, cold replay at full speed":                                        true,
+		"isolation: tail consumer p99 (end to end), cold replay at full speed":                     true,
+		"isolation: hot reader byte hit rate, cold replay at full speed (S3-FIFO)":                 true,
+		"isolation: replay download rate with the fetch limit set":                                 true,
+		"isolation: cold replay at full speed, bytes received (beside the live and hot workloads)": true,
+		"isolation: hot reader byte hit rate, cold replay at full speed (LRU, the old policy)":     false,
 	}
 	seen := map[string]bool{}
 	for _, f := range r.rep.Figures {
