@@ -162,7 +162,14 @@ func (m *Manager) readBatches(ctx context.Context, key tp, finished []metadata.R
 	if end-first > maxBytes && !minOneBatch {
 		return localstore.Slice{}, 0, nil
 	}
-	f, release, err := m.cache.Get(ctx, m.chunk(key, seg, c, ch))
+	// A read that starts after the chunk's first batch continues a read of
+	// the chunk (a sequential consumer's previous fetch ended inside it):
+	// not a re-read for the cache's policy.
+	get := m.cache.Get
+	if b > ch.FirstBatch {
+		get = m.cache.GetContinued
+	}
+	f, release, err := get(ctx, m.chunk(key, seg, c, ch))
 	if err != nil {
 		return localstore.Slice{}, 0, fmt.Errorf("%w: %s-%d offset %d: %w", ErrUnavailable, key.topic, key.partition, sc.Batches[b].BaseOffset, err)
 	}

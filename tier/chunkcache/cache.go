@@ -262,6 +262,21 @@ func New(cfg Config, fetch FetchFunc, logger *slog.Logger, reg prometheus.Regist
 // The flight group looks the chunk up and pins it (files.Get) or joins or
 // starts its flight under its lock; Get opens, verifies and waits unlocked.
 func (c *Cache) Get(ctx context.Context, ch Chunk) (*os.File, func(), error) {
+	return c.get(ctx, ch, true)
+}
+
+// GetContinued is Get for a read that continues where the same reader's
+// previous read of the chunk stopped (a sequential consumer whose last fetch
+// ended inside the chunk): the access was counted then, so a hit is not a
+// re-read and does not raise the chunk's frequency. Otherwise a scan whose
+// fetches straddle chunk boundaries would re-read one chunk in four (say),
+// and S3-FIFO would promote those to main, where they push out the chunks
+// other readers do re-read.
+func (c *Cache) GetContinued(ctx context.Context, ch Chunk) (*os.File, func(), error) {
+	return c.get(ctx, ch, false)
+}
+
+func (c *Cache) get(ctx context.Context, ch Chunk, reread bool) (*os.File, func(), error) {
 	if err := ch.validate(); err != nil {
 		return nil, nil, err
 	}
@@ -282,6 +297,11 @@ func (c *Cache) Get(ctx context.Context, ch Chunk) (*os.File, func(), error) {
 			return nil, nil, err
 		}
 		// e is pinned for us, cached or just downloaded.
+		if cached {
+			c.mu.Lock()
+			c.touchLocked(e, reread)
+			c.mu.Unlock()
+		}
 		f, err := c.openCached(e, ch)
 		c.unpin(e)
 		if errors.Is(err, errStale) {

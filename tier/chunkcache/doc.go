@@ -64,6 +64,12 @@
 // diagnostic knob, kept to measure S3-FIFO against (strata bench's isolation
 // phase); scan_test.go checks it against a reference LRU.
 //
+// A Get that continues a read of the chunk (GetContinued: the tier's read
+// that starts after the chunk's first batch, where a sequential consumer's
+// previous fetch stopped) records no re-read: a scan whose fetches straddle
+// chunks would otherwise promote the straddled chunks. A read-ahead chunk
+// evicted before any Get read it leaves no ghost name: nothing accessed it.
+//
 // Read-ahead does not promote: a chunk a Prefetch brought in enters small
 // (even if its name is a ghost) and its first Get counts as its first
 // access, as a miss would (a ghost name then moves it to main). Only a

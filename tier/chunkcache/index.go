@@ -169,7 +169,10 @@ func (c *Cache) insertLocked(e *entry, q *queue) {
 // is its first access: it counts nothing, or, if its name was a ghost, moves
 // it to main as a miss would have. Any other hit raises e's frequency.
 // c.mu must be held.
-func (c *Cache) touchLocked(e *entry) {
+//
+// reread false (GetContinued) records the access without raising the
+// frequency: the reader touched the chunk already.
+func (c *Cache) touchLocked(e *entry, reread bool) {
 	if c.lru {
 		e.prefetched = false
 		if e.q != nil {
@@ -189,7 +192,7 @@ func (c *Cache) touchLocked(e *entry) {
 		}
 		return
 	}
-	if e.freq < maxFreq {
+	if reread && e.freq < maxFreq {
 		e.freq++
 	}
 }
@@ -252,7 +255,13 @@ func (c *Cache) evictSmallLocked() bool {
 			c.mu.main.push(e)
 			c.m.promotions.Add(1)
 		default:
-			c.ghostAddLocked(e.name, e.size)
+			// A read-ahead chunk evicted before any Get read it leaves no
+			// ghost: nothing accessed it, so asking for it later is a first
+			// access (into small), not a return (into main). Else a
+			// read-ahead deeper than small holds would send a scan to main.
+			if !e.prefetched {
+				c.ghostAddLocked(e.name, e.size)
+			}
 			c.removeLocked(e)
 			c.m.evictions.Add(1)
 			return true
