@@ -171,11 +171,11 @@ func (r *runner) isolationPhases(ctx context.Context) error {
 	if err := ir.warmHot(ctx); err != nil {
 		return err
 	}
-	if res.Baseline, err = ir.window(ctx, true, false); err != nil {
+	if res.Baseline, err = ir.measured(ctx, "isolation-baseline", true, false); err != nil {
 		return err
 	}
 	r.prog.step("isolation: cold replay at full speed (S3-FIFO)")
-	if res.Replay, err = ir.window(ctx, true, true); err != nil {
+	if res.Replay, err = ir.measured(ctx, "isolation-replay", true, true); err != nil {
 		return err
 	}
 
@@ -189,7 +189,7 @@ func (r *runner) isolationPhases(ctx context.Context) error {
 	if got := st.mgr.FetchMaxBytesPerSecond(); got != limit {
 		return fmt.Errorf("bench: isolation: the tier's fetch limit is %d after IncrementalAlterConfigs set %d", got, limit)
 	}
-	if res.Limited, err = ir.window(ctx, true, true); err != nil {
+	if res.Limited, err = ir.measured(ctx, "isolation-limited", true, true); err != nil {
 		return err
 	}
 	if err := ir.setFetchLimit(ctx, nil); err != nil {
@@ -220,10 +220,10 @@ func (r *runner) isolationPhases(ctx context.Context) error {
 	if err := ir.warmHot(ctx); err != nil {
 		return err
 	}
-	if res.LRUBaseline, err = ir.window(ctx, false, false); err != nil {
+	if res.LRUBaseline, err = ir.measured(ctx, "isolation-lru-baseline", false, false); err != nil {
 		return err
 	}
-	if res.LRUReplay, err = ir.window(ctx, false, true); err != nil {
+	if res.LRUReplay, err = ir.measured(ctx, "isolation-lru-replay", false, true); err != nil {
 		return err
 	}
 	return nil
@@ -292,6 +292,17 @@ func (ir *isoRun) setFetchLimit(ctx context.Context, limit *int64) error {
 		return fmt.Errorf("bench: isolation: IncrementalAlterConfigs of the fetch limit: %w", err)
 	}
 	return nil
+}
+
+// measured is window under the run's CPU measurement (the phase's row of
+// the CPU table, and its profile in Config.Out).
+func (ir *isoRun) measured(ctx context.Context, phase string, live, replay bool) (IsoWindow, error) {
+	var w IsoWindow
+	err := ir.r.cpu(phase, func() (err error) {
+		w, err = ir.window(ctx, live, replay)
+		return err
+	})
+	return w, err
 }
 
 // window runs one window: the hot reader, with live the producer and tail
