@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -123,7 +124,7 @@ func (s *Server) alterBroker(name string, names []string, next func(cur map[stri
 	}
 	if s.cfg.ClusterMode() {
 		return kerr.InvalidRequest.Code, strp("dynamic broker configs are not supported in a cluster (etcd) yet: set " +
-			fmt.Sprint(config.DynamicBrokerKeys()) + " in each node's server.properties and restart it")
+			strings.Join(config.DynamicBrokerKeys(), " and ") + " in each node's server.properties and restart it")
 	}
 	entity := ""
 	if name != "" {
