@@ -92,15 +92,26 @@ func (s *Server) applyDynamicLocked() {
 	dt.SetCopyMaxBytesPerSecond(s.cfg.DynamicInt64(d, copyLimitKey))
 }
 
-// describeBroker lists the broker's configs with the dynamic ones in force.
-func (s *Server) describeBroker() []config.Entry {
-	return s.cfg.DescribeBrokerDynamic(s.dyn().snapshot())
+// describeBroker lists the broker's configs with the dynamic ones in force:
+// for its id, its own over the default; for the default resource (name
+// ""), the default's only, as Kafka's default resource holds no broker's
+// own values.
+func (s *Server) describeBroker(name string) []config.Entry {
+	d := s.dyn().snapshot()
+	if name == "" {
+		d.PerBroker = nil
+	}
+	return s.cfg.DescribeBrokerDynamic(d)
 }
 
 // brokerSynonyms are the sources of a broker key, strongest first.
-func (s *Server) brokerSynonyms(name string) []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym {
+func (s *Server) brokerSynonyms(resource, name string) []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym {
 	var out []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym
-	for _, syn := range s.cfg.BrokerSynonyms(s.dyn().snapshot(), name) {
+	d := s.dyn().snapshot()
+	if resource == "" {
+		d.PerBroker = nil
+	}
+	for _, syn := range s.cfg.BrokerSynonyms(d, name) {
 		c := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
 		c.Name, c.Value, c.Source = name, strp(syn.Value), kmsg.ConfigSource(syn.Source)
 		out = append(out, c)

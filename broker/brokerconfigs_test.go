@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,27 @@ func TestDynamicFetchLimit(t *testing.T) {
 	}
 	if v, src := describeBrokerKey(t, adm, -1, copyLimitKey); v != "3145728" || src != kmsg.ConfigSourceDynamicDefaultBrokerConfig {
 		t.Fatalf("default resource: %s %v", v, src)
+	}
+	// The default resource shows the default, not this broker's own value.
+	if v, src := describeBrokerKey(t, adm, -1, fetchLimitKey); v != "2097152" || src != kmsg.ConfigSourceDynamicDefaultBrokerConfig {
+		t.Fatalf("default resource: %s %v", v, src)
+	}
+	// Synonyms list every source, strongest first.
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	rr := kmsg.NewDescribeConfigsRequestResource()
+	rr.ResourceType, rr.ResourceName, rr.ConfigNames = resourceBroker, "0", []string{fetchLimitKey}
+	req.Resources, req.IncludeSynonyms = append(req.Resources, rr), true
+	dresp, err := req.RequestWith(ctx, tb.client())
+	if err != nil || len(dresp.Resources) != 1 || len(dresp.Resources[0].Configs) != 1 {
+		t.Fatalf("DescribeConfigs with synonyms: %v %+v", err, dresp)
+	}
+	var srcs []kmsg.ConfigSource
+	for _, syn := range dresp.Resources[0].Configs[0].ConfigSynonyms {
+		srcs = append(srcs, syn.Source)
+	}
+	if want := []kmsg.ConfigSource{kmsg.ConfigSourceDynamicBrokerConfig, kmsg.ConfigSourceDynamicDefaultBrokerConfig,
+		kmsg.ConfigSourceStaticBrokerConfig, kmsg.ConfigSourceDefaultConfig}; !slices.Equal(srcs, want) {
+		t.Fatalf("synonyms %v, want %v", srcs, want)
 	}
 
 	tb.restart()

@@ -58,7 +58,7 @@ func (s *Server) handleDescribeConfigs(_ context.Context, _ *conn, req *kmsg.Des
 				sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, strp("unknown broker "+rr.ResourceName)
 				break
 			}
-			entries = s.describeBroker()
+			entries = s.describeBroker(rr.ResourceName)
 		default:
 			sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, strp(fmt.Sprintf("resource type %d is not served", rr.ResourceType))
 		}
@@ -75,7 +75,7 @@ func (s *Server) handleDescribeConfigs(_ context.Context, _ *conn, req *kmsg.Des
 			c.Source = kmsg.ConfigSource(e.Source)
 			c.ConfigType = kmsg.ConfigType(e.Type)
 			if req.IncludeSynonyms && rr.ResourceType == resourceBroker && !e.Sensitive {
-				c.ConfigSynonyms = s.brokerSynonyms(e.Name)
+				c.ConfigSynonyms = s.brokerSynonyms(rr.ResourceName, e.Name)
 			} else if req.IncludeSynonyms {
 				syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
 				syn.Name, syn.Value, syn.Source = e.Name, c.Value, c.Source
