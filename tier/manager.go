@@ -92,6 +92,10 @@ type partState struct {
 	// lagMu serialises updateLag's reading of the log with its writing of
 	// the lag, so a slower computation never overwrites a newer one.
 	lagMu sync.Mutex
+
+	// lastChunk is the cache key of the chunk the partition's last remote
+	// read touched (read.go: reads of one chunk in a row are one access).
+	lastChunk atomic.Pointer[string]
 }
 
 // Manager is the tiering manager. Its methods are safe for concurrent use.

@@ -265,13 +265,13 @@ func (c *Cache) Get(ctx context.Context, ch Chunk) (*os.File, func(), error) {
 	return c.get(ctx, ch, true)
 }
 
-// GetContinued is Get for a read that continues where the same reader's
-// previous read of the chunk stopped (a sequential consumer whose last fetch
-// ended inside the chunk): the access was counted then, so a hit is not a
-// re-read and does not raise the chunk's frequency. Otherwise a scan whose
-// fetches straddle chunk boundaries would re-read one chunk in four (say),
-// and S3-FIFO would promote those to main, where they push out the chunks
-// other readers do re-read.
+// GetContinued is Get for a read that continues the caller's previous read
+// of the chunk (the tier's reads of one chunk in a row on a partition: a
+// fetch that warms a chunk then reads it, a sequential consumer whose last
+// fetch ended inside it): the access was counted then, so a hit is not a
+// re-read and does not raise the chunk's frequency. Otherwise a scan would
+// re-read one chunk in a few, and S3-FIFO would promote those to main, where
+// they push out the chunks other readers do re-read.
 func (c *Cache) GetContinued(ctx context.Context, ch Chunk) (*os.File, func(), error) {
 	return c.get(ctx, ch, false)
 }

@@ -64,10 +64,10 @@
 // diagnostic knob, kept to measure S3-FIFO against (strata bench's isolation
 // phase); scan_test.go checks it against a reference LRU.
 //
-// A Get that continues a read of the chunk (GetContinued: the tier's read
-// that starts after the chunk's first batch, where a sequential consumer's
-// previous fetch stopped) records no re-read: a scan whose fetches straddle
-// chunks would otherwise promote the straddled chunks. A read-ahead chunk
+// A Get that continues a read of the chunk (GetContinued: the tier's reads
+// of one chunk in a row on a partition, a fetch that warms then reads it or
+// a sequential consumer resuming where its last fetch stopped) records no
+// re-read: a scan would otherwise promote the chunks it touches twice. A read-ahead chunk
 // evicted before any Get read it leaves no ghost name: nothing accessed it.
 //
 // Read-ahead does not promote: a chunk a Prefetch brought in enters small
