@@ -93,6 +93,8 @@ type Server struct {
 	deleteKick chan struct{} // wakes the deleter (deletion.go)
 	delErrMu   sync.Mutex
 	delErrs    map[string]string // last cleanup error by topic id (hex)
+
+	dynCfg dynamicConfigs // dynamic broker configs (brokerconfigs.go)
 }
 
 // New opens the broker's metadata, its logs and its remote tier. Call Serve to
@@ -156,6 +158,9 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	}
 	s.topics, err = openRegistry(cfg, meta, remote, logger)
 	if err != nil {
+		return fail(err)
+	}
+	if err := s.loadDynamicConfigs(); err != nil {
 		return fail(err)
 	}
 	// The tier keeps a manifest of each topic in the bucket (for recover).

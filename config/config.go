@@ -57,6 +57,7 @@ type Broker struct {
 	RemoteFetchMaxWaitMs                int64   // remote.fetch.max.wait.ms (500)
 	RemoteCacheDir                      string  // remote.cache.dir (default <log.dirs>/remote-cache)
 	RemoteCacheMaxBytes                 int64   // remote.cache.max.bytes (1 GiB)
+	RemoteCachePolicy                   string  // remote.cache.policy (s3fifo; lru: a benchmark knob)
 	RemoteChunkBytes                    int64   // remote.chunk.bytes (4 MiB)
 	RemoteReadaheadChunks               int64   // remote.readahead.chunks (2)
 	RemoteLogReaderThreads              int64   // remote.log.reader.threads (10)
@@ -167,6 +168,7 @@ var brokerFields = map[string]func(b *Broker) string{
 	"remote.fetch.max.wait.ms":          func(b *Broker) string { return i64(b.RemoteFetchMaxWaitMs) },
 	"remote.cache.dir":                  func(b *Broker) string { return b.RemoteCacheDir },
 	"remote.cache.max.bytes":            func(b *Broker) string { return i64(b.RemoteCacheMaxBytes) },
+	"remote.cache.policy":               func(b *Broker) string { return b.RemoteCachePolicy },
 	"remote.chunk.bytes":                func(b *Broker) string { return i64(b.RemoteChunkBytes) },
 	"remote.readahead.chunks":           func(b *Broker) string { return i64(b.RemoteReadaheadChunks) },
 	"remote.log.reader.threads":         func(b *Broker) string { return i64(b.RemoteLogReaderThreads) },
@@ -464,6 +466,7 @@ func (l *loader) build() (*Broker, error) {
 		RemoteFetchMaxWaitMs:                num("remote.fetch.max.wait.ms"),
 		RemoteCacheDir:                      get("remote.cache.dir"),
 		RemoteCacheMaxBytes:                 num("remote.cache.max.bytes"),
+		RemoteCachePolicy:                   get("remote.cache.policy"),
 		RemoteChunkBytes:                    num("remote.chunk.bytes"),
 		RemoteReadaheadChunks:               num("remote.readahead.chunks"),
 		RemoteLogReaderThreads:              num("remote.log.reader.threads"),
@@ -685,7 +688,7 @@ func (b *Broker) DescribeBroker() []Entry {
 			Value:    b.brokerValue(s.name),
 			Source:   SourceDefault,
 			Type:     s.kind.typ(),
-			ReadOnly: true, // no dynamic broker configs
+			ReadOnly: !s.dynamic, // see dynamic.go
 			Doc:      s.doc,
 		}
 		if set {

@@ -28,6 +28,10 @@
 //	client_quotas  quota entity ("client-id=x,user=y", the broker's canonical
 //	               form) -> value{client quota}; created by the first AlterClientQuota
 //
+// Created by the first write (brokerconfigs.go):
+//
+//	broker_configs  "broker/" entity (a broker id, or "" for the default) -> value{dynamic broker configs}
+//
 // DeleteTopic moves a topic's remote_index buckets to deleted_remote_index
 // and records the TopicDeletion in the transaction that removes the topic:
 // deleting is one committed decision, and the cleanup that follows (the

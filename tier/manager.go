@@ -92,6 +92,10 @@ type partState struct {
 	// lagMu serialises updateLag's reading of the log with its writing of
 	// the lag, so a slower computation never overwrites a newer one.
 	lagMu sync.Mutex
+
+	// lastChunk is the cache key of the chunk the partition's last remote
+	// read touched (read.go: reads of one chunk in a row are one access).
+	lastChunk atomic.Pointer[string]
 }
 
 // Manager is the tiering manager. Its methods are safe for concurrent use.
@@ -109,8 +113,10 @@ type Manager struct {
 	logger    *slog.Logger
 	m         *metrics
 	cache     *chunkcache.Cache
-	limiter   *tokenBucket // nil: unlimited
-	costs     *costs
+	limiter   *tokenBucket // uploads (the copy limit); its rate may be unlimited
+	// fetchLimiter paces downloads (the fetch limit), in the metered store.
+	fetchLimiter *tokenBucket
+	costs        *costs
 	// pending counts the remote reads in progress (serve), bounded by
 	// Config.ReaderMaxPendingTasks.
 	pending  atomic.Int64
@@ -182,14 +188,11 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	// Every call the manager makes goes through the metered store: counted
 	// per topic, downloads paced by the fetch limit.
 	costs := newCosts(*cfg.Prices, cfg.Now, reg)
-	metered := &meteredStore{Store: store, costs: costs}
-	if cfg.FetchMaxBytesPerSecond > 0 {
-		metered.limiter = newTokenBucket(cfg.FetchMaxBytesPerSecond)
-	}
+	metered := &meteredStore{Store: store, costs: costs, limiter: newTokenBucket(cfg.FetchMaxBytesPerSecond)}
 	store = metered
 	m := &Manager{
-		costs: costs,
-		cfg:   cfg, store: store, meta: meta, logger: logger, health: health, started: time.Now(),
+		costs: costs, fetchLimiter: metered.limiter,
+		cfg: cfg, store: store, meta: meta, logger: logger, health: health, started: time.Now(),
 		m:           newMetrics(reg),
 		sidecars:    newSidecarCache(cfg.SidecarCacheBytes, sidecarLoadTimeout),
 		prefetchSem: make(chan struct{}, 4),
@@ -198,9 +201,7 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 		m.m.storeAvailable.Set(0)
 	}
 	m.stopWatch = health.Watch(m.onHealth)
-	if cfg.CopyMaxBytesPerSecond > 0 {
-		m.limiter = newTokenBucket(cfg.CopyMaxBytesPerSecond)
-	}
+	m.limiter = newTokenBucket(cfg.CopyMaxBytesPerSecond)
 	metricsreg.Register(reg, newCostCollector(m))
 	m.viewMu.parts = make(map[tp]*partState)
 	m.jobs.cond = sync.NewCond(&m.jobs)
@@ -221,7 +222,8 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 		ps := m.part(tp{p.Topic, p.Partition})
 		m.setView(ps, segs)
 	}
-	cache, err := chunkcache.New(chunkcache.Config{Dir: cfg.CacheDir, MaxBytes: cfg.CacheMaxBytes, ReadaheadWorkers: cfg.ReaderThreads},
+	cache, err := chunkcache.New(chunkcache.Config{Dir: cfg.CacheDir, MaxBytes: cfg.CacheMaxBytes, ReadaheadWorkers: cfg.ReaderThreads,
+		Policy: cfg.CachePolicy},
 		store.GetRange, logger, reg)
 	if err != nil {
 		return nil, fmt.Errorf("tier: %w", err)
