@@ -8,20 +8,22 @@ package broker
 // and applied again at start-up. Altering a static key is refused with
 // INVALID_REQUEST ("Cannot update these configs dynamically: ..."); an
 // unknown key or a bad value with INVALID_CONFIG naming the key and what is
-// allowed. A cluster (etcd) refuses them: the cluster package has no place
-// for broker configs yet, and a value stored on one node would silently
-// differ from the others'.
+// allowed. In a cluster they live in etcd (brokerconfigs/<id> and
+// brokerconfigs/<default>), any broker alters any registered broker's or
+// the default, and each broker applies its own and the default from its
+// view (reconcile), as it does topics and client quotas.
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/stratalog/strata/cluster"
 	"github.com/stratalog/strata/config"
 )
 
@@ -55,8 +57,8 @@ func (d *dynamicConfigs) snapshot() config.DynamicBroker {
 func (s *Server) brokerEntity() string { return strconv.Itoa(int(s.cfg.BrokerID)) }
 
 // loadDynamicConfigs reads the stored dynamic broker configs and applies
-// them to the tier. New calls it once, before serving. A cluster ignores
-// them (it refuses to store any).
+// them to the tier. New calls it once, before serving. A cluster takes
+// them from etcd instead (applyClusterBrokerConfigs).
 func (s *Server) loadDynamicConfigs() error {
 	if s.cfg.ClusterMode() {
 		return nil
@@ -123,8 +125,8 @@ func (s *Server) brokerSynonyms(resource, name string) []kmsg.DescribeConfigsRes
 // IncrementalAlterConfigs: names are the keys the request names (checked
 // first: a static or unknown key refuses the whole resource), next computes
 // the entity's new dynamic configs from its current ones.
-func (s *Server) alterBroker(name string, names []string, next func(cur map[string]string) (map[string]string, error), validateOnly bool) (int16, *string) {
-	if !s.isThisBroker(name) {
+func (s *Server) alterBroker(ctx context.Context, name string, names []string, next func(cur map[string]string) (map[string]string, error), validateOnly bool) (int16, *string) {
+	if !s.knownBroker(name) {
 		return kerr.InvalidRequest.Code, strp("unknown broker " + name)
 	}
 	if err := config.CheckDynamicBrokerKeys(names); err != nil {
@@ -133,9 +135,37 @@ func (s *Server) alterBroker(name string, names []string, next func(cur map[stri
 		}
 		return kerr.InvalidConfig.Code, strp(err.Error())
 	}
-	if s.cfg.ClusterMode() {
-		return kerr.InvalidRequest.Code, strp("dynamic broker configs are not supported in a cluster (etcd) yet: set " +
-			strings.Join(config.DynamicBrokerKeys(), " and ") + " in each node's server.properties and restart it")
+	// check is next followed by the keys' validation.
+	check := func(cur map[string]string) (map[string]string, error) {
+		want, err := next(maps.Clone(cur))
+		if err != nil {
+			return nil, err
+		}
+		canon, derr := config.CheckDynamicBroker(want)
+		if derr != nil {
+			return nil, fmt.Errorf("%w: %s", errInvalidConfig, derr.Error())
+		}
+		return canon, nil
+	}
+	if s.clustered() {
+		entity := cluster.DefaultBrokerEntity
+		if name != "" {
+			entity = name
+		}
+		if validateOnly {
+			_, err := check(s.cl.View().Snapshot().BrokerConfigs[entity])
+			return adminError(err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+		defer cancel()
+		rev, err := s.cl.AlterBrokerConfigs(ctx, entity, check)
+		if err == nil {
+			err = s.applied(ctx, rev)
+		}
+		if err == nil {
+			s.log.Info("dynamic broker configs changed", "entity", entity)
+		}
+		return adminError(err)
 	}
 	entity := ""
 	if name != "" {
@@ -148,16 +178,9 @@ func (s *Server) alterBroker(name string, names []string, next func(cur map[stri
 	if entity != "" {
 		cur = d.cfg.PerBroker
 	}
-	want, err := next(maps.Clone(cur))
-	if err != nil {
+	canon, err := check(cur)
+	if err != nil || validateOnly {
 		return adminError(err)
-	}
-	canon, derr := config.CheckDynamicBroker(want)
-	if derr != nil {
-		return kerr.InvalidConfig.Code, strp(derr.Error())
-	}
-	if validateOnly {
-		return 0, nil
 	}
 	if err := s.meta.SetBrokerConfigs(entity, canon); err != nil {
 		return kerr.UnknownServerError.Code, strp(err.Error())
@@ -170,6 +193,39 @@ func (s *Server) alterBroker(name string, names []string, next func(cur map[stri
 	s.applyDynamicLocked()
 	s.log.Info("dynamic broker configs changed", "entity", name, "configs", canon)
 	return 0, nil
+}
+
+// knownBroker reports whether name is a broker resource this broker
+// answers for: the default (""), itself, or in a cluster any registered
+// broker (their dynamic configs live in etcd).
+func (s *Server) knownBroker(name string) bool {
+	if s.isThisBroker(name) {
+		return true
+	}
+	if !s.clustered() {
+		return false
+	}
+	id, err := strconv.ParseInt(name, 10, 32)
+	if err != nil {
+		return false
+	}
+	_, ok := s.cl.View().Snapshot().Brokers[int32(id)]
+	return ok
+}
+
+// applyClusterBrokerConfigs takes this broker's dynamic configs and the
+// default from a cluster snapshot and applies them if they changed.
+func (s *Server) applyClusterBrokerConfigs(snap *cluster.Snapshot) {
+	next := config.DynamicBroker{PerBroker: snap.BrokerConfigs[s.brokerEntity()], Default: snap.BrokerConfigs[cluster.DefaultBrokerEntity]}
+	d := s.dyn()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if maps.Equal(d.cfg.PerBroker, next.PerBroker) && maps.Equal(d.cfg.Default, next.Default) {
+		return
+	}
+	d.cfg = next
+	s.applyDynamicLocked()
+	s.log.Info("dynamic broker configs", "broker", next.PerBroker, "default", next.Default)
 }
 
 // brokerSetAll is AlterConfigs' next: the request's configs replace the

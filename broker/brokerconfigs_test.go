@@ -10,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/stratalog/strata/config"
 )
 
 // describeBrokerKey returns key's value and source as DescribeConfigs shows
@@ -200,30 +199,5 @@ func TestDynamicBrokerConfigRefusals(t *testing.T) {
 	}
 	if got := tb.mgr.FetchMaxBytesPerSecond(); got > 0 {
 		t.Fatalf("a refused alteration set the fetch limit to %d", got)
-	}
-}
-
-// TestDynamicBrokerConfigsRefusedInCluster: a cluster has no place for
-// dynamic broker configs yet (etcd holds none): they are refused with
-// INVALID_REQUEST saying so, before anything is stored; a static key is
-// still refused as static.
-func TestDynamicBrokerConfigsRefusedInCluster(t *testing.T) {
-	cfg, err := config.Load("", nil, []string{
-		"node.id=1", "process.roles=broker,controller",
-		"listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
-		"controller.quorum.voters=1@127.0.0.1:9093", "remote.storage.url=s3://bucket",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{cfg: cfg} // no store: a refusal must come before any write
-	names, next := brokerIncremental([]kmsg.IncrementalAlterConfigsRequestResourceConfig{{Name: fetchLimitKey, Value: kmsg.StringPtr("1000")}})
-	code, msg := s.alterBroker("1", names, next, false)
-	if code != kerr.InvalidRequest.Code || msg == nil || !strings.Contains(*msg, "not supported in a cluster") || !strings.Contains(*msg, fetchLimitKey) {
-		t.Fatalf("cluster: %d %q", code, strOrNil(msg))
-	}
-	names, next = brokerIncremental([]kmsg.IncrementalAlterConfigsRequestResourceConfig{{Name: "log.retention.ms", Value: kmsg.StringPtr("1")}})
-	if code, msg := s.alterBroker("", names, next, true); code != kerr.InvalidRequest.Code || !strings.Contains(strOrNil(msg), "Cannot update these configs dynamically: log.retention.ms") {
-		t.Fatalf("static key in a cluster: %d %q", code, strOrNil(msg))
 	}
 }

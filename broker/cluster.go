@@ -191,6 +191,7 @@ func (s *Server) reconcile(snap *cluster.Snapshot) {
 	s.reconcileMu.Lock()
 	defer s.reconcileMu.Unlock()
 	s.quotas.set(snap.ClientQuotas) // the snapshot's maps are never changed
+	s.applyClusterBrokerConfigs(snap)
 	for _, t := range s.topics.all() {
 		if rec, ok := snap.Topics[t.name]; !ok || rec.ID != t.id {
 			s.dropLocal(t)

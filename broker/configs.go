@@ -91,7 +91,7 @@ func (s *Server) handleDescribeConfigs(_ context.Context, _ *conn, req *kmsg.Des
 	return resp, nil
 }
 
-func (s *Server) handleAlterConfigs(_ context.Context, _ *conn, req *kmsg.AlterConfigsRequest) (kmsg.Response, error) {
+func (s *Server) handleAlterConfigs(ctx context.Context, _ *conn, req *kmsg.AlterConfigsRequest) (kmsg.Response, error) {
 	resp := kmsg.NewPtrAlterConfigsResponse()
 	resp.Version = req.Version
 	for _, rr := range req.Resources {
@@ -99,7 +99,7 @@ func (s *Server) handleAlterConfigs(_ context.Context, _ *conn, req *kmsg.AlterC
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
 		if rr.ResourceType == resourceBroker {
 			names, next := brokerSetAll(rr.Configs)
-			sr.ErrorCode, sr.ErrorMessage = s.alterBroker(rr.ResourceName, names, next, req.ValidateOnly)
+			sr.ErrorCode, sr.ErrorMessage = s.alterBroker(ctx, rr.ResourceName, names, next, req.ValidateOnly)
 			resp.Resources = append(resp.Resources, sr)
 			continue
 		}
@@ -118,7 +118,7 @@ func (s *Server) handleAlterConfigs(_ context.Context, _ *conn, req *kmsg.AlterC
 	return resp, nil
 }
 
-func (s *Server) handleIncrementalAlterConfigs(_ context.Context, _ *conn, req *kmsg.IncrementalAlterConfigsRequest) (kmsg.Response, error) {
+func (s *Server) handleIncrementalAlterConfigs(ctx context.Context, _ *conn, req *kmsg.IncrementalAlterConfigsRequest) (kmsg.Response, error) {
 	resp := kmsg.NewPtrIncrementalAlterConfigsResponse()
 	resp.Version = req.Version
 	for _, rr := range req.Resources {
@@ -126,7 +126,7 @@ func (s *Server) handleIncrementalAlterConfigs(_ context.Context, _ *conn, req *
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
 		if rr.ResourceType == resourceBroker {
 			names, next := brokerIncremental(rr.Configs)
-			sr.ErrorCode, sr.ErrorMessage = s.alterBroker(rr.ResourceName, names, next, req.ValidateOnly)
+			sr.ErrorCode, sr.ErrorMessage = s.alterBroker(ctx, rr.ResourceName, names, next, req.ValidateOnly)
 			resp.Resources = append(resp.Resources, sr)
 			continue
 		}

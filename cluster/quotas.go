@@ -17,17 +17,31 @@ func (n *Node) AlterClientQuota(ctx context.Context, entity string, fn func(cur 
 	if entity == "" {
 		return 0, fmt.Errorf("cluster: empty quota entity")
 	}
-	key := quotasPrefix + entity
+	return alterMap(ctx, n, quotasPrefix+entity, "the quotas of "+entity, fn)
+}
+
+// AlterBrokerConfigs replaces the dynamic broker configs of entity (a
+// broker id, or DefaultBrokerEntity) as AlterClientQuota does quotas.
+func (n *Node) AlterBrokerConfigs(ctx context.Context, entity string, fn func(cur map[string]string) (map[string]string, error)) (int64, error) {
+	if entity == "" {
+		return 0, fmt.Errorf("cluster: empty broker config entity")
+	}
+	return alterMap(ctx, n, brokerCfgPrefix+entity, "the dynamic configs of broker "+entity, fn)
+}
+
+// alterMap replaces the JSON map at key with what fn returns for the
+// current one, by compare-and-swap (an empty result deletes the key).
+func alterMap[V any](ctx context.Context, n *Node, key, what string, fn func(cur map[string]V) (map[string]V, error)) (int64, error) {
 	for {
 		resp, err := n.client.Get(ctx, key)
 		if err != nil {
-			return 0, fmt.Errorf("cluster: cannot read the quotas of %q: %w", entity, err)
+			return 0, fmt.Errorf("cluster: cannot read %s: %w", what, err)
 		}
-		cur := map[string]float64{}
+		cur := map[string]V{}
 		modRev := int64(0)
 		if len(resp.Kvs) > 0 {
 			if err := json.Unmarshal(resp.Kvs[0].Value, &cur); err != nil {
-				return 0, fmt.Errorf("cluster: the quotas of %q do not decode: %w", entity, err)
+				return 0, fmt.Errorf("cluster: %s do not decode: %w", what, err)
 			}
 			modRev = resp.Kvs[0].ModRevision
 		}
@@ -39,13 +53,13 @@ func (n *Node) AlterClientQuota(ctx context.Context, entity string, fn func(cur 
 		if len(next) > 0 {
 			val, err := json.Marshal(next)
 			if err != nil {
-				return 0, fmt.Errorf("cluster: the quotas of %q do not encode: %w", entity, err)
+				return 0, fmt.Errorf("cluster: %s do not encode: %w", what, err)
 			}
 			op = clientv3.OpPut(key, string(val))
 		}
 		tx, err := n.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(op).Commit()
 		if err != nil {
-			return 0, fmt.Errorf("cluster: cannot write the quotas of %q: %w", entity, err)
+			return 0, fmt.Errorf("cluster: cannot write %s: %w", what, err)
 		}
 		if tx.Succeeded {
 			return tx.Header.Revision, nil

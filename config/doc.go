@@ -173,7 +173,9 @@
 // restart; the broker stores them in its metadata and applies them again at
 // start-up, over the static value (dynamic.go). Every other broker key is
 // static: altering it is refused with INVALID_REQUEST ("Cannot update these
-// configs dynamically: ..."). A single node only: a cluster refuses them.
+// configs dynamically: ..."). In a cluster they live in etcd: any broker
+// alters any registered broker's or the default, and every broker applies
+// its own and the default as soon as its view of etcd has them.
 //
 // Every object-store call is retried (with backoff) after a failure; an
 // attempt that overruns its timeout fails with an error naming the store and

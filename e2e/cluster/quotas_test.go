@@ -3,6 +3,8 @@ package clustere2e
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,5 +97,71 @@ func TestClusterClientQuotas(t *testing.T) {
 		if hook.count(id) == 0 {
 			t.Errorf("broker %d leads a partition of %s and never throttled the slow client", id, topic)
 		}
+	}
+}
+
+// Dynamic broker configs live in etcd: the KIP-956 fetch limit set as the
+// cluster-wide default through one broker and for broker 3 through another
+// is described by each broker with Kafka's sources, also by broker 3 after
+// a restart; a static key is refused as static.
+func TestClusterDynamicBrokerConfigs(t *testing.T) {
+	c := start(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	via := func(i int) *kadm.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr(i)), kgo.Dialer(c.DialContext))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return kadm.NewClient(cl)
+	}
+	const key = "remote.log.manager.fetch.max.bytes.per.second"
+	set := func(adm *kadm.Client, v string, broker ...int32) {
+		t.Helper()
+		res, err := adm.AlterBrokerConfigs(ctx, []kadm.AlterConfig{{Name: key, Value: kadm.StringPtr(v)}}, broker...)
+		if err == nil {
+			err = res[0].Err
+		}
+		if err != nil {
+			t.Fatalf("alter broker %v: %v", broker, err)
+		}
+	}
+	// No broker: the cluster-wide default (the empty resource name).
+	set(via(0), "5000000")
+	set(via(1), "2000000", 3)
+	source := func(i int) (string, string) {
+		rcs, err := via(i).DescribeBrokerConfigs(ctx, int32(i+1))
+		if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+			return "", ""
+		}
+		for _, cfg := range rcs[0].Configs {
+			if cfg.Key == key && cfg.Value != nil {
+				return *cfg.Value, cfg.Source.String()
+			}
+		}
+		return "", ""
+	}
+	want := map[int][2]string{
+		0: {"5000000", "DYNAMIC_DEFAULT_BROKER_CONFIG"},
+		1: {"5000000", "DYNAMIC_DEFAULT_BROKER_CONFIG"},
+		2: {"2000000", "DYNAMIC_BROKER_CONFIG"},
+	}
+	check := func() {
+		for i, w := range want {
+			wait.For(t, time.Minute, fmt.Sprintf("broker %d describes %s=%s (%s)", i+1, key, w[0], w[1]), func() bool {
+				v, src := source(i)
+				return v == w[0] && src == w[1]
+			})
+		}
+	}
+	check()
+	c.Kill9(2)
+	c.Restart(2)
+	check()
+
+	res, err := via(2).AlterBrokerConfigs(ctx, []kadm.AlterConfig{{Name: "log.retention.ms", Value: kadm.StringPtr("1")}}, 2)
+	if err == nil && (len(res) != 1 || res[0].Err == nil || !strings.Contains(res[0].ErrMessage, "Cannot update these configs dynamically")) {
+		t.Fatalf("a static key altered dynamically: %+v", res)
 	}
 }
