@@ -330,7 +330,7 @@ var brokerSpecs = []*spec{
 	stringKey("broker.rack", "", "The rack of this broker: replica assignment places the replicas of a partition in different racks."),
 	{name: "replica.selector.class", kind: kindString, def: "", oneOf: []string{"", RackAwareReplicaSelector, "RackAwareReplicaSelector"},
 		allowed: "empty (consumers read from the leader), " + RackAwareReplicaSelector + " or RackAwareReplicaSelector",
-		doc: "How a partition's leader picks the replica a consumer reads from (KIP-392): empty, the leader; RackAwareReplicaSelector, an in-sync replica in the consumer's client.rack when the leader is not in it."},
+		doc:     "How a partition's leader picks the replica a consumer reads from (KIP-392): empty, the leader; RackAwareReplicaSelector, an in-sync replica in the consumer's client.rack when the leader is not in it."},
 	intKey("broker.session.timeout.ms", 9000, 1, maxInt32, "A broker whose registration lease is not renewed for this long is fenced and leaves every ISR."),
 	intKey("broker.heartbeat.interval.ms", 2000, 1, maxInt32, "How often a broker renews its registration lease; below broker.session.timeout.ms."),
 	{name: "offsets.topic.replication.factor", kind: kindShort, def: "3", min: 1, max: math.MaxInt16,
