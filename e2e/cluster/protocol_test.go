@@ -128,4 +128,19 @@ func TestClusterProtocolAnswers(t *testing.T) {
 	if len(fr.Brokers) != 1 || fr.Brokers[0].NodeID != int32(next+1) {
 		t.Fatalf("fenced fetch: node endpoints %+v, want the leader's", fr.Brokers)
 	}
+	// The remaining follower, once it follows the new leader, fences a
+	// consumer's fetch at the old epoch too (it serves the current one).
+	third := 3 - leader - next
+	tconn, err := kwire.Dial(ctx, c.Addr(third), "hint-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tconn.Close()
+	wait.For(t, time.Minute, "the follower fences the old epoch", func() bool {
+		code = fetch(tconn, epoch).Topics[0].Partitions[0].ErrorCode
+		return code != 0
+	})
+	if code != kerr.FencedLeaderEpoch.Code {
+		t.Fatalf("fetch at the old epoch %d from the follower: error %d, want FENCED_LEADER_EPOCH", epoch, code)
+	}
 }

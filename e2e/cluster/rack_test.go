@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/internal/clustertest"
@@ -213,5 +214,26 @@ func wireChecks(t *testing.T, ctx context.Context, c *clustertest.Cluster, topic
 	}
 	if p := fetch(2, "", int64(n)+1000, epoch); p.ErrorCode != kerr.OffsetOutOfRange.Code {
 		t.Fatalf("follower, offset past its end: error %d, want OFFSET_OUT_OF_RANGE", p.ErrorCode)
+	}
+
+	// Before v11 (no rack_id, no KIP-392) a consumer reads from the leader only.
+	old := c.Client(t, kgo.MaxVersions(kversion.V2_2_0()))
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxWaitMillis, req.MaxBytes, req.SessionEpoch = -1, 0, 1<<20, -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = 0, epoch, 1<<20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, old.Broker(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Version != 10 {
+		t.Fatalf("fetch at v%d, want v10", resp.Version)
+	}
+	if p := resp.Topics[0].Partitions[0]; p.ErrorCode != kerr.NotLeaderForPartition.Code {
+		t.Fatalf("follower, fetch v10: error %d, want NOT_LEADER_OR_FOLLOWER", p.ErrorCode)
 	}
 }
