@@ -60,6 +60,8 @@ type fetchPart struct {
 	// PreferredReadReplica); the partition has no records.
 	redirect    bool
 	readReplica int32
+	// follower: read by this broker as a follower (KIP-392).
+	follower bool
 }
 
 // fetchClient is what a fetch's reads need to know of its sender.
@@ -209,8 +211,21 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 			c.q.delayed = true
 		}
 	}
+	var followerBytes int64
+	for i := range out {
+		if out[i].redirect {
+			s.metrics.preferredReplica.Inc()
+		}
+		if out[i].follower {
+			followerBytes += out[i].records.Len()
+		}
+	}
 	s.metrics.fetchRequests.Inc()
-	return nil, s.writeFetchResponse(c, hdr, req.Version, 0, sessionID, out)
+	if err := s.writeFetchResponse(c, hdr, req.Version, 0, sessionID, out); err != nil {
+		return nil, err
+	}
+	s.metrics.followerFetchBytes.Add(float64(followerBytes))
+	return nil, nil
 }
 
 // hintEndpoints are the endpoints of the leaders named in parts' hints
@@ -369,7 +384,7 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			errored = true
 			continue
 		}
-		fp.hint, fp.redirect = false, false
+		fp.hint, fp.redirect, fp.follower = false, false, false
 		if r := replicaFor(fp.p); r != nil {
 			var leader bool
 			if leader, fp.err = r.checkRead(fp.leaderEpoch, fromFollower); fp.err != nil {
@@ -380,6 +395,7 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 				errored = true
 				continue
 			}
+			fp.follower = !leader
 			if leader && rackAware {
 				if id := r.preferredReadReplica(fc.rack, fp.offset); id >= 0 {
 					// As Kafka: no read, the consumer goes to the replica.

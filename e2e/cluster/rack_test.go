@@ -1,8 +1,12 @@
 package clustere2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +19,7 @@ import (
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/internal/clustertest"
 	"github.com/stratalog/strata/internal/kwire"
+	"github.com/stratalog/strata/internal/wait"
 )
 
 // recordsBy counts, per broker, the records a consumer read from it.
@@ -37,6 +42,24 @@ func (h *recordsBy) get() map[int32]int {
 		out[id] = n
 	}
 	return out
+}
+
+// counter reads one unlabelled series from a node's /metrics (-1: absent,
+// -2: no answer).
+func counter(maddr, name string) float64 {
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		return -2
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return -1
 }
 
 // consumeN reads n more records with cl into got (offsets must follow on).
@@ -75,7 +98,13 @@ func checkHistory(t *testing.T, got []*kgo.Record, n int) {
 // rechecks its preferred replica) and reads on: nothing lost or duplicated.
 func TestClusterFetchFromClosestReplica(t *testing.T) {
 	opts := options(3, "replica.selector.class="+config.RackAwareReplicaSelector)
-	opts.PerNode = func(i int) []string { return []string{fmt.Sprintf("broker.rack=r%d", i+1)} }
+	metrics := []string{}
+	for range 3 {
+		metrics = append(metrics, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	}
+	opts.PerNode = func(i int) []string {
+		return []string{fmt.Sprintf("broker.rack=r%d", i+1), "metrics.listen=" + metrics[i]}
+	}
 	c := clustertest.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -132,6 +161,17 @@ func TestClusterFetchFromClosestReplica(t *testing.T) {
 	checkHistory(t, got, n)
 	if by := near.get(); by[2] != n || by[1] != 0 || by[3] != 0 {
 		t.Fatalf("records read per broker by the r2 consumer: %v, want all %d from node 2", by, n)
+	}
+	// The brokers count it too: node 2 served consumers as a follower,
+	// node 1 redirected and served none as a follower.
+	wait.For(t, time.Minute, "node 2 counts the bytes it served as a follower", func() bool {
+		return counter(metrics[1], "strata_broker_fetch_follower_bytes_total") > 0
+	})
+	if v := counter(metrics[0], "strata_broker_fetch_preferred_replica_total"); v <= 0 {
+		t.Fatalf("node 1 answered %v fetches with a preferred read replica", v)
+	}
+	if v := counter(metrics[0], "strata_broker_fetch_follower_bytes_total"); v != 0 {
+		t.Fatalf("node 1, the leader, served %v bytes as a follower", v)
 	}
 
 	// Without a rack: the leader.
