@@ -24,6 +24,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -84,6 +85,9 @@ func (s *Server) brokerLive(id int32) bool {
 	b, ok := s.cl.View().Snapshot().Brokers[id]
 	return ok && !b.ShuttingDown
 }
+
+// rack is this broker's broker.rack.
+func (s *Server) rack() string { return strings.TrimSpace(s.cfg.BrokerRack) }
 
 // brokerAddr is the advertised address of broker id.
 func (s *Server) brokerAddr(id int32) (string, bool) {

@@ -12,6 +12,13 @@ package broker
 // fetch_session.go. The response is written by fetch_writer.go: headers from
 // memory, record sets with sendfile. v13+ names topics by ID. Leader epoch is
 // always 0: a CurrentLeaderEpoch above it is UNKNOWN_LEADER_EPOCH.
+//
+// In a cluster (KIP-392): with replica.selector.class set, a leader answers a
+// consumer's fetch (v11+) whose rack_id is the rack of an in-sync follower,
+// and not its own, with that follower as PreferredReadReplica and no records;
+// the consumer then fetches there. A follower serves any consumer fetch at
+// v11+ up to its own high watermark, as Kafka's does (below v11 a consumer
+// reads only from the leader).
 
 import (
 	"context"
@@ -49,6 +56,19 @@ type fetchPart struct {
 	// NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH (KIP-951, v12+).
 	hint                        bool
 	hintLeader, hintLeaderEpoch int32
+	// redirect: the consumer should read from readReplica (KIP-392's
+	// PreferredReadReplica); the partition has no records.
+	redirect    bool
+	readReplica int32
+	// follower: read by this broker as a follower (KIP-392).
+	follower bool
+}
+
+// fetchClient is what a fetch's reads need to know of its sender.
+type fetchClient struct {
+	replicaID int32  // a follower's id, -1: a consumer
+	version   int16  // the Fetch version
+	rack      string // the consumer's client.rack (rack_id, v11+)
 }
 
 // recordSet is a partition's records in a fetch response: a slice of a local
@@ -112,8 +132,8 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 		newLeader = s.leadWake()
 	}
 	for {
-		total, errored := s.readParts(ctx, parts, maxBytes, replicaID)
-		if total >= int64(req.MinBytes) || errored || maxWait <= 0 || !time.Now().Before(deadline) || ctx.Err() != nil {
+		total, now := s.readParts(ctx, parts, maxBytes, fetchClient{replicaID: replicaID, version: req.Version, rack: req.Rack})
+		if total >= int64(req.MinBytes) || now || maxWait <= 0 || !time.Now().Before(deadline) || ctx.Err() != nil {
 			break
 		}
 		// Not enough yet: release what was read, park until an append or the deadline.
@@ -171,7 +191,7 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 				code = fp.err.Code
 			}
 			n := fp.records.Len()
-			changed := !sp.sent || n > 0 || code != 0 || sp.sentHW != fp.hw || sp.sentLogStart != fp.logStart || sp.sentErr != code
+			changed := !sp.sent || n > 0 || code != 0 || fp.redirect || sp.sentHW != fp.hw || sp.sentLogStart != fp.logStart || sp.sentErr != code
 			if n > 0 {
 				gotData[fp.key] = true
 			}
@@ -191,8 +211,21 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 			c.q.delayed = true
 		}
 	}
+	var followerBytes int64
+	for i := range out {
+		if out[i].redirect {
+			s.metrics.preferredReplica.Inc()
+		}
+		if out[i].follower {
+			followerBytes += out[i].records.Len()
+		}
+	}
 	s.metrics.fetchRequests.Inc()
-	return nil, s.writeFetchResponse(c, hdr, req.Version, 0, sessionID, out)
+	if err := s.writeFetchResponse(c, hdr, req.Version, 0, sessionID, out); err != nil {
+		return nil, err
+	}
+	s.metrics.followerFetchBytes.Add(float64(followerBytes))
+	return nil, nil
 }
 
 // hintEndpoints are the endpoints of the leaders named in parts' hints
@@ -324,15 +357,19 @@ func (s *Server) fetchSet(req *kmsg.FetchRequest) (parts []fetchPart, sess *fetc
 }
 
 // readParts reads every partition's record set within the limits; it
-// returns the bytes read and whether any partition has an error. The remote
+// returns the bytes read and whether the fetch must be answered now (a
+// partition has an error or a preferred read replica). The remote
 // partitions are warmed first, all at once (each one's first batch brought
 // into the chunk cache), so a fetch over several cold partitions waits for one
 // round of GETs; each is then read in order within exactly the bytes left,
 // so nothing is read past its limit and dropped.
-func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int64, replicaID int32) (total int64, errored bool) {
-	if replicaID >= 0 {
-		return s.readReplicaParts(ctx, parts, maxBytes, replicaID)
+func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int64, fc fetchClient) (total int64, errored bool) {
+	if fc.replicaID >= 0 {
+		return s.readReplicaParts(ctx, parts, maxBytes, fc.replicaID)
 	}
+	// KIP-392: rack_id exists from v11, and so does reading from a follower.
+	fromFollower := fc.version >= 11
+	rackAware := fromFollower && fc.rack != "" && s.cfg.RackAwareReads()
 	s.warmRemote(ctx, parts)
 	minOne := true
 	for i := range parts {
@@ -347,15 +384,26 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 			errored = true
 			continue
 		}
-		fp.hint = false
+		fp.hint, fp.redirect, fp.follower = false, false, false
 		if r := replicaFor(fp.p); r != nil {
-			if fp.err = r.checkLeader(fp.leaderEpoch); fp.err != nil {
+			var leader bool
+			if leader, fp.err = r.checkRead(fp.leaderEpoch, fromFollower); fp.err != nil {
 				if fp.err == kerr.NotLeaderForPartition || fp.err == kerr.FencedLeaderEpoch {
 					fp.hintLeader, fp.hintLeaderEpoch = r.leaderHint()
 					fp.hint = fp.hintLeader >= 0
 				}
 				errored = true
 				continue
+			}
+			fp.follower = !leader
+			if leader && rackAware {
+				if id := r.preferredReadReplica(fc.rack, fp.offset); id >= 0 {
+					// As Kafka: no read, the consumer goes to the replica.
+					fp.redirect, fp.readReplica = true, id
+					fp.hw, fp.logStart = fp.p.log.HighWatermark(), fp.p.log.LogStartOffset()
+					errored = true
+					continue
+				}
 			}
 		} else if fp.leaderEpoch > 0 {
 			fp.err = kerr.UnknownLeaderEpoch

@@ -85,7 +85,11 @@ func encodeFetchResponse(v int16, errCode int16, sessionID int32, parts []fetchP
 				b = kbin.AppendInt32(b, -1)
 			}
 			if v >= 11 {
-				b = kbin.AppendInt32(b, -1) // preferred read replica
+				preferred := int32(-1)
+				if fp.redirect {
+					preferred = fp.readReplica
+				}
+				b = kbin.AppendInt32(b, preferred)
 			}
 			n := fp.records.Len()
 			if flex {

@@ -411,7 +411,9 @@ func (f *fetchers) applyOne(fd *followed, rp *kmsg.FetchResponseTopicPartition) 
 			return f.backoff()
 		}
 	}
-	r.p.log.SetHighWatermark(min(rp.HighWatermark, l.LogEndOffset()))
+	if r.p.log.SetHighWatermark(min(rp.HighWatermark, l.LogEndOffset())) {
+		r.p.notify() // consumers reading from this follower (KIP-392)
+	}
 	// The log start follows the leader's (DeleteRecords, retention), as
 	// Kafka's followers do; a no-op unless the leader's moved above ours.
 	if start := min(rp.LogStartOffset, r.p.log.HighWatermark()); start > r.p.log.LogStartOffset() {

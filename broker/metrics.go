@@ -27,6 +27,10 @@ import (
 //	strata_broker_fetch_sendfile_bytes_total    of which through sendfile(2)
 //	strata_broker_fetch_copied_bytes_total      of which read into memory and written
 //	strata_broker_remote_fetch_bytes_total      record bytes served from the remote tier
+//	strata_broker_fetch_follower_bytes_total    record bytes sent to consumers by this broker as
+//	                                            a follower (KIP-392)
+//	strata_broker_fetch_preferred_replica_total consumer fetch partitions this leader answered
+//	                                            with a preferred read replica (KIP-392)
 //	strata_broker_topic_deletions_pending       deleted topics whose cleanup has not finished
 //	strata_broker_quota_throttled_total{quota}  responses throttled by a client quota; quota is
 //	                                            produce, fetch or request (the one that set the time)
@@ -53,6 +57,8 @@ type Metrics struct {
 	sendfileBytes      countingCounter
 	copiedBytes        countingCounter
 	remoteFetchBytes   countingCounter
+	followerFetchBytes prometheus.Counter
+	preferredReplica   prometheus.Counter
 	deletionsPending   prometheus.Gauge
 	cleanerMetrics
 	quotaMetrics
@@ -87,13 +93,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "strata_broker_request_seconds", Help: "Request handling latency by API.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"api"}),
-		produceBytes:     f("strata_broker_produce_bytes_total", "Record bytes appended."),
-		produceErrors:    f("strata_broker_produce_errors_total", "Partitions whose produce was refused."),
-		fetchRequests:    f("strata_broker_fetch_requests_total", "Fetch responses written."),
-		fetchBytes:       f("strata_broker_fetch_bytes_total", "Record bytes sent to consumers."),
-		sendfileBytes:    countingCounter{f("strata_broker_fetch_sendfile_bytes_total", "Record bytes sent with sendfile."), new(atomic.Int64)},
-		copiedBytes:      countingCounter{f("strata_broker_fetch_copied_bytes_total", "Record bytes read into memory and written."), new(atomic.Int64)},
-		remoteFetchBytes: countingCounter{f("strata_broker_remote_fetch_bytes_total", "Record bytes served from the remote tier."), new(atomic.Int64)},
+		produceBytes:       f("strata_broker_produce_bytes_total", "Record bytes appended."),
+		produceErrors:      f("strata_broker_produce_errors_total", "Partitions whose produce was refused."),
+		fetchRequests:      f("strata_broker_fetch_requests_total", "Fetch responses written."),
+		fetchBytes:         f("strata_broker_fetch_bytes_total", "Record bytes sent to consumers."),
+		sendfileBytes:      countingCounter{f("strata_broker_fetch_sendfile_bytes_total", "Record bytes sent with sendfile."), new(atomic.Int64)},
+		copiedBytes:        countingCounter{f("strata_broker_fetch_copied_bytes_total", "Record bytes read into memory and written."), new(atomic.Int64)},
+		remoteFetchBytes:   countingCounter{f("strata_broker_remote_fetch_bytes_total", "Record bytes served from the remote tier."), new(atomic.Int64)},
+		followerFetchBytes: f("strata_broker_fetch_follower_bytes_total", "Record bytes sent to consumers by this broker as a follower (KIP-392)."),
+		preferredReplica:   f("strata_broker_fetch_preferred_replica_total", "Consumer fetch partitions this leader answered with a preferred read replica (KIP-392)."),
 		deletionsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_broker_topic_deletions_pending",
 			Help: "Deleted topics whose directories, remote objects or cached chunks are not yet removed."}),
 		cleanerMetrics: newCleanerMetrics(f),
@@ -102,7 +110,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.connections, m.connsRefused, m.idleClosed, m.requestMemory, m.requestMemoryWaits, m.badFrames, m.requestSeconds, m.produceBytes, m.produceErrors,
 			m.fetchRequests, m.fetchBytes, m.sendfileBytes.Counter, m.copiedBytes.Counter, m.remoteFetchBytes.Counter,
-			m.deletionsPending)
+			m.followerFetchBytes, m.preferredReplica, m.deletionsPending)
 		reg.MustRegister(m.cleanerMetrics.collectors()...)
 		reg.MustRegister(m.quotaMetrics.quotaThrottled, m.quotaMetrics.quotaThrottleSeconds)
 	}

@@ -186,6 +186,99 @@ func (r *replica) checkLeaderLocked(currentLeaderEpoch int32) *kerr.Error {
 	return nil
 }
 
+// checkRead is a consumer fetch's check: this broker must lead, or, when
+// fromFollower (Fetch v11+, KIP-392), follow, at the client's leader epoch
+// when it sent one (-1: none). leader reports which.
+func (r *replica) checkRead(currentLeaderEpoch int32, fromFollower bool) (leader bool, err *kerr.Error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if fromFollower && r.role == roleFollower {
+		switch {
+		case currentLeaderEpoch >= 0 && currentLeaderEpoch < r.st.LeaderEpoch:
+			return false, kerr.FencedLeaderEpoch
+		case currentLeaderEpoch > r.st.LeaderEpoch:
+			return false, kerr.UnknownLeaderEpoch
+		}
+		return false, nil
+	}
+	if err := r.checkLeaderLocked(currentLeaderEpoch); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// preferredReadReplica is the replica a consumer in clientRack fetching at
+// offset should read from instead of this leader (KIP-392, Kafka's
+// RackAwareReplicaSelector), -1: this leader. The candidates are the in-sync,
+// live followers whose log end offset has reached offset, as Kafka's
+// ReplicaManager.findPreferredReadReplica takes them.
+func (r *replica) preferredReadReplica(clientRack string, offset int64) int32 {
+	snap := r.s.cl.View().Snapshot()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.role != roleLeader {
+		return -1
+	}
+	var cands []readCandidate
+	for _, id := range r.st.ISR {
+		if id == r.self {
+			continue
+		}
+		f := r.followers[id]
+		b, ok := snap.Brokers[id]
+		if f == nil || f.leo < offset || !ok || b.ShuttingDown {
+			continue
+		}
+		cands = append(cands, readCandidate{id: id, rack: b.Rack, leo: f.leo, caughtUp: f.lastCaughtUp})
+	}
+	return selectRackReplica(clientRack, r.s.rack(), cands)
+}
+
+// readCandidate is a follower a consumer may be sent to read from.
+type readCandidate struct {
+	id       int32
+	rack     string
+	leo      int64
+	caughtUp time.Time // when it was last caught up to the leader's end
+}
+
+// selectRackReplica is RackAwareReplicaSelector's rule: a consumer without a
+// rack, or in the leader's rack, or in no candidate's, reads from the leader
+// (-1); else from the candidate of its rack with the highest log end offset,
+// then the one caught up last, then the highest id.
+func selectRackReplica(clientRack, leaderRack string, cands []readCandidate) int32 {
+	if clientRack == "" || clientRack == leaderRack {
+		return -1
+	}
+	best := -1
+	for i, c := range cands {
+		if c.rack != clientRack {
+			continue
+		}
+		if best < 0 {
+			best = i
+			continue
+		}
+		b := cands[best]
+		switch {
+		case c.leo != b.leo:
+			if c.leo > b.leo {
+				best = i
+			}
+		case !c.caughtUp.Equal(b.caughtUp):
+			if c.caughtUp.After(b.caughtUp) {
+				best = i
+			}
+		case c.id > b.id:
+			best = i
+		}
+	}
+	if best < 0 {
+		return -1
+	}
+	return cands[best].id
+}
+
 // leaderHint is the leader and epoch this broker knows of (KIP-951).
 func (r *replica) leaderHint() (int32, int32) {
 	r.mu.Lock()

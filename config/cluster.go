@@ -33,6 +33,17 @@ type Cluster struct {
 	LeaderImbalanceCheckInterval time.Duration
 }
 
+// RackAwareReplicaSelector is Kafka's class name for replica.selector.class
+// that sends a consumer to an in-sync replica in its rack (KIP-392).
+const RackAwareReplicaSelector = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+
+// RackAwareReads reports whether replica.selector.class selects the replica
+// in a consumer's rack (either spelling of RackAwareReplicaSelector).
+func (b *Broker) RackAwareReads() bool {
+	v := strings.TrimSpace(b.ReplicaSelectorClass)
+	return v == RackAwareReplicaSelector || v == "RackAwareReplicaSelector"
+}
+
 // ClusterMode reports whether this node is part of a cluster: process.roles
 // or etcd.endpoints is set. Without either Strata is the single node.
 func (b *Broker) ClusterMode() bool {

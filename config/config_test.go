@@ -196,6 +196,8 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"log.local.retention.ms: 2000 is more than log.retention.ms (1000)", "allowed: -2, or 0 to 1000", "from --set"}},
 		{"local retention unlimited", "", nil, []string{"log.retention.bytes=1000", "log.local.retention.bytes=-1"},
 			[]string{"log.local.retention.bytes: -1 (unlimited) is not allowed while log.retention.bytes is 1000"}},
+		{"replica selector", "", nil, []string{"replica.selector.class=com.example.Closest"},
+			[]string{`replica.selector.class: "com.example.Closest" is not allowed`, "org.apache.kafka.common.replica.RackAwareReplicaSelector"}},
 		{"compat key validated", "", nil, []string{"num.io.threads=0"}, []string{"num.io.threads: 0 is out of range (allowed: 1 to 2147483647)"}},
 		{"local retention below -2", "", nil, []string{"log.local.retention.ms=-3"}, []string{"log.local.retention.ms: -3 is out of range"}},
 		{"request memory below the largest request", "", nil, []string{"queued.max.request.bytes=1048576"},

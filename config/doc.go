@@ -106,6 +106,7 @@
 //	etcd.endpoints                       "" (Strata)                   http(s)://host:port,... of an external etcd
 //	metadata.log.dir                     "" (log.dirs)                 a directory for the etcd member's data
 //	broker.rack                          ""                            any string
+//	replica.selector.class               "" (the leader)               org.apache.kafka.common.replica.RackAwareReplicaSelector (or RackAwareReplicaSelector)
 //	broker.session.timeout.ms            9000                          1 to 2147483647
 //	broker.heartbeat.interval.ms         2000                          1 to broker.session.timeout.ms - 1
 //	offsets.topic.replication.factor     3                             1 to 32767; lowered, with a warning, to the live brokers at creation
@@ -144,6 +145,14 @@
 // controller role; and, with remote.storage.enable on, remote.storage.url
 // unset (its default, file://<log.dirs>/remote, is one broker's own, where
 // every broker of a cluster must share one store).
+//
+// replica.selector.class is Kafka's KIP-392 key: with RackAwareReplicaSelector
+// a partition's leader answers a consumer's Fetch (v11+) whose client.rack is
+// the broker.rack of an in-sync follower, and not its own, with that
+// follower as the preferred read replica; the consumer then reads from it.
+// Any other value than the two spellings of that class or empty stops
+// start-up. A follower serves a consumer's Fetch v11+ whatever this key says
+// (up to its own high watermark), as Kafka's does.
 //
 // Remote storage (Strata's own keys, beside Kafka's remote.log.manager.*):
 //

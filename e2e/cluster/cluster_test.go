@@ -35,7 +35,12 @@ func TestMain(m *testing.M) {
 const sessionMs = 3000
 
 func start(t *testing.T, brokers int, extra ...string) *clustertest.Cluster {
-	return clustertest.Start(t, clustertest.Options{
+	return clustertest.Start(t, options(brokers, extra...))
+}
+
+// options are start's: short sessions and lags, ready once every node is listed.
+func options(brokers int, extra ...string) clustertest.Options {
+	return clustertest.Options{
 		Brokers: brokers,
 		Extra: append([]string{
 			fmt.Sprintf("broker.session.timeout.ms=%d", sessionMs),
@@ -46,7 +51,7 @@ func start(t *testing.T, brokers int, extra ...string) *clustertest.Cluster {
 			"group.initial.rebalance.delay.ms=0",
 		}, extra...),
 		WaitReady: clustertest.MetadataListsAll,
-	})
+	}
 }
 
 // leaderOf is the node index (node.id - 1) leading partition p of topic.

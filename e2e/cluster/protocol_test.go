@@ -14,11 +14,12 @@ import (
 	"github.com/stratalog/strata/internal/wait"
 )
 
-// A follower answers a consumer's Fetch and a Produce with
-// NOT_LEADER_OR_FOLLOWER and KIP-951's hint: the current leader and its
+// A follower serves a consumer's Fetch (v11+, KIP-392) and answers a Produce
+// with NOT_LEADER_OR_FOLLOWER and KIP-951's hint: the current leader and its
 // epoch, with the leader's endpoint; a fetch at an old leader epoch gets
-// FENCED_LEADER_EPOCH, one at a future epoch UNKNOWN_LEADER_EPOCH; Metadata
-// lists the three brokers, the controller and the partition's replicas and ISR.
+// FENCED_LEADER_EPOCH with the hint, one at a future epoch
+// UNKNOWN_LEADER_EPOCH; Metadata lists the three brokers, the controller and
+// the partition's replicas and ISR.
 func TestClusterProtocolAnswers(t *testing.T) {
 	c := start(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -71,12 +72,8 @@ func TestClusterProtocolAnswers(t *testing.T) {
 		fr = fetch(conn, epoch)
 		return fr.Topics[0].Partitions[0].ErrorCode != kerr.UnknownTopicID.Code
 	})
-	p := fr.Topics[0].Partitions[0]
-	if p.ErrorCode != kerr.NotLeaderForPartition.Code || p.CurrentLeader.LeaderID != int32(leader+1) || p.CurrentLeader.LeaderEpoch != epoch {
-		t.Fatalf("follower fetch: error %d, current leader %+v; want NOT_LEADER_OR_FOLLOWER and leader %d at epoch %d", p.ErrorCode, p.CurrentLeader, leader+1, epoch)
-	}
-	if len(fr.Brokers) != 1 || fr.Brokers[0].NodeID != int32(leader+1) {
-		t.Fatalf("follower fetch: node endpoints %+v, want the leader's", fr.Brokers)
+	if p := fr.Topics[0].Partitions[0]; p.ErrorCode != 0 || p.PreferredReadReplica != -1 || len(fr.Brokers) != 0 {
+		t.Fatalf("follower fetch: error %d, preferred read replica %d, endpoints %+v; want records from the follower (KIP-392)", p.ErrorCode, p.PreferredReadReplica, fr.Brokers)
 	}
 
 	lconn, err := kwire.Dial(ctx, c.Addr(leader), "hint-test")
@@ -120,10 +117,30 @@ func TestClusterProtocolAnswers(t *testing.T) {
 	// new leader fences the old epoch; before, it answers as a follower.
 	var code int16
 	wait.For(t, time.Minute, "the new leader fences the old epoch", func() bool {
-		code = fetch(nconn, epoch).Topics[0].Partitions[0].ErrorCode
-		return code == kerr.FencedLeaderEpoch.Code || (code != kerr.NotLeaderForPartition.Code && code != kerr.UnknownTopicID.Code)
+		fr = fetch(nconn, epoch)
+		code = fr.Topics[0].Partitions[0].ErrorCode
+		return code == kerr.FencedLeaderEpoch.Code || (code != kerr.NotLeaderForPartition.Code && code != kerr.UnknownTopicID.Code && code != 0)
+	})
+	p := fr.Topics[0].Partitions[0]
+	if code != kerr.FencedLeaderEpoch.Code || p.CurrentLeader.LeaderID != int32(next+1) || p.CurrentLeader.LeaderEpoch <= epoch {
+		t.Fatalf("fetch at the old epoch %d from the new leader: error %d, current leader %+v; want FENCED_LEADER_EPOCH and leader %d at a newer epoch", epoch, code, p.CurrentLeader, next+1)
+	}
+	if len(fr.Brokers) != 1 || fr.Brokers[0].NodeID != int32(next+1) {
+		t.Fatalf("fenced fetch: node endpoints %+v, want the leader's", fr.Brokers)
+	}
+	// The remaining follower, once it follows the new leader, fences a
+	// consumer's fetch at the old epoch too (it serves the current one).
+	third := 3 - leader - next
+	tconn, err := kwire.Dial(ctx, c.Addr(third), "hint-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tconn.Close()
+	wait.For(t, time.Minute, "the follower fences the old epoch", func() bool {
+		code = fetch(tconn, epoch).Topics[0].Partitions[0].ErrorCode
+		return code != 0
 	})
 	if code != kerr.FencedLeaderEpoch.Code {
-		t.Fatalf("fetch at the old epoch %d from the new leader: error %d, want FENCED_LEADER_EPOCH", epoch, code)
+		t.Fatalf("fetch at the old epoch %d from the follower: error %d, want FENCED_LEADER_EPOCH", epoch, code)
 	}
 }
