@@ -189,8 +189,20 @@ type Cache struct {
 		small, main queue
 		ghost       ghost
 		bytes       int64 // sum of entries' sizes
+		// spares are evicted chunk files nobody had open, renamed to temp
+		// names (removed at the next start like any temp file), for the
+		// next downloads to overwrite: creating and unlinking a file per
+		// chunk costs more CPU on ext4 than the chunk's bytes (inode and
+		// block allocation, journal), and a replay churns a file per
+		// chunk. At most maxSpares of them.
+		spares    []string
+		nextSpare int
 	}
 }
+
+// maxSpares bounds the evicted files kept for reuse: the disk holds at most
+// MaxBytes plus this many chunks.
+const maxSpares = 4
 
 // request is a queued Prefetch.
 type request struct {
@@ -303,6 +315,11 @@ func (c *Cache) get(ctx context.Context, ch Chunk, reread bool) (*os.File, func(
 			c.mu.Unlock()
 		}
 		f, err := c.openCached(e, ch)
+		if err == nil {
+			c.mu.Lock()
+			e.opens++
+			c.mu.Unlock()
+		}
 		c.unpin(e)
 		if errors.Is(err, errStale) {
 			continue
@@ -321,13 +338,20 @@ func (c *Cache) get(ctx context.Context, ch Chunk, reread bool) (*os.File, func(
 				c.m.smallHits.Add(1)
 			}
 		}
-		return f, releaseFunc(f), nil
+		return f, c.releaseFunc(e, f), nil
 	}
 	return nil, nil, fmt.Errorf("chunkcache: get %s: cached file kept vanishing", ch)
 }
 
-func releaseFunc(f *os.File) func() {
-	return func() { _ = f.Close() }
+// releaseFunc closes a file Get returned and counts it closed: an evicted
+// file is reused only once nobody has it open.
+func (c *Cache) releaseFunc(e *entry, f *os.File) func() {
+	return func() {
+		_ = f.Close()
+		c.mu.Lock()
+		e.opens--
+		c.mu.Unlock()
+	}
 }
 
 // Prefetch queues a background download of ch, shared with any Get of it,
@@ -428,7 +452,12 @@ func (c *Cache) Close() error {
 		return nil
 	}
 	c.mu.closed = true
+	spares := c.mu.spares
+	c.mu.spares = nil
 	c.mu.Unlock()
+	for _, name := range spares {
+		_ = os.Remove(c.path(name))
+	}
 	c.flights.Close()
 	c.cancel()
 	c.wg.Wait()

@@ -180,7 +180,10 @@ func TestEvictionS3FIFO(t *testing.T) {
 			t.Fatalf("%s: stats %+v", step, s)
 		}
 		if _, total := dirFiles(t, f.dir); total != s.Bytes {
-			t.Fatalf("%s: %d bytes on disk, %d in the index", step, total, s.Bytes)
+			t.Fatalf("%s: %d bytes of chunk files on disk, %d in the index", step, total, s.Bytes)
+		}
+		if n := spareFiles(t, f.dir); n > maxSpares {
+			t.Fatalf("%s: %d spare files, at most %d", step, n, maxSpares)
 		}
 	}
 	f.get(0)
@@ -677,5 +680,40 @@ func TestBodyErrorMidway(t *testing.T) {
 	}
 	if s := c.Stats(); s.FetchBytes != 300 || s.FetchFailures != 1 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// An evicted chunk file nobody has open is kept as a spare and overwritten
+// by a later download instead of a new file (fewer creations); one a Get
+// still holds is never reused: the holder reads its own chunk's bytes to
+// the end, whatever the cache downloads meanwhile.
+func TestEvictedFilesReusedNotWhileOpen(t *testing.T) {
+	f := newFixture(t, 40, 1000, Config{MaxBytes: 3000})
+	held, release, err := f.cache.Get(context.Background(), f.chunk(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 40; i++ {
+		f.get(i) // evicts, among others, chunk 0 while held
+	}
+	checkFile(t, held, f.want(0))
+	release()
+	if n := spareFiles(t, f.dir); n == 0 || n > maxSpares {
+		t.Fatalf("%d spare files after 39 evictions, want 1 to %d", n, maxSpares)
+	}
+	// Spares are reused: fetches go on without the spare count growing,
+	// every chunk read back whole, also chunks of another size (a spare
+	// longer than the chunk is cut).
+	for i := 0; i < 40; i++ {
+		f.get(i)
+		f.getChunk(f.rangeChunk(int64(i)*1000, 700))
+	}
+	if n := spareFiles(t, f.dir); n > maxSpares {
+		t.Fatalf("%d spare files, at most %d", n, maxSpares)
+	}
+	// Closing removes them; a new cache starts without.
+	f.cache.Close()
+	if n := spareFiles(t, f.dir); n != 0 {
+		t.Fatalf("%d spare files after Close", n)
 	}
 }

@@ -80,7 +80,15 @@
 // has opened it, and is never evicted while pinned: eviction skips it where
 // it is. Eviction unlinks the file; a holder keeps reading it until release
 // (POSIX unlink semantics), so those bytes stay on disk until then.
-// Downloads in progress use up to one chunk each on top of MaxBytes.
+// Downloads in progress use up to one chunk each on top of MaxBytes. An
+// evicted file that no Get holds or is opening is instead renamed to a spare
+// (spare-N.tmp, at most 4) that the next download overwrites: a replay
+// evicts and downloads a chunk after another, and creating and unlinking a
+// file for each cost more CPU than writing its bytes (on ext4 here, with
+// downloads in parallel: about 0.4-1 ms per create and 0.1-0.3 ms per
+// unlink against 0.05-0.2 ms per rename). The disk then holds at most
+// MaxBytes plus four chunks beside the downloads in progress; Close and
+// the next start remove the spares.
 //
 // # Directory layout
 //

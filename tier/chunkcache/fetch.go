@@ -78,13 +78,15 @@ func (c *Cache) fetcher(name string, ch Chunk, readahead bool) flight.Fetch[*ent
 	}
 }
 
-// fill downloads ch to a temp file, checks its length and CRC, and renames
-// it to name. It takes no lock: the name is not in the index while its
-// flight runs.
+// fill downloads ch to a temp file (an evicted file to overwrite, else a
+// new one), checks its length and CRC, and renames it to name. It takes no
+// lock: the name is not in the index while its flight runs.
 func (c *Cache) fill(ctx context.Context, name string, ch Chunk) (err error) {
-	tmp, err := os.CreateTemp(c.cfg.Dir, "*"+tmpSuffix)
-	if err != nil {
-		return fmt.Errorf("chunkcache: cannot create temp file for %s: %w", ch, err)
+	tmp := c.takeSpare()
+	if tmp == nil {
+		if tmp, err = os.CreateTemp(c.cfg.Dir, "*"+tmpSuffix); err != nil {
+			return fmt.Errorf("chunkcache: cannot create temp file for %s: %w", ch, err)
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -110,6 +112,12 @@ func (c *Cache) fill(ctx context.Context, name string, ch Chunk) (err error) {
 	}
 	if got := h.Sum32(); got != ch.CRC32C {
 		return c.corrupt(ch, "fetched", fmt.Errorf("%w: %s: fetched bytes have CRC-32C %08x, want %08x", ErrCorruptChunk, ch, got, ch.CRC32C))
+	}
+	// A spare may be longer than this chunk: cut what is left of it.
+	if fi, err := tmp.Stat(); err != nil || fi.Size() != n {
+		if err := tmp.Truncate(n); err != nil {
+			return fmt.Errorf("chunkcache: cannot write %q: %w", tmp.Name(), err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("chunkcache: cannot write %q: %w", tmp.Name(), err)

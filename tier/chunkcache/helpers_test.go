@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,7 +136,7 @@ var errNotFound = errors.New("not found")
 // fixture is a cache over a fake store holding one object "obj" of
 // nChunks chunks of chunkSize bytes.
 type fixture struct {
-	t         *testing.T
+	t         testing.TB
 	dir       string
 	store     *fakeStore
 	obj       []byte
@@ -145,7 +146,7 @@ type fixture struct {
 
 const testObject = "topic/0/00000000000000000000-u1.log"
 
-func newFixture(t *testing.T, nChunks int, chunkSize int64, cfg Config) *fixture {
+func newFixture(t testing.TB, nChunks int, chunkSize int64, cfg Config) *fixture {
 	t.Helper()
 	obj := make([]byte, int64(nChunks)*chunkSize)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -308,7 +309,7 @@ func dirFiles(t *testing.T, dir string) (names []string, total int64) {
 		t.Fatal(err)
 	}
 	for _, de := range des {
-		if de.Name() == lockFileName {
+		if de.Name() == lockFileName || isSpare(de.Name()) {
 			continue
 		}
 		fi, err := de.Info()
@@ -319,4 +320,24 @@ func dirFiles(t *testing.T, dir string) (names []string, total int64) {
 		total += fi.Size()
 	}
 	return names, total
+}
+
+func isSpare(name string) bool {
+	return strings.HasPrefix(name, "spare-") && strings.HasSuffix(name, tmpSuffix)
+}
+
+// spareFiles counts the evicted files kept for reuse in dir.
+func spareFiles(t *testing.T, dir string) int {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, de := range des {
+		if isSpare(de.Name()) {
+			n++
+		}
+	}
+	return n
 }

@@ -52,6 +52,8 @@ type entry struct {
 	// verified is false for files indexed from a previous run until a Get
 	// has checked their size and CRC.
 	verified bool
+	// opens counts the files Get returned that are not released yet.
+	opens int
 	// removed is set once the entry left the index, for late unpins.
 	removed bool
 }
@@ -197,10 +199,11 @@ func (c *Cache) touchLocked(e *entry, reread bool) {
 	}
 }
 
-// removeLocked drops e from the index and unlinks its file; open
-// descriptors keep reading it. Unlinking under c.mu keeps a late unlink from
-// removing a file a new download has renamed to the same name. c.mu must be
-// held.
+// removeLocked drops e from the index and unlinks its file, or, when no
+// Get holds or is opening it, keeps it as a spare for a download to
+// overwrite; open descriptors keep reading an unlinked file. Unlinking (or
+// renaming) under c.mu keeps a late one from touching a file a new download
+// has renamed to the same name. c.mu must be held.
 func (c *Cache) removeLocked(e *entry) {
 	if e.removed {
 		return
@@ -211,8 +214,38 @@ func (c *Cache) removeLocked(e *entry) {
 	c.mu.bytes -= e.size
 	c.m.bytes.Store(c.mu.bytes)
 	c.m.entries.Store(int64(len(c.mu.entries)))
+	// Reused only if no Get holds it or is opening it (a pin lasts until
+	// the opener has counted its open).
+	if e.opens == 0 && e.pins == 0 && !c.mu.closed && len(c.mu.spares) < maxSpares {
+		spare := fmt.Sprintf("spare-%d%s", c.mu.nextSpare, tmpSuffix)
+		c.mu.nextSpare++
+		if err := os.Rename(c.path(e.name), c.path(spare)); err == nil {
+			c.mu.spares = append(c.mu.spares, spare)
+			return
+		}
+	}
 	if err := os.Remove(c.path(e.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.logger.Warn("cannot remove cached chunk", "file", e.name, "err", err)
+	}
+}
+
+// takeSpare opens an evicted file for a download to overwrite, if there is
+// one; nil otherwise. It locks c.mu.
+func (c *Cache) takeSpare() *os.File {
+	for {
+		c.mu.Lock()
+		if len(c.mu.spares) == 0 {
+			c.mu.Unlock()
+			return nil
+		}
+		name := c.mu.spares[len(c.mu.spares)-1]
+		c.mu.spares = c.mu.spares[:len(c.mu.spares)-1]
+		c.mu.Unlock()
+		f, err := os.OpenFile(c.path(name), os.O_WRONLY, 0)
+		if err == nil {
+			return f
+		}
+		_ = os.Remove(c.path(name))
 	}
 }
 
