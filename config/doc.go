@@ -161,7 +161,7 @@
 //	remote.log.manager.copy.max.bytes.per.second  -1 (unlimited)       -1, or 1 to 9223372036854775807 (KIP-956, Kafka's default is Long.MAX; 0 would stop uploads); dynamic
 //	remote.fetch.max.wait.ms             500                           1 to 2147483647
 //	remote.cache.dir                     <log dir>/remote-cache        a directory
-//	remote.cache.max.bytes               1073741824 (1 GiB)            remote.chunk.bytes to 9223372036854775807
+//	remote.cache.max.bytes               1073741824 (1 GiB)            remote.chunk.bytes to 9223372036854775807; the cached chunks' bound (downloads in progress and up to 4 evicted files kept for reuse come on top)
 //	remote.cache.policy                  s3fifo                        s3fifo, lru; the chunk cache's eviction (lru: the policy before S3-FIFO, a benchmark and diagnostic knob)
 //	remote.chunk.bytes                   4194304 (4 MiB)               1 to 1073741824
 //	remote.readahead.chunks              2                             0 to 9223372036854775807

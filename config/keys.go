@@ -292,7 +292,7 @@ var brokerSpecs = []*spec{
 	}).dynamicBroker(),
 	intKey("remote.fetch.max.wait.ms", 500, 1, maxInt32, "Longest a fetch served from the remote tier waits for its data."),
 	stringKey("remote.cache.dir", "", "Directory of the remote chunk cache; default <log dir>/remote-cache."),
-	longKey("remote.cache.max.bytes", 1<<30, 1, "Bound of the chunk cache on disk; at least remote.chunk.bytes."),
+	longKey("remote.cache.max.bytes", 1<<30, 1, "Bound of the cached chunks on disk (downloads in progress and up to 4 evicted files kept for reuse come on top); at least remote.chunk.bytes."),
 	{name: "remote.cache.policy", kind: kindString, def: "s3fifo", oneOf: []string{"s3fifo", "lru"},
 		doc: "Eviction policy of the chunk cache: s3fifo, or lru (the policy before S3-FIFO, a benchmark and diagnostic knob to measure S3-FIFO against)."},
 	{name: "remote.chunk.bytes", kind: kindLong, def: strconv.Itoa(4 << 20), min: 1, max: 1 << 30,
