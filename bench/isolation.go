@@ -34,7 +34,6 @@ package bench
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,7 +41,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -420,90 +418,11 @@ func liveLatency(ctx context.Context, addr, topic string, rate int, d time.Durat
 }
 
 func liveLatencyLabelled(ctx context.Context, addr, topic string, rate int, d time.Duration, recBytes int) (LiveLatency, error) {
-	n := max(int64(float64(rate)*d.Seconds()), 1)
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addr),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(0)}}))
+	produce, e2e, err := timedProduce(ctx, []string{addr}, topic, rate, d, recBytes, kgo.LeaderAck(), "isolation")
 	if err != nil {
-		return LiveLatency{}, err
-	}
-	defer cons.Close()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
-		kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
-	if err != nil {
-		return LiveLatency{}, err
-	}
-	defer prod.Close()
-	// Warm both connections before the clock starts.
-	if err := prod.ProduceSync(ctx, &kgo.Record{Value: make([]byte, recBytes)}).FirstErr(); err != nil {
-		return LiveLatency{}, err
-	}
-	for got := 0; got < 1; {
-		fs := cons.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return LiveLatency{}, ctx.Err()
-		}
-		got += fs.NumRecords()
-	}
-	e2e := hdrhistogram.New(1, 60_000_000, 3) // microseconds
-	errc := make(chan error, 1)
-	go func() {
-		var seen int64
-		for seen < n {
-			fs := cons.PollFetches(ctx)
-			if ctx.Err() != nil {
-				errc <- fmt.Errorf("bench: isolation tail consumer: %d of %d records: %w", seen, n, ctx.Err())
-				return
-			}
-			now := time.Now().UnixNano()
-			fs.EachRecord(func(r *kgo.Record) {
-				if len(r.Value) >= 8 {
-					if sent := int64(binary.BigEndian.Uint64(r.Value)); sent > 0 {
-						e2e.RecordValue(max(1, (now-sent)/1000))
-						seen++
-					}
-				}
-			})
-		}
-		errc <- nil
-	}()
-	var (
-		pmu     sync.Mutex
-		produce = hdrhistogram.New(1, 60_000_000, 3)
-		perr    atomic.Pointer[error]
-	)
-	interval := time.Duration(float64(time.Second) / float64(rate))
-	start := time.Now()
-	for i := int64(0); i < n; i++ {
-		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
-			time.Sleep(w)
-		}
-		v := make([]byte, recBytes)
-		sent := time.Now()
-		binary.BigEndian.PutUint64(v, uint64(sent.UnixNano()))
-		prod.Produce(ctx, &kgo.Record{Value: v}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				perr.Store(&err)
-				return
-			}
-			us := max(1, time.Since(sent).Microseconds())
-			pmu.Lock()
-			produce.RecordValue(us)
-			pmu.Unlock()
-		})
-	}
-	if err := prod.Flush(ctx); err != nil {
-		return LiveLatency{}, err
-	}
-	if e := perr.Load(); e != nil {
-		return LiveLatency{}, fmt.Errorf("bench: isolation produce: %w", *e)
-	}
-	if err := <-errc; err != nil {
 		return LiveLatency{}, err
 	}
 	ms := func(h *hdrhistogram.Histogram, q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
-	pmu.Lock()
-	defer pmu.Unlock()
 	return LiveLatency{Records: e2e.TotalCount(),
 		ProduceP50: ms(produce, 50), ProduceP99: ms(produce, 99),
 		E2EP50: ms(e2e, 50), E2EP99: ms(e2e, 99)}, nil

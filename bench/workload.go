@@ -338,77 +338,8 @@ func latencyAcks(ctx context.Context, seeds []string, topic string, rate int, d 
 }
 
 func latencyLabelled(ctx context.Context, seeds []string, topic string, rate int, d time.Duration, recBytes int, acks kgo.Acks) (Latency, error) {
-	n := int64(float64(rate) * d.Seconds())
-	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(0)}}))
+	_, hist, err := timedProduce(ctx, seeds, topic, rate, d, recBytes, acks, "latency")
 	if err != nil {
-		return Latency{}, err
-	}
-	defer cons.Close()
-	popts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic),
-		kgo.RequiredAcks(acks), kgo.ProducerLinger(0),
-		kgo.ProducerBatchCompression(kgo.NoCompression())}
-	if acks != kgo.AllISRAcks() {
-		popts = append(popts, kgo.DisableIdempotentWrite())
-	}
-	prod, err := kgo.NewClient(popts...)
-	if err != nil {
-		return Latency{}, err
-	}
-	defer prod.Close()
-	// Warm both connections before the clock starts.
-	if err := prod.ProduceSync(ctx, &kgo.Record{Value: make([]byte, recBytes)}).FirstErr(); err != nil {
-		return Latency{}, err
-	}
-	for got := 0; got < 1; {
-		fs := cons.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return Latency{}, ctx.Err()
-		}
-		got += fs.NumRecords()
-	}
-
-	hist := hdrhistogram.New(1, 60_000_000, 3) // microseconds
-	errc := make(chan error, 1)
-	go func() {
-		var seen int64
-		for seen < n {
-			fs := cons.PollFetches(ctx)
-			if ctx.Err() != nil {
-				errc <- fmt.Errorf("bench: latency: %d of %d records: %w", seen, n, ctx.Err())
-				return
-			}
-			now := time.Now().UnixNano()
-			fs.EachRecord(func(r *kgo.Record) {
-				if len(r.Value) >= 8 {
-					sent := int64(binary.BigEndian.Uint64(r.Value))
-					hist.RecordValue(max(1, (now-sent)/1000))
-					seen++
-				}
-			})
-		}
-		errc <- nil
-	}()
-	interval := time.Duration(float64(time.Second) / float64(rate))
-	start := time.Now()
-	var perr atomic.Pointer[error]
-	for i := int64(0); i < n; i++ {
-		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
-			time.Sleep(w)
-		}
-		v := make([]byte, recBytes)
-		binary.BigEndian.PutUint64(v, uint64(time.Now().UnixNano()))
-		prod.Produce(ctx, &kgo.Record{Value: v}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				perr.Store(&err)
-			}
-		})
-	}
-	prod.Flush(ctx)
-	if e := perr.Load(); e != nil {
-		return Latency{}, fmt.Errorf("bench: latency produce: %w", *e)
-	}
-	if err := <-errc; err != nil {
 		return Latency{}, err
 	}
 	ms := func(q float64) float64 { return float64(hist.ValueAtQuantile(q)) / 1000 }
@@ -419,4 +350,102 @@ func latencyLabelled(ctx context.Context, seeds []string, topic string, rate int
 		res.CDF = append(res.CDF, CDFPoint{Quantile: q / 100, Ms: ms(q)})
 	}
 	return res, nil
+}
+
+// timedProduce produces rate records/s of recBytes into partition 0 of
+// topic for d (at least one) with a tail consumer from offset 0, and
+// measures, per record, the time from Produce to its acknowledgement
+// (produce) and to the consumer's poll returning it (e2e), in
+// microseconds: one process, one clock; the send time travels in the first
+// 8 bytes of the value. Both clients are warmed by one record before the
+// clock starts. what names the workload in errors.
+func timedProduce(ctx context.Context, seeds []string, topic string, rate int, d time.Duration, recBytes int, acks kgo.Acks, what string) (produce, e2e *hdrhistogram.Histogram, err error) {
+	n := max(int64(float64(rate)*d.Seconds()), 1)
+	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(0)}}))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cons.Close()
+	popts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(acks), kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression())}
+	if acks != kgo.AllISRAcks() {
+		popts = append(popts, kgo.DisableIdempotentWrite())
+	}
+	prod, err := kgo.NewClient(popts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer prod.Close()
+	// Warm both connections before the clock starts.
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: make([]byte, recBytes)}).FirstErr(); err != nil {
+		return nil, nil, err
+	}
+	for got := 0; got < 1; {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		got += fs.NumRecords()
+	}
+	e2e = hdrhistogram.New(1, 60_000_000, 3)
+	errc := make(chan error, 1)
+	go func() {
+		var seen int64
+		for seen < n {
+			fs := cons.PollFetches(ctx)
+			if ctx.Err() != nil {
+				errc <- fmt.Errorf("bench: %s tail consumer: %d of %d records: %w", what, seen, n, ctx.Err())
+				return
+			}
+			now := time.Now().UnixNano()
+			fs.EachRecord(func(r *kgo.Record) {
+				if len(r.Value) >= 8 {
+					if sent := int64(binary.BigEndian.Uint64(r.Value)); sent > 0 { // the warm-up record has none
+						e2e.RecordValue(max(1, (now-sent)/1000))
+						seen++
+					}
+				}
+			})
+		}
+		errc <- nil
+	}()
+	var (
+		pmu  sync.Mutex
+		perr atomic.Pointer[error]
+	)
+	produce = hdrhistogram.New(1, 60_000_000, 3)
+	interval := time.Duration(float64(time.Second) / float64(rate))
+	start := time.Now()
+	for i := int64(0); i < n; i++ {
+		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
+			time.Sleep(w)
+		}
+		v := make([]byte, recBytes)
+		sent := time.Now()
+		binary.BigEndian.PutUint64(v, uint64(sent.UnixNano()))
+		prod.Produce(ctx, &kgo.Record{Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				perr.Store(&err)
+				return
+			}
+			us := max(1, time.Since(sent).Microseconds())
+			pmu.Lock()
+			produce.RecordValue(us)
+			pmu.Unlock()
+		})
+	}
+	if err := prod.Flush(ctx); err != nil {
+		return nil, nil, err
+	}
+	if e := perr.Load(); e != nil {
+		return nil, nil, fmt.Errorf("bench: %s produce: %w", what, *e)
+	}
+	if err := <-errc; err != nil {
+		return nil, nil, err
+	}
+	pmu.Lock()
+	defer pmu.Unlock()
+	return produce, e2e, nil
 }

@@ -327,23 +327,11 @@ func TestClusterWipedFollowerRejoins(t *testing.T) {
 	})
 	const topic = "wiped"
 	// Every partition: node 1 leads, node 2 follows (the one wiped), node 3.
-	cl := c.Client(t)
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
-	for p := int32(0); p < 6; p++ {
-		a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
-		a.Partition, a.Replicas = p, []int32{1, 2, 3}
-		rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	var assignment [][]int32
+	for range 6 {
+		assignment = append(assignment, []int32{1, 2, 3})
 	}
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
-		t.Fatal(err)
-	}
+	createAssigned(t, c, topic, assignment, nil)
 	const wiped = 1 // node 2
 	_, prod := workload(t, c, topic, 25*time.Second, func() {
 		c.Kill9(wiped)
@@ -422,4 +410,33 @@ func TestClusterLaggingFollowerLeavesAndRejoinsISR(t *testing.T) {
 		c.Cont(follower)
 		waitInISR(t, c, topic, 6, int32(follower+1))
 	})
+}
+
+// createAssigned creates topic with the given replicas for each partition
+// (the first leads) and topic configs, as kafka-topics --replica-assignment.
+func createAssigned(t *testing.T, c *clustertest.Cluster, topic string, assignment [][]int32, configs map[string]string) {
+	t.Helper()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
+	for p, reps := range assignment {
+		a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+		a.Partition, a.Replicas = int32(p), reps
+		rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	}
+	for k, v := range configs {
+		rc := kmsg.NewCreateTopicsRequestTopicConfig()
+		rc.Name, rc.Value = k, kmsg.StringPtr(v)
+		rt.Configs = append(rt.Configs, rc)
+	}
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, c.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
 }

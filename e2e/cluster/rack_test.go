@@ -110,20 +110,7 @@ func TestClusterFetchFromClosestReplica(t *testing.T) {
 	defer cancel()
 	const topic = "near"
 
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
-	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
-	a.Partition, a.Replicas = 0, []int32{1, 2, 3}
-	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, c.Client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
-		t.Fatal(err)
-	}
+	createAssigned(t, c, topic, [][]int32{{1, 2, 3}}, nil)
 	if l := leaderOf(t, c, topic, 0); l != 0 {
 		t.Fatalf("leader is node %d, want node 1 (the first of the assignment)", l+1)
 	}

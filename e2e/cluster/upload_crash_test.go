@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
-
 	"github.com/stratalog/strata/checker"
 	"github.com/stratalog/strata/internal/clustertest"
 	"github.com/stratalog/strata/internal/wait"
@@ -64,23 +61,7 @@ func leaderDiesMidUpload(t *testing.T, point string) {
 	})
 	const topic = "upcrash"
 	ctx := context.Background()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
-	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
-	a.Partition, a.Replicas = 0, []int32{1, 2, 3}
-	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
-	rc := kmsg.NewCreateTopicsRequestTopicConfig()
-	rc.Name, rc.Value = "remote.storage.enable", kmsg.StringPtr("true")
-	rt.Configs = append(rt.Configs, rc)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, c.Client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
-		t.Fatal(err)
-	}
+	createAssigned(t, c, topic, [][]int32{{1, 2, 3}}, map[string]string{"remote.storage.enable": "true"})
 	status := func(i int) tier.PartitionStatus {
 		st, _ := tierStatus(metrics[i], topic)
 		return st
