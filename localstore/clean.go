@@ -72,6 +72,11 @@ type CleanConfig struct {
 	// Ctx, if set, stops the cleaning between segments when done; nothing
 	// is swapped in then.
 	Ctx context.Context
+	// Tiered: the topic tiers (remote.storage.enable). Segments below the
+	// tier floor are the tier's and are not rewritten; while the floor is
+	// unknown (after a restart, before the tier's first look) nothing is
+	// cleaned (clean_tier.go).
+	Tiered bool
 }
 
 // CleanStats says what a Clean did.
@@ -116,6 +121,10 @@ type cleanerState struct {
 	run  sync.Mutex // one Clean at a time
 	ck   atomic.Pointer[cleanCheckpoint]
 	hook func(step string) error // tests: fail at a step of the swap
+
+	// The tier floor (clean_tier.go): written under Log.wr, read anywhere.
+	tierFloor      atomic.Int64
+	tierFloorKnown atomic.Bool
 }
 
 // tombstoneExpired reports whether the record at off has been in the clean
@@ -213,7 +222,8 @@ func (l *Log) CleanState(minCompactionLagMs int64, now time.Time) CleanState {
 	}
 	defer releaseViews(vs)
 	ck := l.checkpoint()
-	first := max(ck.firstDirty, vs[0].s.base)
+	floor, _ := l.TierFloor()
+	first := max(ck.firstDirty, vs[0].s.base, floor)
 	n := cleanableCount(vs, minCompactionLagMs, now.UnixMilli())
 	s := CleanState{FirstDirtyOffset: first, CleanableEnd: vs[n].s.base, FirstDirtyTimestamp: -1}
 	if ck.lastCleaned > 0 {
@@ -308,10 +318,20 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	defer releaseViews(vs)
 	nowMs := cc.Now.UnixMilli()
 	ck := l.checkpoint()
-	firstDirty := max(ck.firstDirty, vs[0].s.base)
+	floor, ok := l.cleanFloor(cc.Tiered)
+	if !ok {
+		return false, nil
+	}
+	// The rewrite starts at the first segment wholly at or above the tier
+	// floor: below it the segments are the tier's.
+	j := 0
+	for j < len(vs)-1 && vs[j].s.base < floor {
+		j++
+	}
+	firstDirty := max(ck.firstDirty, vs[j].s.base)
 	n := cleanableCount(vs, cc.MinCompactionLagMs, nowMs)
 	end := vs[n].s.base
-	if n == 0 || firstDirty >= end {
+	if n <= j || firstDirty >= end {
 		return false, nil
 	}
 	throttle := func(read, written int64) {
@@ -326,7 +346,7 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	m := newOffsetMap(offsetMapSlots(cc.DedupeBufferBytes, end-firstDirty))
 	mapEnd := end
 	all := func(BatchHeader) bool { return true }
-	for _, v := range vs[:n] {
+	for _, v := range vs[j:n] {
 		if v.st.next <= firstDirty || mapEnd < end {
 			continue
 		}
@@ -364,8 +384,8 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 		throttle(v.st.size-pos, 0)
 	}
 
-	// The segments to rewrite: from the start of the log to the map's end.
-	k := 0
+	// The segments to rewrite: from the first not the tier's to the map's end.
+	k := j
 	for k < n && vs[k].s.base < mapEnd {
 		k++
 	}
@@ -393,16 +413,16 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	}
 
 	cw := &cleanedWriter{l: l, cfg: cfg, stats: stats, throttle: throttle, ctx: cc.Ctx}
-	if err := cw.write(vs[:k], &dec, keep, lastOf); err != nil {
+	if err := cw.write(vs[j:k], &dec, keep, lastOf); err != nil {
 		cw.discard()
 		return false, err
 	}
 	out := cw.done
 	stats.Passes++
-	stats.SegmentsBefore += k
+	stats.SegmentsBefore += k - j
 	stats.SegmentsAfter += len(out)
 
-	swapped, err := l.swapCleaned(vs[:k], out)
+	swapped, err := l.swapCleaned(vs[j:k], out)
 	if err != nil || !swapped {
 		return false, err
 	}
@@ -411,7 +431,7 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	if err := writeFileAtomic(filepath.Join(l.dir, cleanerCheckpointFile), nck.encode()); err != nil {
 		l.logger.Warn("cannot write cleaner checkpoint", "dir", l.dir, "err", err)
 	}
-	l.logger.Debug("cleaned log", "dir", l.dir, "segments", k, "into", len(out), "firstDirty", mapEnd)
+	l.logger.Debug("cleaned log", "dir", l.dir, "segments", k-j, "into", len(out), "firstDirty", mapEnd)
 	return mapEnd < end, nil
 }
 
@@ -617,19 +637,25 @@ func (l *Log) cleanStep(step string) error {
 	return nil
 }
 
-// swapCleaned replaces the segments old (the first ones of the log) by
-// out. swapped is false, and the new files are removed, if the log changed
-// meanwhile (retention deleted one of them). Caller holds cl.run.
+// swapCleaned replaces the run of closed segments old by out. swapped is
+// false, and the new files are removed, if the log changed meanwhile
+// (retention deleted one of them) or the tier pinned one of them
+// (clean_tier.go: the floor is read under l.wr, which PinForUpload takes).
+// Caller holds cl.run.
 func (l *Log) swapCleaned(old []segView, out []*segment) (swapped bool, err error) {
 	l.wr.Lock()
 	defer l.wr.Unlock()
 	discard := func() { discardCleaned(out) }
 	l.mu.RLock()
-	same := !l.mu.closed && len(l.mu.segs) > len(old)
+	at := slices.IndexFunc(l.mu.segs, func(s *segment) bool { return s == old[0].s })
+	same := !l.mu.closed && at >= 0 && len(l.mu.segs) > at+len(old)
 	for i := 0; same && i < len(old); i++ {
-		same = l.mu.segs[i] == old[i].s
+		same = l.mu.segs[at+i] == old[i].s
 	}
 	l.mu.RUnlock()
+	if floor, _ := l.TierFloor(); old[0].s.base < floor {
+		same = false // the tier pinned a segment of the run
+	}
 	if !same || l.wr.err != nil {
 		discard()
 		return false, nil
@@ -668,7 +694,9 @@ func (l *Log) swapCleaned(old []segView, out []*segment) (swapped bool, err erro
 		return fail(err)
 	}
 	l.mu.Lock()
-	l.mu.segs = append(out, l.mu.segs[len(old):]...)
+	segs := slices.Clone(l.mu.segs[:at])
+	segs = append(segs, out...)
+	l.mu.segs = append(segs, l.mu.segs[at+len(old):]...)
 	l.mu.Unlock()
 	for _, v := range old {
 		v.s.release() // the log's reference; readers' slices keep the files open
