@@ -23,6 +23,9 @@ var (
 // PartitionLog is what the tier needs of one partition (see tierapi).
 type PartitionLog = tierapi.PartitionLog
 
+// Compaction is a compacted topic's settings (see tierapi).
+type Compaction = tierapi.Compaction
+
 // Config holds the tiering manager's settings, resolved from the broker's
 // configuration. New applies the default named beside each field whose zero
 // value would be meaningless.

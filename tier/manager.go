@@ -59,6 +59,16 @@ func newView(segs []metadata.RemoteSegment) *view {
 	return v
 }
 
+// tierFloor is one past the highest offset any entry holds, whatever its
+// state (0: none): the local cleaner must not rewrite below it.
+func (v *view) tierFloor() int64 {
+	f := int64(0)
+	for _, s := range v.segs {
+		f = max(f, s.EndOffset+1)
+	}
+	return f
+}
+
 // partState is one partition's state in the manager.
 type partState struct {
 	key tp

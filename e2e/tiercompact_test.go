@@ -1,0 +1,197 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stratalog/strata/internal/minioserver"
+	"github.com/stratalog/strata/internal/wait"
+)
+
+// keyedLog is what a test produced to a one-partition compacted topic.
+type keyedLog struct {
+	topic    string
+	produced map[int64]string // offset -> key=value (value "NULL": a tombstone)
+	latest   map[string]int64 // key -> offset of its latest record
+	end      int64            // the last offset produced
+}
+
+func recString(r *kgo.Record) string {
+	if r.Value == nil {
+		return string(r.Key) + "=NULL"
+	}
+	return string(r.Key) + "=" + string(r.Value)
+}
+
+// produceKeyed produces rounds of keys k000.. to the topic, one ProduceSync
+// (one batch) per round; in the last round every tenth key is a tombstone.
+func (kl *keyedLog) produceKeyed(t *testing.T, addr string, rounds, keys int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(kl.topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for round := 0; round < rounds; round++ {
+		var recs []*kgo.Record
+		for k := 0; k < keys; k++ {
+			r := &kgo.Record{Key: []byte(fmt.Sprintf("k%03d", k)), Value: []byte(fmt.Sprintf("r%02d-%s", round, strings.Repeat("v", k%30)))}
+			if round == rounds-1 && k%10 == 0 {
+				r.Value = nil
+			}
+			recs = append(recs, r)
+		}
+		kl.add(t, cl, recs...)
+	}
+}
+
+func (kl *keyedLog) add(t *testing.T, cl *kgo.Client, recs ...*kgo.Record) {
+	t.Helper()
+	if err := cl.ProduceSync(ctxFor(t, time.Minute), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if kl.produced == nil {
+		kl.produced, kl.latest = map[int64]string{}, map[string]int64{}
+	}
+	for _, r := range recs {
+		kl.produced[r.Offset] = recString(r)
+		kl.latest[string(r.Key)] = r.Offset
+		kl.end = max(kl.end, r.Offset)
+	}
+}
+
+// tail produces one record of a fresh key, which rolls what came before out
+// of the active segment once segment.bytes is small.
+func (kl *keyedLog) tail(t *testing.T, addr, key string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(kl.topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	v := make([]byte, 5000) // random: no codec shrinks it below segment.bytes
+	rand.Read(v)
+	kl.add(t, cl, &kgo.Record{Key: []byte(key), Value: v})
+}
+
+// check reads the topic from offset 0 up to the last offset produced: every
+// record is the one produced at its offset, in offset order, once, and the
+// latest record of every key is there. It returns whether nothing else is
+// (one record per key: compacted).
+func (kl *keyedLog) check(t *testing.T, addr string) bool {
+	t.Helper()
+	c, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(kl.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxFor(t, time.Minute)
+	seen := map[string]int64{}
+	last, n := int64(-1), 0
+	for last < kl.end {
+		fs := c.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed up to offset %d of %d before the timeout", last, kl.end)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
+		for _, r := range fs.Records() {
+			if r.Offset <= last {
+				t.Fatalf("offset %d after %d: a doubled or reordered record", r.Offset, last)
+			}
+			if got := recString(r); kl.produced[r.Offset] != got {
+				t.Fatalf("offset %d holds %q, produced %q", r.Offset, got, kl.produced[r.Offset])
+			}
+			last = r.Offset
+			seen[string(r.Key)] = r.Offset
+			n++
+		}
+	}
+	for k, off := range kl.latest {
+		if seen[k] != off {
+			t.Fatalf("key %s: latest record at %d, consumer's last at %d: a lost record", k, off, seen[k])
+		}
+	}
+	return n == len(kl.latest)
+}
+
+// tierCompactSets make a broker tier fast and clean often.
+func tierCompactSets(mio *minioserver.Server, bucket, maddr string) []string {
+	return []string{
+		minioSet(mio, bucket, ""),
+		"metrics.listen=" + maddr,
+		"remote.log.manager.task.interval.ms=100",
+		"log.retention.check.interval.ms=100",
+		"remote.chunk.bytes=16384",
+		"log.cleaner.backoff.ms=20",
+	}
+}
+
+func alterTopic(t *testing.T, addr, topic string, kv ...string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var ac []kadm.AlterConfig
+	for i := 0; i < len(kv); i += 2 {
+		ac = append(ac, kadm.AlterConfig{Name: kv[i], Value: kadm.StringPtr(kv[i+1])})
+	}
+	if r, err := kadm.NewClient(cl).AlterTopicConfigs(ctxFor(t, 30*time.Second), ac, topic); err != nil || r[0].Err != nil {
+		t.Fatalf("alter %s: %v %v", topic, err, r)
+	}
+}
+
+// waitAllTiered waits until every offset below the last produced one is in
+// the remote tier only (the active segment holds the last record).
+func (kl *keyedLog) waitAllTiered(t *testing.T, p *proc) {
+	t.Helper()
+	addr := p.addr()
+	var local, tiered int64
+	if !wait.Until(90*time.Second, func() bool {
+		local, tiered = listOffset(t, addr, kl.topic, -4), listOffset(t, addr, kl.topic, -5)
+		return local == kl.end && tiered == kl.end-1
+	}) {
+		t.Logf("tier ls:\n%s", runStrata(t, p, "tier", "ls", kl.topic))
+		t.Fatalf("not tiered: earliest-local %d, latest-tiered %d, last produced %d", local, tiered, kl.end)
+	}
+}
+
+// A compacted topic with remote.storage.enable=true and
+// local.retention.bytes=0 tiers its segments once the local cleaner has
+// cleaned them: a consumer from offset 0 reads them from MinIO and sees
+// the latest record of every key, tombstones included, and nothing else.
+func TestCompactedTopicTiersCleanedSegments(t *testing.T) {
+	mio := minioserver.Start(t)
+	bucket := mio.NewBucket(t)
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := startProc(t, tierCompactSets(mio, bucket, maddr)...)
+	kl := &keyedLog{topic: "tiered-compact"}
+	// min.compaction.lag.ms holds the cleaner (and so the uploads) back
+	// until everything is produced, so that one cleaning sees every key.
+	createCompacted(t, p.addr(), kl.topic, map[string]string{
+		"remote.storage.enable": "true", "local.retention.bytes": "0", "segment.bytes": "4096",
+		"min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "3600000",
+	})
+	kl.produceKeyed(t, p.addr(), 10, 100)
+	kl.tail(t, p.addr(), "tail")
+	time.Sleep(300 * time.Millisecond) // a few tiering rounds: nothing may upload yet
+	if got := listOffset(t, p.addr(), kl.topic, -5); got >= 0 {
+		t.Fatalf("latest-tiered %d: a segment not yet cleaned was uploaded", got)
+	}
+	alterTopic(t, p.addr(), kl.topic, "min.compaction.lag.ms", "0")
+	kl.waitAllTiered(t, p)
+	if !kl.check(t, p.addr()) {
+		t.Fatal("the replay from the remote tier holds more than the latest record of each key")
+	}
+	if metricValue(t, maddr, "strata_log_cleaner_runs_total") < 1 {
+		t.Fatal("no cleaning ran")
+	}
+}
+
