@@ -194,4 +194,3 @@ func TestCompactedTopicTiersCleanedSegments(t *testing.T) {
 		t.Fatal("no cleaning ran")
 	}
 }
-
