@@ -345,7 +345,6 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	defer dec.close()
 	m := newOffsetMap(offsetMapSlots(cc.DedupeBufferBytes, end-firstDirty))
 	mapEnd := end
-	all := func(BatchHeader) bool { return true }
 	for _, v := range vs[j:n] {
 		if v.st.next <= firstDirty || mapEnd < end {
 			continue
@@ -357,28 +356,12 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 		if firstDirty > v.s.base {
 			pos = lookupOffset(v.idx, uint32(firstDirty-v.s.base))
 		}
-		err := forEachBatch(v.s.f, pos, v.st.size, all, func(_ int64, h BatchHeader, b []byte) (bool, error) {
-			if h.Control() || h.lastOffset() < firstDirty {
-				return true, nil
-			}
-			recs, err := cleanDecode(&dec, b, h)
-			if err != nil {
-				return false, fmt.Errorf("%w: batch at offset %d: %v", ErrCorruptBatch, h.BaseOffset, err)
-			}
-			err = forEachCleanRecord(recs, h.BaseOffset, func(r cleanRecord) bool {
-				if r.offset < firstDirty || !r.hasKey {
-					return true
-				}
-				if !m.put(r.key, r.offset) {
-					mapEnd = r.offset
-					return false
-				}
-				return true
-			})
-			return err == nil && mapEnd == end, err
-		})
+		full, err := mapKeys(&dec, m, v.s.f, pos, v.st.size, firstDirty, end)
 		if err != nil {
 			return false, fmt.Errorf("clean %q: %w", v.s.logPath, err)
+		}
+		if full >= 0 {
+			mapEnd = full
 		}
 		stats.BytesRead += v.st.size - pos
 		throttle(v.st.size-pos, 0)
@@ -389,28 +372,8 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	for k < n && vs[k].s.base < mapEnd {
 		k++
 	}
-	lastOf := make(map[int64]int64) // producer id -> last offset of its last batch
-	l.wr.Lock()
-	cfg := l.wr.cfg
-	for pid, e := range l.wr.producers {
-		if e.n > 0 {
-			lastOf[pid] = e.batches[e.n-1].lastOff
-		}
-	}
-	l.wr.Unlock()
-	keep := func(r cleanRecord) bool {
-		switch {
-		case r.offset >= mapEnd:
-			return true
-		case !r.hasKey:
-			return false
-		case m.get(r.key) > r.offset:
-			return false
-		case r.tombstone:
-			return !ck.tombstoneExpired(r.offset, nowMs, cc.DeleteRetentionMs)
-		}
-		return true
-	}
+	lastOf, cfg := l.producerLastOffsets()
+	keep := keepRule(m, mapEnd, func(off int64) bool { return ck.tombstoneExpired(off, nowMs, cc.DeleteRetentionMs) })
 
 	cw := &cleanedWriter{l: l, cfg: cfg, stats: stats, throttle: throttle, ctx: cc.Ctx}
 	if err := cw.write(vs[j:k], &dec, keep, lastOf); err != nil {
@@ -433,6 +396,73 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	}
 	l.logger.Debug("cleaned log", "dir", l.dir, "segments", k-j, "into", len(out), "firstDirty", mapEnd)
 	return mapEnd < end, nil
+}
+
+// mapKeys puts into m the key of every keyed record of f's batches between
+// positions pos and size whose offset is in [from, upTo), as its latest
+// offset. full is the offset of the first record that did not fit (the map
+// stops there), -1 if all did.
+func mapKeys(dec *decoders, m *offsetMap, f *os.File, pos, size, from, upTo int64) (full int64, err error) {
+	full = -1
+	all := func(BatchHeader) bool { return true }
+	err = forEachBatch(f, pos, size, all, func(_ int64, h BatchHeader, b []byte) (bool, error) {
+		if h.BaseOffset >= upTo {
+			return false, nil
+		}
+		if h.Control() || h.lastOffset() < from {
+			return true, nil
+		}
+		recs, err := cleanDecode(dec, b, h)
+		if err != nil {
+			return false, fmt.Errorf("%w: batch at offset %d: %v", ErrCorruptBatch, h.BaseOffset, err)
+		}
+		err = forEachCleanRecord(recs, h.BaseOffset, func(r cleanRecord) bool {
+			if r.offset < from || r.offset >= upTo || !r.hasKey {
+				return true
+			}
+			if !m.put(r.key, r.offset) {
+				full = r.offset
+				return false
+			}
+			return true
+		})
+		return err == nil && full < 0, err
+	})
+	return full, err
+}
+
+// producerLastOffsets returns, per producer id, the last offset of its last
+// batch (the batch the cleaner keeps even emptied), and the log's config.
+func (l *Log) producerLastOffsets() (map[int64]int64, Config) {
+	lastOf := make(map[int64]int64)
+	l.wr.Lock()
+	defer l.wr.Unlock()
+	for pid, e := range l.wr.producers {
+		if e.n > 0 {
+			lastOf[pid] = e.batches[e.n-1].lastOff
+		}
+	}
+	return lastOf, l.wr.cfg
+}
+
+// keepRule is the cleaner's rule for a record, given the key map of the
+// dirty part up to mapEnd: records from mapEnd on are kept; below it a
+// record without a key goes, one whose key has a later offset goes, and a
+// tombstone goes once expired says so.
+func keepRule(m *offsetMap, mapEnd int64, expired func(off int64) bool) func(cleanRecord) bool {
+	return func(r cleanRecord) bool {
+		switch {
+		case r.offset >= mapEnd:
+			return true
+		case !r.hasKey:
+			return false
+		case m.get(r.key) > r.offset:
+			return false
+		case r.tombstone:
+			return !expired(r.offset)
+		}
+		return true
+	}
 }
 
 // cleanedWriter writes the cleaned copy of a run of segments as new

@@ -120,7 +120,12 @@ type Manager struct {
 	m         *metrics
 	cache     *chunkcache.Cache
 	limiter   *tokenBucket // nil: unlimited
-	costs     *costs
+	// compactLimiter paces remote compaction (compact.go); nil: unlimited.
+	compactLimiter *tokenBucket
+	// compactHook, tests only, is called after each step of a remote
+	// compaction; an error stops it there (errCompactCrash: as a crash).
+	compactHook func(step string) error
+	costs       *costs
 	// pending counts the remote reads in progress (serve), bounded by
 	// Config.ReaderMaxPendingTasks.
 	pending  atomic.Int64
@@ -211,6 +216,10 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	if cfg.CopyMaxBytesPerSecond > 0 {
 		m.limiter = newTokenBucket(cfg.CopyMaxBytesPerSecond)
 	}
+	if cfg.CompactMaxBytesPerSecond > 0 {
+		m.compactLimiter = newTokenBucket(cfg.CompactMaxBytesPerSecond)
+	}
+	removeCompactLeftovers(cfg.CacheDir)
 	metricsreg.Register(reg, newCostCollector(m))
 	m.viewMu.parts = make(map[tp]*partState)
 	m.jobs.cond = sync.NewCond(&m.jobs)
@@ -230,6 +239,15 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 		}
 		ps := m.part(tp{p.Topic, p.Partition})
 		m.setView(ps, segs)
+	}
+	// A partition with a remote compaction in progress is settled below
+	// with the others (finishPending).
+	ctps, err := meta.RemoteCompactions()
+	if err != nil {
+		return nil, fmt.Errorf("tier: cannot load the remote compactions: %w", err)
+	}
+	for _, p := range ctps {
+		m.part(tp{p.Topic, p.Partition})
 	}
 	cache, err := chunkcache.New(chunkcache.Config{Dir: cfg.CacheDir, MaxBytes: cfg.CacheMaxBytes, ReadaheadWorkers: cfg.ReaderThreads},
 		store.GetRange, logger, reg)
@@ -431,6 +449,9 @@ func (m *Manager) deleteObjects(ctx context.Context, key tp, seg metadata.Remote
 // ones. Called with no upload of the partition in progress: at start-up, or
 // at the start of a round (holding opMu).
 func (m *Manager) finishPending(ctx context.Context, ps *partState) error {
+	if err := m.finishCompaction(ctx, ps); err != nil {
+		return err
+	}
 	for _, seg := range m.viewOf(ps).segs {
 		switch seg.State {
 		case metadata.CopyStarted:

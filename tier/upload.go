@@ -149,6 +149,9 @@ func (m *Manager) round(ps *partState) {
 			if err == nil {
 				err = m.remoteRetention(ctx, ps)
 			}
+			if err == nil && pl.Remote && pl.Compaction != nil {
+				err = m.compactRemote(ctx, ps, pl)
+			}
 		}
 		if err == nil {
 			m.m.retentionPasses.Inc()
