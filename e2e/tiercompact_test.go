@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
+	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +89,13 @@ func (kl *keyedLog) tail(t *testing.T, addr, key string) {
 // (one record per key: compacted).
 func (kl *keyedLog) check(t *testing.T, addr string) bool {
 	t.Helper()
+	return kl.checkTombstones(t, addr, false)
+}
+
+// checkTombstones is check; with expired, the tombstones must be gone:
+// a key whose latest record is a tombstone is not read at all.
+func (kl *keyedLog) checkTombstones(t *testing.T, addr string, expired bool) bool {
+	t.Helper()
 	c, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(kl.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -112,12 +122,20 @@ func (kl *keyedLog) check(t *testing.T, addr string) bool {
 			n++
 		}
 	}
+	live := 0
 	for k, off := range kl.latest {
+		if expired && strings.HasSuffix(kl.produced[off], "=NULL") {
+			if _, ok := seen[k]; ok {
+				return false // not compacted away yet
+			}
+			continue
+		}
+		live++
 		if seen[k] != off {
 			t.Fatalf("key %s: latest record at %d, consumer's last at %d: a lost record", k, off, seen[k])
 		}
 	}
-	return n == len(kl.latest)
+	return n == live
 }
 
 // tierCompactSets make a broker tier fast and clean often.
@@ -194,3 +212,100 @@ func TestCompactedTopicTiersCleanedSegments(t *testing.T) {
 		t.Fatal("no cleaning ran")
 	}
 }
+
+// kill -9 at random instants during remote compaction (slowed by
+// remote.log.compaction.max.bytes.per.second) and local cleaning: after
+// each restart a consumer from offset 0 reads every record as produced, in
+// order, once, the latest of every key included. Then everything compacts
+// to one record per key, tombstones gone once delete.retention.ms is 0; the
+// bucket holds exactly the index's objects and `strata tier reconcile
+// --dry-run` finds no orphan.
+func TestKill9DuringRemoteCompaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a kill -9 test")
+	}
+	mio := minioserver.Start(t)
+	bucket := mio.NewBucket(t)
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	sets := append(tierCompactSets(mio, bucket, maddr), "remote.log.compaction.max.bytes.per.second=20000")
+	p := startProc(t, sets...)
+	kl := &keyedLog{topic: "remote-compact-kill"}
+	createCompacted(t, p.addr(), kl.topic, map[string]string{
+		"remote.storage.enable": "true", "local.retention.bytes": "0", "segment.bytes": "4096",
+		"min.cleanable.dirty.ratio": "0.01",
+	})
+	kl.produceKeyed(t, p.addr(), 4, 200)
+	kl.tail(t, p.addr(), "tail0")
+	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	kills := 0
+	for round := 1; round <= 6; round++ {
+		// New values of some keys: the remote part gets dirty again.
+		kl.produceKeyed(t, p.addr(), 1, 100+20*round)
+		kl.tail(t, p.addr(), fmt.Sprintf("tail%d", round))
+		// Odd rounds kill at a random instant of a compaction (mostly
+		// while it reads and filters, the longest part), even rounds once
+		// its intent is recorded (it writes replacements, switches, deletes).
+		metric, delay := "strata_tier_compactions_in_progress", 1000
+		if round%2 == 0 {
+			metric, delay = "strata_tier_compaction_intents", 100
+		}
+		inProgress := func() bool { return metricValue(t, maddr, metric) > 0 }
+		if !wait.Until(30*time.Second, inProgress) {
+			t.Logf("round %d: no remote compaction under way", round)
+			continue
+		}
+		time.Sleep(time.Duration(rng.IntN(delay)) * time.Millisecond)
+		p.kill9()
+		kills++
+		p.start()
+		kl.check(t, p.addr())
+	}
+	p.mu.Lock()
+	rolledBack, finished := 0, 0
+	for _, l := range strings.Split(p.logs.String(), "\n") {
+		switch {
+		case strings.Contains(l, "rolled back a remote compaction") && strings.Contains(l, "interrupted=true"):
+			rolledBack++
+		case strings.Contains(l, "finished an interrupted remote compaction"):
+			finished++
+		}
+	}
+	p.mu.Unlock()
+	t.Logf("%d kills during remote compactions; after the restarts %d compactions rolled back (before their switch), %d finished (after it)", kills, rolledBack, finished)
+	if kills < 3 || rolledBack+finished == 0 {
+		t.Fatalf("%d kills landed during a remote compaction, %d after its intent: the test proves little", kills, rolledBack+finished)
+	}
+	// Everything compacts: one record per key once it is all tiered.
+	alterTopic(t, p.addr(), kl.topic, "delete.retention.ms", "0")
+	kl.tail(t, p.addr(), "end1")
+	kl.tail(t, p.addr(), "end2")
+	kl.waitAllTiered(t, p)
+	if !wait.Until(60*time.Second, func() bool { return kl.checkTombstones(t, p.addr(), true) }) {
+		t.Fatal("the topic was not compacted to the latest live record of each key")
+	}
+	if metricValue(t, maddr, "strata_tier_compactions_in_progress") != 0 {
+		wait.For(t, 30*time.Second, "the last compaction to end", func() bool {
+			return metricValue(t, maddr, "strata_tier_compactions_in_progress") == 0
+		})
+	}
+	p.stop()
+	out := runStrata(t, p, "tier", "reconcile", "--grace", "0s", "--dry-run")
+	if !strings.Contains(out, "\n0 orphans") && !strings.HasPrefix(out, "0 orphans") {
+		t.Fatalf("orphans after crashes:\n%s", out)
+	}
+	keys, err := mio.ObjectKeys(context.Background(), bucket, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys = slices.DeleteFunc(keys, func(k string) bool { return strings.HasPrefix(k, "manifests/") })
+	index := remoteIndex(t, p)
+	if len(keys) != 2*len(index) {
+		t.Fatalf("%d objects in the bucket for %d index entries:\n%s\n%s", len(keys), len(index), strings.Join(keys, "\n"), strings.Join(index, "\n"))
+	}
+	for _, l := range index {
+		if !strings.Contains(l, "COPY_FINISHED") {
+			t.Fatalf("index entry not finished: %s", l)
+		}
+	}
+}
+

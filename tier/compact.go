@@ -88,6 +88,8 @@ func (m *Manager) compactRemote(ctx context.Context, ps *partState, pl Partition
 	key := ps.key
 	fin := m.viewOf(ps).finished
 	highest := m.viewOf(ps).highest
+	m.m.compactActive.Inc()
+	defer m.m.compactActive.Dec()
 	defer func() {
 		if err != nil && ctx.Err() == nil {
 			m.m.compactErrors.Inc()
@@ -301,6 +303,7 @@ func (m *Manager) commitRun(ctx context.Context, ps *partState, run *compactRun,
 	if err := m.meta.StartRemoteCompaction(key.topic, key.partition, c); err != nil {
 		return fmt.Errorf("tier: remote compaction of %s-%d: %w", key.topic, key.partition, err)
 	}
+	m.m.compactIntents.Inc()
 	switched := false
 	defer func() {
 		if err == nil || switched || m.ctx.Err() != nil || errors.Is(err, errCompactCrash) {
@@ -310,7 +313,7 @@ func (m *Manager) commitRun(ctx context.Context, ps *partState, run *compactRun,
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 		defer cancel()
-		if derr := m.finishCompaction(rctx, ps); derr != nil {
+		if derr := m.finishCompaction(rctx, ps, false); derr != nil {
 			m.logger.Debug("cannot roll back a remote compaction; the next round will", "topic", key.topic, "partition", key.partition, "err", derr)
 		}
 	}()
@@ -352,7 +355,7 @@ func (m *Manager) commitRun(ctx context.Context, ps *partState, run *compactRun,
 	if err := m.compactStep("switched"); err != nil {
 		return err
 	}
-	return m.finishCompaction(ctx, ps)
+	return m.finishCompaction(ctx, ps, false)
 }
 
 // reloadView replaces the partition's view with the index.
@@ -368,8 +371,9 @@ func (m *Manager) reloadView(ps *partState) error {
 // finishCompaction settles the partition's compaction record, if any:
 // COMPACT_STARTED is rolled back (the new objects deleted), COMPACT_SWITCHED
 // finished (the old objects and their cached chunks deleted); then the
-// record is dropped. Every step may be repeated.
-func (m *Manager) finishCompaction(ctx context.Context, ps *partState) error {
+// record is dropped. Every step may be repeated. interrupted: settling what
+// a crash or a failed round left (logged at info).
+func (m *Manager) finishCompaction(ctx context.Context, ps *partState, interrupted bool) error {
 	key := ps.key
 	c, ok, err := m.meta.RemoteCompaction(key.topic, key.partition)
 	if err != nil || !ok {
@@ -395,9 +399,13 @@ func (m *Manager) finishCompaction(ctx context.Context, ps *partState) error {
 	if err := m.meta.DropRemoteCompaction(key.topic, key.partition); err != nil {
 		return fmt.Errorf("tier: cannot drop the remote compaction record of %s-%d: %w", key.topic, key.partition, err)
 	}
-	if c.State == metadata.CompactionStarted {
-		m.logger.Info("rolled back an interrupted remote compaction", "topic", key.topic, "partition", key.partition, "segments", len(c.New))
-	} else {
+	m.m.compactIntents.Dec()
+	switch {
+	case c.State == metadata.CompactionStarted:
+		m.logger.Info("rolled back a remote compaction", "topic", key.topic, "partition", key.partition, "interrupted", interrupted, "segments", len(c.New))
+	case interrupted:
+		m.logger.Info("finished an interrupted remote compaction", "topic", key.topic, "partition", key.partition, "replaced", len(c.Old), "by", len(c.New))
+	default:
 		m.logger.Debug("remote compaction finished", "topic", key.topic, "partition", key.partition, "replaced", len(c.Old), "by", len(c.New))
 	}
 	return nil

@@ -249,6 +249,7 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	for _, p := range ctps {
 		m.part(tp{p.Topic, p.Partition})
 	}
+	m.m.compactIntents.Set(float64(len(ctps)))
 	cache, err := chunkcache.New(chunkcache.Config{Dir: cfg.CacheDir, MaxBytes: cfg.CacheMaxBytes, ReadaheadWorkers: cfg.ReaderThreads},
 		store.GetRange, logger, reg)
 	if err != nil {
@@ -449,7 +450,7 @@ func (m *Manager) deleteObjects(ctx context.Context, key tp, seg metadata.Remote
 // ones. Called with no upload of the partition in progress: at start-up, or
 // at the start of a round (holding opMu).
 func (m *Manager) finishPending(ctx context.Context, ps *partState) error {
-	if err := m.finishCompaction(ctx, ps); err != nil {
+	if err := m.finishCompaction(ctx, ps, true); err != nil {
 		return err
 	}
 	for _, seg := range m.viewOf(ps).segs {

@@ -38,6 +38,8 @@ type metrics struct {
 	compactRead    prometheus.Counter
 	compactWritten prometheus.Counter
 	compactRemoved prometheus.Counter
+	compactActive  prometheus.Gauge
+	compactIntents prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -74,6 +76,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		compactRead:      counter("compaction_read_bytes_total", "Remote segment bytes remote compaction filtered."),
 		compactWritten:   counter("compaction_written_bytes_total", "Bytes of the replacement segments remote compaction uploaded."),
 		compactRemoved:   counter("compaction_records_removed_total", "Records remote compaction removed."),
+		compactActive:    gauge("compactions_in_progress", "Partitions whose remote part is being compacted now."),
+		compactIntents:   gauge("compaction_intents", "Remote compaction records (COMPACT_STARTED, COMPACT_SWITCHED) not yet settled."),
 		fetchSeconds: metricsreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    ns + "remote_fetch_seconds",
 			Help:    "Latency of a read served from the remote tier.",
