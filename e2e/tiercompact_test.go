@@ -308,4 +308,3 @@ func TestKill9DuringRemoteCompaction(t *testing.T) {
 		}
 	}
 }
-
