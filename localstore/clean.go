@@ -75,7 +75,8 @@ type CleanConfig struct {
 	// Tiered: the topic tiers (remote.storage.enable). Segments below the
 	// tier floor are the tier's and are not rewritten; while the floor is
 	// unknown (after a restart, before the tier's first look) nothing is
-	// cleaned (clean_tier.go).
+	// cleaned (clean_tier.go). Tombstones are kept: remote compaction
+	// removes them.
 	Tiered bool
 }
 
@@ -373,7 +374,12 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 		k++
 	}
 	lastOf, cfg := l.producerLastOffsets()
-	keep := keepRule(m, mapEnd, func(off int64) bool { return ck.tombstoneExpired(off, nowMs, cc.DeleteRetentionMs) })
+	// A tiered log keeps its tombstones locally: an older record of the key
+	// may be in the remote tier, which only remote compaction, seeing both,
+	// may drop along with the tombstone.
+	keep := keepRule(m, mapEnd, func(off int64) bool {
+		return !cc.Tiered && ck.tombstoneExpired(off, nowMs, cc.DeleteRetentionMs)
+	})
 
 	cw := &cleanedWriter{l: l, cfg: cfg, stats: stats, throttle: throttle, ctx: cc.Ctx}
 	if err := cw.write(vs[j:k], &dec, keep, lastOf); err != nil {

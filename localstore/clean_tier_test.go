@@ -3,6 +3,7 @@ package localstore
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 // A tiered log: nothing is cleaned before the tier floor is known; then the
@@ -91,5 +92,30 @@ func TestPinDuringCleaningDropsTheSwap(t *testing.T) {
 	}
 	if !slices.Equal(l.Segments()[:len(segs)-1], segs[:len(segs)-1]) {
 		t.Fatal("segments changed under a pin")
+	}
+}
+
+// A tiered log keeps its tombstones, however old: an older record of the
+// key may be in the remote tier, where only remote compaction can drop both.
+func TestCleanTieredKeepsTombstones(t *testing.T) {
+	l := openLog(t, t.TempDir(), Config{SegmentBytes: 1 << 20})
+	defer l.Close()
+	l.SetTierFloor(0)
+	mustAppend(t, l, makeBatch(t, noProducer(), keyed(1, "a", "1"), keyed(2, "b", "1")))
+	mustAppend(t, l, makeBatch(t, noProducer(), keyed(3, "a", ""))) // tombstone for a
+	l.Roll()
+	t0 := time.UnixMilli(1_000_000_000)
+	cleanNow(t, l, CleanConfig{DeleteRetentionMs: 0, Now: t0, Tiered: true})
+	mustAppend(t, l, makeBatch(t, noProducer(), keyed(4, "b", "2")))
+	l.Roll()
+	cleanNow(t, l, CleanConfig{DeleteRetentionMs: 0, Now: t0.Add(time.Hour), Tiered: true})
+	got, _ := logRecords(t, l)
+	want := []kv{{off: 2, key: "a", tombstone: true}, {off: 3, key: "b", value: "2"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v (the tombstone stays)", got, want)
+	}
+	// The remote tier's compactor, which reads the same checkpoint, drops it.
+	if !l.cl.ck.Load().tombstoneExpired(2, t0.Add(time.Hour).UnixMilli(), 0) {
+		t.Fatal("the checkpoint does not say the tombstone expired")
 	}
 }

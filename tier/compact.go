@@ -46,7 +46,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/metadata"
@@ -56,9 +55,10 @@ const (
 	// compactRunBytes bounds the input bytes one switch replaces, and so
 	// the local disk the replacements take before they are uploaded.
 	compactRunBytes = 256 << 20
-	// compactTmpPrefix names the compaction's scratch directories beside
-	// the chunk cache; New removes leftovers.
-	compactTmpPrefix = ".strata-compact-"
+	// compactDirSuffix names the compaction's scratch directory, beside the
+	// chunk cache's (<remote.cache.dir>.compact: never a partition
+	// directory, whose names end in -<digits>); New empties it.
+	compactDirSuffix = ".compact"
 )
 
 // compactState returns the partition's remote dirty and total bytes and its
@@ -95,7 +95,7 @@ func (m *Manager) compactRemote(ctx context.Context, ps *partState, pl Partition
 			m.m.compactErrors.Inc()
 		}
 	}()
-	tmp, err := os.MkdirTemp(filepath.Dir(m.cfg.CacheDir), compactTmpPrefix)
+	tmp, err := os.MkdirTemp(compactDir(m.cfg.CacheDir), "run-")
 	if err != nil {
 		return fmt.Errorf("tier: remote compaction of %s-%d: %w", key.topic, key.partition, err)
 	}
@@ -423,15 +423,14 @@ func (m *Manager) compactStep(step string) error {
 // crash would: nothing is rolled back in-line.
 var errCompactCrash = errors.New("tier: remote compaction stopped by a test")
 
-// removeCompactLeftovers removes scratch directories a crash left.
-func removeCompactLeftovers(cacheDir string) {
-	ents, err := os.ReadDir(filepath.Dir(cacheDir))
-	if err != nil {
-		return
+func compactDir(cacheDir string) string { return filepath.Clean(cacheDir) + compactDirSuffix }
+
+// resetCompactDir empties the scratch directory (what a crash left) and
+// creates it.
+func resetCompactDir(cacheDir string) error {
+	d := compactDir(cacheDir)
+	if err := os.RemoveAll(d); err != nil {
+		return err
 	}
-	for _, e := range ents {
-		if e.IsDir() && strings.HasPrefix(e.Name(), compactTmpPrefix) {
-			os.RemoveAll(filepath.Join(filepath.Dir(cacheDir), e.Name()))
-		}
-	}
+	return os.MkdirAll(d, 0o755)
 }

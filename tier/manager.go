@@ -219,7 +219,9 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	if cfg.CompactMaxBytesPerSecond > 0 {
 		m.compactLimiter = newTokenBucket(cfg.CompactMaxBytesPerSecond)
 	}
-	removeCompactLeftovers(cfg.CacheDir)
+	if err := resetCompactDir(cfg.CacheDir); err != nil {
+		return nil, fmt.Errorf("tier: remote compaction directory: %w", err)
+	}
 	metricsreg.Register(reg, newCostCollector(m))
 	m.viewMu.parts = make(map[tp]*partState)
 	m.jobs.cond = sync.NewCond(&m.jobs)
