@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"slices"
 	"testing"
@@ -315,6 +316,65 @@ func TestRemoteCompactionStoreFailureRollsBack(t *testing.T) {
 	e.manage()
 	if got := e.wholeLog(); !slices.Equal(got, latestOf(all)) {
 		t.Fatalf("after the retry:\n got %v\nwant %v", got, latestOf(all))
+	}
+	e.checkOwned()
+}
+
+// tombstoneBatch is a batch of one tombstone (a null value) for key.
+func tombstoneBatch(key string, ts int64) []byte {
+	r := kmsg.Record{Key: []byte(key)}
+	body := r.AppendTo(nil)
+	r.Length = int32(len(body) - 1)
+	recs := r.AppendTo(nil)
+	b := kmsg.RecordBatch{Magic: 2, FirstTimestamp: ts, MaxTimestamp: ts, ProducerID: -1, ProducerEpoch: -1,
+		FirstSequence: -1, NumRecords: 1, Records: recs}
+	b.Length = int32(localstore.HeaderSize - 12 + len(recs))
+	raw := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return raw
+}
+
+// Remote compaction drops a tombstone past delete.retention.ms with the
+// older records of its key, and a middle segment left empty; the first and
+// last segments stay, so the remote range does not move.
+func TestRemoteCompactionDropsTombstonesAndEmptiedSegments(t *testing.T) {
+	e := compactEnv(t, nil)
+	e.ret.LocalRetentionBytes = 0
+	e.pl.Compaction.MinCleanableDirtyRatio = 1.1
+	e.manage() // the tier floor
+	e.keyedSegment("one", "a", "b")
+	one := e.log.Segments()[0].Size
+	e.log.SetConfig(localstore.Config{SegmentBytes: one}) // the cleaner does not merge them
+	e.keyedSegment("two", "c")
+	e.keyedSegment("three", "d")
+	e.clean()
+	e.manage()
+	if _, err := e.log.Append(tombstoneBatch("c", e.nextTs)); err != nil {
+		t.Fatal(err)
+	}
+	e.keyedSegment("four", "a")
+	e.active(1)
+	e.clean()
+	e.manage()
+	before := e.remote()
+	if len(before) != 5 { // a b | c | d | tombstone c | a
+		t.Fatalf("remote %+v", before)
+	}
+	all := e.wholeLog()
+	e.pl.Compaction.MinCleanableDirtyRatio, e.pl.Compaction.DeleteRetentionMs = 0.01, 0
+	e.manage()
+	var want []keyedRecord
+	for _, r := range latestOf(all) {
+		if r.key != "c" {
+			want = append(want, r)
+		}
+	}
+	if got := e.wholeLog(); !slices.Equal(got, want) {
+		t.Fatalf("after remote compaction:\n got %v\nwant %v", got, want)
+	}
+	after := e.remote()
+	if len(after) != 3 || after[0].BaseOffset != before[0].BaseOffset || after[2].EndOffset != before[4].EndOffset {
+		t.Fatalf("remote %+v -> %+v: the emptied middle segments go, the range stays", before, after)
 	}
 	e.checkOwned()
 }
