@@ -140,6 +140,7 @@
 //	remote.storage.url                   file://<abs log dir>/remote   a URL with a scheme (file, s3, ...: the remotestore package decides)
 //	remote.log.manager.task.interval.ms  30000                         1 to 9223372036854775807
 //	remote.log.manager.copy.max.bytes.per.second  -1 (unlimited)       -1, or 1 to 9223372036854775807 (Kafka's default is Long.MAX; 0 would stop uploads)
+//	remote.log.compaction.max.bytes.per.second    -1 (unlimited)       -1, or 1 to 9223372036854775807; remote compaction's downloads and uploads, all partitions together (Strata; see Compaction)
 //	remote.fetch.max.wait.ms             500                           1 to 2147483647
 //	remote.cache.dir                     <log dir>/remote-cache        a directory
 //	remote.cache.max.bytes               1073741824 (1 GiB)            remote.chunk.bytes to 9223372036854775807
@@ -284,9 +285,12 @@
 // key has a newer one, remote or local, and tombstones older than
 // delete.retention.ms.
 //
-//	broker key                                 default   allowed
-//	remote.log.compaction.max.bytes.per.second -1        -1 (unlimited) or 1 to 9223372036854775807;
-//	                                                     bytes remote compaction reads and writes, all partitions together (Strata)
+// Remote compaction's key map takes log.cleaner.dedupe.buffer.size, as one
+// cleaner thread's map would; remote.log.compaction.max.bytes.per.second
+// (Strata's own key, Kafka has none; default -1, unlimited; 0 refused)
+// bounds the bytes it downloads and uploads, all partitions together. It
+// runs on a single broker only: in a cluster a compacted topic tiers but its
+// remote part is not compacted yet.
 //
 //	broker key                             default                   allowed
 //	log.cleaner.enable                     true                      true, false
