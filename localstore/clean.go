@@ -215,7 +215,8 @@ func cleanableCount(vs []segView, minLagMs, nowMs int64) int {
 	return n
 }
 
-// CleanState reports the log's clean and dirty parts as of now.
+// CleanState reports the log's clean and dirty parts as of now; the
+// segments below the tier floor (clean_tier.go) are in neither.
 func (l *Log) CleanState(minCompactionLagMs int64, now time.Time) CleanState {
 	vs, err := l.views()
 	if err != nil {
@@ -231,6 +232,13 @@ func (l *Log) CleanState(minCompactionLagMs int64, now time.Time) CleanState {
 		s.LastCleaned = time.UnixMilli(ck.lastCleaned)
 	}
 	for _, v := range vs[:n] {
+		if v.st.next <= floor {
+			// The tier's (uploaded or being uploaded): not the local
+			// cleaner's to rewrite, so not in its ratio either, or a
+			// large local copy of the remote part would hold back the
+			// cleaning, and so the uploads, of what follows.
+			continue
+		}
 		if v.st.next <= first {
 			s.CleanBytes += v.st.size
 			continue
