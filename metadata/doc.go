@@ -25,13 +25,19 @@
 //	topic_deletions       deletion id [16]byte -> value{TopicDeletion}
 //	deleted_remote_index  deletion id [16]byte partition(u32 BE) -> nested bucket:
 //	               base offset(u64 BE) -> value{RemoteSegment}
+//
+// Remote compaction (compaction.go) adds two top-level buckets:
+//
 //	remote_compaction     topic 0x00 partition(u32 BE) -> value{RemoteCompaction}
 //	remote_cleaned        topic 0x00 partition(u32 BE) -> value{remote cleaned-up-to offset}
 //
 // remote_compaction holds a partition's remote compaction in progress
-// (compaction.go: COMPACT_STARTED, COMPACT_SWITCHED), remote_cleaned the
-// offset below which its remote part has been compacted; moving a topic's
-// remote index away (deletion, disablement) drops both.
+// (COMPACT_STARTED, COMPACT_SWITCHED), remote_cleaned the offset below which
+// its remote part has been compacted; moving a topic's remote index away
+// (deletion, disablement) drops both. A RemoteCompaction value is
+//
+//	state u8 | cleaned up to i64 | nold uvarint | (RemoteSegment value str)* |
+//	nnew uvarint | (RemoteSegment value str)*
 //
 // DeleteTopic moves a topic's remote_index buckets to deleted_remote_index
 // and records the TopicDeletion in the transaction that removes the topic:
@@ -72,8 +78,6 @@
 //	RemoteSegment  base i64 | end i64 | first ts i64 | max ts i64 | size i64 |
 //	               leader epoch i32 | state u8 | crc32c u32 | rolled at i64 |
 //	               updated at i64 | upload id str
-//	RemoteCompaction  state u8 | cleaned up to i64 | nold uvarint | (RemoteSegment value str)* |
-//	               nnew uvarint | (RemoteSegment value str)*
 //
 // The topic name and a remote segment's base offset are stored in the value as
 // well as the key; a mismatch is corruption.
