@@ -238,7 +238,7 @@ func TestKill9DuringRemoteCompaction(t *testing.T) {
 	kl.tail(t, p.addr(), "tail0")
 	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills := 0
-	for round := 1; round <= 6; round++ {
+	for round := 1; round <= 8; round++ {
 		// New values of some keys: the remote part gets dirty again.
 		kl.produceKeyed(t, p.addr(), 1, 100+20*round)
 		kl.tail(t, p.addr(), fmt.Sprintf("tail%d", round))
