@@ -16,18 +16,19 @@ package localstore
 // CleanConfig.Tiered does nothing, so no segment the tier holds is
 // rewritten in that window.
 
-// PinForUpload claims the closed segment [base, next) for the tier: from now
-// on the cleaner leaves it, and every segment below it, alone. It reports
-// false if no closed segment of the log is exactly [base, next) any more
-// (the cleaner replaced it): nothing is claimed then.
-func (l *Log) PinForUpload(base, next int64) bool {
+// PinForUpload claims the closed segment [base, next) of size bytes (as the
+// uploader listed it) for the tier: from now on the cleaner leaves it, and
+// every segment below it, alone. It reports false if no closed segment of
+// the log is that any more (the cleaner replaced it): nothing is claimed
+// then.
+func (l *Log) PinForUpload(base, next, size int64) bool {
 	l.wr.Lock()
 	defer l.wr.Unlock()
 	l.mu.RLock()
 	segs := l.mu.segs
 	found := false
 	for _, s := range segs[:len(segs)-1] {
-		if s.base == base && s.st.next == next {
+		if s.base == base && s.st.next == next && s.st.size == size {
 			found = true
 			break
 		}

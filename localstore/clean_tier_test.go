@@ -21,10 +21,10 @@ func TestCleanLeavesSegmentsBelowTheTierFloor(t *testing.T) {
 		t.Fatalf("cleaned %d passes before the tier floor is known", st.Passes)
 	}
 	pinned := segs[1]
-	if !l.PinForUpload(pinned.BaseOffset, pinned.NextOffset) {
+	if !l.PinForUpload(pinned.BaseOffset, pinned.NextOffset, pinned.Size) {
 		t.Fatal("PinForUpload of a closed segment failed")
 	}
-	if l.PinForUpload(pinned.BaseOffset, pinned.NextOffset+1) {
+	if l.PinForUpload(pinned.BaseOffset, pinned.NextOffset+1, pinned.Size) {
 		t.Fatal("PinForUpload of a segment that is not the log's succeeded")
 	}
 	if st := cleanNow(t, l, CleanConfig{Tiered: true}); st.Passes != 1 || st.RecordsRemoved == 0 {
@@ -79,7 +79,7 @@ func TestPinDuringCleaningDropsTheSwap(t *testing.T) {
 	st, err := l.Clean(CleanConfig{Tiered: true, IO: func(read, written int64) {
 		if !pinned && written > 0 {
 			pinned = true
-			if !l.PinForUpload(segs[0].BaseOffset, segs[0].NextOffset) {
+			if !l.PinForUpload(segs[0].BaseOffset, segs[0].NextOffset, segs[0].Size) {
 				t.Error("pin failed")
 			}
 		}

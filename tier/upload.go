@@ -255,7 +255,7 @@ func (m *Manager) uploadEligible(ctx context.Context, ps *partState, pl Partitio
 		if len(segs) == 0 {
 			return nil
 		}
-		if pl.Compaction != nil && !pl.Log.PinForUpload(segs[0].BaseOffset, segs[0].NextOffset) {
+		if pl.Compaction != nil && !pl.Log.PinForUpload(segs[0].BaseOffset, segs[0].NextOffset, segs[0].Size) {
 			// The cleaner swapped the segment out since the listing: list
 			// again at the next round.
 			return nil
