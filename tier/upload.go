@@ -36,7 +36,7 @@ func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 		ps *partState
 		pl PartitionLog
 	}
-	var lag []lagged
+	var lag, floors []lagged
 	for _, pl := range parts {
 		if pl.Log == nil || m.jobs.forgotten[pl.TopicID] {
 			continue
@@ -50,9 +50,7 @@ func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 			continue
 		}
 		if pl.Remote && pl.Compaction != nil {
-			// What the index holds is the tier's: the local cleaner leaves
-			// it alone (localstore's tier floor, clean_tier.go).
-			pl.Log.SetTierFloor(m.viewOf(ps).tierFloor())
+			floors = append(floors, lagged{ps, pl})
 		}
 		lag = append(lag, lagged{ps, pl})
 		if ps.queued {
@@ -67,6 +65,12 @@ func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 	m.jobs.cond.Broadcast()
 	m.jobs.Unlock()
 
+	// What the index holds is the tier's: the local cleaner leaves it alone
+	// (localstore's tier floor, clean_tier.go). Outside the jobs lock: the
+	// floor takes the log's writer lock.
+	for _, f := range floors {
+		f.pl.Log.SetTierFloor(m.viewOf(f.ps).tierFloor())
+	}
 	for _, l := range lag {
 		m.updateLag(l.ps, l.pl)
 	}
