@@ -199,7 +199,11 @@ func TestCompactedTopicTiersCleanedSegments(t *testing.T) {
 	})
 	kl.produceKeyed(t, p.addr(), 10, 100)
 	kl.tail(t, p.addr(), "tail")
-	time.Sleep(300 * time.Millisecond) // a few tiering rounds: nothing may upload yet
+	// A few tiering rounds after the produce: nothing may upload yet.
+	passes := metricValue(t, maddr, "strata_tier_retention_passes_total")
+	wait.For(t, 30*time.Second, "three tiering rounds", func() bool {
+		return metricValue(t, maddr, "strata_tier_retention_passes_total") >= passes+3
+	})
 	if got := listOffset(t, p.addr(), kl.topic, -5); got >= 0 {
 		t.Fatalf("latest-tiered %d: a segment not yet cleaned was uploaded", got)
 	}
