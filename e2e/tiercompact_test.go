@@ -242,16 +242,21 @@ func TestKill9DuringRemoteCompaction(t *testing.T) {
 	kl.tail(t, p.addr(), "tail0")
 	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills := 0
-	for round := 1; round <= 8; round++ {
+	for round := 1; round <= 9; round++ {
 		// New values of some keys: the remote part gets dirty again.
 		kl.produceKeyed(t, p.addr(), 1, 100+20*round)
 		kl.tail(t, p.addr(), fmt.Sprintf("tail%d", round))
-		// Odd rounds kill at a random instant of a compaction (mostly
-		// while it reads and filters, the longest part), even rounds once
-		// its intent is recorded (it writes replacements, switches, deletes).
+		// A third of the kills land at a random instant of a compaction
+		// (mostly while it reads and filters, its longest part), a third
+		// just after its intent is recorded (while it writes replacements),
+		// a third at a random instant from then on (the switch, the
+		// deletion of the old objects, or after).
 		metric, delay := "strata_tier_compactions_in_progress", 1000
-		if round%2 == 0 {
-			metric, delay = "strata_tier_compaction_intents", 100
+		switch round % 3 {
+		case 0:
+			metric, delay = "strata_tier_compaction_intents", 10
+		case 2:
+			metric, delay = "strata_tier_compaction_intents", 200
 		}
 		inProgress := func() bool { return metricValue(t, maddr, metric) > 0 }
 		if !wait.Until(30*time.Second, inProgress) {
