@@ -38,6 +38,12 @@ func tiny(t *testing.T) Config {
 	c.ManyBytes = 256 << 10
 	c.CompactBytes = 2 << 20
 	c.MinPhase = 500 * time.Millisecond
+	c.IsoCacheBytes = 256 << 10
+	c.IsoChunkBytes = 32 << 10
+	c.IsoReplayBytes = 1536 << 10
+	c.IsoHotBytes = 64 << 10
+	c.IsoRate = 200
+	c.IsoWindow = time.Second
 	c.Dir = t.TempDir()
 	c.Out = filepath.Join(t.TempDir(), "out")
 	c.StrataBinary = strataForTest(t)
@@ -235,8 +241,9 @@ func checkReport(t *testing.T, r *Report, out string) {
 			t.Errorf("figure %q: baseline %q has no value", f.Name, f.Baseline)
 		}
 	}
-	if len(targets) != 9 {
-		t.Errorf("%d figures with targets, want 9: %v", len(targets), targets)
+	// 9, and the isolation workload's 5.
+	if len(targets) != 14 {
+		t.Errorf("%d figures with targets, want 14: %v", len(targets), targets)
 	}
 	// The rows of each consumer, against the baseline each is comparable to.
 	for _, row := range []string{
@@ -279,7 +286,7 @@ func checkReport(t *testing.T, r *Report, out string) {
 		}
 	}
 	md := r.Markdown()
-	for _, want := range []string{"| figure | value | baseline | baseline value | ratio | target | result |", "| sendfile | round | wall s | MB/s | broker user CPU s |", clientWire, "### Compaction"} {
+	for _, want := range []string{"| figure | value | baseline | baseline value | ratio | target | result |", "| sendfile | round | wall s | MB/s | broker user CPU s |", clientWire, "### Compaction", "### Isolation"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown has no %q:\n%s", want, md)
 		}

@@ -102,17 +102,8 @@ func (c *procCluster) start(i int) error {
 
 func (c *procCluster) running(i int) bool {
 	c.mu.Lock()
-	done := c.done[i]
-	c.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
+	defer c.mu.Unlock()
+	return clusterspec.Alive(c.done[i])
 }
 
 // signal sends sig to node i and returns the channel closed at its exit

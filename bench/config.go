@@ -82,6 +82,19 @@ type Config struct {
 	// CompactBytes is the size of the keyed log the compaction phase cleans.
 	CompactBytes int64
 
+	// The isolation workload (isolation.go): a broker of its own with a
+	// chunk cache of IsoCacheBytes and remote.chunk.bytes IsoChunkBytes; a
+	// tiered topic of IsoReplayBytes (at least 4 caches) replayed cold; a
+	// tiered hot set of IsoHotBytes (under one cache) re-read; a live
+	// producer at IsoRate records/s (of LatencyRecordBytes) and a tail
+	// consumer; each window IsoWindow long.
+	IsoCacheBytes  int64
+	IsoChunkBytes  int64
+	IsoReplayBytes int64
+	IsoHotBytes    int64
+	IsoRate        int
+	IsoWindow      time.Duration
+
 	// MinPhase is the least duration of the hot-consume phases and raw
 	// sendfile (whole passes repeat), for steady rates and CPU profiles.
 	MinPhase time.Duration
@@ -121,6 +134,12 @@ func Defaults() Config {
 		ManyPartitions:     []int{1, 100, 1000},
 		ManyBytes:          128 << 20,
 		CompactBytes:       256 << 20,
+		IsoCacheBytes:      128 << 20,
+		IsoChunkBytes:      1 << 20,
+		IsoReplayBytes:     640 << 20,
+		IsoHotBytes:        32 << 20,
+		IsoRate:            2000,
+		IsoWindow:          10 * time.Second,
 		MinPhase:           5 * time.Second,
 		Prices:             DefaultPrices(),
 
@@ -143,6 +162,12 @@ func Quick() Config {
 	c.ManyPartitions = []int{1, 10, 100}
 	c.ManyBytes = 16 << 20
 	c.CompactBytes = 64 << 20
+	c.IsoCacheBytes = 16 << 20
+	c.IsoChunkBytes = 256 << 10
+	c.IsoReplayBytes = 80 << 20
+	c.IsoHotBytes = 4 << 20
+	c.IsoRate = 1000
+	c.IsoWindow = 3 * time.Second
 	c.ClusterProduceBytes = 128 << 20
 	c.ClusterKills = 3
 	return c
@@ -195,6 +220,10 @@ func (c *Config) Validate() error {
 	check(c.LatencyRate > 0 && c.LatencyDuration > 0 && c.LatencyRecordBytes >= 16, "latency rate, duration and record size (>= 16)")
 	check(c.CompactBytes >= 1<<20, "compact bytes %d: at least 1MiB", c.CompactBytes)
 	check(len(c.ManyPartitions) > 0, "many partitions: at least one count")
+	check(c.IsoChunkBytes > 0 && c.IsoCacheBytes >= 8*c.IsoChunkBytes, "isolation cache %d bytes: at least 8 chunks of %d", c.IsoCacheBytes, c.IsoChunkBytes)
+	check(c.IsoHotBytes >= 2*c.IsoChunkBytes && 2*c.IsoHotBytes <= c.IsoCacheBytes, "isolation hot set %d bytes: at least 2 chunks, at most half the cache (%d)", c.IsoHotBytes, c.IsoCacheBytes)
+	check(c.IsoReplayBytes >= 5*c.IsoCacheBytes, "isolation replay %d bytes: at least 5 caches (%d each), so that at least 4 are tiered", c.IsoReplayBytes, c.IsoCacheBytes)
+	check(c.IsoRate > 0 && c.IsoWindow > 0, "isolation rate and window must be positive")
 	if c.Cluster != 0 {
 		check(c.Cluster >= 3, "--cluster %d: at least 3 brokers (the comparison is at replication factor 3)", c.Cluster)
 		check(len(c.Brokers) == 0, "--cluster and --brokers: one or the other")
@@ -249,6 +278,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MinPhase, "min-phase", c.MinPhase, "least duration of hot consume and raw sendfile (passes repeat)")
 	fs.Var(bytesFlag{ptr: &c.ManyBytes}, "many-bytes", "payload of each scaling run")
 	fs.Var(bytesFlag{ptr: &c.CompactBytes}, "compact-bytes", "size of the keyed log the compaction phase cleans")
+	fs.Var(bytesFlag{ptr: &c.IsoCacheBytes}, "iso-cache-bytes", "isolation workload: the chunk cache of its broker")
+	fs.Var(bytesFlag{ptr: &c.IsoChunkBytes}, "iso-chunk-bytes", "isolation workload: remote.chunk.bytes of its broker")
+	fs.Var(bytesFlag{ptr: &c.IsoReplayBytes}, "iso-replay-bytes", "isolation workload: payload of the topic replayed cold (at least 5 caches)")
+	fs.Var(bytesFlag{ptr: &c.IsoHotBytes}, "iso-hot-bytes", "isolation workload: payload of the hot set the hot reader re-reads (at most half the cache)")
+	fs.IntVar(&c.IsoRate, "iso-rate", c.IsoRate, "isolation workload: records per second of the live producer")
+	fs.DurationVar(&c.IsoWindow, "iso-window", c.IsoWindow, "isolation workload: duration of each window")
 	fs.IntVar(&c.Cluster, "cluster", c.Cluster, "run the cluster benchmark instead: this many child-process brokers (at least 3): acks=all at RF 3 against acks=1 at RF 1, latency at RF 3, failover after kill -9, controlled shutdown")
 	fs.Var(bytesFlag{ptr: &c.ClusterProduceBytes}, "cluster-produce-bytes", "with --cluster: payload of each throughput side (RF 1 and RF 3)")
 	fs.IntVar(&c.ClusterKills, "cluster-kills", c.ClusterKills, "with --cluster: how many leaders to kill -9 (restarted between kills)")

@@ -22,6 +22,13 @@
 //	many partitions     produce and consume at 1..1000     (none)
 //	compaction          bytes the log cleaner reads per    raw sequential read+write of the same segment files
 //	                    second (localstore.Log.Clean)      (fsynced copies), same disk (compact.go)
+//	isolation           produce and tail-consumer p50/p99  the same without the replay (isolation.go)
+//	                    during a cold replay of 4+ caches,
+//	                    then at the fetch limit
+//	                    hot reader byte hit rate, S3-FIFO  the same without the replay; LRU (remote.cache.policy)
+//	                    replay download rate at the limit  remote.log.manager.fetch.max.bytes.per.second, set by
+//	                                                       IncrementalAlterConfigs mid-run
+//	                    cold replay bytes received/s       raw ranged GETs of its objects, alone
 //
 // Two consumers, both franz-go with the same max wait: (P) the protocol-level
 // one (fetch.go: kmsg.FetchRequest on a connection of its own, wire.go, each

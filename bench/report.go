@@ -114,6 +114,7 @@ type Report struct {
 	RemoteFetch            RemoteFetch      `json:"remote_fetch"`
 	Many                   []ManyResult     `json:"many_partitions"`
 	Compaction             Compaction       `json:"compaction"`
+	Isolation              *Isolation       `json:"isolation,omitempty"`
 	Baselines              Baselines        `json:"baselines"`
 	CPU                    []CPU            `json:"cpu"`
 	Cost                   Cost             `json:"cost"`
@@ -301,6 +302,9 @@ func (r *Report) buildFigures() {
 	if c := r.Cluster; c != nil {
 		fs = append(fs, c.figures()...)
 	}
+	if iso := r.Isolation; iso != nil {
+		fs = append(fs, iso.figures()...)
+	}
 	for _, m := range r.Many {
 		plain(fmt.Sprintf("%d partitions: produce / consume payload", m.Partitions), "MB/s", m.Produce.PayloadMBps, "", 0)
 		fs[len(fs)-1].Baseline = "consume"
@@ -375,6 +379,9 @@ func (r *Report) Markdown() string {
 	}
 	if c := r.Cluster; c != nil {
 		b.WriteString(c.markdown())
+	}
+	if iso := r.Isolation; iso != nil {
+		b.WriteString(iso.markdown())
 	}
 	if c := r.Compaction; c.Cleaner.Bytes > 0 {
 		w("\n### Compaction (localstore's cleaner, no broker)\n\n")

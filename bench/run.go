@@ -57,7 +57,7 @@ func Run(ctx context.Context, cfg Config, progressW io.Writer) (*Report, error) 
 		return r.rep, r.runExternal(ctx)
 	}
 	if r.prog == nil {
-		r.prog = newProgress(progressW, 21+2*hotRounds+2*coldRounds+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
+		r.prog = newProgress(progressW, 27+2*hotRounds+2*coldRounds+2*childRounds+len(cfg.Variants)+len(cfg.ManyPartitions))
 	}
 	dir := cfg.Dir
 	if dir == "" {
@@ -462,7 +462,11 @@ func (r *runner) runLocal(ctx context.Context) error {
 
 	// Broker CPU per GB, sendfile on and off: the broker in a child
 	// process, so that its CPU (user and kernel) is its own.
-	return r.childPhases(ctx)
+	if err := r.childPhases(ctx); err != nil {
+		return err
+	}
+	// Does a cold replay hurt the other users of a broker?
+	return r.isolationPhases(ctx)
 }
 
 func named(s Series, name string) Series { s.Name = name; return s }

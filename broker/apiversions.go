@@ -39,6 +39,8 @@ var served = map[int16][2]int16{
 	33: {0, 2},  // AlterConfigs
 	37: {0, 3},  // CreatePartitions
 	44: {0, 1},  // IncrementalAlterConfigs
+	48: {0, 1},  // DescribeClientQuotas
+	49: {0, 1},  // AlterClientQuotas
 	60: {0, 1},  // DescribeCluster
 }
 

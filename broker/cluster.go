@@ -8,8 +8,8 @@ package broker
 // etcd's topic ID (an empty local log for each partition, which a partition
 // this broker does not replicate keeps empty); a topic here and not in etcd
 // (or under another ID) is deleted here the single node's crash-safe way;
-// partition counts and configs follow etcd's; and every partition this
-// broker replicates becomes leader or follower as its state says
+// partition counts, configs and client quotas follow etcd's; and every
+// partition this broker replicates becomes leader or follower as its state says
 // (replica.go, fetcher.go). Admin requests write to etcd and wait until this
 // broker's view has applied their revision, so the topic exists here when
 // the response leaves. The segment index of the remote tier stays in each
@@ -190,6 +190,8 @@ func (s *Server) rejoin() bool {
 func (s *Server) reconcile(snap *cluster.Snapshot) {
 	s.reconcileMu.Lock()
 	defer s.reconcileMu.Unlock()
+	s.quotas.set(snap.ClientQuotas) // the snapshot's maps are never changed
+	s.applyClusterBrokerConfigs(snap)
 	for _, t := range s.topics.all() {
 		if rec, ok := snap.Topics[t.name]; !ok || rec.ID != t.id {
 			s.dropLocal(t)

@@ -9,8 +9,8 @@ package broker
 // DEFAULT_CONFIG otherwise. Overrides are validated whole, persisted in bbolt,
 // then applied to the partition logs. AlterConfigs replaces a topic's overrides;
 // IncrementalAlterConfigs sets, deletes, appends to or subtracts from them.
-// The broker (resource type 4, name "" or its id) is described; its configs
-// are static, so altering them is refused with a message that says so.
+// The broker (resource type 4, name "" or its id) is described with its
+// dynamic configs; altering it is brokerconfigs.go's.
 // A sensitive config (remote.storage.url, which may carry S3 credentials) is
 // answered as Kafka answers a password: IsSensitive, a null value, null
 // synonym values.
@@ -58,7 +58,7 @@ func (s *Server) handleDescribeConfigs(_ context.Context, _ *conn, req *kmsg.Des
 				sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, strp("unknown broker "+rr.ResourceName)
 				break
 			}
-			entries = s.cfg.DescribeBroker()
+			entries = s.describeBroker(rr.ResourceName)
 		default:
 			sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, strp(fmt.Sprintf("resource type %d is not served", rr.ResourceType))
 		}
@@ -74,7 +74,9 @@ func (s *Server) handleDescribeConfigs(_ context.Context, _ *conn, req *kmsg.Des
 			c.IsDefault = e.Source == config.SourceDefault
 			c.Source = kmsg.ConfigSource(e.Source)
 			c.ConfigType = kmsg.ConfigType(e.Type)
-			if req.IncludeSynonyms {
+			if req.IncludeSynonyms && rr.ResourceType == resourceBroker && !e.Sensitive {
+				c.ConfigSynonyms = s.brokerSynonyms(rr.ResourceName, e.Name)
+			} else if req.IncludeSynonyms {
 				syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
 				syn.Name, syn.Value, syn.Source = e.Name, c.Value, c.Source
 				c.ConfigSynonyms = append(c.ConfigSynonyms, syn)
@@ -89,14 +91,18 @@ func (s *Server) handleDescribeConfigs(_ context.Context, _ *conn, req *kmsg.Des
 	return resp, nil
 }
 
-const staticBrokerMsg = "broker configs are static: change server.properties (or --set / STRATA_ variables) and restart"
-
-func (s *Server) handleAlterConfigs(_ context.Context, _ *conn, req *kmsg.AlterConfigsRequest) (kmsg.Response, error) {
+func (s *Server) handleAlterConfigs(ctx context.Context, _ *conn, req *kmsg.AlterConfigsRequest) (kmsg.Response, error) {
 	resp := kmsg.NewPtrAlterConfigsResponse()
 	resp.Version = req.Version
 	for _, rr := range req.Resources {
 		sr := kmsg.NewAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if rr.ResourceType == resourceBroker {
+			names, next := brokerSetAll(rr.Configs)
+			sr.ErrorCode, sr.ErrorMessage = s.alterBroker(ctx, rr.ResourceName, names, next, req.ValidateOnly)
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		sr.ErrorCode, sr.ErrorMessage = s.alterResource(rr.ResourceType, rr.ResourceName, func(t *topic) error {
 			overrides := map[string]string{}
 			for _, c := range rr.Configs {
@@ -112,12 +118,18 @@ func (s *Server) handleAlterConfigs(_ context.Context, _ *conn, req *kmsg.AlterC
 	return resp, nil
 }
 
-func (s *Server) handleIncrementalAlterConfigs(_ context.Context, _ *conn, req *kmsg.IncrementalAlterConfigsRequest) (kmsg.Response, error) {
+func (s *Server) handleIncrementalAlterConfigs(ctx context.Context, _ *conn, req *kmsg.IncrementalAlterConfigsRequest) (kmsg.Response, error) {
 	resp := kmsg.NewPtrIncrementalAlterConfigsResponse()
 	resp.Version = req.Version
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if rr.ResourceType == resourceBroker {
+			names, next := brokerIncremental(rr.Configs)
+			sr.ErrorCode, sr.ErrorMessage = s.alterBroker(ctx, rr.ResourceName, names, next, req.ValidateOnly)
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		sr.ErrorCode, sr.ErrorMessage = s.alterResource(rr.ResourceType, rr.ResourceName, func(t *topic) error {
 			overrides, err := s.applyIncremental(t.cfg.Load().overrides, rr.Configs)
 			if err != nil {
@@ -130,8 +142,9 @@ func (s *Server) handleIncrementalAlterConfigs(_ context.Context, _ *conn, req *
 	return resp, nil
 }
 
-// alterResource answers one resource of AlterConfigs or IncrementalAlterConfigs:
-// a topic gets apply; the broker's configs are static; other types are not served.
+// alterResource answers one topic resource of AlterConfigs or
+// IncrementalAlterConfigs: a topic gets apply; other types are not served
+// (the broker's are alterBroker's).
 func (s *Server) alterResource(typ kmsg.ConfigResourceType, name string, apply func(*topic) error) (int16, *string) {
 	switch typ {
 	case resourceTopic:
@@ -140,8 +153,6 @@ func (s *Server) alterResource(typ kmsg.ConfigResourceType, name string, apply f
 			return kerr.UnknownTopicOrPartition.Code, nil
 		}
 		return adminError(apply(t))
-	case resourceBroker:
-		return kerr.InvalidRequest.Code, strp(staticBrokerMsg)
 	}
 	return kerr.InvalidRequest.Code, strp(fmt.Sprintf("resource type %d is not served", typ))
 }

@@ -34,6 +34,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stratalog/strata/internal/crashpoint"
 	"github.com/stratalog/strata/metadata"
 )
 
@@ -50,7 +51,7 @@ func (s *Server) deleteTopic(t *topic) error {
 		r.relist(t)
 		return err
 	}
-	crashPoint("delete-committed")
+	crashpoint.At("delete-committed")
 	if s.tier != nil {
 		s.tier.ForgetTopic(t.name, t.id)
 	}
@@ -69,18 +70,6 @@ func (s *Server) deleteTopic(t *topic) error {
 	s.log.Info("topic deleted", "topic", t.name, "id", hex.EncodeToString(t.id[:]))
 	return nil
 }
-
-// crashPoint exits the process at once when STRATATEST_CRASH_AT names
-// point: the kill -9 tests use it to stop the broker between two steps of a
-// multi-step operation. Unset, it costs one map lookup.
-func crashPoint(point string) {
-	if crashAt != "" && crashAt == point {
-		fmt.Fprintf(os.Stderr, "STRATATEST_CRASH_AT=%s: exiting\n", point)
-		os.Exit(137)
-	}
-}
-
-var crashAt = os.Getenv("STRATATEST_CRASH_AT")
 
 // unlist takes t out of the registry and reserves its name.
 func (r *registry) unlist(t *topic) error {
@@ -323,13 +312,13 @@ func (s *Server) purgeDeletion(ctx context.Context, d metadata.TopicDeletion) er
 			}
 		}
 	}
-	crashPoint("delete-local-removed")
+	crashpoint.At("delete-local-removed")
 	if s.tier != nil {
 		if err := s.tier.PurgeTopic(ctx, d); err != nil {
 			return err
 		}
 	}
-	crashPoint("delete-remote-purged")
+	crashpoint.At("delete-remote-purged")
 	return s.meta.FinishTopicDeletion(d.ID)
 }
 

@@ -81,6 +81,7 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 		// A follower fetch: no replication on one node.
 		return s.fetchError(c, hdr, req, kerr.NotLeaderForPartition)
 	}
+	c.q.exempt = replicaID >= 0 // replication is not a client
 	parts, sess, full, ferr := s.fetchSet(req)
 	if ferr != nil {
 		return s.fetchError(c, hdr, req, ferr)
@@ -96,6 +97,9 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 	maxBytes := int64(req.MaxBytes)
 	if maxBytes <= 0 {
 		maxBytes = 1<<31 - 1
+	}
+	if replicaID < 0 {
+		maxBytes = s.fetchQuotaBytes(c, maxBytes)
 	}
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	deadline := time.Now().Add(maxWait)
@@ -134,6 +138,7 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 			continue // an append may have landed between the read and the watch
 		}
 		t := time.NewTimer(time.Until(deadline))
+		parked := time.Now()
 		select {
 		case <-w.ch:
 		case <-t.C:
@@ -143,6 +148,7 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 			deadline = time.Now() // answer now, with what there is
 		}
 		t.Stop()
+		c.q.waited += time.Since(parked) // not handler time
 	}
 	defer func() {
 		for i := range parts {
@@ -175,6 +181,15 @@ func (s *Server) handleFetch(ctx context.Context, c *conn, hdr requestHeader, re
 			}
 		}
 		sess.rotate(gotData)
+	}
+	if replicaID < 0 {
+		out = s.chargeFetch(c, out)
+		if c.q.throttle > 0 && req.Version < 8 {
+			// Before KIP-219 the client does not back off: delay the response.
+			s.throttled(c.q.typ, c.q.throttle)
+			s.pause(ms(int64(c.q.throttle)))
+			c.q.delayed = true
+		}
 	}
 	s.metrics.fetchRequests.Inc()
 	return nil, s.writeFetchResponse(c, hdr, req.Version, 0, sessionID, out)

@@ -162,6 +162,7 @@ func appendArrayLen(b []byte, flex bool, n int) []byte {
 
 func (s *Server) writeFetchResponse(c *conn, hdr requestHeader, version int16, errCode int16, sessionID int32, parts []fetchPart) error {
 	pieces := encodeFetchResponse(version, errCode, sessionID, parts, s.hintEndpoints(parts))
+	binary.BigEndian.PutUint32(pieces[0].mem, uint32(c.q.throttle)) // throttle_time_ms leads the body
 	head := make([]byte, 8, 9)
 	binary.BigEndian.PutUint32(head[4:], uint32(hdr.corrID))
 	if version >= 12 {

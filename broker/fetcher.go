@@ -29,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/stratalog/strata/cluster"
 	"github.com/stratalog/strata/internal/kwire"
 	"github.com/stratalog/strata/localstore"
 )
@@ -421,6 +422,38 @@ func (f *fetchers) applyOne(fd *followed, rp *kmsg.FetchResponseTopicPartition) 
 	return 0
 }
 
+// leaderAsk is one partition a follower asks its leader about, at the
+// leader epoch it follows (the answer applies only while it still does).
+type leaderAsk struct {
+	r      *replica
+	epoch  int32
+	latest int32 // OffsetForLeaderEpoch: the log's latest epoch
+}
+
+// topicSlot returns the index of topic's entry in a request's topic list,
+// appending one made by mk the first time: one entry per topic, as the
+// protocol wants.
+func topicSlot[T any](slots map[string]int, list *[]T, topic string, mk func() T) int {
+	i, ok := slots[topic]
+	if !ok {
+		i = len(*list)
+		slots[topic] = i
+		*list = append(*list, mk())
+	}
+	return i
+}
+
+// askLeader sends req on conn, with nothing to send when there is nothing
+// to ask (a nil response).
+func (f *fetchers) askLeader(conn *kwire.Conn, req kmsg.Request, asks map[cluster.TP]leaderAsk) (kmsg.Response, error) {
+	if len(asks) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(f.s.ctx, 30*time.Second)
+	defer cancel()
+	return conn.Request(ctx, req)
+}
+
 // restartAt asks the leader where its local log starts (ListOffsets,
 // EARLIEST_LOCAL_TIMESTAMP, as Kafka's followers do on
 // OFFSET_MOVED_TO_TIERED_STORAGE) and restarts each partition's log there,
@@ -429,54 +462,41 @@ func (f *fetchers) restartAt(conn *kwire.Conn, rs []*replica) error {
 	s := f.s
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.ReplicaID = s.cfg.BrokerID
-	type ask struct {
-		r     *replica
-		epoch int32
-	}
-	var asks []ask
-	topics := map[string]int{}
+	asks := map[cluster.TP]leaderAsk{}
+	slots := map[string]int{}
 	for _, r := range rs {
-		r.mu.Lock()
-		epoch := r.st.LeaderEpoch
-		r.mu.Unlock()
-		i, ok := topics[r.tp.Topic]
-		if !ok {
-			i = len(req.Topics)
-			topics[r.tp.Topic] = i
+		_, epoch := r.leaderHint()
+		i := topicSlot(slots, &req.Topics, r.tp.Topic, func() kmsg.ListOffsetsRequestTopic {
 			rt := kmsg.NewListOffsetsRequestTopic()
 			rt.Topic = r.tp.Topic
-			req.Topics = append(req.Topics, rt)
-		}
+			return rt
+		})
 		rp := kmsg.NewListOffsetsRequestTopicPartition()
 		rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = r.tp.Partition, epoch, -4
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
-		asks = append(asks, ask{r, epoch})
+		asks[r.tp] = leaderAsk{r: r, epoch: epoch}
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
-	kresp, err := conn.Request(ctx, req)
-	if err != nil {
+	kresp, err := f.askLeader(conn, req, asks)
+	if err != nil || kresp == nil {
 		return err
 	}
-	resp := kresp.(*kmsg.ListOffsetsResponse)
-	for _, rt := range resp.Topics {
+	for _, rt := range kresp.(*kmsg.ListOffsetsResponse).Topics {
 		for _, rp := range rt.Partitions {
-			for _, a := range asks {
-				if a.r.tp.Topic != rt.Topic || a.r.tp.Partition != rp.Partition || rp.ErrorCode != 0 || rp.Offset < 0 {
-					continue
-				}
-				r := a.r
-				r.mu.Lock()
-				if r.role == roleFollower && r.st.LeaderEpoch == a.epoch && r.restart {
-					if err := r.p.log.Local().TruncateFullyAndStartAt(rp.Offset); err != nil {
-						s.log.Error("follower cannot restart its log", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
-					} else {
-						r.restart = false
-						s.log.Info("follower restarted its log at the leader's local log start", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", rp.Offset)
-					}
-				}
-				r.mu.Unlock()
+			a, ok := asks[cluster.TP{Topic: rt.Topic, Partition: rp.Partition}]
+			if !ok || rp.ErrorCode != 0 || rp.Offset < 0 {
+				continue
 			}
+			r := a.r
+			r.mu.Lock()
+			if r.role == roleFollower && r.st.LeaderEpoch == a.epoch && r.restart {
+				if err := r.p.log.Local().TruncateFullyAndStartAt(rp.Offset); err != nil {
+					s.log.Error("follower cannot restart its log", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
+				} else {
+					r.restart = false
+					s.log.Info("follower restarted its log at the leader's local log start", "topic", r.tp.Topic, "partition", r.tp.Partition, "offset", rp.Offset)
+				}
+			}
+			r.mu.Unlock()
 		}
 	}
 	return nil
@@ -488,17 +508,10 @@ func (f *fetchers) truncate(conn *kwire.Conn, rs []*replica) error {
 	s := f.s
 	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
 	req.ReplicaID = s.cfg.BrokerID
-	type ask struct {
-		r      *replica
-		epoch  int32 // the leader epoch followed
-		latest int32 // our latest epoch, -1: none
-	}
-	var asks []ask
-	topics := map[string]int{}
+	asks := map[cluster.TP]leaderAsk{}
+	slots := map[string]int{}
 	for _, r := range rs {
-		r.mu.Lock()
-		epoch := r.st.LeaderEpoch
-		r.mu.Unlock()
+		_, epoch := r.leaderHint()
 		latest, ok := r.p.log.Local().LatestEpoch()
 		if !ok {
 			// No epoch in the log (empty): nothing can diverge.
@@ -509,35 +522,23 @@ func (f *fetchers) truncate(conn *kwire.Conn, rs []*replica) error {
 			r.mu.Unlock()
 			continue
 		}
-		i, ok := topics[r.tp.Topic]
-		if !ok {
-			i = len(req.Topics)
-			topics[r.tp.Topic] = i
+		i := topicSlot(slots, &req.Topics, r.tp.Topic, func() kmsg.OffsetForLeaderEpochRequestTopic {
 			rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
 			rt.Topic = r.tp.Topic
-			req.Topics = append(req.Topics, rt)
-		}
+			return rt
+		})
 		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
 		rp.Partition, rp.CurrentLeaderEpoch, rp.LeaderEpoch = r.tp.Partition, epoch, latest
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
-		asks = append(asks, ask{r: r, epoch: epoch, latest: latest})
+		asks[r.tp] = leaderAsk{r: r, epoch: epoch, latest: latest}
 	}
-	if len(asks) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
-	kresp, err := conn.Request(ctx, req)
-	if err != nil {
+	kresp, err := f.askLeader(conn, req, asks)
+	if err != nil || kresp == nil {
 		return err
 	}
-	resp := kresp.(*kmsg.OffsetForLeaderEpochResponse)
-	for _, rt := range resp.Topics {
+	for _, rt := range kresp.(*kmsg.OffsetForLeaderEpochResponse).Topics {
 		for _, rp := range rt.Partitions {
-			for _, a := range asks {
-				if a.r.tp.Topic != rt.Topic || a.r.tp.Partition != rp.Partition {
-					continue
-				}
+			if a, ok := asks[cluster.TP{Topic: rt.Topic, Partition: rp.Partition}]; ok {
 				f.truncateOne(a.r, a.epoch, a.latest, rp)
 			}
 		}

@@ -28,6 +28,9 @@ import (
 //	strata_broker_fetch_copied_bytes_total      of which read into memory and written
 //	strata_broker_remote_fetch_bytes_total      record bytes served from the remote tier
 //	strata_broker_topic_deletions_pending       deleted topics whose cleanup has not finished
+//	strata_broker_quota_throttled_total{quota}  responses throttled by a client quota; quota is
+//	                                            produce, fetch or request (the one that set the time)
+//	strata_broker_quota_throttle_seconds_total{quota}  throttle time imposed by client quotas
 //	strata_log_cleaner_runs_total               partition cleanings finished (compaction)
 //	strata_log_cleaner_errors_total             partition cleanings that failed
 //	strata_log_cleaner_read_bytes_total         bytes the log cleaner read
@@ -52,6 +55,7 @@ type Metrics struct {
 	remoteFetchBytes   countingCounter
 	deletionsPending   prometheus.Gauge
 	cleanerMetrics
+	quotaMetrics
 }
 
 // countingCounter is a Prometheus counter whose value tests and the
@@ -93,12 +97,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		deletionsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_broker_topic_deletions_pending",
 			Help: "Deleted topics whose directories, remote objects or cached chunks are not yet removed."}),
 		cleanerMetrics: newCleanerMetrics(f),
+		quotaMetrics:   newQuotaMetrics(),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.connsRefused, m.idleClosed, m.requestMemory, m.requestMemoryWaits, m.badFrames, m.requestSeconds, m.produceBytes, m.produceErrors,
 			m.fetchRequests, m.fetchBytes, m.sendfileBytes.Counter, m.copiedBytes.Counter, m.remoteFetchBytes.Counter,
 			m.deletionsPending)
 		reg.MustRegister(m.cleanerMetrics.collectors()...)
+		reg.MustRegister(m.quotaMetrics.quotaThrottled, m.quotaMetrics.quotaThrottleSeconds)
 	}
 	return m
 }

@@ -38,7 +38,7 @@ import (
 	"github.com/stratalog/strata/localstore"
 )
 
-func (s *Server) handleProduce(ctx context.Context, _ *conn, req *kmsg.ProduceRequest) (kmsg.Response, error) {
+func (s *Server) handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg.Response, error) {
 	resp := kmsg.NewPtrProduceResponse()
 	resp.Version = req.Version
 	acksOK := req.Acks == 0 || req.Acks == 1 || req.Acks == -1
@@ -119,9 +119,13 @@ func (s *Server) handleProduce(ctx context.Context, _ *conn, req *kmsg.ProduceRe
 		resp.Topics = append(resp.Topics, st)
 	}
 	if len(waits) > 0 {
+		start := time.Now()
 		s.waitISR(ctx, req, resp, waits)
+		c.q.waited += time.Since(start) // not handler time
 	}
+	s.chargeProduce(c)
 	if req.Acks == 0 {
+		c.q.recorded = true // Kafka does not charge an acks=0 produce to the request quota
 		return nil, acksZeroFailure(resp)
 	}
 	return resp, nil

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +63,9 @@ type Server struct {
 	pids    producerIDs
 	limits  connLimits
 	reqMem  *reqMem // queued.max.request.bytes
+	quotas  *clientQuotas
+	// quotaHooks observe connection muting in tests (quota.go); nil otherwise.
+	quotaHooks atomic.Pointer[quotaHooks]
 
 	advHost string
 
@@ -89,6 +93,8 @@ type Server struct {
 	deleteKick chan struct{} // wakes the deleter (deletion.go)
 	delErrMu   sync.Mutex
 	delErrs    map[string]string // last cleanup error by topic id (hex)
+
+	dynCfg dynamicConfigs // dynamic broker configs (brokerconfigs.go)
 }
 
 // New opens the broker's metadata, its logs and its remote tier. Call Serve to
@@ -134,6 +140,7 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 		deleteKick: make(chan struct{}, 1),
 	}
 	s.reqMem = newReqMem(cfg.QueuedMaxRequestBytes, s.metrics)
+	s.quotas = newClientQuotas(cfg.QuotaWindowNum, cfg.QuotaWindowSizeSeconds)
 	s.pids.meta = meta
 	s.mu.advPort = port
 	s.mu.listeners = map[net.Listener]struct{}{}
@@ -151,6 +158,9 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 	}
 	s.topics, err = openRegistry(cfg, meta, remote, logger)
 	if err != nil {
+		return fail(err)
+	}
+	if err := s.loadDynamicConfigs(); err != nil {
 		return fail(err)
 	}
 	// The tier keeps a manifest of each topic in the bucket (for recover).
@@ -176,6 +186,11 @@ func New(cfg *config.Broker, opts Options) (*Server, error) {
 		s.groups.Restore(name, v)
 	}
 
+	if !cfg.ClusterMode() { // a cluster's quotas come from etcd (reconcile)
+		if err := s.loadQuotas(); err != nil {
+			return fail(err)
+		}
+	}
 	if cfg.ClusterMode() {
 		if err := s.startCluster(); err != nil {
 			s.cancel()
@@ -430,7 +445,8 @@ type conn struct {
 	s   *Server
 	nc  net.Conn
 	br  *bufio.Reader
-	buf []byte // reused response buffer
+	buf []byte   // reused response buffer
+	q   reqQuota // the request being handled, for client quotas (quota.go)
 }
 
 func (s *Server) serveConn(nc net.Conn, ip netip.Addr) {
@@ -515,15 +531,32 @@ func (c *conn) serveOne() error {
 		return fmt.Errorf("%s (key %d v%d from %q): %w", kmsg.NameForKey(hdr.key), hdr.key, hdr.version, hdr.clientID, err)
 	}
 	start := time.Now()
+	c.q = reqQuota{start: start, clientID: hdr.clientID, size: int64(size), key: hdr.key}
+	if h := c.s.quotaHooks.Load(); h != nil {
+		h.read(c, hdr.key)
+	}
 	resp, err := c.s.handle(c, hdr, req)
 	if err != nil {
 		return err
 	}
 	c.s.metrics.observeRequest(hdr.key, time.Since(start))
-	if resp == nil { // acks=0 produce, or a response written by the handler itself
-		return nil
+	throttle, delay := c.s.finishQuota(c, resp)
+	if throttle > 0 {
+		c.s.reqMem.release(fm) // handled: a throttled connection holds no request memory while it waits
 	}
-	return c.writeResponse(hdr, resp)
+	if resp != nil { // nil: acks=0 produce, or a response written by the handler itself
+		if delay {
+			c.s.pause(throttle)
+			throttle = 0
+		}
+		if err := c.writeResponse(hdr, resp); err != nil {
+			return err
+		}
+	}
+	if throttle > 0 {
+		c.mute(throttle)
+	}
+	return nil
 }
 
 // readFrame reads a frame of fm.size bytes into a buffer that grows as the

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/stratalog/strata/config"
 	"github.com/stratalog/strata/internal/freeport"
@@ -503,4 +506,72 @@ func TestSilentControllerDeposed(t *testing.T) {
 		b, ok := s.Brokers[ctrl]
 		return ok && b.Epoch == victim.Self().Epoch && len(s.cands) == 3
 	})
+}
+
+// A CreateTopic of more partitions than one etcd transaction holds is
+// written in several; a creator killed between them leaves the topic with
+// partitions without state. The controller gives them their initial state
+// and leaders, and a later write of the creator's does not overwrite one
+// the controller got to first.
+func TestHalfCreatedTopicCompleted(t *testing.T) {
+	h := newCluster(t)
+	n1 := h.node(1)
+	wait.For(t, 30*time.Second, "three brokers and a controller", func() bool {
+		s := n1.View().Snapshot()
+		return len(s.Brokers) == 3 && s.Controller > 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// The state a creator killed after its first transaction leaves: the
+	// topic and the first partitions' states, the rest without.
+	const parts = 300
+	rec := TopicRecord{ID: [16]byte{9}}
+	for p := range parts {
+		rec.Replicas = append(rec.Replicas, []int32{int32(p%3) + 1, int32((p+1)%3) + 1})
+	}
+	val, _ := json.Marshal(rec)
+	ops := []clientv3.Op{clientv3.OpPut(topicKey("half"), string(val))}
+	for p := range maxTxnOps - 1 {
+		st, _ := json.Marshal(initialState(n1.View().Snapshot(), rec.Replicas[p]))
+		ops = append(ops, clientv3.OpPut(partitionKey(TP{"half", int32(p)}), string(st)))
+	}
+	if _, err := n1.client.Txn(ctx).Then(ops...).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(parts) {
+		h.waitPartition(n1, TP{"half", p}, fmt.Sprintf("half-%d has a state and a leader", p), func(st PartitionState) bool { return st.Leader > 0 })
+	}
+
+	// A creator's follow-up transaction skips the partitions the
+	// controller wrote: here the topic "late" gets partition 200's state
+	// from outside between its first transaction and the rest.
+	late := TopicRecord{Name: "late", ID: [16]byte{10}}
+	for p := range parts {
+		late.Replicas = append(late.Replicas, []int32{int32(p%3) + 1})
+	}
+	n1.afterFirstCreateTxn = func() {
+		st, _ := json.Marshal(PartitionState{Leader: 3, LeaderEpoch: 5, PartitionEpoch: 7, ISR: []int32{3}})
+		if _, err := n1.client.Put(ctx, partitionKey(TP{"late", 200}), string(st)); err != nil {
+			t.Error(err)
+		}
+	}
+	rev, err := n1.CreateTopic(ctx, late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.View().WaitRev(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	s := n1.View().Snapshot()
+	for p := range int32(parts) {
+		if _, ok := s.Partitions[TP{"late", p}]; !ok {
+			t.Fatalf("late-%d has no state after CreateTopic returned", p)
+		}
+	}
+	// (The controller may have moved it on since: its planted leader
+	// epoch names no registration of broker 3.)
+	if st := s.Partitions[TP{"late", 200}]; st.LeaderEpoch < 5 || st.PartitionEpoch < 7 {
+		t.Fatalf("late-200 was overwritten by the creator's initial state: %+v", st)
+	}
 }

@@ -278,6 +278,18 @@ func (n *Node) reconcile(s *Snapshot, sess *session) error {
 			changes = append(changes, change{tp, next})
 		}
 	}
+	// A topic whose creator died between the transactions of a large
+	// CreateTopic has partitions without state: they get their initial
+	// state here (controllerPut fences it on the topic's revision), and
+	// the next round elects their leaders if need be.
+	for name, rec := range s.Topics {
+		for p, replicas := range rec.Replicas {
+			tp := TP{name, int32(p)}
+			if _, ok := s.Partitions[tp]; !ok {
+				changes = append(changes, change{tp, initialState(s, replicas)})
+			}
+		}
+	}
 	slices.SortFunc(changes, func(a, b change) int { return strings.Compare(partitionKey(a.tp), partitionKey(b.tp)) })
 	var last int64
 	for len(changes) > 0 {
@@ -346,8 +358,16 @@ func (n *Node) unclean(rec TopicRecord) bool {
 func (n *Node) controllerPut(s *Snapshot, sess *session, tps []TP, sts []PartitionState) (int64, error) {
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(sess.candKey), "=", s.ControllerEpoch)}
 	ops := make([]clientv3.Op, 0, len(tps))
+	fenced := map[string]bool{}
 	for i, tp := range tps {
 		val, _ := json.Marshal(sts[i])
+		// A partition without state yet (partRev 0: the key must not
+		// exist) is written only for the topic the snapshot holds, never
+		// for a topic deleted or re-created since.
+		if _, ok := s.Partitions[tp]; !ok && !fenced[tp.Topic] {
+			fenced[tp.Topic] = true
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(topicKey(tp.Topic)), "=", s.topicRev[tp.Topic]))
+		}
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(partitionKey(tp)), "=", s.partRev[tp]))
 		ops = append(ops, clientv3.OpPut(partitionKey(tp), string(val)))
 	}

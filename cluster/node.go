@@ -41,6 +41,9 @@ type Node struct {
 	campaign bool // this node campaigns to be the controller
 	// silent, in tests, stops the heartbeats while the lease stays alive.
 	silent atomic.Bool
+	// afterFirstCreateTxn, in tests, runs between the first and the other
+	// transactions of a CreateTopic too large for one.
+	afterFirstCreateTxn func()
 
 	mu struct {
 		sync.Mutex

@@ -10,12 +10,18 @@ import (
 // The keyspace, under one prefix.
 const (
 	prefix           = "/strata/"
-	brokersPrefix    = prefix + "brokers/"    // brokers/<id>: BrokerInfo (JSON), under the broker's lease
-	controllerPrefix = prefix + "controller/" // controller/<id>-<lease>: a candidate; the oldest is the controller
-	topicsPrefix     = prefix + "topics/"     // topics/<name>: TopicRecord (JSON)
-	partitionsPrefix = prefix + "partitions/" // partitions/<name>/<p>: PartitionState (JSON)
-	heartbeatsPrefix = prefix + "heartbeats/" // heartbeats/<id>: rewritten at each heartbeat, under the broker's lease
+	brokersPrefix    = prefix + "brokers/"       // brokers/<id>: BrokerInfo (JSON), under the broker's lease
+	controllerPrefix = prefix + "controller/"    // controller/<id>-<lease>: a candidate; the oldest is the controller
+	topicsPrefix     = prefix + "topics/"        // topics/<name>: TopicRecord (JSON)
+	partitionsPrefix = prefix + "partitions/"    // partitions/<name>/<p>: PartitionState (JSON)
+	heartbeatsPrefix = prefix + "heartbeats/"    // heartbeats/<id>: rewritten at each heartbeat, under the broker's lease
+	quotasPrefix     = prefix + "quotas/"        // quotas/<entity>: client quota values (JSON), entity as the broker names it
+	brokerCfgPrefix  = prefix + "brokerconfigs/" // brokerconfigs/<id> or brokerconfigs/<default>: dynamic broker configs (JSON)
 )
+
+// DefaultBrokerEntity names the cluster-wide default of the dynamic broker
+// configs (Kafka's <default>); a broker's own are under its id.
+const DefaultBrokerEntity = "<default>"
 
 // maxTxnOps bounds the operations of one transaction: etcd's default
 // max-txn-ops (an external etcd may keep it).
@@ -79,6 +85,12 @@ type Snapshot struct {
 	Partitions      map[TP]PartitionState
 	Controller      int32 // -1 unknown
 	ControllerEpoch int64
+	// ClientQuotas are the client quotas by entity (the broker's canonical
+	// name): key -> value. Never changed once published.
+	ClientQuotas map[string]map[string]float64
+	// BrokerConfigs are the dynamic broker configs by entity (a broker id,
+	// or DefaultBrokerEntity): key -> value. Never changed once published.
+	BrokerConfigs map[string]map[string]string
 
 	partRev   map[TP]int64     // each partition key's mod revision, for compare-and-swap
 	topicRev  map[string]int64 // each topic key's mod revision

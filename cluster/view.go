@@ -78,15 +78,17 @@ func (v *View) load(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 	s := &Snapshot{
-		Rev:        resp.Header.Revision,
-		Brokers:    map[int32]BrokerInfo{},
-		Topics:     map[string]TopicRecord{},
-		Partitions: map[TP]PartitionState{},
-		partRev:    map[TP]int64{},
-		topicRev:   map[string]int64{},
-		cands:      map[string]candidate{},
-		brokerRev:  map[int32]int64{},
-		beats:      map[int32]int64{},
+		Rev:           resp.Header.Revision,
+		Brokers:       map[int32]BrokerInfo{},
+		Topics:        map[string]TopicRecord{},
+		Partitions:    map[TP]PartitionState{},
+		ClientQuotas:  map[string]map[string]float64{},
+		BrokerConfigs: map[string]map[string]string{},
+		partRev:       map[TP]int64{},
+		topicRev:      map[string]int64{},
+		cands:         map[string]candidate{},
+		brokerRev:     map[int32]int64{},
+		beats:         map[int32]int64{},
 	}
 	for _, kv := range resp.Kvs {
 		v.apply(s, kv, false)
@@ -148,8 +150,9 @@ func (v *View) follow(wch clientv3.WatchChan, rev int64) int64 {
 func (s *Snapshot) clone() *Snapshot {
 	return &Snapshot{
 		Rev: s.Rev, Brokers: maps.Clone(s.Brokers), Topics: maps.Clone(s.Topics), Partitions: maps.Clone(s.Partitions),
-		Controller: s.Controller, ControllerEpoch: s.ControllerEpoch,
-		partRev: maps.Clone(s.partRev), topicRev: maps.Clone(s.topicRev), cands: maps.Clone(s.cands),
+		Controller: s.Controller, ControllerEpoch: s.ControllerEpoch, ClientQuotas: maps.Clone(s.ClientQuotas),
+		BrokerConfigs: maps.Clone(s.BrokerConfigs),
+		partRev:       maps.Clone(s.partRev), topicRev: maps.Clone(s.topicRev), cands: maps.Clone(s.cands),
 		brokerRev: maps.Clone(s.brokerRev), beats: maps.Clone(s.beats),
 	}
 }
@@ -225,6 +228,30 @@ func (v *View) apply(s *Snapshot, kv *mvccpb.KeyValue, deleted bool) {
 		}
 		t.Name = name
 		s.Topics[name], s.topicRev[name] = t, kv.ModRevision
+	case strings.HasPrefix(k, quotasPrefix):
+		entity := strings.TrimPrefix(k, quotasPrefix)
+		if deleted {
+			delete(s.ClientQuotas, entity)
+			return
+		}
+		var vals map[string]float64
+		if err := json.Unmarshal(kv.Value, &vals); err != nil {
+			bad(err)
+			return
+		}
+		s.ClientQuotas[entity] = vals
+	case strings.HasPrefix(k, brokerCfgPrefix):
+		entity := strings.TrimPrefix(k, brokerCfgPrefix)
+		if deleted {
+			delete(s.BrokerConfigs, entity)
+			return
+		}
+		var vals map[string]string
+		if err := json.Unmarshal(kv.Value, &vals); err != nil {
+			bad(err)
+			return
+		}
+		s.BrokerConfigs[entity] = vals
 	case strings.HasPrefix(k, partitionsPrefix):
 		tp, ok := parsePartitionKey(k)
 		if !ok {

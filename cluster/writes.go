@@ -69,21 +69,61 @@ func (n *Node) CreateTopic(ctx context.Context, rec TopicRecord) (int64, error) 
 		return 0, ErrTopicExists
 	}
 	rev := resp.Header.Revision
+	if n.afterFirstCreateTxn != nil {
+		n.afterFirstCreateTxn()
+	}
 	// More partitions than one transaction holds: the rest follow, each
-	// conditioned on the topic being the one just created.
+	// conditioned on the topic being the one just created and on the
+	// partition having no state yet. A creator that dies in between leaves
+	// a topic with partitions without state; the controller gives them
+	// their initial state (reconcile), and a partition it got to first is
+	// not written again here.
 	created := rev
 	for len(rest) > 0 {
-		k := min(len(rest), maxTxnOps)
-		resp, err := n.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", created)).Then(rest[:k]...).Commit()
+		k := min(len(rest), maxTxnOps-1)
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", created)}
+		for _, op := range rest[:k] {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(string(op.KeyBytes())), "=", 0))
+		}
+		resp, err := n.client.Txn(ctx).If(cmps...).Then(rest[:k]...).Commit()
 		if err != nil {
 			return 0, fmt.Errorf("cluster: cannot create the partitions of topic %q: %w", rec.Name, err)
 		}
-		if !resp.Succeeded {
-			return 0, ErrUnknownTopic
+		if resp.Succeeded {
+			rev, rest = resp.Header.Revision, rest[k:]
+			continue
 		}
-		rev, rest = resp.Header.Revision, rest[k:]
+		// The topic is gone, or the controller wrote some of these
+		// partitions' states: drop those and go on.
+		if rest, err = n.withoutState(ctx, key, created, rest); err != nil {
+			return 0, err
+		}
 	}
 	return rev, nil
+}
+
+// withoutState keeps the partition puts of ops whose keys have no state
+// yet; ErrUnknownTopic when the topic is no longer the one created at
+// created.
+func (n *Node) withoutState(ctx context.Context, key string, created int64, ops []clientv3.Op) ([]clientv3.Op, error) {
+	tresp, err := n.client.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: cannot read %s: %w", key, err)
+	}
+	if len(tresp.Kvs) == 0 || tresp.Kvs[0].CreateRevision != created {
+		return nil, ErrUnknownTopic
+	}
+	out := ops[:0:0]
+	for _, op := range ops {
+		presp, err := n.client.Get(ctx, string(op.KeyBytes()), clientv3.WithKeysOnly())
+		if err != nil {
+			return nil, fmt.Errorf("cluster: cannot read %s: %w", op.KeyBytes(), err)
+		}
+		if len(presp.Kvs) == 0 {
+			out = append(out, op)
+		}
+	}
+	return out, nil
 }
 
 // getTopic reads the topic record and its mod revision; ErrUnknownTopic when

@@ -6,9 +6,11 @@ package config
 type Source int8
 
 const (
-	SourceTopic        Source = 1 // DYNAMIC_TOPIC_CONFIG
-	SourceStaticBroker Source = 4 // STATIC_BROKER_CONFIG: properties file, --set, STRATA_ env
-	SourceDefault      Source = 5 // DEFAULT_CONFIG
+	SourceTopic          Source = 1 // DYNAMIC_TOPIC_CONFIG
+	SourceDynamicBroker  Source = 2 // DYNAMIC_BROKER_CONFIG: AlterConfigs on this broker's id
+	SourceDynamicDefault Source = 3 // DYNAMIC_DEFAULT_BROKER_CONFIG: AlterConfigs on the broker resource with an empty name
+	SourceStaticBroker   Source = 4 // STATIC_BROKER_CONFIG: properties file, --set, STRATA_ env
+	SourceDefault        Source = 5 // DEFAULT_CONFIG
 )
 
 // Type is a config's type, with the DescribeConfigs (v3+) codes.

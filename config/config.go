@@ -47,6 +47,8 @@ type Broker struct {
 	ConnectionsMaxIdleMs         int64  // connections.max.idle.ms (600000; -1 = never)
 	SocketSendBufferBytes        int64  // socket.send.buffer.bytes (-1 = OS default)
 	SocketReceiveBufferBytes     int64  // socket.receive.buffer.bytes (-1 = OS default)
+	QuotaWindowNum               int64  // quota.window.num (11)
+	QuotaWindowSizeSeconds       int64  // quota.window.size.seconds (1)
 
 	// Remote storage (tiering).
 	RemoteStorageURL                    string  // remote.storage.url (default file://<log.dirs>/remote)
@@ -56,6 +58,7 @@ type Broker struct {
 	RemoteFetchMaxWaitMs                int64   // remote.fetch.max.wait.ms (500)
 	RemoteCacheDir                      string  // remote.cache.dir (default <log.dirs>/remote-cache)
 	RemoteCacheMaxBytes                 int64   // remote.cache.max.bytes (1 GiB)
+	RemoteCachePolicy                   string  // remote.cache.policy (s3fifo; lru: a benchmark knob)
 	RemoteChunkBytes                    int64   // remote.chunk.bytes (4 MiB)
 	RemoteReadaheadChunks               int64   // remote.readahead.chunks (2)
 	RemoteLogReaderThreads              int64   // remote.log.reader.threads (10)
@@ -156,6 +159,8 @@ var brokerFields = map[string]func(b *Broker) string{
 	"connections.max.idle.ms":             func(b *Broker) string { return i64(b.ConnectionsMaxIdleMs) },
 	"socket.send.buffer.bytes":            func(b *Broker) string { return i64(b.SocketSendBufferBytes) },
 	"socket.receive.buffer.bytes":         func(b *Broker) string { return i64(b.SocketReceiveBufferBytes) },
+	"quota.window.num":                    func(b *Broker) string { return i64(b.QuotaWindowNum) },
+	"quota.window.size.seconds":           func(b *Broker) string { return i64(b.QuotaWindowSizeSeconds) },
 	"remote.storage.url":                  func(b *Broker) string { return b.RemoteStorageURL },
 	"remote.log.manager.task.interval.ms": func(b *Broker) string { return i64(b.RemoteLogManagerTaskIntervalMs) },
 	"remote.log.manager.copy.max.bytes.per.second": func(b *Broker) string {
@@ -167,6 +172,7 @@ var brokerFields = map[string]func(b *Broker) string{
 	"remote.fetch.max.wait.ms":          func(b *Broker) string { return i64(b.RemoteFetchMaxWaitMs) },
 	"remote.cache.dir":                  func(b *Broker) string { return b.RemoteCacheDir },
 	"remote.cache.max.bytes":            func(b *Broker) string { return i64(b.RemoteCacheMaxBytes) },
+	"remote.cache.policy":               func(b *Broker) string { return b.RemoteCachePolicy },
 	"remote.chunk.bytes":                func(b *Broker) string { return i64(b.RemoteChunkBytes) },
 	"remote.readahead.chunks":           func(b *Broker) string { return i64(b.RemoteReadaheadChunks) },
 	"remote.log.reader.threads":         func(b *Broker) string { return i64(b.RemoteLogReaderThreads) },
@@ -455,6 +461,8 @@ func (l *loader) build() (*Broker, error) {
 		ConnectionsMaxIdleMs:         num("connections.max.idle.ms"),
 		SocketSendBufferBytes:        num("socket.send.buffer.bytes"),
 		SocketReceiveBufferBytes:     num("socket.receive.buffer.bytes"),
+		QuotaWindowNum:               num("quota.window.num"),
+		QuotaWindowSizeSeconds:       num("quota.window.size.seconds"),
 
 		RemoteStorageURL:                    get("remote.storage.url"),
 		RemoteLogManagerTaskIntervalMs:      num("remote.log.manager.task.interval.ms"),
@@ -463,6 +471,7 @@ func (l *loader) build() (*Broker, error) {
 		RemoteFetchMaxWaitMs:                num("remote.fetch.max.wait.ms"),
 		RemoteCacheDir:                      get("remote.cache.dir"),
 		RemoteCacheMaxBytes:                 num("remote.cache.max.bytes"),
+		RemoteCachePolicy:                   get("remote.cache.policy"),
 		RemoteChunkBytes:                    num("remote.chunk.bytes"),
 		RemoteReadaheadChunks:               num("remote.readahead.chunks"),
 		RemoteLogReaderThreads:              num("remote.log.reader.threads"),
@@ -684,7 +693,7 @@ func (b *Broker) DescribeBroker() []Entry {
 			Value:    b.brokerValue(s.name),
 			Source:   SourceDefault,
 			Type:     s.kind.typ(),
-			ReadOnly: true, // no dynamic broker configs
+			ReadOnly: !s.dynamic, // see dynamic.go
 			Doc:      s.doc,
 		}
 		if set {

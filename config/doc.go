@@ -62,6 +62,16 @@
 //	socket.send.buffer.bytes             -1 (OS default; Kafka: 102400) -1 to 2147483647
 //	socket.receive.buffer.bytes          -1 (OS default; Kafka: 102400) -1 to 2147483647
 //
+// Client quotas:
+//
+//	quota.window.num                     11                            1 to 2147483647
+//	quota.window.size.seconds            1                             1 to 2147483647
+//
+// A client quota (producer_byte_rate, consumer_byte_rate, request_percentage
+// of a user, a client id, both, or their defaults; set with AlterClientQuotas)
+// is a rate measured over quota.window.num samples of
+// quota.window.size.seconds each, as Kafka's ClientQuotaManager measures it.
+//
 // queued.max.request.bytes bounds the bytes of requests that have been read
 // but not yet handled, all connections together. Kafka's default, -1, bounds
 // nothing: any client that declares a large frame makes the broker allocate
@@ -139,22 +149,34 @@
 //
 //	remote.storage.url                   file://<abs log dir>/remote   a URL with a scheme (file, s3, ...: the remotestore package decides)
 //	remote.log.manager.task.interval.ms  30000                         1 to 9223372036854775807
-//	remote.log.manager.copy.max.bytes.per.second  -1 (unlimited)       -1, or 1 to 9223372036854775807 (Kafka's default is Long.MAX; 0 would stop uploads)
+//	remote.log.manager.copy.max.bytes.per.second  -1 (unlimited)       -1, or 1 to 9223372036854775807 (KIP-956, Kafka's default is Long.MAX; 0 would stop uploads); dynamic
 //	remote.log.compaction.max.bytes.per.second    -1 (unlimited)       -1, or 1 to 9223372036854775807; remote compaction's downloads and uploads, all partitions together (Strata; see Compaction)
 //	remote.fetch.max.wait.ms             500                           1 to 2147483647
 //	remote.cache.dir                     <log dir>/remote-cache        a directory
 //	remote.cache.max.bytes               1073741824 (1 GiB)            remote.chunk.bytes to 9223372036854775807
+//	remote.cache.policy                  s3fifo                        s3fifo, lru; the chunk cache's eviction (lru: the policy before S3-FIFO, a benchmark and diagnostic knob)
 //	remote.chunk.bytes                   4194304 (4 MiB)               1 to 1073741824
 //	remote.readahead.chunks              2                             0 to 9223372036854775807
 //	remote.log.reader.threads            10                            1 to 4096; read-ahead downloads at once, all partitions (Kafka's key)
 //	remote.orphan.grace.ms               3600000                       0 to 9223372036854775807
 //	remote.storage.request.timeout.ms    10000                         1 to 2147483647; one attempt of HEAD, DELETE, a GET until its body starts, a LIST's wait (Strata)
 //	remote.storage.stall.timeout.ms      30000                         1 to 2147483647; an upload or download that moves no byte this long (Strata)
-//	remote.log.manager.fetch.max.bytes.per.second  -1 (unlimited)      -1, or 1 to 9223372036854775807; remote downloads (chunks, sidecars, read-ahead) of all partitions together (KIP-956, Kafka's default Long.MAX; static here: Strata has no dynamic broker configs)
+//	remote.log.manager.fetch.max.bytes.per.second  -1 (unlimited)      -1, or 1 to 9223372036854775807; remote downloads (chunks, sidecars, read-ahead) of all partitions together (KIP-956, Kafka's default Long.MAX); dynamic
 //	remote.log.reader.max.pending.tasks  100                           1 to 2147483647; remote reads in progress at once; beyond it a fetch partition gets KAFKA_STORAGE_ERROR (retriable) at once (Kafka's key and default)
 //	remote.storage.price.gb.month        0.023                         0 to 1e9; $ per GB-month stored, for strata_tier_topic_dollars_per_day (S3 Standard list price, as strata bench)
 //	remote.storage.price.put.per.1000    0.005                         0 to 1e9; $ per 1,000 PUT-class requests (PUT, LIST)
 //	remote.storage.price.get.per.1000    0.0004                        0 to 1e9; $ per 1,000 GET-class requests (GET, HEAD); DELETE is free
+//
+// The two KIP-956 limits are dynamic broker configs, as in Kafka: AlterConfigs
+// or IncrementalAlterConfigs on the broker resource (type 4) with this
+// broker's id (DYNAMIC_BROKER_CONFIG) or an empty name (the cluster-wide
+// default, DYNAMIC_DEFAULT_BROKER_CONFIG) changes them at once, without a
+// restart; the broker stores them in its metadata and applies them again at
+// start-up, over the static value (dynamic.go). Every other broker key is
+// static: altering it is refused with INVALID_REQUEST ("Cannot update these
+// configs dynamically: ..."). In a cluster they live in etcd: any broker
+// alters any registered broker's or the default, and every broker applies
+// its own and the default as soon as its view of etcd has them.
 //
 // Every object-store call is retried (with backoff) after a failure; an
 // attempt that overruns its timeout fails with an error naming the store and

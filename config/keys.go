@@ -46,6 +46,7 @@ type spec struct {
 	noEffect bool   // accepted for Kafka compatibility, changes nothing
 	compat   bool   // a Kafka key that does not apply to one node (listed in doc.go)
 	topic    string // the topic key this broker key is the default of
+	dynamic  bool   // a dynamic broker config: AlterConfigs on the broker may change it (dynamic.go)
 	// sensitive marks a value that may hold a secret: DescribeConfigs
 	// answers it as null with IsSensitive, and logs and errors hide it.
 	sensitive bool
@@ -200,6 +201,7 @@ func (s *spec) defaults(topic string) *spec { s.topic = topic; return s }
 func (s *spec) ineffective() *spec          { s.noEffect = true; return s }
 func (s *spec) compatOnly() *spec           { s.noEffect, s.compat = true, true; return s }
 func (s *spec) secret() *spec               { s.sensitive = true; return s }
+func (s *spec) dynamicBroker() *spec        { s.dynamic = true; return s }
 func (s *spec) checked(f func(string) string) *spec {
 	s.check = f
 	return s
@@ -273,17 +275,21 @@ var brokerSpecs = []*spec{
 	intKey("socket.send.buffer.bytes", -1, -1, maxInt32, "SO_SNDBUF of client connections; -1: the OS default, which Linux autotunes (Kafka: 102400)."),
 	intKey("socket.receive.buffer.bytes", -1, -1, maxInt32, "SO_RCVBUF of the listener and client connections; -1: the OS default, which Linux autotunes (Kafka: 102400)."),
 
+	// Client quotas (KIP-13, KIP-124, KIP-546): the rate window.
+	intKey("quota.window.num", 11, 1, maxInt32, "Samples a client quota's rate is measured over."),
+	intKey("quota.window.size.seconds", 1, 1, maxInt32, "Seconds each sample of a client quota's rate spans."),
+
 	// Remote storage.
 	stringKey("remote.storage.url", "", "The object store: file://<dir>, s3://bucket/prefix, ... ; default file://<log dir>/remote (absolute).").
 		allow("a URL with a scheme, or empty for the default").checked(checkURL).secret(),
 	longKey("remote.log.manager.task.interval.ms", 30000, 1, "How often the tiering manager looks for segments to copy and delete."),
-	longKey("remote.log.manager.copy.max.bytes.per.second", -1, -1, "Upload bandwidth limit; -1: unlimited.").
+	longKey("remote.log.manager.copy.max.bytes.per.second", -1, -1, "Upload bandwidth limit, all uploads together (KIP-956); -1: unlimited. Dynamic: AlterConfigs on the broker changes it at once.").
 		allow("-1 (unlimited) or 1 to 9223372036854775807").checked(func(v string) string {
 		if v == "0" {
 			return "0 would stop uploads"
 		}
 		return ""
-	}),
+	}).dynamicBroker(),
 	longKey("remote.log.compaction.max.bytes.per.second", -1, -1, "Remote compaction's bandwidth limit, bytes downloaded and uploaded, all partitions together (Strata's own key); -1: unlimited.").
 		allow("-1 (unlimited) or 1 to 9223372036854775807").checked(func(v string) string {
 		if v == "0" {
@@ -294,6 +300,8 @@ var brokerSpecs = []*spec{
 	intKey("remote.fetch.max.wait.ms", 500, 1, maxInt32, "Longest a fetch served from the remote tier waits for its data."),
 	stringKey("remote.cache.dir", "", "Directory of the remote chunk cache; default <log dir>/remote-cache."),
 	longKey("remote.cache.max.bytes", 1<<30, 1, "Bound of the chunk cache on disk; at least remote.chunk.bytes."),
+	{name: "remote.cache.policy", kind: kindString, def: "s3fifo", oneOf: []string{"s3fifo", "lru"},
+		doc: "Eviction policy of the chunk cache: s3fifo, or lru (the policy before S3-FIFO, a benchmark and diagnostic knob to measure S3-FIFO against)."},
 	{name: "remote.chunk.bytes", kind: kindLong, def: strconv.Itoa(4 << 20), min: 1, max: 1 << 30,
 		doc: "Size of a ranged read from the object store, and of a cache entry."},
 	longKey("remote.readahead.chunks", 2, 0, "Chunks fetched ahead of a sequential remote reader."),
@@ -301,13 +309,13 @@ var brokerSpecs = []*spec{
 	longKey("remote.orphan.grace.ms", 3600000, 0, "Age an object without an index entry must reach before the reconciler deletes it."),
 	intKey("remote.storage.request.timeout.ms", 10000, 1, maxInt32, "Longest one attempt of a small object-store call (HEAD, DELETE, the start of a GET, a LIST's wait for the store) may take; it is then retried."),
 	intKey("remote.storage.stall.timeout.ms", 30000, 1, maxInt32, "Longest an object-store upload or download may go without moving a byte (an upload's wait for the answer included) before the attempt fails and is retried; never bounds a transfer that keeps moving."),
-	longKey("remote.log.manager.fetch.max.bytes.per.second", -1, -1, "Download bandwidth limit of remote reads (chunks, sidecars, read-ahead), all partitions together (KIP-956); -1: unlimited. Static: a restart applies a change.").
+	longKey("remote.log.manager.fetch.max.bytes.per.second", -1, -1, "Download bandwidth limit of remote reads (chunks, sidecars, read-ahead), all partitions together (KIP-956); -1: unlimited. Dynamic: AlterConfigs on the broker changes it at once.").
 		allow("-1 (unlimited) or 1 to 9223372036854775807").checked(func(v string) string {
 		if v == "0" {
 			return "0 would stop remote reads"
 		}
 		return ""
-	}),
+	}).dynamicBroker(),
 	intKey("remote.log.reader.max.pending.tasks", 100, 1, maxInt32, "Remote reads in progress at once; a fetch partition beyond it gets KAFKA_STORAGE_ERROR (retriable) at once instead of waiting (Kafka's name and default)."),
 	priceKey("remote.storage.price.gb.month", pricing.S3GBMonth, "Dollars per GB-month stored in the object store, for the tier's cost metrics (S3 Standard list price)."),
 	priceKey("remote.storage.price.put.per.1000", pricing.S3PutPer1000, "Dollars per 1,000 PUT-class object-store requests, for the tier's cost metrics."),

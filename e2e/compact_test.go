@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,11 +106,14 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// kill -9 while the cleaner rewrites and swaps segments: after each restart
-// the log holds either the old or the new segments, so a consumer from 0
-// sees each offset at most once, every record it sees is the one produced at
-// that offset, and the latest record of every key is there. Once the
-// cleaner finishes, exactly the latest record of each key is left.
+// kill -9 at 20 random instants of cleanings: before each kill a round of
+// overwrites makes the log dirty, the test waits for a cleaning to start
+// (bytes read, the run not finished) and kills at a random moment up to half
+// a second later, inside the rewrite or the swap. After each restart the log
+// holds either the old or the new segments, so a consumer from 0 sees each
+// offset at most once, every record it sees is the one produced at that
+// offset, and the latest record of every key is there. Once the cleaner
+// finishes, exactly the latest record of each key is left.
 func TestKill9DuringCleaning(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a long kill -9 test")
@@ -118,17 +125,20 @@ func TestKill9DuringCleaning(t *testing.T) {
 	// segment.ms rolls the last records out of the active segment, which
 	// is never cleaned, a second after the produce.
 	createCompacted(t, p.addr(), topic, map[string]string{"segment.bytes": "16384", "segment.ms": "1000", "min.cleanable.dirty.ratio": "0.01"})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.addr()), kgo.DefaultProduceTopic(topic))
-	if err != nil {
-		t.Fatal(err)
-	}
 	produced := map[int64]string{} // offset -> key=value
 	latest := map[string]int64{}
-	for round := 0; round < 20; round++ {
+	round := 0
+	produceRound := func() {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(p.addr()), kgo.DefaultProduceTopic(topic))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
 		var recs []*kgo.Record
 		for k := 0; k < 300; k++ {
 			recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprintf("k%03d", k)), Value: []byte(fmt.Sprintf("r%02d-%s", round, strings.Repeat("v", k%40)))})
 		}
+		round++
 		if err := cl.ProduceSync(ctxFor(t, time.Minute), recs...).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
@@ -137,12 +147,13 @@ func TestKill9DuringCleaning(t *testing.T) {
 			latest[string(r.Key)] = r.Offset
 		}
 	}
-	tail := &kgo.Record{Key: []byte("tail"), Value: []byte("end")}
-	if err := cl.ProduceSync(ctxFor(t, time.Minute), tail).FirstErr(); err != nil {
-		t.Fatal(err)
+	for range 10 {
+		produceRound()
 	}
-	produced[tail.Offset], latest["tail"] = "tail=end", tail.Offset
-	cl.Close()
+	var end int64 // the last offset produced
+	for off := range produced {
+		end = max(end, off)
+	}
 
 	check := func(exact bool) bool {
 		c, err := kgo.NewClient(kgo.SeedBrokers(p.addr()), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -153,10 +164,10 @@ func TestKill9DuringCleaning(t *testing.T) {
 		ctx := ctxFor(t, time.Minute)
 		seen := map[string]int64{}
 		last, n := int64(-1), 0
-		for last < tail.Offset {
+		for last < end {
 			fs := c.PollFetches(ctx)
 			if ctx.Err() != nil {
-				t.Fatalf("consumed up to offset %d of %d before the timeout", last, tail.Offset)
+				t.Fatalf("consumed up to offset %d of %d before the timeout", last, end)
 			}
 			fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
 			for _, r := range fs.Records() {
@@ -178,20 +189,23 @@ func TestKill9DuringCleaning(t *testing.T) {
 		}
 		return !exact || n == len(latest)
 	}
-	for kill := 0; kill < 4; kill++ {
-		// Kill while a cleaning is under way: bytes read, the cleaning not done.
-		runs := metricValue(t, maddr, "strata_log_cleaner_runs_total")
-		if !wait.Until(15*time.Second, func() bool {
-			return metricValue(t, maddr, "strata_log_cleaner_read_bytes_total") > 0 &&
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+	for kill := range 20 {
+		produceRound()
+		for off := range produced {
+			end = max(end, off)
+		}
+		// Kill while a cleaning is under way: bytes read, the run not done.
+		read, runs := metricValue(t, maddr, "strata_log_cleaner_read_bytes_total"), metricValue(t, maddr, "strata_log_cleaner_runs_total")
+		if !wait.Until(30*time.Second, func() bool {
+			return metricValue(t, maddr, "strata_log_cleaner_read_bytes_total") > read &&
 				metricValue(t, maddr, "strata_log_cleaner_runs_total") == runs
 		}) {
-			if kill == 0 {
-				t.Fatal("no cleaning started")
-			}
-			t.Logf("kill %d: no cleaning under way (the log is clean)", kill)
-			break
+			t.Fatalf("kill %d: no cleaning started within 30 s of a round of overwrites", kill)
 		}
-		t.Logf("kill %d during a cleaning", kill)
+		delay := time.Duration(rng.IntN(500)) * time.Millisecond
+		time.Sleep(delay)
+		t.Logf("kill %d, %v into a cleaning", kill, delay)
 		p.kill9()
 		p.start()
 		check(false)
@@ -199,4 +213,142 @@ func TestKill9DuringCleaning(t *testing.T) {
 	if !wait.Until(120*time.Second, func() bool { return check(true) }) {
 		t.Fatal("the log was not compacted to the latest record of each key")
 	}
+}
+
+// The scale: kcat -K produces 1,000,000 keyed records over 10,000
+// keys, a tenth of them tombstones (-Z, empty values), to a compacted topic
+// with small segments, min.cleanable.dirty.ratio 0.01 and a delete.retention.ms
+// of a few seconds. After cleaning, kcat from offset 0 reads exactly one
+// record per live key, its latest value, in offset order, and no tombstone
+// once delete.retention.ms has passed; the log on disk shrinks accordingly.
+func TestKcatCompactsAMillionRecords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("produces and compacts 1,000,000 records")
+	}
+	kc := kcat(t)
+	// The cleaner starts off, so that the log's size before cleaning is
+	// measured; the restart turns it on.
+	p := startProc(t, "log.cleaner.enable=false", "log.cleaner.backoff.ms=50")
+	const (
+		topic   = "kcat-compact-1m"
+		records = 1_000_000
+		keys    = 10_000
+	)
+	createCompacted(t, p.addr(), topic, map[string]string{
+		"segment.bytes": "1048576", "segment.ms": "1000",
+		"min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "3000",
+	})
+	rng := rand.New(rand.NewPCG(11, 12))
+	var in bytes.Buffer
+	in.Grow(records * 16)
+	type last struct {
+		n    int // the record's index, its offset
+		tomb bool
+	}
+	latest := make(map[string]last, keys)
+	for i := range records {
+		k := fmt.Sprintf("k%05d", rng.IntN(keys))
+		if rng.IntN(10) == 0 {
+			fmt.Fprintf(&in, "%s:\n", k) // -Z: an empty value is a NULL, a tombstone
+			latest[k] = last{i, true}
+			continue
+		}
+		fmt.Fprintf(&in, "%s:v%07d\n", k, i)
+		latest[k] = last{i, false}
+	}
+	produce := func(b []byte) {
+		runCmd(t, 5*time.Minute, b, kc, "-b", p.addr(), "-P", "-t", topic, "-K", ":", "-Z")
+	}
+	produce(in.Bytes())
+	in = bytes.Buffer{}
+	produce([]byte("tail:end\n"))
+	before := dirBytes(t, p.dir, topic)
+
+	// What a consumer from offset 0 must read once the log is clean: one
+	// line per live key in offset order (tombstones only while they are
+	// inside delete.retention.ms), then the tail records.
+	live := make([]last, 0, len(latest))
+	names := make(map[int]string, len(latest))
+	for k, l := range latest {
+		live = append(live, l)
+		names[l.n] = k
+	}
+	slices.SortFunc(live, func(a, b last) int { return a.n - b.n })
+	want := func(tails ...string) string {
+		var b strings.Builder
+		for _, l := range live {
+			if !l.tomb {
+				fmt.Fprintf(&b, "%d %s=v%07d\n", l.n, names[l.n], l.n)
+			}
+		}
+		for i, tail := range tails {
+			fmt.Fprintf(&b, "%d %s\n", records+i, tail)
+		}
+		return b.String()
+	}
+	consume := func() string {
+		return string(runCmd(t, 2*time.Minute, nil, kc, "-b", p.addr(), "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-Z", "-f", "%o %k=%s\n"))
+	}
+
+	p.stop()
+	p.sets = slices.DeleteFunc(p.sets, func(s string) bool { return s == "log.cleaner.enable=false" })
+	p.start()
+	// The tombstones go at a cleaning after delete.retention.ms: each
+	// produce of a tail record (after the segment.ms roll) makes the log
+	// dirty again, so the cleaner passes once more.
+	var got string
+	tails := []string{"tail=end"}
+	if !wait.Until(4*time.Minute, func() bool {
+		if got = consume(); got == want(tails...) {
+			return true
+		}
+		if len(tails) < 40 && strings.Count(got, "\n") <= len(live)+len(tails) {
+			time.Sleep(1100 * time.Millisecond)
+			produce([]byte(fmt.Sprintf("tail%d:end\n", len(tails))))
+			tails = append(tails, fmt.Sprintf("tail%d=end", len(tails)))
+		}
+		return false
+	}) {
+		w := want(tails...)
+		t.Fatalf("after cleaning kcat read %d lines, want %d (first difference at line %d)",
+			strings.Count(got, "\n"), strings.Count(w, "\n"), firstDiffLine(got, w))
+	}
+	after := dirBytes(t, p.dir, topic)
+	t.Logf("%d records over %d keys: %d live, log %d bytes before cleaning, %d after", records, keys, strings.Count(want(), "\n"), before, after)
+	if after*20 > before {
+		t.Fatalf("the log holds %d bytes after cleaning, %d before: it did not shrink to a twentieth", after, before)
+	}
+}
+
+// dirBytes sums the sizes of the files of a topic's partition directories.
+func dirBytes(t *testing.T, root, topic string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() && strings.Contains(path, topic+"-") {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func firstDiffLine(a, b string) int {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := range min(len(al), len(bl)) {
+		if al[i] != bl[i] {
+			return i + 1
+		}
+	}
+	return min(len(al), len(bl)) + 1
 }

@@ -25,6 +25,12 @@
 //	topic_deletions       deletion id [16]byte -> value{TopicDeletion}
 //	deleted_remote_index  deletion id [16]byte partition(u32 BE) -> nested bucket:
 //	               base offset(u64 BE) -> value{RemoteSegment}
+//	client_quotas  quota entity ("client-id=x,user=y", the broker's canonical
+//	               form) -> value{client quota}; created by the first AlterClientQuota
+//
+// Created by the first write (brokerconfigs.go):
+//
+//	broker_configs  "broker/" entity (a broker id, or "" for the default) -> value{dynamic broker configs}
 //
 // Remote compaction (compaction.go) adds two top-level buckets:
 //
@@ -78,6 +84,7 @@
 //	RemoteSegment  base i64 | end i64 | first ts i64 | max ts i64 | size i64 |
 //	               leader epoch i32 | state u8 | crc32c u32 | rolled at i64 |
 //	               updated at i64 | upload id str
+//	client quota   entity str | nvalues uvarint | (key str | value f64 as u64 BE bits)*
 //
 // The topic name and a remote segment's base offset are stored in the value as
 // well as the key; a mismatch is corruption.

@@ -35,6 +35,9 @@ type Config struct {
 	// CacheMaxBytes bounds the chunk cache on disk (remote.cache.max.bytes,
 	// default 1 GiB).
 	CacheMaxBytes int64
+	// CachePolicy is the chunk cache's eviction policy (remote.cache.policy):
+	// chunkcache.PolicyS3FIFO (default) or chunkcache.PolicyLRU.
+	CachePolicy string
 	// ChunkBytes is the target size of a chunk, the unit of a ranged GET and
 	// of a cache entry (remote.chunk.bytes, default 4 MiB). It applies to
 	// segments uploaded from now on: each sidecar records its own chunk table.

@@ -212,7 +212,7 @@ func keyTopic(key string) string {
 type meteredStore struct {
 	remotestore.Store
 	costs   *costs
-	limiter *tokenBucket // nil: unlimited
+	limiter *tokenBucket
 }
 
 func (s *meteredStore) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
@@ -240,7 +240,7 @@ func (s *meteredStore) Delete(ctx context.Context, key string) error {
 	return s.Store.Delete(ctx, key)
 }
 
-// meteredReader counts a download's bytes and, with a limiter, paces them:
+// meteredReader counts a download's bytes and paces them through the limiter:
 // each read takes at most the bucket's step and then waits until the bucket
 // covers what it read.
 type meteredReader struct {
@@ -252,12 +252,9 @@ type meteredReader struct {
 }
 
 func (r *meteredReader) Read(p []byte) (int, error) {
-	if r.b != nil && len(p) > r.b.step {
-		p = p[:r.b.step]
-	}
-	n, err := r.rc.Read(p)
+	n, err := r.rc.Read(r.b.chunk(p))
 	r.costs.readBytes(r.topic, n)
-	if r.b != nil && n > 0 {
+	if n > 0 {
 		if werr := r.b.wait(r.ctx, n); werr != nil {
 			return n, werr
 		}

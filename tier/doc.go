@@ -279,6 +279,9 @@
 // counts the call by the topic its key names and paces downloads (chunks,
 // read-ahead, sidecars) through remote.log.manager.fetch.max.bytes.per.second,
 // so remote reads cannot take the bandwidth the produce path and uploads need.
+// Both limits (fetch and copy, KIP-956) change at run time
+// (SetFetchMaxBytesPerSecond, SetCopyMaxBytesPerSecond: the broker's dynamic
+// broker configs): transfers in progress wake and go on at the new rate.
 // A read beyond remote.log.reader.max.pending.tasks in progress fails at once
 // with ErrUnavailable (KAFKA_STORAGE_ERROR, retriable) rather than queueing.
 //

@@ -102,6 +102,10 @@ type partState struct {
 	// lagMu serialises updateLag's reading of the log with its writing of
 	// the lag, so a slower computation never overwrites a newer one.
 	lagMu sync.Mutex
+
+	// lastChunk is the cache key of the chunk the partition's last remote
+	// read touched (read.go: reads of one chunk in a row are one access).
+	lastChunk atomic.Pointer[string]
 }
 
 // Manager is the tiering manager. Its methods are safe for concurrent use.
@@ -119,7 +123,9 @@ type Manager struct {
 	logger    *slog.Logger
 	m         *metrics
 	cache     *chunkcache.Cache
-	limiter   *tokenBucket // nil: unlimited
+	limiter   *tokenBucket // uploads (the copy limit); its rate may be unlimited
+	// fetchLimiter paces downloads (the fetch limit), in the metered store.
+	fetchLimiter *tokenBucket
 	// compactLimiter paces remote compaction (compact.go); nil: unlimited.
 	compactLimiter *tokenBucket
 	// compactHook, tests only, is called after each step of a remote
@@ -197,14 +203,11 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	// Every call the manager makes goes through the metered store: counted
 	// per topic, downloads paced by the fetch limit.
 	costs := newCosts(*cfg.Prices, cfg.Now, reg)
-	metered := &meteredStore{Store: store, costs: costs}
-	if cfg.FetchMaxBytesPerSecond > 0 {
-		metered.limiter = newTokenBucket(cfg.FetchMaxBytesPerSecond)
-	}
+	metered := &meteredStore{Store: store, costs: costs, limiter: newTokenBucket(cfg.FetchMaxBytesPerSecond)}
 	store = metered
 	m := &Manager{
-		costs: costs,
-		cfg:   cfg, store: store, meta: meta, logger: logger, health: health, started: time.Now(),
+		costs: costs, fetchLimiter: metered.limiter,
+		cfg: cfg, store: store, meta: meta, logger: logger, health: health, started: time.Now(),
 		m:           newMetrics(reg),
 		sidecars:    newSidecarCache(cfg.SidecarCacheBytes, sidecarLoadTimeout),
 		prefetchSem: make(chan struct{}, 4),
@@ -213,9 +216,7 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 		m.m.storeAvailable.Set(0)
 	}
 	m.stopWatch = health.Watch(m.onHealth)
-	if cfg.CopyMaxBytesPerSecond > 0 {
-		m.limiter = newTokenBucket(cfg.CopyMaxBytesPerSecond)
-	}
+	m.limiter = newTokenBucket(cfg.CopyMaxBytesPerSecond)
 	if cfg.CompactMaxBytesPerSecond > 0 {
 		m.compactLimiter = newTokenBucket(cfg.CompactMaxBytesPerSecond)
 	}
@@ -252,7 +253,8 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 		m.part(tp{p.Topic, p.Partition})
 	}
 	m.m.compactIntents.Set(float64(len(ctps)))
-	cache, err := chunkcache.New(chunkcache.Config{Dir: cfg.CacheDir, MaxBytes: cfg.CacheMaxBytes, ReadaheadWorkers: cfg.ReaderThreads},
+	cache, err := chunkcache.New(chunkcache.Config{Dir: cfg.CacheDir, MaxBytes: cfg.CacheMaxBytes, ReadaheadWorkers: cfg.ReaderThreads,
+		Policy: cfg.CachePolicy},
 		store.GetRange, logger, reg)
 	if err != nil {
 		return nil, fmt.Errorf("tier: %w", err)

@@ -162,7 +162,18 @@ func (m *Manager) readBatches(ctx context.Context, key tp, finished []metadata.R
 	if end-first > maxBytes && !minOneBatch {
 		return localstore.Slice{}, 0, nil
 	}
-	f, release, err := m.cache.Get(ctx, m.chunk(key, seg, c, ch))
+	// Reads of one chunk in a row on a partition are one access for the
+	// cache's policy: a fetch warming the chunk (partition.Log.Warm) then
+	// reading it, or a sequential consumer's fetch resuming inside the chunk
+	// where its previous one stopped, is no re-read.
+	cc := m.chunk(key, seg, c, ch)
+	get := m.cache.Get
+	if ps := m.lookup(key); ps != nil {
+		if prev := ps.lastChunk.Swap(&cc.Key); prev != nil && *prev == cc.Key {
+			get = m.cache.GetContinued
+		}
+	}
+	f, release, err := get(ctx, cc)
 	if err != nil {
 		return localstore.Slice{}, 0, fmt.Errorf("%w: %s-%d offset %d: %w", ErrUnavailable, key.topic, key.partition, sc.Batches[b].BaseOffset, err)
 	}

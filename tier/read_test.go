@@ -319,3 +319,53 @@ func TestReadManyCrossesChunksAndSegments(t *testing.T) {
 		t.Fatalf("offset 180: %v", err)
 	}
 }
+
+// TestScanIsNotReread: a consumer's fetches, each warming its chunk
+// (partition.Log.Warm: one batch) then reading a few batches, so that one
+// chunk is read by several fetches in a row, through a cache smaller than
+// the topic. Reads of one chunk in a row on a partition are one access: no
+// chunk of the scan is promoted to S3-FIFO's main queue. A later read of a
+// chunk, after reads of others, is a re-read again.
+func TestScanIsNotReread(t *testing.T) {
+	e := tiered(t, func(c *Config) { c.CacheMaxBytes = 4 * 2048 })
+	ctx := context.Background()
+	for off := int64(0); off < 180; {
+		warm, err := e.m.ReadMany(ctx, testTopic, 0, off, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sl := range warm {
+			sl.Done()
+		}
+		sl, err := e.m.Read(ctx, testTopic, 0, off, 700, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off = lastOffset(t, sliceBytes(t, sl)) + 1
+	}
+	s := e.m.cache.Stats()
+	if s.Evictions == 0 || s.Promotions != 0 || s.MainBytes != 0 {
+		t.Fatalf("after the scan: %d evictions, %d promotions, %d bytes in main; want evictions and nothing promoted: %+v",
+			s.Evictions, s.Promotions, s.MainBytes, s)
+	}
+	// Chunk 0 of the last segment, re-read after the others: a re-read.
+	for range 2 {
+		for _, off := range []int64{120, 170} {
+			sl, err := e.m.Read(ctx, testTopic, 0, off, 1, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sl.Done()
+		}
+	}
+	for off := int64(0); off < 120; off += 10 { // push it to small's tail
+		sl, err := e.m.Read(ctx, testTopic, 0, off, 1, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sl.Done()
+	}
+	if s := e.m.cache.Stats(); s.Promotions == 0 {
+		t.Fatalf("chunks re-read between other reads were not promoted: %+v", s)
+	}
+}

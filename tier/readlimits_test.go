@@ -17,11 +17,72 @@ import (
 func TestRemoteFetchBandwidthLimit(t *testing.T) {
 	const limit = 16 << 10 // bytes per second
 	e := tiered(t, func(c *Config) { c.FetchMaxBytesPerSecond = limit })
-	ms := e.m.store.(*meteredStore)
-	if ms.limiter == nil {
-		t.Fatal("FetchMaxBytesPerSecond set, but downloads have no limiter")
+	if got := e.m.FetchMaxBytesPerSecond(); got != limit {
+		t.Fatalf("fetch limit in force %d, want %d", got, limit)
 	}
-	burst := ms.limiter.burst
+	replayAtLeast(t, e, limit)
+}
+
+// TestRemoteFetchLimitDynamic: the fetch limit set at run time
+// (SetFetchMaxBytesPerSecond, what the broker calls on a dynamic broker
+// config) applies at once to a manager started unlimited: a replay of N
+// bytes after it takes at least (N - burst)/L by the bytes the store
+// delivered and the test's clock. Set back to unlimited, it no longer paces.
+func TestRemoteFetchLimitDynamic(t *testing.T) {
+	const limit = 16 << 10
+	e := tiered(t, nil)
+	if got := e.m.FetchMaxBytesPerSecond(); got > 0 {
+		t.Fatalf("fetch limit %d in force, want unlimited", got)
+	}
+	e.m.SetFetchMaxBytesPerSecond(limit)
+	if got := e.m.FetchMaxBytesPerSecond(); got != limit {
+		t.Fatalf("fetch limit in force %d after setting %d", got, limit)
+	}
+	replayAtLeast(t, e, limit)
+	e.m.SetFetchMaxBytesPerSecond(-1)
+	if _, _, step := e.m.fetchLimiter.limits(); step != 0 {
+		t.Fatalf("unlimited, yet reads are cut to %d bytes", step)
+	}
+}
+
+// TestLimiterRateChangeWakesWaiters: a waiter sleeping out its deficit at a
+// low rate is woken by a change of rate and waits only what is left at the
+// new one: nothing once unlimited. The bucket's sleep is replaced by one that
+// returns only when woken, so the test needs no clock.
+func TestLimiterRateChangeWakesWaiters(t *testing.T) {
+	b := newTokenBucket(10) // 10 B/s: a 1000-byte reservation owes ~100 s
+	slept := make(chan struct{}, 1)
+	b.sleep = func(ctx context.Context, _ time.Duration, wake <-chan struct{}) error {
+		slept <- struct{}{}
+		select {
+		case <-wake:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.wait(context.Background(), 1000) }()
+	<-slept
+	b.setRate(-1)
+	if err := <-done; err != nil {
+		t.Fatalf("wait after the limit was lifted: %v", err)
+	}
+	if err := b.wait(context.Background(), 1<<30); err != nil {
+		t.Fatalf("unlimited wait: %v", err)
+	}
+	select {
+	case <-slept:
+		t.Fatal("an unlimited bucket slept")
+	default:
+	}
+}
+
+// replayAtLeast reads the test topic back from a cold cache and checks the
+// download took at least (N - burst)/limit, N the bytes the store delivered.
+func replayAtLeast(t *testing.T, e *env, limit float64) {
+	t.Helper()
+	_, burst, _ := e.m.fetchLimiter.limits()
 	before := e.m.TopicCost(testTopic).ReadBytes
 	start := time.Now()
 	got := e.readAll(0, 180, 1<<20)
@@ -35,7 +96,7 @@ func TestRemoteFetchBandwidthLimit(t *testing.T) {
 	}
 	floor := time.Duration((float64(n) - burst) / limit * float64(time.Second))
 	if elapsed < floor {
-		t.Fatalf("%d bytes downloaded in %v at a limit of %d B/s (burst %.0f): want at least %v", n, elapsed, limit, burst, floor)
+		t.Fatalf("%d bytes downloaded in %v at a limit of %.0f B/s (burst %.0f): want at least %v", n, elapsed, limit, burst, floor)
 	}
 	t.Logf("%d bytes in %v (floor %v)", n, elapsed, floor)
 }

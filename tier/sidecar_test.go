@@ -171,7 +171,7 @@ func (c *pacedClock) Now() time.Time {
 	return c.now
 }
 
-func (c *pacedClock) sleep(ctx context.Context, d time.Duration) error {
+func (c *pacedClock) sleep(ctx context.Context, d time.Duration, _ <-chan struct{}) error {
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
@@ -200,7 +200,8 @@ func TestRateLimit(t *testing.T) {
 	// waiting, no less (the limit holds); no more than one further read's
 	// worth (the read that finds EOF reserves its buffer too).
 	want := 400 * time.Millisecond
-	most := want + time.Duration(float64(b.step)/b.rate*float64(time.Second))
+	rate, _, step := b.limits()
+	most := want + time.Duration(float64(step)/rate*float64(time.Second))
 	if d := clock.Slept(); d < want-time.Millisecond || d > most {
 		t.Errorf("200 KiB at 400 KiB/s waited %v, want %v to %v", d, want, most)
 	}
@@ -210,7 +211,7 @@ func TestRateLimit(t *testing.T) {
 	if _, err := io.Copy(io.Discard, r); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
-	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+	if err := sleepCtx(ctx, time.Hour, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("timer with a cancelled context: %v", err)
 	}
 }

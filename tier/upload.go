@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stratalog/strata/internal/crashpoint"
 	"github.com/stratalog/strata/localstore"
 	"github.com/stratalog/strata/metadata"
 )
@@ -334,6 +335,7 @@ func (m *Manager) upload(ctx context.Context, ps *partState, pl PartitionLog, si
 	if err := m.putEntry(ps, seg); err != nil {
 		return err
 	}
+	crashpoint.At("upload-copy-started")
 	m.m.copyRequests.Inc()
 	logK := logKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
 	idxK := sidecarKey(key.topic, key.partition, seg.BaseOffset, seg.UploadID)
@@ -363,13 +365,11 @@ func (m *Manager) upload(ctx context.Context, ps *partState, pl PartitionLog, si
 		}
 	}()
 
-	var body io.ReadSeeker = io.NewSectionReader(f, from, size)
-	if m.limiter != nil {
-		body = &limitedReader{ctx: ctx, r: body, b: m.limiter}
-	}
+	var body io.ReadSeeker = &limitedReader{ctx: ctx, r: io.NewSectionReader(f, from, size), b: m.limiter}
 	if err := m.store.Put(ctx, logK, body, size); err != nil {
 		return fmt.Errorf("tier: cannot upload %q: %w", logK, err)
 	}
+	crashpoint.At("upload-log-put")
 	if !stillLeads(pl) {
 		m.logger.Info("upload abandoned: no longer the leader", "topic", key.topic, "partition", key.partition,
 			"base", seg.BaseOffset, "leader_epoch", pl.LeaderEpoch)
@@ -379,6 +379,7 @@ func (m *Manager) upload(ctx context.Context, ps *partState, pl PartitionLog, si
 		return fmt.Errorf("tier: cannot upload %q: %w", idxK, err)
 	}
 	committed = true
+	crashpoint.At("upload-idx-put")
 	if !stillLeads(pl) {
 		m.logger.Info("upload complete in the bucket but no longer the leader: left to the new leader", "topic", key.topic, "partition", key.partition,
 			"base", seg.BaseOffset, "leader_epoch", pl.LeaderEpoch)
@@ -497,51 +498,135 @@ func (m *Manager) updateLagAge() {
 	m.m.copyLagOldest.Set(age)
 }
 
-// tokenBucket limits bytes per second across every upload. Reservations
-// may drive the balance negative; the reserver then waits it back to zero.
+// tokenBucket limits bytes per second: every upload together (the copy
+// limit), or every remote read together (the fetch limit). Reservations may
+// drive the balance negative; the reserver then waits it back to zero. The
+// rate may change at any time (setRate: the dynamic broker configs of
+// KIP-956); a waiter then wakes and waits out the rest of its deficit at the
+// new rate. A rate <= 0 is unlimited: wait returns at once.
 type tokenBucket struct {
-	rate, burst float64
-	step        int
 	// now and sleep are time.Now and sleepCtx; tests replace them before
 	// first use to see the waits the bucket asks for without spending them.
+	// sleep returns early, with nil, when wake is closed.
 	now   func() time.Time
-	sleep func(ctx context.Context, d time.Duration) error
+	sleep func(ctx context.Context, d time.Duration, wake <-chan struct{}) error
 	mu    struct {
 		sync.Mutex
-		tokens float64
-		last   time.Time
+		rate, burst float64 // rate <= 0: unlimited
+		step        int     // largest reservation of one read; 0: unlimited
+		tokens      float64
+		last        time.Time
+		changed     chan struct{} // closed and replaced by setRate
 	}
 }
 
 func newTokenBucket(bytesPerSec int64) *tokenBucket {
-	rate := float64(bytesPerSec)
-	step := int(min(64<<10, max(1, bytesPerSec/10)))
-	b := &tokenBucket{rate: rate, burst: max(float64(step), rate/10), step: step, now: time.Now, sleep: sleepCtx}
-	b.mu.tokens, b.mu.last = b.burst, b.now()
+	b := &tokenBucket{now: time.Now, sleep: sleepCtx}
+	b.mu.changed = make(chan struct{})
+	b.mu.last = b.now()
+	b.setRateLocked(bytesPerSec)
+	b.mu.tokens = b.mu.burst
 	return b
+}
+
+// setRate changes the limit (<= 0: unlimited) and wakes the waiters, who
+// wait out the rest of their deficit at the new rate.
+func (b *tokenBucket) setRate(bytesPerSec int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refillLocked()
+	b.setRateLocked(bytesPerSec)
+	if b.mu.rate <= 0 {
+		b.mu.tokens = 0
+	} else {
+		b.mu.tokens = min(b.mu.tokens, b.mu.burst)
+	}
+	close(b.mu.changed)
+	b.mu.changed = make(chan struct{})
+}
+
+func (b *tokenBucket) setRateLocked(bytesPerSec int64) {
+	if bytesPerSec <= 0 {
+		b.mu.rate, b.mu.burst, b.mu.step = 0, 0, 0
+		return
+	}
+	b.mu.rate = float64(bytesPerSec)
+	b.mu.step = int(min(64<<10, max(1, bytesPerSec/10)))
+	b.mu.burst = max(float64(b.mu.step), b.mu.rate/10)
+}
+
+// limits returns the rate (<= 0: unlimited), the burst and the step.
+func (b *tokenBucket) limits() (rate, burst float64, step int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.mu.rate, b.mu.burst, b.mu.step
+}
+
+// chunk caps a read of len(p) bytes at the bucket's step (none when
+// unlimited).
+func (b *tokenBucket) chunk(p []byte) []byte {
+	b.mu.Lock()
+	step := b.mu.step
+	b.mu.Unlock()
+	if step > 0 && len(p) > step {
+		return p[:step]
+	}
+	return p
+}
+
+// refillLocked adds the tokens earned since the last refill. b.mu must be
+// held.
+func (b *tokenBucket) refillLocked() {
+	now := b.now()
+	if b.mu.rate > 0 {
+		b.mu.tokens = min(b.mu.burst, b.mu.tokens+now.Sub(b.mu.last).Seconds()*b.mu.rate)
+	}
+	b.mu.last = now
 }
 
 // wait reserves n bytes and sleeps until they are covered.
 func (b *tokenBucket) wait(ctx context.Context, n int) error {
 	b.mu.Lock()
-	now := b.now()
-	b.mu.tokens = min(b.burst, b.mu.tokens+now.Sub(b.mu.last).Seconds()*b.rate)
-	b.mu.last = now
-	b.mu.tokens -= float64(n)
-	deficit := -b.mu.tokens
-	b.mu.Unlock()
-	if deficit <= 0 {
+	if b.mu.rate <= 0 {
+		b.mu.Unlock()
 		return nil
 	}
-	return b.sleep(ctx, time.Duration(deficit/b.rate*float64(time.Second)))
+	b.refillLocked()
+	b.mu.tokens -= float64(n)
+	deficit, rate, wake := -b.mu.tokens, b.mu.rate, b.mu.changed
+	b.mu.Unlock()
+	for deficit > 0 {
+		start := b.now()
+		if err := b.sleep(ctx, time.Duration(deficit/rate*float64(time.Second)), wake); err != nil {
+			return err
+		}
+		select {
+		case <-wake:
+		default:
+			return nil // slept it out
+		}
+		// The rate changed while we slept: what is left of the deficit is
+		// waited at the new rate.
+		deficit -= b.now().Sub(start).Seconds() * rate
+		b.mu.Lock()
+		rate, wake = b.mu.rate, b.mu.changed
+		b.mu.Unlock()
+		if rate <= 0 {
+			return nil
+		}
+	}
+	return nil
 }
 
-// sleepCtx waits d, or until ctx is done (its cause).
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// sleepCtx waits d, or until wake is closed (nil), or until ctx is done
+// (its cause).
+func sleepCtx(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return nil
+	case <-wake:
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
@@ -557,9 +642,7 @@ type limitedReader struct {
 }
 
 func (l *limitedReader) Read(p []byte) (int, error) {
-	if len(p) > l.b.step {
-		p = p[:l.b.step]
-	}
+	p = l.b.chunk(p)
 	if err := l.b.wait(l.ctx, len(p)); err != nil {
 		return 0, err
 	}

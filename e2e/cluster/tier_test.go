@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/stratalog/strata/checker"
 	"github.com/stratalog/strata/internal/clustertest"
+	"github.com/stratalog/strata/internal/freeport"
 	"github.com/stratalog/strata/internal/minioserver"
 	"github.com/stratalog/strata/internal/wait"
 	"github.com/stratalog/strata/remotestore"
@@ -63,14 +63,15 @@ func localStart(st tier.PartitionStatus) int64 {
 	return st.Local[0].BaseOffset
 }
 
+// freePort is a loopback port for a node's metrics listener, outside the
+// ephemeral range: the node is restarted on it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Stable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // TestClusterTiering runs one tiered partition (replication factor 3, 4 KiB
@@ -193,15 +194,23 @@ func TestClusterTiering(t *testing.T) {
 	}
 
 	// Idle: the leader's index has disjoint segments and owns every object.
-	lead := leaderOf(t, c, topic, 0)
+	bucketOwnedByLeader(t, url, func() tier.PartitionStatus { return status(leaderOf(t, c, topic, 0)) })
+}
+
+// bucketOwnedByLeader waits until every object in the bucket (manifests
+// apart) is owned by an entry of the leader's index (status), then checks
+// that its COPY_FINISHED segments are disjoint and start at offset 0: no
+// orphan, no offset uploaded twice, none missing at the start.
+func bucketOwnedByLeader(t *testing.T, url string, status func() tier.PartitionStatus) {
+	t.Helper()
+	ctx := context.Background()
 	store, err := backend.Open(ctx, url, backend.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wait.For(t, 2*time.Minute, "every object in the bucket owned by the leader's index", func() bool {
-		st := status(lead)
 		owned := map[string]bool{}
-		for _, k := range keysOf(st) {
+		for _, k := range keysOf(status()) {
 			owned[k] = true
 		}
 		var orphans []string
@@ -217,7 +226,10 @@ func TestClusterTiering(t *testing.T) {
 		}
 		return true
 	})
-	segs := finished(status(lead))
+	segs := finished(status())
+	if len(segs) == 0 {
+		t.Fatal("the leader's index has no finished segment")
+	}
 	for j := 1; j < len(segs); j++ {
 		if segs[j].BaseOffset <= segs[j-1].EndOffset {
 			t.Fatalf("offsets uploaded twice: %d..%d and %d..%d", segs[j-1].BaseOffset, segs[j-1].EndOffset, segs[j].BaseOffset, segs[j].EndOffset)

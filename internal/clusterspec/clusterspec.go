@@ -103,3 +103,18 @@ func LoopbackPorts(count int) ([][2]int, error) {
 	}
 	return out, nil
 }
+
+// Alive reports whether a node process whose exit closes done was started
+// (done is not nil) and has not exited: the test harness and the benchmark
+// keep one such channel per process.
+func Alive(done <-chan struct{}) bool {
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}

@@ -33,6 +33,9 @@ type Options struct {
 	Extra   []string // more --set key=value for every node, after the harness's own
 	// PerNode gives node i's own --set key=value (after Extra); nil for none.
 	PerNode func(i int) []string
+	// PerNodeEnv gives node i's own environment variables (KEY=value, added
+	// to the test's) for its first start; SetEnv changes them for the next.
+	PerNodeEnv func(i int) []string
 	// RemoteURL is the object store every node shares (remote.storage.url);
 	// default file://<tmp>/shared-tier. With Single it is passed only if set.
 	RemoteURL string
@@ -67,6 +70,7 @@ type node struct {
 	logPath string
 	args    []string // strata's arguments
 	ns      string   // network namespace, or ""
+	env     []string // added to the environment at each start
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -136,7 +140,19 @@ func (c *Cluster) buildArgs(remote string, voters []string) {
 			own = c.opts.PerNode(i)
 		}
 		n.args = spec.Args(clusterspec.Node{ID: n.id, Host: n.host, Port: n.port, Ctrl: n.ctrl, DataDir: n.dataDir}, own...)
+		if c.opts.PerNodeEnv != nil {
+			n.env = c.opts.PerNodeEnv(i)
+		}
 	}
+}
+
+// SetEnv replaces the environment variables node i gets at its next start
+// (KEY=value, added to the test's; none for nothing added).
+func (c *Cluster) SetEnv(i int, env ...string) {
+	n := c.node(i)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.env = env
 }
 
 // ports picks each node's PLAINTEXT port and a CONTROLLER port whose next
@@ -180,6 +196,9 @@ func (c *Cluster) start(i int) {
 		cmd = exec.Command("ip", append([]string{"netns", "exec", n.ns, c.bin}, n.args...)...)
 	} else {
 		cmd = exec.Command(c.bin, n.args...)
+	}
+	if len(n.env) > 0 {
+		cmd.Env = append(os.Environ(), n.env...)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so signals reach it alone; killed if the test
@@ -276,17 +295,8 @@ func (c *Cluster) LogPath(i int) string { return c.node(i).logPath }
 func (c *Cluster) Running(i int) bool {
 	n := c.node(i)
 	n.mu.Lock()
-	done := n.done
-	n.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
+	defer n.mu.Unlock()
+	return clusterspec.Alive(n.done)
 }
 
 // signal sends sig to node i's process group; false if it is not running.

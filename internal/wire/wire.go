@@ -57,6 +57,7 @@ func Tier(cfg *config.Broker, meta *metadata.Store, logger *slog.Logger, reg pro
 	mgr, err = tier.New(tier.Config{
 		CacheDir:                 cfg.RemoteCacheDir,
 		CacheMaxBytes:            cfg.RemoteCacheMaxBytes,
+		CachePolicy:              cfg.RemoteCachePolicy,
 		ChunkBytes:               cfg.RemoteChunkBytes,
 		ReadaheadChunks:          int(cfg.RemoteReadaheadChunks),
 		ReaderThreads:            int(cfg.RemoteLogReaderThreads),

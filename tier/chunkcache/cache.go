@@ -58,7 +58,17 @@ type Config struct {
 	// FetchTimeout bounds one download, GET and body; 0 means
 	// DefaultFetchTimeout.
 	FetchTimeout time.Duration
+	// Policy is the eviction policy (remote.cache.policy): PolicyS3FIFO
+	// (the default, also for "") or PolicyLRU, the policy before S3-FIFO,
+	// kept to measure S3-FIFO against (a benchmark and diagnostic knob).
+	Policy string
 }
+
+// Eviction policies of Config.Policy.
+const (
+	PolicyS3FIFO = "s3fifo"
+	PolicyLRU    = "lru"
+)
 
 // Validate reports a Config that New cannot use. Zero fields that have
 // defaults are valid.
@@ -74,6 +84,8 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("chunkcache: ReadaheadQueue %d is negative", cfg.ReadaheadQueue)
 	case cfg.FetchTimeout < 0:
 		return fmt.Errorf("chunkcache: FetchTimeout %v is negative", cfg.FetchTimeout)
+	case cfg.Policy != "" && cfg.Policy != PolicyS3FIFO && cfg.Policy != PolicyLRU:
+		return fmt.Errorf("chunkcache: Policy %q is neither %s nor %s", cfg.Policy, PolicyS3FIFO, PolicyLRU)
 	}
 	return nil
 }
@@ -153,6 +165,9 @@ type Cache struct {
 	logger *slog.Logger
 	m      *metrics
 	lock   *os.File // the flock'd LOCK file
+	// lru: Config.Policy is PolicyLRU (index.go's lru* methods); the main
+	// queue is then the one LRU list, most recent at the front.
+	lru bool
 
 	queue chan request
 	// ctx is cancelled by Close; it stops the read-ahead workers.
@@ -210,6 +225,7 @@ func New(cfg Config, fetch FetchFunc, logger *slog.Logger, reg prometheus.Regist
 		logger: logger.With("component", "chunkcache"),
 		m:      newMetrics(),
 		lock:   lock,
+		lru:    cfg.Policy == PolicyLRU,
 		queue:  make(chan request, cfg.ReadaheadQueue),
 	}
 	c.mu.entries = make(map[string]*entry)
@@ -246,6 +262,21 @@ func New(cfg Config, fetch FetchFunc, logger *slog.Logger, reg prometheus.Regist
 // The flight group looks the chunk up and pins it (files.Get) or joins or
 // starts its flight under its lock; Get opens, verifies and waits unlocked.
 func (c *Cache) Get(ctx context.Context, ch Chunk) (*os.File, func(), error) {
+	return c.get(ctx, ch, true)
+}
+
+// GetContinued is Get for a read that continues the caller's previous read
+// of the chunk (the tier's reads of one chunk in a row on a partition: a
+// fetch that warms a chunk then reads it, a sequential consumer whose last
+// fetch ended inside it): the access was counted then, so a hit is not a
+// re-read and does not raise the chunk's frequency. Otherwise a scan would
+// re-read one chunk in a few, and S3-FIFO would promote those to main, where
+// they push out the chunks other readers do re-read.
+func (c *Cache) GetContinued(ctx context.Context, ch Chunk) (*os.File, func(), error) {
+	return c.get(ctx, ch, false)
+}
+
+func (c *Cache) get(ctx context.Context, ch Chunk, reread bool) (*os.File, func(), error) {
 	if err := ch.validate(); err != nil {
 		return nil, nil, err
 	}
@@ -266,6 +297,11 @@ func (c *Cache) Get(ctx context.Context, ch Chunk) (*os.File, func(), error) {
 			return nil, nil, err
 		}
 		// e is pinned for us, cached or just downloaded.
+		if cached {
+			c.mu.Lock()
+			c.touchLocked(e, reread)
+			c.mu.Unlock()
+		}
 		f, err := c.openCached(e, ch)
 		c.unpin(e)
 		if errors.Is(err, errStale) {

@@ -58,6 +58,18 @@
 // 6594 production block and object traces, and because it is plain FIFOs
 // with a counter: a hit moves nothing.
 //
+// Config.Policy "lru" (remote.cache.policy=lru) runs the policy before
+// S3-FIFO instead: one list, a hit or a new chunk at the front, eviction
+// from the back (pinned chunks skipped), no ghost. It is a benchmark and
+// diagnostic knob, kept to measure S3-FIFO against (strata bench's isolation
+// phase); scan_test.go checks it against a reference LRU.
+//
+// A Get that continues a read of the chunk (GetContinued: the tier's reads
+// of one chunk in a row on a partition, a fetch that warms then reads it or
+// a sequential consumer resuming where its last fetch stopped) records no
+// re-read: a scan would otherwise promote the chunks it touches twice. A read-ahead chunk
+// evicted before any Get read it leaves no ghost name: nothing accessed it.
+//
 // Read-ahead does not promote: a chunk a Prefetch brought in enters small
 // (even if its name is a ghost) and its first Get counts as its first
 // access, as a miss would (a ghost name then moves it to main). Only a

@@ -31,8 +31,7 @@ func (fs *files) Get(name string) (*entry, bool) {
 		c.m.misses.Add(1)
 		return nil, false
 	}
-	e.pins++
-	c.touchLocked(e)
+	e.pins++ // Cache.get records the access (touchLocked) once it has the entry
 	return e, true
 }
 

@@ -136,7 +136,9 @@ func (c *Cache) path(name string) string { return filepath.Join(c.cfg.Dir, name)
 // It then evicts what no longer fits, e itself last. c.mu must be held.
 func (c *Cache) admitLocked(e *entry) {
 	q := &c.mu.small
-	if c.ghostRemoveLocked(e.name) {
+	if c.lru {
+		q = &c.mu.main
+	} else if c.ghostRemoveLocked(e.name) {
 		if e.prefetched {
 			e.ghosted = true
 		} else {
@@ -167,7 +169,17 @@ func (c *Cache) insertLocked(e *entry, q *queue) {
 // is its first access: it counts nothing, or, if its name was a ghost, moves
 // it to main as a miss would have. Any other hit raises e's frequency.
 // c.mu must be held.
-func (c *Cache) touchLocked(e *entry) {
+//
+// reread false (GetContinued) records the access without raising the
+// frequency: the reader touched the chunk already.
+func (c *Cache) touchLocked(e *entry, reread bool) {
+	if c.lru {
+		e.prefetched = false
+		if e.q != nil {
+			e.q.l.MoveToFront(e.elem)
+		}
+		return
+	}
 	if e.prefetched {
 		e.prefetched = false
 		if e.ghosted {
@@ -180,7 +192,7 @@ func (c *Cache) touchLocked(e *entry) {
 		}
 		return
 	}
-	if e.freq < maxFreq {
+	if reread && e.freq < maxFreq {
 		e.freq++
 	}
 }
@@ -211,7 +223,9 @@ func (c *Cache) removeLocked(e *entry) {
 func (c *Cache) evictLocked() {
 	for c.mu.bytes > c.cfg.MaxBytes {
 		var ok bool
-		if c.mu.small.bytes >= c.smallMax() || c.mu.main.l.Len() == 0 {
+		if c.lru {
+			ok = c.evictLRULocked()
+		} else if c.mu.small.bytes >= c.smallMax() || c.mu.main.l.Len() == 0 {
 			ok = c.evictSmallLocked() || c.evictMainLocked()
 		} else {
 			ok = c.evictMainLocked() || c.evictSmallLocked()
@@ -241,12 +255,32 @@ func (c *Cache) evictSmallLocked() bool {
 			c.mu.main.push(e)
 			c.m.promotions.Add(1)
 		default:
-			c.ghostAddLocked(e.name, e.size)
+			// A read-ahead chunk evicted before any Get read it leaves no
+			// ghost: nothing accessed it, so asking for it later is a first
+			// access (into small), not a return (into main). Else a
+			// read-ahead deeper than small holds would send a scan to main.
+			if !e.prefetched {
+				c.ghostAddLocked(e.name, e.size)
+			}
 			c.removeLocked(e)
 			c.m.evictions.Add(1)
 			return true
 		}
 		el = prev
+	}
+	return false
+}
+
+// evictLRULocked evicts the least recently used unpinned entry (Policy
+// lru: every entry is in main, most recent at the front). It reports
+// whether it evicted one. c.mu must be held.
+func (c *Cache) evictLRULocked() bool {
+	for el := c.mu.main.l.Back(); el != nil; el = el.Prev() {
+		if e := el.Value.(*entry); e.pins == 0 {
+			c.removeLocked(e)
+			c.m.evictions.Add(1)
+			return true
+		}
 	}
 	return false
 }

@@ -2,6 +2,8 @@ package chunkcache
 
 import (
 	"container/list"
+	"context"
+	"slices"
 	"testing"
 
 	"github.com/stratalog/strata/internal/wait"
@@ -204,6 +206,51 @@ func TestScanReadaheadDoesNotPromote(t *testing.T) {
 	}
 }
 
+// TestLRUPolicyMatchesReference: the cache with Policy lru (the policy before
+// S3-FIFO, kept as remote.cache.policy=lru to measure S3-FIFO against) gives
+// the reference LRU's hit for every access of the scan trace: the same
+// hits, the working set lost every round, the bytes bounded.
+func TestLRUPolicyMatchesReference(t *testing.T) {
+	f := newFixture(t, 1300, 256, Config{MaxBytes: scanCacheBytes, Policy: PolicyLRU})
+	tr := newScanTrace(f)
+	ref := &lruRef{max: tr.maxBytes, byKey: make(map[string]*list.Element)}
+	var accesses, mismatches int
+	wHits, wReads, _, _ := tr.run(func(ch Chunk) bool {
+		want := ref.access(ch)
+		before := f.store.calls.Load()
+		f.getChunk(ch)
+		hit := f.store.calls.Load() == before
+		if s := f.cache.Stats(); s.Bytes > tr.maxBytes {
+			t.Fatalf("cache holds %d bytes, max %d", s.Bytes, tr.maxBytes)
+		}
+		accesses++
+		if hit != want {
+			mismatches++
+		}
+		return hit
+	})
+	if mismatches > 0 {
+		t.Fatalf("%d of %d accesses differ from the reference LRU", mismatches, accesses)
+	}
+	if miss := wReads - wHits; miss < len(tr.working)*scanRounds {
+		t.Fatalf("LRU missed %d working-set re-reads, want at least %d", miss, len(tr.working)*scanRounds)
+	}
+	if s := f.cache.Stats(); s.SmallBytes != 0 || s.Promotions != 0 || s.GhostEntries != 0 {
+		t.Fatalf("LRU used S3-FIFO's queues: %+v", s)
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	for _, p := range []string{"", PolicyS3FIFO, PolicyLRU} {
+		if err := (Config{Dir: "d", MaxBytes: 1, Policy: p}).Validate(); err != nil {
+			t.Errorf("%q: %v", p, err)
+		}
+	}
+	if err := (Config{Dir: "d", MaxBytes: 1, Policy: "arc"}).Validate(); err == nil {
+		t.Error("policy arc accepted")
+	}
+}
+
 func pct(n, d int) float64 {
 	if d == 0 {
 		return 0
@@ -233,5 +280,77 @@ func TestReadaheadNotEvictedForItself(t *testing.T) {
 	f.get(3)
 	if n := f.store.calls.Load(); n != before {
 		t.Fatalf("prefetched chunk fetched again: %d fetches, want %d", n, before)
+	}
+}
+
+// TestScanStraddlingFetchesKeepsWorkingSet: the scan trace read as a
+// sequential consumer reads it, each fetch ending inside a chunk so that the
+// next one continues it (GetContinued). The continuation is not a re-read:
+// no scan chunk is promoted, and the working set stays. Counted as re-reads
+// (Get twice), the same scan is promoted to main and pushes the working set
+// out: the reference run shows the trace tests that.
+func TestScanStraddlingFetchesKeepsWorkingSet(t *testing.T) {
+	run := func(continued bool) (wHits, wReads int, promotions int64) {
+		f := newFixture(t, 1300, 256, Config{MaxBytes: scanCacheBytes})
+		tr := newScanTrace(f)
+		scan := map[string]bool{}
+		for _, round := range tr.rounds {
+			for _, ch := range round {
+				scan[ch.Key] = true
+			}
+		}
+		wHits, wReads, _, _ = tr.run(func(ch Chunk) bool {
+			before := f.store.calls.Load()
+			f.getChunk(ch)
+			hit := f.store.calls.Load() == before
+			if scan[ch.Key] { // the next fetch resumes inside the chunk
+				if continued {
+					file, release, err := f.cache.GetContinued(context.Background(), ch)
+					if err != nil {
+						t.Fatal(err)
+					}
+					checkFile(t, file, f.obj[ch.Offset:ch.Offset+ch.Length])
+					release()
+				} else {
+					f.getChunk(ch)
+				}
+			}
+			return hit
+		})
+		return wHits, wReads, f.cache.Stats().Promotions
+	}
+	wHits, wReads, promotions := run(true)
+	if wHits != wReads || promotions != 10 {
+		t.Errorf("continued: working set %d hits of %d re-reads, %d promotions (want all hits, the 10 working-set chunks)", wHits, wReads, promotions)
+	}
+	rHits, rReads, rPromotions := run(false)
+	if rHits == rReads || rPromotions <= 10 {
+		t.Errorf("counted as re-reads: working set %d hits of %d, %d promotions: the trace does not test straddling", rHits, rReads, rPromotions)
+	}
+	t.Logf("working set hits: continued %d/%d, as re-reads %d/%d (%d promotions)", wHits, wReads, rHits, rReads, rPromotions)
+}
+
+// TestUnreadReadaheadLeavesNoGhost: a read-ahead chunk evicted from small
+// before any Get read it leaves no ghost name, so its later Get is a first
+// access into small, not a ghost hit into main.
+func TestUnreadReadaheadLeavesNoGhost(t *testing.T) {
+	f := newFixture(t, 10, 1000, Config{MaxBytes: 3000})
+	f.get(0)
+	f.get(0) // re-read: 0 moves to main when small is evicted
+	for i := 1; i <= 3; i++ {
+		f.cache.Prefetch(f.chunk(i))
+		wait.Eventually(t, "the read-ahead", func() bool { return f.cached(f.chunk(i)) })
+	}
+	small, main, ghost := f.queues()
+	if len(ghost) != 0 || slices.Contains(small, 1) || slices.Contains(main, 1) {
+		t.Fatalf("unread read-ahead chunk 1 not evicted without a ghost: small %v main %v ghost %v", small, main, ghost)
+	}
+	f.get(1)
+	small, main, _ = f.queues()
+	if !slices.Contains(small, 1) || slices.Contains(main, 1) {
+		t.Fatalf("chunk 1's Get went to main: small %v main %v", small, main)
+	}
+	if s := f.cache.Stats(); s.GhostHits != 0 {
+		t.Fatalf("%d ghost hits", s.GhostHits)
 	}
 }
