@@ -231,7 +231,7 @@ func TestKill9DuringRemoteCompaction(t *testing.T) {
 	mio := minioserver.Start(t)
 	bucket := mio.NewBucket(t)
 	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	sets := append(tierCompactSets(mio, bucket, maddr), "remote.log.compaction.max.bytes.per.second=20000")
+	sets := append(tierCompactSets(mio, bucket, maddr), "remote.log.compaction.max.bytes.per.second=40000")
 	p := startProc(t, sets...)
 	kl := &keyedLog{topic: "remote-compact-kill"}
 	createCompacted(t, p.addr(), kl.topic, map[string]string{
