@@ -46,6 +46,8 @@ func (s *Server) handle(c *conn, hdr requestHeader, req kmsg.Request) (kmsg.Resp
 		return s.handleIncrementalAlterConfigs(ctx, c, r)
 	case *kmsg.DescribeClusterRequest:
 		return s.handleDescribeCluster(ctx, c, r)
+	case *kmsg.ElectLeadersRequest:
+		return s.handleElectLeaders(ctx, c, r)
 	case *kmsg.DescribeClientQuotasRequest:
 		return s.handleDescribeClientQuotas(ctx, c, r)
 	case *kmsg.AlterClientQuotasRequest:

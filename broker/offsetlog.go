@@ -38,6 +38,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratalog/strata/broker/group"
+	"github.com/stratalog/strata/internal/crashpoint"
 	"github.com/stratalog/strata/metadata"
 )
 
@@ -680,6 +681,7 @@ func (o *offsetLog) migrateFromMeta(meta *metadata.Store) error {
 				return err
 			}
 		}
+		crashpoint.At("offsets-migrated-group")
 		if err := meta.DeleteGroupOffsets(g); err != nil {
 			return err
 		}

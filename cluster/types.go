@@ -38,6 +38,11 @@ var (
 	ErrFenced                   = errors.New("cluster: this broker's registration is gone (fenced)")
 	ErrClosed                   = errors.New("cluster: the node is closed")
 	ErrInvalidAssignment        = errors.New("cluster: invalid replica assignment")
+	// ElectLeaders' answers, Kafka's: ELECTION_NOT_NEEDED,
+	// PREFERRED_LEADER_NOT_AVAILABLE, ELIGIBLE_LEADERS_NOT_AVAILABLE.
+	ErrElectionNotNeeded           = errors.New("cluster: the partition already has the leader asked for")
+	ErrPreferredLeaderNotAvailable = errors.New("cluster: the preferred replica is not live and in the ISR")
+	ErrEligibleLeadersNotAvailable = errors.New("cluster: no live replica can lead the partition")
 )
 
 // BrokerInfo is a broker's registration. Epoch is the etcd revision that

@@ -106,6 +106,87 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
+// keyedLog is a compacted topic under test: what was produced at each
+// offset and the latest offset of each key.
+type keyedLog struct {
+	t        *testing.T
+	p        *proc
+	topic    string
+	produced map[int64]string // offset -> key=value
+	latest   map[string]int64
+	end      int64 // the last offset produced
+	round    int
+}
+
+func newKeyedLog(t *testing.T, p *proc, topic string) *keyedLog {
+	// segment.ms rolls the last records out of the active segment, which
+	// is never cleaned, a second after the produce.
+	createCompacted(t, p.addr(), topic, map[string]string{"segment.bytes": "16384", "segment.ms": "1000", "min.cleanable.dirty.ratio": "0.01"})
+	return &keyedLog{t: t, p: p, topic: topic, produced: map[int64]string{}, latest: map[string]int64{}}
+}
+
+// produceRound writes one record for each of 300 keys.
+func (kl *keyedLog) produceRound() {
+	t := kl.t
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kl.p.addr()), kgo.DefaultProduceTopic(kl.topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for k := 0; k < 300; k++ {
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprintf("k%03d", k)), Value: []byte(fmt.Sprintf("r%02d-%s", kl.round, strings.Repeat("v", k%40)))})
+	}
+	kl.round++
+	if err := cl.ProduceSync(ctxFor(t, time.Minute), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		kl.produced[r.Offset] = string(r.Key) + "=" + string(r.Value)
+		kl.latest[string(r.Key)] = r.Offset
+		kl.end = max(kl.end, r.Offset)
+	}
+}
+
+// check reads the topic from offset 0: each offset at most once, each
+// record the one produced at its offset, the latest record of every key
+// there; with exact, it reports whether nothing else is left.
+func (kl *keyedLog) check(exact bool) bool {
+	t := kl.t
+	c, err := kgo.NewClient(kgo.SeedBrokers(kl.p.addr()), kgo.ConsumeTopics(kl.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxFor(t, time.Minute)
+	seen := map[string]int64{}
+	last, n := int64(-1), 0
+	for last < kl.end {
+		fs := c.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed up to offset %d of %d before the timeout", last, kl.end)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
+		for _, r := range fs.Records() {
+			if r.Offset <= last {
+				t.Fatalf("offset %d after %d: a doubled or reordered record", r.Offset, last)
+			}
+			if got := string(r.Key) + "=" + string(r.Value); kl.produced[r.Offset] != got {
+				t.Fatalf("offset %d holds %q, produced %q", r.Offset, got, kl.produced[r.Offset])
+			}
+			last = r.Offset
+			seen[string(r.Key)] = r.Offset
+			n++
+		}
+	}
+	for k, off := range kl.latest {
+		if seen[k] != off {
+			t.Fatalf("key %s: latest record at %d, consumer's last at %d: a lost record", k, off, seen[k])
+		}
+	}
+	return !exact || n == len(kl.latest)
+}
+
 // kill -9 at 20 random instants of cleanings: before each kill a round of
 // overwrites makes the log dirty, the test waits for a cleaning to start
 // (bytes read, the run not finished) and kills at a random moment up to half
@@ -121,85 +202,23 @@ func TestKill9DuringCleaning(t *testing.T) {
 	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	// A slow cleaner (io rate) so that the kills land inside cleanings.
 	p := startProc(t, "metrics.listen="+maddr, "log.cleaner.backoff.ms=20", "log.cleaner.io.max.bytes.per.second=200000")
-	const topic = "compact-kill"
-	// segment.ms rolls the last records out of the active segment, which
-	// is never cleaned, a second after the produce.
-	createCompacted(t, p.addr(), topic, map[string]string{"segment.bytes": "16384", "segment.ms": "1000", "min.cleanable.dirty.ratio": "0.01"})
-	produced := map[int64]string{} // offset -> key=value
-	latest := map[string]int64{}
-	round := 0
-	produceRound := func() {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(p.addr()), kgo.DefaultProduceTopic(topic))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		var recs []*kgo.Record
-		for k := 0; k < 300; k++ {
-			recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprintf("k%03d", k)), Value: []byte(fmt.Sprintf("r%02d-%s", round, strings.Repeat("v", k%40)))})
-		}
-		round++
-		if err := cl.ProduceSync(ctxFor(t, time.Minute), recs...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range recs {
-			produced[r.Offset] = string(r.Key) + "=" + string(r.Value)
-			latest[string(r.Key)] = r.Offset
-		}
-	}
+	kl := newKeyedLog(t, p, "compact-kill")
 	for range 10 {
-		produceRound()
-	}
-	var end int64 // the last offset produced
-	for off := range produced {
-		end = max(end, off)
-	}
-
-	check := func(exact bool) bool {
-		c, err := kgo.NewClient(kgo.SeedBrokers(p.addr()), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		ctx := ctxFor(t, time.Minute)
-		seen := map[string]int64{}
-		last, n := int64(-1), 0
-		for last < end {
-			fs := c.PollFetches(ctx)
-			if ctx.Err() != nil {
-				t.Fatalf("consumed up to offset %d of %d before the timeout", last, end)
-			}
-			fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
-			for _, r := range fs.Records() {
-				if r.Offset <= last {
-					t.Fatalf("offset %d after %d: a doubled or reordered record", r.Offset, last)
-				}
-				if got := string(r.Key) + "=" + string(r.Value); produced[r.Offset] != got {
-					t.Fatalf("offset %d holds %q, produced %q", r.Offset, got, produced[r.Offset])
-				}
-				last = r.Offset
-				seen[string(r.Key)] = r.Offset
-				n++
-			}
-		}
-		for k, off := range latest {
-			if seen[k] != off {
-				t.Fatalf("key %s: latest record at %d, consumer's last at %d: a lost record", k, off, seen[k])
-			}
-		}
-		return !exact || n == len(latest)
+		kl.produceRound()
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	for kill := range 20 {
-		produceRound()
-		for off := range produced {
-			end = max(end, off)
-		}
+		kl.produceRound()
 		// Kill while a cleaning is under way: bytes read, the run not done.
+		// A run that ends meanwhile moves the baseline to after it.
 		read, runs := metricValue(t, maddr, "strata_log_cleaner_read_bytes_total"), metricValue(t, maddr, "strata_log_cleaner_runs_total")
 		if !wait.Until(30*time.Second, func() bool {
-			return metricValue(t, maddr, "strata_log_cleaner_read_bytes_total") > read &&
-				metricValue(t, maddr, "strata_log_cleaner_runs_total") == runs
+			r, n := metricValue(t, maddr, "strata_log_cleaner_read_bytes_total"), metricValue(t, maddr, "strata_log_cleaner_runs_total")
+			if n != runs {
+				read, runs = r, n
+				return false
+			}
+			return r > read
 		}) {
 			t.Fatalf("kill %d: no cleaning started within 30 s of a round of overwrites", kill)
 		}
@@ -208,9 +227,50 @@ func TestKill9DuringCleaning(t *testing.T) {
 		t.Logf("kill %d, %v into a cleaning", kill, delay)
 		p.kill9()
 		p.start()
-		check(false)
+		kl.check(false)
 	}
-	if !wait.Until(120*time.Second, func() bool { return check(true) }) {
+	if !wait.Until(120*time.Second, func() bool { return kl.check(true) }) {
+		t.Fatal("the log was not compacted to the latest record of each key")
+	}
+}
+
+// The broker stops (STRATATEST_CRASH_AT, as kill -9 would) at each step of
+// the cleaner's swap: the cleaned files written, the swap manifest written,
+// the first old segment removed, the first cleaned file renamed into place,
+// all renamed, the manifest removed. After each restart the keyed check
+// holds, and the cleaner then finishes compacting the log.
+func TestCleanerSwapCrashPoints(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a long kill -9 test")
+	}
+	p := startProc(t, "log.cleaner.backoff.ms=20")
+	kl := newKeyedLog(t, p, "swap-crash")
+	for _, point := range []string{"clean-cleaned", "clean-manifest", "clean-remove", "clean-rename", "clean-renamed", "clean-done"} {
+		p.stop()
+		p.env = []string{"STRATATEST_CRASH_AT=" + point}
+		p.start()
+		p.env = nil
+		for range 3 {
+			kl.produceRound()
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.wait() }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("the broker did not reach crash point %s", point)
+		}
+		p.mu.Lock()
+		reached := strings.Contains(p.logs.String(), "STRATATEST_CRASH_AT="+point)
+		p.mu.Unlock()
+		if !reached {
+			t.Fatalf("the broker exited, but not at %s", point)
+		}
+		p.start()
+		kl.check(false)
+		t.Logf("%s: the log read back whole after the restart", point)
+	}
+	if !wait.Until(120*time.Second, func() bool { return kl.check(true) }) {
 		t.Fatal("the log was not compacted to the latest record of each key")
 	}
 }

@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratalog/strata/metadata"
 )
 
 // The offsets-topic test: a franz-go group commits offsets (each
@@ -249,4 +254,103 @@ func parseKcatSized(t *testing.T, out []byte) []kcatRecord {
 		recs = append(recs, r)
 	}
 	return recs
+}
+
+// A data directory from before the offsets topic (committed offsets in
+// bbolt) is opened by a broker that dies in the middle of moving them into
+// __consumer_offsets: at the crash point after a group's offsets are in the
+// topic and before they leave bbolt, then by kill -9 at random instants of
+// the move of 2,000 groups. After each restart every group's offsets are
+// there, exactly as committed, and bbolt ends up holding none.
+func TestOffsetsMigrationSurvivesCrashes(t *testing.T) {
+	const groups = 2000
+	p := &proc{t: t, dir: t.TempDir(), port: freePort(t)}
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("broker log:\n%s", p.logs.String())
+		}
+	})
+	meta, err := metadata.Open(filepath.Join(p.dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := meta.CreateTopic(metadata.Topic{Name: "old", ID: [16]byte{7}, Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	want := func(g int, part int32) int64 { return int64(g*10) + int64(part) }
+	for g := range groups {
+		var offs []metadata.OffsetCommit
+		for part := range int32(4) {
+			offs = append(offs, metadata.OffsetCommit{Topic: "old", Partition: part, Offset: want(g, part), LeaderEpoch: -1, CommitTimestamp: now})
+		}
+		if err := meta.CommitOffsets(fmt.Sprintf("g%04d", g), offs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta.Close()
+
+	// The crash point: after the first group's append, before its delete.
+	p.env = []string{"STRATATEST_CRASH_AT=offsets-migrated-group"}
+	p.launch()
+	if err := p.wait(); err == nil {
+		t.Fatal("the broker did not stop at the crash point")
+	}
+	p.env = nil
+	// kill -9 at random instants of the start-up, while the move runs.
+	left := func() int {
+		meta, err := metadata.Open(filepath.Join(p.dir, "meta.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer meta.Close()
+		gs, err := meta.OffsetGroups()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(gs)
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	midway := 0
+	for kill := range 5 {
+		p.launch()
+		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		p.kill9()
+		n := left()
+		t.Logf("kill %d: %d groups left in bbolt", kill, n)
+		if n > 0 && n < groups {
+			midway++
+		}
+	}
+	if midway == 0 {
+		t.Fatal("no kill landed in the middle of the move: the test proves nothing")
+	}
+	p.start()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var names []string
+	for g := range groups {
+		names = append(names, fmt.Sprintf("g%04d", g))
+	}
+	fetched := kadm.NewClient(cl).FetchManyOffsets(ctxFor(t, 2*time.Minute), names...)
+	for g, name := range names {
+		r, ok := fetched[name]
+		if !ok || r.Err != nil {
+			t.Fatalf("group %s: %v", name, r.Err)
+		}
+		for part := range int32(4) {
+			if o, _ := r.Fetched.Lookup("old", part); o.At != want(g, part) {
+				t.Fatalf("group %s old-%d: committed %d, want %d", name, part, o.At, want(g, part))
+			}
+		}
+	}
+	p.stop()
+	if n := left(); n != 0 {
+		t.Fatalf("bbolt still holds the offsets of %d groups", n)
+	}
 }

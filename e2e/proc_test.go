@@ -78,7 +78,9 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 	return w.b.Write(b)
 }
 
-func (p *proc) start() {
+// launch starts strata serve without waiting for it (a broker that exits
+// at a crash point before it listens).
+func (p *proc) launch() {
 	p.t.Helper()
 	args := []string{"serve",
 		"--set", "listeners=PLAINTEXT://" + p.addr(),
@@ -102,6 +104,12 @@ func (p *proc) start() {
 		p.t.Fatal(err)
 	}
 	p.cmd = cmd
+}
+
+// start starts strata serve and waits until it listens.
+func (p *proc) start() {
+	p.t.Helper()
+	p.launch()
 	if !wait.Until(20*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", p.addr(), time.Second)
 		if err == nil {

@@ -48,6 +48,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stratalog/strata/internal/crashpoint"
 )
 
 const (
@@ -673,8 +675,13 @@ func cleanBatch(dec *decoders, b []byte, h BatchHeader, keep func(cleanRecord) b
 	return nb, removed, nil
 }
 
-// cleanStep calls the test hook, if any, after a step of the swap.
+// cleanStep calls the test hook, if any, after a step of the swap; the
+// kill -9 tests stop the process there with STRATATEST_CRASH_AT=clean-<the
+// step's first word> (clean-cleaned, clean-manifest, clean-remove,
+// clean-rename, clean-renamed, clean-done: the first such step).
 func (l *Log) cleanStep(step string) error {
+	kind, _, _ := strings.Cut(step, " ")
+	crashpoint.At("clean-" + kind)
 	if l.cl.hook != nil {
 		return l.cl.hook(step)
 	}
