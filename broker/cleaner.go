@@ -161,7 +161,8 @@ func (c *logCleaner) clean(ctx context.Context, p *partition) bool {
 			m.cleanerBytesWritten.Add(float64(written))
 			c.limit.wait(ctx, read+written)
 		},
-		Ctx: ctx,
+		Ctx:    ctx,
+		Tiered: eff.RemoteStorageEnable && c.s.tier != nil,
 	})
 	m.cleanerRecordsRemoved.Add(float64(st.RecordsRemoved))
 	switch {

@@ -95,6 +95,10 @@ func (s *Server) partitionLogs() []tierapi.PartitionLog {
 				Topic: t.name, TopicID: t.id, Partition: p.index, Log: p.log.Local(),
 				Remote: c.RemoteStorageEnable, CopyDisabled: c.RemoteLogCopyDisable,
 			}
+			if c.Compact() {
+				pl.Compaction = &tierapi.Compaction{MinCompactionLagMs: c.MinCompactionLagMs, MaxCompactionLagMs: c.MaxCompactionLagMs,
+					DeleteRetentionMs: c.DeleteRetentionMs, MinCleanableDirtyRatio: c.MinCleanableDirtyRatio}
+			}
 			if s.clustered() {
 				s.replicatedTierLog(p, &pl)
 			}

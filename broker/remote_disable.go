@@ -43,9 +43,10 @@ const disableRefused = "turning remote.storage.enable from true to false deletes
 	"to keep the remote data readable and stop uploading instead, set remote.storage.enable=true and remote.log.copy.disable=true"
 
 // compactTieredRefused answers cleanup.policy=compact for a topic that
-// tiers: the remote tier cannot compact what it holds yet.
-const compactTieredRefused = "cleanup.policy=compact on a topic with remote.storage.enable=true: Strata does not compact tiered segments yet (tiered compaction comes later); " +
-	"to compact the topic locally, set remote.storage.enable=false and remote.log.delete.on.disable=true in the same request (its remote data is then deleted)"
+// tiers when the request does not say whether it goes on tiering (a
+// compacted topic tiers only if the topic sets remote.storage.enable=true).
+const compactTieredRefused = "cleanup.policy=compact on a topic with remote.storage.enable=true: a compacted topic tiers only if the topic sets remote.storage.enable; " +
+	"to keep tiering it (tiered compaction), set remote.storage.enable=true in the same request; to compact it locally only, set remote.storage.enable=false and remote.log.delete.on.disable=true (its remote data is then deleted)"
 
 // setTopicConfig is registry.setConfig with KIP-950's rules for turning
 // remote storage off.

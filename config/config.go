@@ -54,6 +54,7 @@ type Broker struct {
 	RemoteStorageURL                    string  // remote.storage.url (default file://<log.dirs>/remote)
 	RemoteLogManagerTaskIntervalMs      int64   // remote.log.manager.task.interval.ms (30000)
 	RemoteLogManagerCopyMaxBytesPerSec  int64   // remote.log.manager.copy.max.bytes.per.second (-1 = unlimited)
+	RemoteLogCompactionMaxBytesPerSec   int64   // remote.log.compaction.max.bytes.per.second (Strata's; -1 = unlimited)
 	RemoteFetchMaxWaitMs                int64   // remote.fetch.max.wait.ms (500)
 	RemoteCacheDir                      string  // remote.cache.dir (default <log.dirs>/remote-cache)
 	RemoteCacheMaxBytes                 int64   // remote.cache.max.bytes (1 GiB)
@@ -165,6 +166,9 @@ var brokerFields = map[string]func(b *Broker) string{
 	"remote.log.manager.task.interval.ms": func(b *Broker) string { return i64(b.RemoteLogManagerTaskIntervalMs) },
 	"remote.log.manager.copy.max.bytes.per.second": func(b *Broker) string {
 		return i64(b.RemoteLogManagerCopyMaxBytesPerSec)
+	},
+	"remote.log.compaction.max.bytes.per.second": func(b *Broker) string {
+		return i64(b.RemoteLogCompactionMaxBytesPerSec)
 	},
 	"remote.fetch.max.wait.ms":          func(b *Broker) string { return i64(b.RemoteFetchMaxWaitMs) },
 	"remote.cache.dir":                  func(b *Broker) string { return b.RemoteCacheDir },
@@ -465,6 +469,7 @@ func (l *loader) build() (*Broker, error) {
 		RemoteStorageURL:                    get("remote.storage.url"),
 		RemoteLogManagerTaskIntervalMs:      num("remote.log.manager.task.interval.ms"),
 		RemoteLogManagerCopyMaxBytesPerSec:  num("remote.log.manager.copy.max.bytes.per.second"),
+		RemoteLogCompactionMaxBytesPerSec:   num("remote.log.compaction.max.bytes.per.second"),
 		RemoteFetchMaxWaitMs:                num("remote.fetch.max.wait.ms"),
 		RemoteCacheDir:                      get("remote.cache.dir"),
 		RemoteCacheMaxBytes:                 num("remote.cache.max.bytes"),

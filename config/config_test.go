@@ -425,7 +425,6 @@ func TestValidateTopicConfigs(t *testing.T) {
 		want string
 	}{
 		{map[string]string{"cleanup.policy": "compacted"}, `config: cleanup.policy: "compacted" is not allowed (allowed: delete, compact)`},
-		{map[string]string{"cleanup.policy": "compact", "remote.storage.enable": "true"}, "config: remote.storage.enable: true is not allowed with cleanup.policy=compact: Strata does not compact tiered segments yet (tiered compaction comes later)"},
 		{map[string]string{"min.compaction.lag.ms": "10", "max.compaction.lag.ms": "5"}, "config: min.compaction.lag.ms: 10 is more than max.compaction.lag.ms (5)"},
 		{map[string]string{"min.cleanable.dirty.ratio": "1.5"}, "config: min.cleanable.dirty.ratio: 1.5 is out of range (allowed: 0 to 1)"},
 		{map[string]string{"compression.type": "GZIP"}, `config: compression.type: "GZIP" is not allowed (allowed: uncompressed, zstd, lz4, snappy, gzip, producer)`},
@@ -624,6 +623,18 @@ func TestCompactionConfigs(t *testing.T) {
 	}
 	if top, err := b.Resolve(map[string]string{"cleanup.policy": "compact", "remote.storage.enable": "false"}); err != nil || top.RemoteStorageEnable {
 		t.Fatalf("compact with remote.storage.enable=false: %+v %v", top, err)
+	}
+	// Tiered compaction: the topic asks for it.
+	for _, policy := range []string{"compact", "compact,delete"} {
+		top, err := b.Resolve(map[string]string{"cleanup.policy": policy, "remote.storage.enable": "true", "local.retention.bytes": "0"})
+		if err != nil || !top.RemoteStorageEnable || !top.Compact() {
+			t.Fatalf("%s with remote.storage.enable=true: %+v %v", policy, top, err)
+		}
+	}
+	for _, e := range b.DescribeTopic(map[string]string{"cleanup.policy": "compact", "remote.storage.enable": "true"}) {
+		if e.Name == "remote.storage.enable" && e.Value != "true" {
+			t.Fatalf("DescribeTopic of a tiered compacted topic shows remote.storage.enable=%s", e.Value)
+		}
 	}
 	for _, e := range b.DescribeTopic(map[string]string{"cleanup.policy": "compact"}) {
 		if e.Name == "remote.storage.enable" && e.Value != "false" {

@@ -159,6 +159,7 @@
 //	remote.storage.url                   file://<abs log dir>/remote   a URL with a scheme (file, s3, ...: the remotestore package decides)
 //	remote.log.manager.task.interval.ms  30000                         1 to 9223372036854775807
 //	remote.log.manager.copy.max.bytes.per.second  -1 (unlimited)       -1, or 1 to 9223372036854775807 (KIP-956, Kafka's default is Long.MAX; 0 would stop uploads); dynamic
+//	remote.log.compaction.max.bytes.per.second    -1 (unlimited)       -1, or 1 to 9223372036854775807; remote compaction's downloads and uploads, all partitions together (Strata; see Compaction)
 //	remote.fetch.max.wait.ms             500                           1 to 2147483647
 //	remote.cache.dir                     <log dir>/remote-cache        a directory
 //	remote.cache.max.bytes               1073741824 (1 GiB)            remote.chunk.bytes to 9223372036854775807; the cached chunks' bound (downloads in progress and up to 4 evicted files kept for reuse come on top)
@@ -297,12 +298,30 @@
 // which keeps the latest record of each key, as Kafka's does. With compact
 // alone retention.ms and retention.bytes do not apply; with compact,delete
 // both do. A produce of a record without a key to a compacted topic is
-// refused with INVALID_RECORD. Tiered compaction comes later: a topic whose
-// cleanup.policy includes compact does not tier (remote.storage.enable is
-// false for it unless set on the topic, and setting it to true there is
-// refused with INVALID_CONFIG); changing a tiering topic to compact is
-// refused unless the same request sets remote.storage.enable=false (with
-// remote.log.delete.on.disable=true, KIP-950's rule).
+// refused with INVALID_RECORD. A topic whose cleanup.policy includes compact
+// tiers only if the topic sets remote.storage.enable=true (the broker default
+// does not apply to it, so compacted topics made before tiered compaction
+// stay local); changing a tiering topic to compact needs the same request to
+// say remote.storage.enable: true to keep tiering (tiered compaction), or
+// false with remote.log.delete.on.disable=true (KIP-950's rule).
+//
+// Tiered compaction (no Kafka release has it; KIP-1272 is a proposal): a
+// compacted topic uploads a closed segment only once it is older than
+// min.compaction.lag.ms and the local cleaner has cleaned it once (or its
+// oldest record is older than max.compaction.lag.ms), and the local cleaner
+// never rewrites a segment uploaded or being uploaded. The tier then
+// compacts its remote part in the background (package tier, compact.go):
+// when the remote part's dirty ratio reaches min.cleanable.dirty.ratio it
+// rewrites the remote segments under fresh keys, dropping every record whose
+// key has a newer one, remote or local, and tombstones older than
+// delete.retention.ms.
+//
+// Remote compaction's key map takes log.cleaner.dedupe.buffer.size, as one
+// cleaner thread's map would; remote.log.compaction.max.bytes.per.second
+// (Strata's own key, Kafka has none; default -1, unlimited; 0 refused)
+// bounds the bytes it downloads and uploads, all partitions together. It
+// runs on a single broker only: in a cluster a compacted topic tiers but its
+// remote part is not compacted yet.
 //
 //	broker key                             default                   allowed
 //	log.cleaner.enable                     true                      true, false

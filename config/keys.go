@@ -290,6 +290,13 @@ var brokerSpecs = []*spec{
 		}
 		return ""
 	}).dynamicBroker(),
+	longKey("remote.log.compaction.max.bytes.per.second", -1, -1, "Remote compaction's bandwidth limit, bytes downloaded and uploaded, all partitions together (Strata's own key); -1: unlimited.").
+		allow("-1 (unlimited) or 1 to 9223372036854775807").checked(func(v string) string {
+		if v == "0" {
+			return "0 would stop remote compaction"
+		}
+		return ""
+	}),
 	intKey("remote.fetch.max.wait.ms", 500, 1, maxInt32, "Longest a fetch served from the remote tier waits for its data."),
 	stringKey("remote.cache.dir", "", "Directory of the remote chunk cache; default <log dir>/remote-cache."),
 	longKey("remote.cache.max.bytes", 1<<30, 1, "Bound of the cached chunks on disk (downloads in progress and up to 4 evicted files kept for reuse come on top); at least remote.chunk.bytes."),

@@ -106,14 +106,11 @@ func (b *Broker) resolve(overrides map[string]string, origins map[string]string)
 		e.Origin = origins[key]
 		return Topic{}, e
 	}
-	if t.Compact() {
-		// The remote tier holds segments as uploaded; it cannot compact them
-		// yet. A compacted topic keeps its log local: remote.storage.enable
-		// is false unless the topic sets it, and setting it true is refused.
-		if overrides["remote.storage.enable"] != "" && s["remote.storage.enable"] == "true" {
-			e := valueError("remote.storage.enable", "true", "true is not allowed with cleanup.policy=%s: Strata does not compact tiered segments yet (tiered compaction comes later); a compacted topic keeps its log local (allowed: false)", t.CleanupPolicy)
-			return Topic{}, e
-		}
+	if t.Compact() && overrides["remote.storage.enable"] == "" {
+		// A compacted topic tiers only if the topic says so: the broker
+		// default (true in Strata) would otherwise start uploading every
+		// compacted topic, __consumer_offsets-like ones included, that was
+		// local before tiered compaction existed.
 		t.RemoteStorageEnable = false
 	}
 	if t.RemoteStorageEnable {
@@ -209,7 +206,7 @@ func (b *Broker) DescribeTopic(overrides map[string]string) []Entry {
 		}
 		out = append(out, e)
 	}
-	// A compacted topic does not tier unless the topic says so (resolve).
+	// A compacted topic tiers only if the topic says so (resolve).
 	policy, remote := -1, -1
 	for i, e := range out {
 		switch e.Name {
@@ -221,7 +218,7 @@ func (b *Broker) DescribeTopic(overrides map[string]string) []Entry {
 	}
 	if policy >= 0 && remote >= 0 && policyHas(out[policy].Value, "compact") && out[remote].Source != SourceTopic {
 		out[remote].Value = "false"
-		out[remote].Doc += " A topic whose cleanup.policy includes compact does not tier."
+		out[remote].Doc += " A topic whose cleanup.policy includes compact tiers only if the topic sets remote.storage.enable=true."
 	}
 	return out
 }

@@ -74,6 +74,12 @@ type CleanConfig struct {
 	// Ctx, if set, stops the cleaning between segments when done; nothing
 	// is swapped in then.
 	Ctx context.Context
+	// Tiered: the topic tiers (remote.storage.enable). Segments below the
+	// tier floor are the tier's and are not rewritten; while the floor is
+	// unknown (after a restart, before the tier's first look) nothing is
+	// cleaned (clean_tier.go). Tombstones are kept: remote compaction
+	// removes them.
+	Tiered bool
 }
 
 // CleanStats says what a Clean did.
@@ -118,6 +124,10 @@ type cleanerState struct {
 	run  sync.Mutex // one Clean at a time
 	ck   atomic.Pointer[cleanCheckpoint]
 	hook func(step string) error // tests: fail at a step of the swap
+
+	// The tier floor (clean_tier.go): written under Log.wr, read anywhere.
+	tierFloor      atomic.Int64
+	tierFloorKnown atomic.Bool
 }
 
 // tombstoneExpired reports whether the record at off has been in the clean
@@ -207,7 +217,8 @@ func cleanableCount(vs []segView, minLagMs, nowMs int64) int {
 	return n
 }
 
-// CleanState reports the log's clean and dirty parts as of now.
+// CleanState reports the log's clean and dirty parts as of now; the
+// segments below the tier floor (clean_tier.go) are in neither.
 func (l *Log) CleanState(minCompactionLagMs int64, now time.Time) CleanState {
 	vs, err := l.views()
 	if err != nil {
@@ -215,13 +226,21 @@ func (l *Log) CleanState(minCompactionLagMs int64, now time.Time) CleanState {
 	}
 	defer releaseViews(vs)
 	ck := l.checkpoint()
-	first := max(ck.firstDirty, vs[0].s.base)
+	floor, _ := l.TierFloor()
+	first := max(ck.firstDirty, vs[0].s.base, floor)
 	n := cleanableCount(vs, minCompactionLagMs, now.UnixMilli())
 	s := CleanState{FirstDirtyOffset: first, CleanableEnd: vs[n].s.base, FirstDirtyTimestamp: -1}
 	if ck.lastCleaned > 0 {
 		s.LastCleaned = time.UnixMilli(ck.lastCleaned)
 	}
 	for _, v := range vs[:n] {
+		if v.st.next <= floor {
+			// The tier's (uploaded or being uploaded): not the local
+			// cleaner's to rewrite, so not in its ratio either, or a
+			// large local copy of the remote part would hold back the
+			// cleaning, and so the uploads, of what follows.
+			continue
+		}
 		if v.st.next <= first {
 			s.CleanBytes += v.st.size
 			continue
@@ -310,10 +329,20 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	defer releaseViews(vs)
 	nowMs := cc.Now.UnixMilli()
 	ck := l.checkpoint()
-	firstDirty := max(ck.firstDirty, vs[0].s.base)
+	floor, ok := l.cleanFloor(cc.Tiered)
+	if !ok {
+		return false, nil
+	}
+	// The rewrite starts at the first segment wholly at or above the tier
+	// floor: below it the segments are the tier's.
+	j := 0
+	for j < len(vs)-1 && vs[j].s.base < floor {
+		j++
+	}
+	firstDirty := max(ck.firstDirty, vs[j].s.base)
 	n := cleanableCount(vs, cc.MinCompactionLagMs, nowMs)
 	end := vs[n].s.base
-	if n == 0 || firstDirty >= end {
+	if n <= j || firstDirty >= end {
 		return false, nil
 	}
 	throttle := func(read, written int64) {
@@ -327,8 +356,7 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	defer dec.close()
 	m := newOffsetMap(offsetMapSlots(cc.DedupeBufferBytes, end-firstDirty))
 	mapEnd := end
-	all := func(BatchHeader) bool { return true }
-	for _, v := range vs[:n] {
+	for _, v := range vs[j:n] {
 		if v.st.next <= firstDirty || mapEnd < end {
 			continue
 		}
@@ -339,72 +367,41 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 		if firstDirty > v.s.base {
 			pos = lookupOffset(v.idx, uint32(firstDirty-v.s.base))
 		}
-		err := forEachBatch(v.s.f, pos, v.st.size, all, func(_ int64, h BatchHeader, b []byte) (bool, error) {
-			if h.Control() || h.lastOffset() < firstDirty {
-				return true, nil
-			}
-			recs, err := cleanDecode(&dec, b, h)
-			if err != nil {
-				return false, fmt.Errorf("%w: batch at offset %d: %v", ErrCorruptBatch, h.BaseOffset, err)
-			}
-			err = forEachCleanRecord(recs, h.BaseOffset, func(r cleanRecord) bool {
-				if r.offset < firstDirty || !r.hasKey {
-					return true
-				}
-				if !m.put(r.key, r.offset) {
-					mapEnd = r.offset
-					return false
-				}
-				return true
-			})
-			return err == nil && mapEnd == end, err
-		})
+		full, err := mapKeys(&dec, m, v.s.f, pos, v.st.size, firstDirty, end)
 		if err != nil {
 			return false, fmt.Errorf("clean %q: %w", v.s.logPath, err)
+		}
+		if full >= 0 {
+			mapEnd = full
 		}
 		stats.BytesRead += v.st.size - pos
 		throttle(v.st.size-pos, 0)
 	}
 
-	// The segments to rewrite: from the start of the log to the map's end.
-	k := 0
+	// The segments to rewrite: from the first not the tier's to the map's end.
+	k := j
 	for k < n && vs[k].s.base < mapEnd {
 		k++
 	}
-	lastOf := make(map[int64]int64) // producer id -> last offset of its last batch
-	l.wr.Lock()
-	cfg := l.wr.cfg
-	for pid, e := range l.wr.producers {
-		if e.n > 0 {
-			lastOf[pid] = e.batches[e.n-1].lastOff
-		}
-	}
-	l.wr.Unlock()
-	keep := func(r cleanRecord) bool {
-		switch {
-		case r.offset >= mapEnd:
-			return true
-		case !r.hasKey:
-			return false
-		case m.get(r.key) > r.offset:
-			return false
-		case r.tombstone:
-			return !ck.tombstoneExpired(r.offset, nowMs, cc.DeleteRetentionMs)
-		}
-		return true
-	}
+	lastOf, cfg := l.producerLastOffsets()
+	// A tiered log keeps its tombstones locally: an older record of the key
+	// may be in the remote tier, which only remote compaction, seeing both,
+	// may drop along with the tombstone.
+	keep := keepRule(m, mapEnd, func(off int64) bool {
+		return !cc.Tiered && ck.tombstoneExpired(off, nowMs, cc.DeleteRetentionMs)
+	})
 
 	cw := &cleanedWriter{l: l, cfg: cfg, stats: stats, throttle: throttle, ctx: cc.Ctx}
-	if err := cw.write(vs[:k], &dec, keep, lastOf); err != nil {
+	if err := cw.write(vs[j:k], &dec, keep, lastOf); err != nil {
 		cw.discard()
 		return false, err
 	}
 	out := cw.done
 	stats.Passes++
-	stats.SegmentsBefore += k
+	stats.SegmentsBefore += k - j
 	stats.SegmentsAfter += len(out)
 
-	swapped, err := l.swapCleaned(vs[:k], out)
+	swapped, err := l.swapCleaned(vs[j:k], out)
 	if err != nil || !swapped {
 		return false, err
 	}
@@ -413,8 +410,75 @@ func (l *Log) cleanPass(cc CleanConfig, stats *CleanStats) (more bool, err error
 	if err := writeFileAtomic(filepath.Join(l.dir, cleanerCheckpointFile), nck.encode()); err != nil {
 		l.logger.Warn("cannot write cleaner checkpoint", "dir", l.dir, "err", err)
 	}
-	l.logger.Debug("cleaned log", "dir", l.dir, "segments", k, "into", len(out), "firstDirty", mapEnd)
+	l.logger.Debug("cleaned log", "dir", l.dir, "segments", k-j, "into", len(out), "firstDirty", mapEnd)
 	return mapEnd < end, nil
+}
+
+// mapKeys puts into m the key of every keyed record of f's batches between
+// positions pos and size whose offset is in [from, upTo), as its latest
+// offset. full is the offset of the first record that did not fit (the map
+// stops there), -1 if all did.
+func mapKeys(dec *decoders, m *offsetMap, f *os.File, pos, size, from, upTo int64) (full int64, err error) {
+	full = -1
+	all := func(BatchHeader) bool { return true }
+	err = forEachBatch(f, pos, size, all, func(_ int64, h BatchHeader, b []byte) (bool, error) {
+		if h.BaseOffset >= upTo {
+			return false, nil
+		}
+		if h.Control() || h.lastOffset() < from {
+			return true, nil
+		}
+		recs, err := cleanDecode(dec, b, h)
+		if err != nil {
+			return false, fmt.Errorf("%w: batch at offset %d: %v", ErrCorruptBatch, h.BaseOffset, err)
+		}
+		err = forEachCleanRecord(recs, h.BaseOffset, func(r cleanRecord) bool {
+			if r.offset < from || r.offset >= upTo || !r.hasKey {
+				return true
+			}
+			if !m.put(r.key, r.offset) {
+				full = r.offset
+				return false
+			}
+			return true
+		})
+		return err == nil && full < 0, err
+	})
+	return full, err
+}
+
+// producerLastOffsets returns, per producer id, the last offset of its last
+// batch (the batch the cleaner keeps even emptied), and the log's config.
+func (l *Log) producerLastOffsets() (map[int64]int64, Config) {
+	lastOf := make(map[int64]int64)
+	l.wr.Lock()
+	defer l.wr.Unlock()
+	for pid, e := range l.wr.producers {
+		if e.n > 0 {
+			lastOf[pid] = e.batches[e.n-1].lastOff
+		}
+	}
+	return lastOf, l.wr.cfg
+}
+
+// keepRule is the cleaner's rule for a record, given the key map of the
+// dirty part up to mapEnd: records from mapEnd on are kept; below it a
+// record without a key goes, one whose key has a later offset goes, and a
+// tombstone goes once expired says so.
+func keepRule(m *offsetMap, mapEnd int64, expired func(off int64) bool) func(cleanRecord) bool {
+	return func(r cleanRecord) bool {
+		switch {
+		case r.offset >= mapEnd:
+			return true
+		case !r.hasKey:
+			return false
+		case m.get(r.key) > r.offset:
+			return false
+		case r.tombstone:
+			return !expired(r.offset)
+		}
+		return true
+	}
 }
 
 // cleanedWriter writes the cleaned copy of a run of segments as new
@@ -624,19 +688,25 @@ func (l *Log) cleanStep(step string) error {
 	return nil
 }
 
-// swapCleaned replaces the segments old (the first ones of the log) by
-// out. swapped is false, and the new files are removed, if the log changed
-// meanwhile (retention deleted one of them). Caller holds cl.run.
+// swapCleaned replaces the run of closed segments old by out. swapped is
+// false, and the new files are removed, if the log changed meanwhile
+// (retention deleted one of them) or the tier pinned one of them
+// (clean_tier.go: the floor is read under l.wr, which PinForUpload takes).
+// Caller holds cl.run.
 func (l *Log) swapCleaned(old []segView, out []*segment) (swapped bool, err error) {
 	l.wr.Lock()
 	defer l.wr.Unlock()
 	discard := func() { discardCleaned(out) }
 	l.mu.RLock()
-	same := !l.mu.closed && len(l.mu.segs) > len(old)
+	at := slices.IndexFunc(l.mu.segs, func(s *segment) bool { return s == old[0].s })
+	same := !l.mu.closed && at >= 0 && len(l.mu.segs) > at+len(old)
 	for i := 0; same && i < len(old); i++ {
-		same = l.mu.segs[i] == old[i].s
+		same = l.mu.segs[at+i] == old[i].s
 	}
 	l.mu.RUnlock()
+	if floor, _ := l.TierFloor(); old[0].s.base < floor {
+		same = false // the tier pinned a segment of the run
+	}
 	if !same || l.wr.err != nil {
 		discard()
 		return false, nil
@@ -675,7 +745,9 @@ func (l *Log) swapCleaned(old []segView, out []*segment) (swapped bool, err erro
 		return fail(err)
 	}
 	l.mu.Lock()
-	l.mu.segs = append(out, l.mu.segs[len(old):]...)
+	segs := slices.Clone(l.mu.segs[:at])
+	segs = append(segs, out...)
+	l.mu.segs = append(segs, l.mu.segs[at+len(old):]...)
 	l.mu.Unlock()
 	for _, v := range old {
 		v.s.release() // the log's reference; readers' slices keep the files open

@@ -112,6 +112,9 @@ func deleteTopicTx(tx *bolt.Tx, t Topic, nowMs int64) (TopicDeletion, error) {
 // index to the deleted index under the deletion id; it reports whether
 // there was any.
 func moveRemoteIndex(tx *bolt.Tx, name string, id [16]byte) (bool, error) {
+	if err := dropCompactionState(tx, name); err != nil {
+		return false, err
+	}
 	idx := tx.Bucket(bucketRemoteIndex)
 	moved := tx.Bucket(bucketDeletedRemote)
 	prefix := topicPrefix(name)

@@ -32,6 +32,19 @@
 //
 //	broker_configs  "broker/" entity (a broker id, or "" for the default) -> value{dynamic broker configs}
 //
+// Remote compaction (compaction.go) adds two top-level buckets:
+//
+//	remote_compaction     topic 0x00 partition(u32 BE) -> value{RemoteCompaction}
+//	remote_cleaned        topic 0x00 partition(u32 BE) -> value{remote cleaned-up-to offset}
+//
+// remote_compaction holds a partition's remote compaction in progress
+// (COMPACT_STARTED, COMPACT_SWITCHED), remote_cleaned the offset below which
+// its remote part has been compacted; moving a topic's remote index away
+// (deletion, disablement) drops both. A RemoteCompaction value is
+//
+//	state u8 | cleaned up to i64 | nold uvarint | (RemoteSegment value str)* |
+//	nnew uvarint | (RemoteSegment value str)*
+//
 // DeleteTopic moves a topic's remote_index buckets to deleted_remote_index
 // and records the TopicDeletion in the transaction that removes the topic:
 // deleting is one committed decision, and the cleanup that follows (the

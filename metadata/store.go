@@ -41,7 +41,7 @@ var (
 	keyNextID = []byte("next")
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketPartitions, bucketProducerIDs, bucketGroupOffsets, bucketRemoteIndex,
-		bucketTopicDeletions, bucketDeletedRemote}
+		bucketTopicDeletions, bucketDeletedRemote, bucketRemoteCompaction, bucketRemoteCleaned}
 )
 
 // Store is the broker's bbolt database. Safe for concurrent use.

@@ -23,6 +23,9 @@ var (
 // PartitionLog is what the tier needs of one partition (see tierapi).
 type PartitionLog = tierapi.PartitionLog
 
+// Compaction is a compacted topic's settings (see tierapi).
+type Compaction = tierapi.Compaction
+
 // Config holds the tiering manager's settings, resolved from the broker's
 // configuration. New applies the default named beside each field whose zero
 // value would be meaningless.
@@ -49,6 +52,13 @@ type Config struct {
 	// CopyMaxBytesPerSecond limits upload bandwidth, all uploads together
 	// (remote.log.manager.copy.max.bytes.per.second; <= 0: unlimited).
 	CopyMaxBytesPerSecond int64
+	// CompactMaxBytesPerSecond limits remote compaction's bandwidth, bytes
+	// downloaded and uploaded, all partitions together
+	// (remote.log.compaction.max.bytes.per.second, Strata's; <= 0: unlimited).
+	CompactMaxBytesPerSecond int64
+	// CompactDedupeBufferBytes bounds remote compaction's key map
+	// (log.cleaner.dedupe.buffer.size; <= 0: localstore's default).
+	CompactDedupeBufferBytes int64
 	// FetchMaxBytesPerSecond limits download bandwidth, all remote reads
 	// together: chunks on a miss, read-ahead and sidecars
 	// (remote.log.manager.fetch.max.bytes.per.second, KIP-956; <= 0: unlimited).

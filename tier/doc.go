@@ -22,7 +22,9 @@
 //  4. applies local retention (local.retention.ms / local.retention.bytes) to
 //     the local closed segments a COPY_FINISHED entry covers, and only those
 //     (local.retention.bytes 0: delete as soon as uploaded);
-//  5. persists the log start offset (metadata SetLogStartOffset) when it moved.
+//  5. persists the log start offset (metadata SetLogStartOffset) when it moved;
+//  6. for a compacted topic, compacts the remote part when its dirty ratio
+//     reached min.cleanable.dirty.ratio (compact.go; not in a cluster yet).
 //
 // After a store error the partition's store work (1-3) waits for an
 // exponential backoff (Config.RetryBackoff doubling to MaxRetryBackoff); the
@@ -119,8 +121,42 @@
 // leaves the topic's manifests alone. remote.log.copy.disable only skips the
 // uploads of a round (and the copy lag): retention goes on.
 //
+// # Compacted topics
+//
+// A compacted topic (PartitionLog.Compaction) uploads a closed segment
+// only once it is older than min.compaction.lag.ms and the local cleaner
+// has cleaned it (or its oldest record passed max.compaction.lag.ms):
+// compactedReady. Before COPY_STARTED the uploader pins the segment in the
+// local log (localstore.Log.PinForUpload): the local cleaner never
+// rewrites a segment at or below a pin, and a pin of a segment the cleaner
+// swapped out fails (the round lists again). Manage sets the log's tier
+// floor from the index, so after a restart the cleaner waits for it.
+//
+// Remote compaction (compact.go) rewrites remote segments without the
+// records a newer record of their key supersedes, remote or local, and
+// without tombstones past delete.retention.ms. Its state machine, beside
+// the entries' (metadata/compaction.go):
+//
+//	(none) --COMPACT_STARTED--> COMPACT_SWITCHED --> (none)
+//	            |
+//	            +-- failed / crashed: new objects deleted, record dropped
+//
+// COMPACT_STARTED is written before the first replacement object and names
+// the old entries and the new ones with their upload ids; the replacements
+// (.log paced by Config.CompactMaxBytesPerSecond, then .idx) are put; the
+// switch is one bbolt transaction: the old entries out, the new ones in as
+// COPY_FINISHED (at the old base and end offsets), the partition's remote
+// cleaned-up-to offset moved, COMPACT_SWITCHED. The old objects and their
+// cached chunks are then deleted and the record dropped. After a crash:
+// before COMPACT_STARTED nothing was written; after it, before the switch,
+// finishPending (New, or the next round) deletes the new objects and drops
+// the record, the old set is whole; after the switch it deletes the old
+// objects, the new set is whole. Reconcile counts the objects a record
+// names as owned, so it never races a compaction in progress.
+//
 // What can still leak is an object whose entry is gone: a roll-back whose
-// delete failed, attempts reported by Recover.
+// delete failed, attempts reported by Recover, the objects of a compaction
+// in progress when its topic was deleted.
 // Reconcile, run every Config.ReconcileInterval, lists the bucket and deletes
 // the tier's keys that no entry owns once they are older than
 // Config.OrphanGrace. Keys that do not parse as the tier's are never touched.
@@ -231,6 +267,13 @@
 //	strata_tier_topic_remote_bytes{topic}    bytes of the topic's COPY_FINISHED segments
 //	strata_tier_topic_read_bytes_total{topic}  bytes downloaded for the topic
 //	strata_tier_topic_dollars_per_day{topic} stored bytes and requests (averaged since start, over at least an hour) at remote.storage.price.*
+//	strata_tier_compaction_runs_total        remote compactions of a partition finished
+//	strata_tier_compaction_errors_total      remote compactions that failed (rolled back or finished later)
+//	strata_tier_compaction_read_bytes_total  remote segment bytes remote compaction filtered
+//	strata_tier_compaction_written_bytes_total  bytes of the replacement segments uploaded
+//	strata_tier_compaction_records_removed_total  records remote compaction removed
+//	strata_tier_compactions_in_progress      partitions being compacted remotely now
+//	strata_tier_compaction_intents           compaction records (COMPACT_STARTED, COMPACT_SWITCHED) not yet settled
 //
 // Every store call of the manager goes through one decorator (cost.go): it
 // counts the call by the topic its key names and paces downloads (chunks,

@@ -59,6 +59,16 @@ func newView(segs []metadata.RemoteSegment) *view {
 	return v
 }
 
+// tierFloor is one past the highest offset any entry holds, whatever its
+// state (0: none): the local cleaner must not rewrite below it.
+func (v *view) tierFloor() int64 {
+	f := int64(0)
+	for _, s := range v.segs {
+		f = max(f, s.EndOffset+1)
+	}
+	return f
+}
+
 // partState is one partition's state in the manager.
 type partState struct {
 	key tp
@@ -116,7 +126,12 @@ type Manager struct {
 	limiter   *tokenBucket // uploads (the copy limit); its rate may be unlimited
 	// fetchLimiter paces downloads (the fetch limit), in the metered store.
 	fetchLimiter *tokenBucket
-	costs        *costs
+	// compactLimiter paces remote compaction (compact.go); nil: unlimited.
+	compactLimiter *tokenBucket
+	// compactHook, tests only, is called after each step of a remote
+	// compaction; an error stops it there (errCompactCrash: as a crash).
+	compactHook func(step string) error
+	costs       *costs
 	// pending counts the remote reads in progress (serve), bounded by
 	// Config.ReaderMaxPendingTasks.
 	pending  atomic.Int64
@@ -202,6 +217,12 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 	}
 	m.stopWatch = health.Watch(m.onHealth)
 	m.limiter = newTokenBucket(cfg.CopyMaxBytesPerSecond)
+	if cfg.CompactMaxBytesPerSecond > 0 {
+		m.compactLimiter = newTokenBucket(cfg.CompactMaxBytesPerSecond)
+	}
+	if err := resetCompactDir(cfg.CacheDir); err != nil {
+		return nil, fmt.Errorf("tier: remote compaction directory: %w", err)
+	}
 	metricsreg.Register(reg, newCostCollector(m))
 	m.viewMu.parts = make(map[tp]*partState)
 	m.jobs.cond = sync.NewCond(&m.jobs)
@@ -222,6 +243,16 @@ func New(cfg Config, store remotestore.Store, meta *metadata.Store, logger *slog
 		ps := m.part(tp{p.Topic, p.Partition})
 		m.setView(ps, segs)
 	}
+	// A partition with a remote compaction in progress is settled below
+	// with the others (finishPending).
+	ctps, err := meta.RemoteCompactions()
+	if err != nil {
+		return nil, fmt.Errorf("tier: cannot load the remote compactions: %w", err)
+	}
+	for _, p := range ctps {
+		m.part(tp{p.Topic, p.Partition})
+	}
+	m.m.compactIntents.Set(float64(len(ctps)))
 	cache, err := chunkcache.New(chunkcache.Config{Dir: cfg.CacheDir, MaxBytes: cfg.CacheMaxBytes, ReadaheadWorkers: cfg.ReaderThreads,
 		Policy: cfg.CachePolicy},
 		store.GetRange, logger, reg)
@@ -423,6 +454,9 @@ func (m *Manager) deleteObjects(ctx context.Context, key tp, seg metadata.Remote
 // ones. Called with no upload of the partition in progress: at start-up, or
 // at the start of a round (holding opMu).
 func (m *Manager) finishPending(ctx context.Context, ps *partState) error {
+	if err := m.finishCompaction(ctx, ps, true); err != nil {
+		return err
+	}
 	for _, seg := range m.viewOf(ps).segs {
 		switch seg.State {
 		case metadata.CopyStarted:

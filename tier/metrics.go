@@ -32,6 +32,14 @@ type metrics struct {
 	learnLists      prometheus.Counter
 	learnGets       prometheus.Counter
 	learnSuperseded prometheus.Counter
+	// Remote compaction (compact.go).
+	compactRuns    prometheus.Counter
+	compactErrors  prometheus.Counter
+	compactRead    prometheus.Counter
+	compactWritten prometheus.Counter
+	compactRemoved prometheus.Counter
+	compactActive  prometheus.Gauge
+	compactIntents prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -63,6 +71,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		learnLists:       counter("learn_lists_total", "Partition prefixes listed to learn the remote index from the bucket (cluster replicas)."),
 		learnGets:        counter("learn_sidecar_gets_total", "Sidecars downloaded to learn remote segments from the bucket (cluster replicas)."),
 		learnSuperseded:  counter("superseded_segments_total", "Remote segments a leader deleted because a higher leader epoch's covers the same offsets."),
+		compactRuns:      counter("compaction_runs_total", "Remote compactions of a partition finished."),
+		compactErrors:    counter("compaction_errors_total", "Remote compactions of a partition that failed (rolled back or finished later)."),
+		compactRead:      counter("compaction_read_bytes_total", "Remote segment bytes remote compaction filtered."),
+		compactWritten:   counter("compaction_written_bytes_total", "Bytes of the replacement segments remote compaction uploaded."),
+		compactRemoved:   counter("compaction_records_removed_total", "Records remote compaction removed."),
+		compactActive:    gauge("compactions_in_progress", "Partitions whose remote part is being compacted now."),
+		compactIntents:   gauge("compaction_intents", "Remote compaction records (COMPACT_STARTED, COMPACT_SWITCHED) not yet settled."),
 		fetchSeconds: metricsreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    ns + "remote_fetch_seconds",
 			Help:    "Latency of a read served from the remote tier.",

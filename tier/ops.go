@@ -116,7 +116,7 @@ func (m *Manager) ledAndLearned(key tp) bool {
 // reconcile is Reconcile limited to the partitions only accepts (nil: all).
 func reconcile(ctx context.Context, store remotestore.Store, meta *metadata.Store, grace time.Duration, dryRun bool, only func(tp) bool) ([]string, error) {
 	now := time.Now()
-	owners := make(map[tp]map[int64]string) // base -> upload id
+	owners := make(map[tp]map[owned]bool)
 	var orphans []string
 	err := store.List(ctx, "", func(info remotestore.ObjectInfo) error {
 		n, ok := parseKey(info.Key)
@@ -129,17 +129,13 @@ func reconcile(ctx context.Context, store remotestore.Store, meta *metadata.Stor
 		}
 		own, seen := owners[key]
 		if !seen {
-			segs, err := meta.RemoteSegments(n.Topic, n.Partition)
-			if err != nil {
+			var err error
+			if own, err = ownedKeys(meta, key); err != nil {
 				return err
-			}
-			own = make(map[int64]string, len(segs))
-			for _, s := range segs {
-				own[s.BaseOffset] = s.UploadID
 			}
 			owners[key] = own
 		}
-		if own[n.Base] != n.UploadID {
+		if !own[owned{n.Base, n.UploadID}] {
 			orphans = append(orphans, info.Key)
 		}
 		return nil
@@ -156,11 +152,11 @@ func reconcile(ctx context.Context, store remotestore.Store, meta *metadata.Stor
 	var deleted []string
 	for _, k := range orphans {
 		n, _ := parseKey(k)
-		seg, found, err := meta.FloorRemoteSegment(n.Topic, n.Partition, n.Base)
+		own, err := ownedKeys(meta, tp{n.Topic, n.Partition})
 		if err != nil {
 			return deleted, err
 		}
-		if found && seg.BaseOffset == n.Base && seg.UploadID == n.UploadID {
+		if own[owned{n.Base, n.UploadID}] {
 			continue
 		}
 		if err := store.Delete(ctx, k); err != nil {
@@ -169,6 +165,37 @@ func reconcile(ctx context.Context, store remotestore.Store, meta *metadata.Stor
 		deleted = append(deleted, k)
 	}
 	return deleted, nil
+}
+
+// owned names an upload attempt's objects: its base offset and upload id.
+type owned struct {
+	base     int64
+	uploadID string
+}
+
+// ownedKeys returns the attempts the partition's records own: its index
+// entries, whatever their state, and the objects its remote compaction in
+// progress names (compact.go): the replacements while COMPACT_STARTED, the
+// replaced segments once COMPACT_SWITCHED.
+func ownedKeys(meta *metadata.Store, key tp) (map[owned]bool, error) {
+	segs, err := meta.RemoteSegments(key.topic, key.partition)
+	if err != nil {
+		return nil, err
+	}
+	own := make(map[owned]bool, len(segs))
+	for _, s := range segs {
+		own[owned{s.BaseOffset, s.UploadID}] = true
+	}
+	c, ok, err := meta.RemoteCompaction(key.topic, key.partition)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		for _, s := range append(append([]metadata.RemoteSegment{}, c.Old...), c.New...) {
+			own[owned{s.BaseOffset, s.UploadID}] = true
+		}
+	}
+	return own, nil
 }
 
 // RecoverReport says what Recover did.

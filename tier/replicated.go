@@ -68,7 +68,7 @@ func (m *Manager) followerShouldLearn(ps *partState, pl PartitionLog) bool {
 	if !pl.Remote && len(m.viewOf(ps).segs) == 0 {
 		return false
 	}
-	return len(eligible(pl, m.viewOf(ps).highest)) > 0
+	return len(eligible(pl, m.viewOf(ps).highest, m.cfg.Now())) > 0
 }
 
 // bucketAttempt is one upload attempt found under a partition's prefix.

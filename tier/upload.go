@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -36,7 +37,7 @@ func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 		ps *partState
 		pl PartitionLog
 	}
-	var lag []lagged
+	var lag, floors []lagged
 	for _, pl := range parts {
 		if pl.Log == nil || m.jobs.forgotten[pl.TopicID] {
 			continue
@@ -48,6 +49,9 @@ func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 		ps.log, ps.hasLog, ps.topicID = pl, true, pl.TopicID
 		if ps.deleted {
 			continue
+		}
+		if pl.Remote && pl.Compaction != nil {
+			floors = append(floors, lagged{ps, pl})
 		}
 		lag = append(lag, lagged{ps, pl})
 		if ps.queued {
@@ -62,6 +66,12 @@ func (m *Manager) Manage(ctx context.Context, parts []PartitionLog) {
 	m.jobs.cond.Broadcast()
 	m.jobs.Unlock()
 
+	// What the index holds is the tier's: the local cleaner leaves it alone
+	// (localstore's tier floor, clean_tier.go). Outside the jobs lock: the
+	// floor takes the log's writer lock.
+	for _, f := range floors {
+		f.pl.Log.SetTierFloor(m.viewOf(f.ps).tierFloor())
+	}
 	for _, l := range lag {
 		m.updateLag(l.ps, l.pl)
 	}
@@ -144,6 +154,9 @@ func (m *Manager) round(ps *partState) {
 			if err == nil {
 				err = m.remoteRetention(ctx, ps)
 			}
+			if err == nil && pl.Remote && pl.Compaction != nil {
+				err = m.compactRemote(ctx, ps, pl)
+			}
 		}
 		if err == nil {
 			m.m.retentionPasses.Inc()
@@ -195,19 +208,47 @@ func (m *Manager) noteResult(ps *partState, err error) {
 // offset order. The first may begin at or below highest: a new leader's
 // segments are cut where its own log rolled, not where the old leader's
 // were, and upload copies such a segment from its first batch above highest.
-func eligible(pl PartitionLog, highest int64) []localstore.SegmentInfo {
+//
+// Of a compacted topic only the leading segments that are ready are
+// eligible (compactedReady): uploads go in offset order.
+func eligible(pl PartitionLog, highest int64, now time.Time) []localstore.SegmentInfo {
 	limit := pl.Log.LogEndOffset()
 	if pl.HighWatermark != nil {
 		limit = min(limit, pl.HighWatermark())
+	}
+	cleaned := int64(-1)
+	if pl.Compaction != nil {
+		cleaned = pl.Log.CleanedUpTo()
 	}
 	var out []localstore.SegmentInfo
 	for _, s := range pl.Log.Segments() {
 		if s.Active || s.Size == 0 || s.NextOffset > limit || s.NextOffset-1 <= highest {
 			continue
 		}
+		if pl.Compaction != nil && !compactedReady(pl.Compaction, s, cleaned, now) {
+			break
+		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// compactedReady reports whether a compacted topic's closed segment may be
+// uploaded: it is older than min.compaction.lag.ms, and the local cleaner
+// has cleaned it once (cleaned is the cleaner's first dirty offset) or its
+// oldest record is older than max.compaction.lag.ms (a cleaner that cannot
+// keep up does not keep the segment local for ever). What is uploaded is
+// then compacted once, and the remote compaction (compact.go) goes on from
+// there.
+func compactedReady(c *Compaction, s localstore.SegmentInfo, cleaned int64, now time.Time) bool {
+	nowMs := now.UnixMilli()
+	if c.MinCompactionLagMs > 0 && s.MaxTimestamp > nowMs-c.MinCompactionLagMs {
+		return false
+	}
+	if s.NextOffset <= cleaned {
+		return true
+	}
+	return c.MaxCompactionLagMs < math.MaxInt64 && s.FirstTimestamp >= 0 && nowMs-s.FirstTimestamp > c.MaxCompactionLagMs
 }
 
 // uploadEligible uploads the eligible segments one after the other: segment
@@ -215,8 +256,13 @@ func eligible(pl PartitionLog, highest int64) []localstore.SegmentInfo {
 func (m *Manager) uploadEligible(ctx context.Context, ps *partState, pl PartitionLog) error {
 	for {
 		highest := m.viewOf(ps).highest
-		segs := eligible(pl, highest)
+		segs := eligible(pl, highest, m.cfg.Now())
 		if len(segs) == 0 {
+			return nil
+		}
+		if pl.Compaction != nil && !pl.Log.PinForUpload(segs[0].BaseOffset, segs[0].NextOffset, segs[0].Size) {
+			// The cleaner swapped the segment out since the listing: list
+			// again at the next round.
 			return nil
 		}
 		if err := m.upload(ctx, ps, pl, segs[0], highest); err != nil {
@@ -413,7 +459,7 @@ func (m *Manager) updateLag(ps *partState, pl PartitionLog) {
 		oldest   time.Time
 	)
 	if pl.Remote && !pl.CopyDisabled { // with copy disabled nothing waits to be copied
-		for _, s := range eligible(pl, m.viewOf(ps).highest) {
+		for _, s := range eligible(pl, m.viewOf(ps).highest, m.cfg.Now()) {
 			lagBytes += s.Size
 			lagSegs++
 			if !s.RolledAt.IsZero() && (oldest.IsZero() || s.RolledAt.Before(oldest)) {

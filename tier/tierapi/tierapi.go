@@ -48,4 +48,18 @@ type PartitionLog struct {
 	// segments wholly below it are copied, so nothing a new leader could
 	// truncate ever reaches the bucket.
 	HighWatermark func() int64
+
+	// Compaction is the topic's compaction settings if its cleanup.policy
+	// includes compact (nil: not compacted). A compacted topic uploads a
+	// segment only once it is cleaned once, and the tier compacts its
+	// remote part.
+	Compaction *Compaction
+}
+
+// Compaction is a compacted topic's settings, as the tier needs them.
+type Compaction struct {
+	MinCompactionLagMs     int64   // min.compaction.lag.ms
+	MaxCompactionLagMs     int64   // max.compaction.lag.ms
+	DeleteRetentionMs      int64   // delete.retention.ms
+	MinCleanableDirtyRatio float64 // min.cleanable.dirty.ratio
 }
