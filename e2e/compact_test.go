@@ -275,106 +275,132 @@ func TestCleanerSwapCrashPoints(t *testing.T) {
 	}
 }
 
+// kcatKeyed is the kcat workload on a compacted topic: records
+// keyed records over keys keys (kcat -K), a tenth of them tombstones (-Z,
+// empty values), then tail records of fresh keys; it knows what a consumer
+// from offset 0 must read once the log is clean.
+type kcatKeyed struct {
+	t       *testing.T
+	kc      string
+	p       *proc
+	topic   string
+	records int
+	live    []kcatLast // the latest record of each key, in offset order
+	names   map[int]string
+	tails   []string
+}
+
+type kcatLast struct {
+	n    int // the record's index, its offset
+	tomb bool
+}
+
+func newKcatKeyed(t *testing.T, p *proc, topic string, records, keys int) *kcatKeyed {
+	k := &kcatKeyed{t: t, kc: kcat(t), p: p, topic: topic, records: records, names: map[int]string{}}
+	rng := rand.New(rand.NewPCG(11, 12))
+	var in bytes.Buffer
+	in.Grow(records * 16)
+	latest := make(map[string]kcatLast, keys)
+	for i := range records {
+		key := fmt.Sprintf("k%05d", rng.IntN(keys))
+		if rng.IntN(10) == 0 {
+			fmt.Fprintf(&in, "%s:\n", key) // -Z: an empty value is a NULL, a tombstone
+			latest[key] = kcatLast{i, true}
+			continue
+		}
+		fmt.Fprintf(&in, "%s:v%07d\n", key, i)
+		latest[key] = kcatLast{i, false}
+	}
+	k.produce(in.Bytes())
+	for key, l := range latest {
+		k.live = append(k.live, l)
+		k.names[l.n] = key
+	}
+	slices.SortFunc(k.live, func(a, b kcatLast) int { return a.n - b.n })
+	k.tail()
+	return k
+}
+
+func (k *kcatKeyed) produce(b []byte) {
+	runCmd(k.t, 5*time.Minute, b, k.kc, "-b", k.p.addr(), "-P", "-t", k.topic, "-K", ":", "-Z")
+}
+
+// tail produces one record of a fresh key: it rolls what came before out of
+// the active segment (after segment.ms) and makes the log dirty again.
+func (k *kcatKeyed) tail() {
+	k.produce([]byte(fmt.Sprintf("tail%d:end\n", len(k.tails))))
+	k.tails = append(k.tails, fmt.Sprintf("tail%d=end", len(k.tails)))
+}
+
+// want is what kcat must read once the log is clean and delete.retention.ms
+// has passed: one line per live key at its latest value, in offset order,
+// then the tails; no tombstone.
+func (k *kcatKeyed) want() string {
+	var b strings.Builder
+	for _, l := range k.live {
+		if !l.tomb {
+			fmt.Fprintf(&b, "%d %s=v%07d\n", l.n, k.names[l.n], l.n)
+		}
+	}
+	for i, tail := range k.tails {
+		fmt.Fprintf(&b, "%d %s\n", k.records+i, tail)
+	}
+	return b.String()
+}
+
+func (k *kcatKeyed) consume() string {
+	return string(runCmd(k.t, 2*time.Minute, nil, k.kc, "-b", k.p.addr(), "-C", "-t", k.topic, "-o", "beginning", "-e", "-q", "-Z", "-f", "%o %k=%s\n"))
+}
+
+// waitClean reads with kcat until it reads want: the tombstones go at a
+// cleaning after delete.retention.ms, so while only they (or superseded
+// records) are left it produces a tail record every segment.ms to make the
+// log dirty again.
+func (k *kcatKeyed) waitClean(d time.Duration) {
+	var got string
+	if !wait.Until(d, func() bool {
+		if got = k.consume(); got == k.want() {
+			return true
+		}
+		if len(k.tails) < 60 && strings.Count(got, "\n") <= len(k.live)+len(k.tails) {
+			time.Sleep(1100 * time.Millisecond)
+			k.tail()
+		}
+		return false
+	}) {
+		w := k.want()
+		k.t.Fatalf("after cleaning kcat read %d lines, want %d (first difference at line %d)",
+			strings.Count(got, "\n"), strings.Count(w, "\n"), firstDiffLine(got, w))
+	}
+	k.t.Logf("%d records: %d live keys read back", k.records, strings.Count(k.want(), "\n")-len(k.tails))
+}
+
 // The scale: kcat -K produces 1,000,000 keyed records over 10,000
-// keys, a tenth of them tombstones (-Z, empty values), to a compacted topic
-// with small segments, min.cleanable.dirty.ratio 0.01 and a delete.retention.ms
-// of a few seconds. After cleaning, kcat from offset 0 reads exactly one
-// record per live key, its latest value, in offset order, and no tombstone
-// once delete.retention.ms has passed; the log on disk shrinks accordingly.
+// keys, a tenth of them tombstones, to a compacted topic with small
+// segments, min.cleanable.dirty.ratio 0.01 and a delete.retention.ms of a
+// few seconds. After cleaning, kcat from offset 0 reads exactly one record
+// per live key, its latest value, in offset order, and no tombstone once
+// delete.retention.ms has passed; the log on disk shrinks accordingly.
 func TestKcatCompactsAMillionRecords(t *testing.T) {
 	if testing.Short() {
 		t.Skip("produces and compacts 1,000,000 records")
 	}
-	kc := kcat(t)
 	// The cleaner starts off, so that the log's size before cleaning is
 	// measured; the restart turns it on.
 	p := startProc(t, "log.cleaner.enable=false", "log.cleaner.backoff.ms=50")
-	const (
-		topic   = "kcat-compact-1m"
-		records = 1_000_000
-		keys    = 10_000
-	)
+	const topic = "kcat-compact-1m"
 	createCompacted(t, p.addr(), topic, map[string]string{
 		"segment.bytes": "1048576", "segment.ms": "1000",
 		"min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "3000",
 	})
-	rng := rand.New(rand.NewPCG(11, 12))
-	var in bytes.Buffer
-	in.Grow(records * 16)
-	type last struct {
-		n    int // the record's index, its offset
-		tomb bool
-	}
-	latest := make(map[string]last, keys)
-	for i := range records {
-		k := fmt.Sprintf("k%05d", rng.IntN(keys))
-		if rng.IntN(10) == 0 {
-			fmt.Fprintf(&in, "%s:\n", k) // -Z: an empty value is a NULL, a tombstone
-			latest[k] = last{i, true}
-			continue
-		}
-		fmt.Fprintf(&in, "%s:v%07d\n", k, i)
-		latest[k] = last{i, false}
-	}
-	produce := func(b []byte) {
-		runCmd(t, 5*time.Minute, b, kc, "-b", p.addr(), "-P", "-t", topic, "-K", ":", "-Z")
-	}
-	produce(in.Bytes())
-	in = bytes.Buffer{}
-	produce([]byte("tail:end\n"))
+	k := newKcatKeyed(t, p, topic, 1_000_000, 10_000)
 	before := dirBytes(t, p.dir, topic)
-
-	// What a consumer from offset 0 must read once the log is clean: one
-	// line per live key in offset order (tombstones only while they are
-	// inside delete.retention.ms), then the tail records.
-	live := make([]last, 0, len(latest))
-	names := make(map[int]string, len(latest))
-	for k, l := range latest {
-		live = append(live, l)
-		names[l.n] = k
-	}
-	slices.SortFunc(live, func(a, b last) int { return a.n - b.n })
-	want := func(tails ...string) string {
-		var b strings.Builder
-		for _, l := range live {
-			if !l.tomb {
-				fmt.Fprintf(&b, "%d %s=v%07d\n", l.n, names[l.n], l.n)
-			}
-		}
-		for i, tail := range tails {
-			fmt.Fprintf(&b, "%d %s\n", records+i, tail)
-		}
-		return b.String()
-	}
-	consume := func() string {
-		return string(runCmd(t, 2*time.Minute, nil, kc, "-b", p.addr(), "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-Z", "-f", "%o %k=%s\n"))
-	}
-
 	p.stop()
 	p.sets = slices.DeleteFunc(p.sets, func(s string) bool { return s == "log.cleaner.enable=false" })
 	p.start()
-	// The tombstones go at a cleaning after delete.retention.ms: each
-	// produce of a tail record (after the segment.ms roll) makes the log
-	// dirty again, so the cleaner passes once more.
-	var got string
-	tails := []string{"tail=end"}
-	if !wait.Until(4*time.Minute, func() bool {
-		if got = consume(); got == want(tails...) {
-			return true
-		}
-		if len(tails) < 40 && strings.Count(got, "\n") <= len(live)+len(tails) {
-			time.Sleep(1100 * time.Millisecond)
-			produce([]byte(fmt.Sprintf("tail%d:end\n", len(tails))))
-			tails = append(tails, fmt.Sprintf("tail%d=end", len(tails)))
-		}
-		return false
-	}) {
-		w := want(tails...)
-		t.Fatalf("after cleaning kcat read %d lines, want %d (first difference at line %d)",
-			strings.Count(got, "\n"), strings.Count(w, "\n"), firstDiffLine(got, w))
-	}
+	k.waitClean(4 * time.Minute)
 	after := dirBytes(t, p.dir, topic)
-	t.Logf("%d records over %d keys: %d live, log %d bytes before cleaning, %d after", records, keys, strings.Count(want(), "\n"), before, after)
+	t.Logf("log %d bytes before cleaning, %d after", before, after)
 	if after*20 > before {
 		t.Fatalf("the log holds %d bytes after cleaning, %d before: it did not shrink to a twentieth", after, before)
 	}
