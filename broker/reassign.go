@@ -24,6 +24,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/stratalog/strata/cluster"
 )
@@ -85,6 +86,10 @@ func reassignmentError(err error) (int16, *string) {
 		return kerr.InvalidReplicaAssignment.Code, strp(err.Error())
 	case errors.Is(err, cluster.ErrNoReassignmentInProgress):
 		return kerr.NoReassignmentInProgress.Code, nil
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, rpctypes.ErrTimeout), errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail),
+		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost), errors.Is(err, rpctypes.ErrNoLeader):
+		// etcd is electing a leader: the client may retry.
+		return kerr.RequestTimedOut.Code, strp(err.Error())
 	}
 	return kerr.UnknownServerError.Code, strp(err.Error())
 }

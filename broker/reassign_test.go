@@ -2,12 +2,16 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/stratalog/strata/cluster"
 )
 
 // One node is a one-broker cluster: a reassignment to itself has nothing to
@@ -53,5 +57,23 @@ func TestPartitionReassignmentsOneNode(t *testing.T) {
 	lresp, err := list.RequestWith(ctx, tb.client())
 	if err != nil || lresp.ErrorCode != 0 || len(lresp.Topics) != 0 {
 		t.Fatalf("list all: %v %+v", err, lresp)
+	}
+}
+
+// A write that etcd could not commit (an election) is retriable.
+func TestReassignmentErrorCodes(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want int16
+	}{
+		{fmt.Errorf("cluster: cannot reassign x-0: %w", rpctypes.ErrTimeoutDueToLeaderFail), kerr.RequestTimedOut.Code},
+		{fmt.Errorf("cluster: cannot reassign x-0: %w", rpctypes.ErrTimeout), kerr.RequestTimedOut.Code},
+		{fmt.Errorf("%w: broker 9 is not registered", cluster.ErrInvalidAssignment), kerr.InvalidReplicaAssignment.Code},
+		{cluster.ErrNoReassignmentInProgress, kerr.NoReassignmentInProgress.Code},
+		{cluster.ErrUnknownTopic, kerr.UnknownTopicOrPartition.Code},
+	} {
+		if got, _ := reassignmentError(c.err); got != c.want {
+			t.Errorf("%v: code %d, want %d", c.err, got, c.want)
+		}
 	}
 }
