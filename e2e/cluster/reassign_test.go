@@ -27,7 +27,8 @@ import (
 // back and has caught up; then 1 is out of the replicas and the ISR, the
 // leadership moved off it, and its copy is deleted. It then moves to
 // {4,1,2} with the controller killed (kill -9) as the move is written: the
-// next controller completes it. The checker finds nothing lost,
+// next controller completes it; and to {4,1,3} while broker 2 is down: it
+// deletes its copy once back. The checker finds nothing lost,
 // duplicated, divergent or out of order.
 func TestClusterReassignPartition(t *testing.T) {
 	c := start(t, 4, "auto.leader.rebalance.enable=false")
@@ -96,6 +97,19 @@ func TestClusterReassignPartition(t *testing.T) {
 	// killed during the move: on its restart).
 	wait.For(t, time.Minute, "broker 3's copy of "+topic+"-0 deleted", func() bool { return logBytes(c.DataDir(2), topic+"-0") == 0 })
 
+	// {4,1,2} -> {4,1,3} with broker 2 down all along: it deletes its copy
+	// when it is back and sees it is no longer a replica.
+	c.Kill9(1)
+	if err := reassign(t, c, 0, topic, []int32{4, 1, 3}); err != nil {
+		t.Fatalf("reassign %s-0 to [4 1 3]: %v", topic, err)
+	}
+	waitReassigned(t, c, topic, []int32{4, 1, 3})
+	if logBytes(c.DataDir(1), topic+"-0") == 0 {
+		t.Fatal("broker 2's copy is empty before it restarted")
+	}
+	c.Restart(1)
+	wait.For(t, time.Minute, "broker 2's copy of "+topic+"-0 deleted after its restart", func() bool { return logBytes(c.DataDir(1), topic+"-0") == 0 })
+
 	prod, cons, final, err := run.Finish(ctx, checker.ReadConfig{Client: cl})
 	if err != nil {
 		t.Fatal(err)
@@ -121,32 +135,9 @@ func reassignWhileDown(t *testing.T, c *clustertest.Cluster, topic string, i int
 			victim = controllerOf(t, c)
 		}
 		via := (victim + 1) % c.Brokers()
-		req := kmsg.NewPtrAlterPartitionAssignmentsRequest()
-		rt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
-		rt.Topic = topic
-		rp := kmsg.NewAlterPartitionAssignmentsRequestTopicPartition()
-		rp.Partition, rp.Replicas = 0, target
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
 		t.Logf("kill -9 node %d, then reassign %s-0 to %v through node %d", victim+1, topic, target, via+1)
 		c.Kill9(victim)
-		var err error
-		for try := 0; try < 5; try++ {
-			// An etcd election (the victim's member led it) may fail a
-			// write: the same request again.
-			var resp *kmsg.AlterPartitionAssignmentsResponse
-			if err = nodeRequest(c, via, req, &resp); err != nil {
-				continue
-			}
-			rp := resp.Topics[0].Partitions[0]
-			if err = kerr.ErrorForCode(rp.ErrorCode); err == nil || err == kerr.InvalidReplicaAssignment {
-				break
-			}
-			t.Logf("reassign %s-0 to %v: %v", topic, target, err)
-			if rp.ErrorMessage != nil {
-				t.Logf("  %s", *rp.ErrorMessage)
-			}
-		}
+		err := reassign(t, c, via, topic, target)
 		if err == nil {
 			if i < 0 {
 				c.Restart(victim)
@@ -158,6 +149,39 @@ func reassignWhileDown(t *testing.T, c *clustertest.Cluster, topic string, i int
 		}
 		c.Restart(victim) // fenced before the write: again
 	}
+}
+
+// reassign asks node via to reassign topic-0 to target, again while etcd
+// is electing a leader (the write may fail: REQUEST_TIMED_OUT).
+func reassign(t *testing.T, c *clustertest.Cluster, via int, topic string, target []int32) error {
+	t.Helper()
+	req := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+	rt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewAlterPartitionAssignmentsRequestTopicPartition()
+	rp.Partition, rp.Replicas = 0, target
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	var err error
+	for try := 0; try < 5; try++ {
+		var resp *kmsg.AlterPartitionAssignmentsResponse
+		if err = nodeRequest(c, via, req, &resp); err != nil {
+			continue
+		}
+		rp := resp.Topics[0].Partitions[0]
+		if err = kerr.ErrorForCode(rp.ErrorCode); err == nil || err == kerr.InvalidReplicaAssignment {
+			return err
+		}
+		t.Logf("reassign %s-0 to %v: %v (%s)", topic, target, err, deref(rp.ErrorMessage))
+	}
+	return err
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // nodeRequest sends req to node j itself (kgo would send an admin request
