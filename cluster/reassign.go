@@ -86,25 +86,37 @@ func (n *Node) AlterPartitionReassignment(ctx context.Context, tp TP, target []i
 		if err != nil || next == nil {
 			return 0, err
 		}
-		resp, err := n.client.Txn(ctx).If(
-			clientv3.Compare(clientv3.ModRevision(topicKey(tp.Topic)), "=", s.topicRev[tp.Topic]),
-			clientv3.Compare(clientv3.ModRevision(partitionKey(tp)), "=", s.partRev[tp]),
-		).Then(
-			clientv3.OpPut(topicKey(tp.Topic), topicValue(*next)),
-			clientv3.OpPut(partitionKey(tp), stateValue(nst)),
-		).Commit()
-		if err != nil {
-			return 0, fmt.Errorf("cluster: cannot reassign %s: %w", tp, err)
+		rev, ok, err := n.putReassignment(ctx, s, tp, *next, nst)
+		if err != nil || ok {
+			return rev, err
 		}
-		if resp.Succeeded {
-			n.log.Info("cluster: partition reassignment written", "partition", tp.String(), "target", target, "replicas", next.Replicas[tp.Partition])
-			n.logChange(tp, nst)
-			return resp.Header.Revision, nil
-		}
-		if err := n.view.WaitRev(ctx, resp.Header.Revision); err != nil {
+		// The topic or the partition changed: decide again on the view
+		// that has the change.
+		if err := n.view.WaitRev(ctx, rev); err != nil {
 			return 0, err
 		}
 	}
+}
+
+// putReassignment writes rec and tp's state st if the topic's and the
+// partition's keys are still at the revisions s saw; it returns the
+// transaction's revision and whether it wrote.
+func (n *Node) putReassignment(ctx context.Context, s *Snapshot, tp TP, rec TopicRecord, st PartitionState) (int64, bool, error) {
+	resp, err := n.client.Txn(ctx).If(
+		clientv3.Compare(clientv3.ModRevision(topicKey(tp.Topic)), "=", s.topicRev[tp.Topic]),
+		clientv3.Compare(clientv3.ModRevision(partitionKey(tp)), "=", s.partRev[tp]),
+	).Then(
+		clientv3.OpPut(topicKey(tp.Topic), topicValue(rec)),
+		clientv3.OpPut(partitionKey(tp), stateValue(st)),
+	).Commit()
+	if err != nil {
+		return 0, false, fmt.Errorf("cluster: cannot reassign %s: %w", tp, err)
+	}
+	if resp.Succeeded {
+		n.log.Info("cluster: partition reassignment written", "partition", tp.String(), "replicas", rec.Replicas[tp.Partition], "pending", rec.Reassignments[tp.Partition])
+		n.logChange(tp, st)
+	}
+	return resp.Header.Revision, resp.Succeeded, nil
 }
 
 func stateValue(st PartitionState) string {

@@ -111,6 +111,23 @@ func TestReassignment(t *testing.T) {
 		t.Fatalf("a fenced completion wrote the topic: %v", err)
 	}
 
+	// A reassignment decided on a stale view is not written: the topic's
+	// or the partition's key changed since.
+	for _, stale := range []func(*Snapshot){
+		func(v *Snapshot) { v.topicRev["r"]-- },
+		func(v *Snapshot) { v.partRev[tp]-- },
+	} {
+		v := s.clone()
+		stale(v)
+		next, nst, err := reassign(v, v.Topics["r"], 0, v.Partitions[tp], []int32{3, 4})
+		if err != nil || next == nil {
+			t.Fatalf("reassign on a stale view: %v, %v", next, err)
+		}
+		if _, ok, err := n4.putReassignment(ctx, v, tp, *next, nst); ok || err != nil {
+			t.Fatalf("a reassignment on a stale view was written (%v)", err)
+		}
+	}
+
 	// The ISR without 4, then without 3: still pending (had the
 	// controller completed it, the leadership would have moved off 1 and
 	// 1's next AlterPartition would fail).
@@ -129,9 +146,22 @@ func TestReassignment(t *testing.T) {
 		t.Fatalf("completed: replicas %v, state %+v (before %+v)", rec.Replicas[0], done, st)
 	}
 
-	// Cancel: {2,3,4} -> {1,2,3} is pending (1 adding), then cancelled
-	// back to {2,3,4}.
-	if _, err := n4.AlterPartitionReassignment(ctx, tp, []int32{1, 2, 3}); err != nil {
+	// Cancel: {2,3,4} -> {1,2,3} is pending (1 adding) while 3 is out of
+	// the ISR and 1 caught up; the cancel goes back to {2,3,4} and takes 1
+	// out of the ISR.
+	n2 := h.node(2)
+	if _, err := n2.AlterPartition(ctx, tp, done, []int32{2, 4}); err != nil {
+		t.Fatal(err)
+	}
+	rev, err = n4.AlterPartitionReassignment(ctx, tp, []int32{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.View().WaitRev(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := h.partition(n2, tp)
+	if _, err := n2.AlterPartition(ctx, tp, cur, []int32{2, 4, 1}); err != nil {
 		t.Fatal(err)
 	}
 	rev, err = n4.AlterPartitionReassignment(ctx, tp, nil)
@@ -142,7 +172,8 @@ func TestReassignment(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = n4.View().Snapshot()
-	if rec := s.Topics["r"]; len(rec.Reassignments) != 0 || !slices.Equal(rec.Replicas[0], []int32{2, 3, 4}) || s.Partitions[tp].Leader != 2 {
+	if rec := s.Topics["r"]; len(rec.Reassignments) != 0 || !slices.Equal(rec.Replicas[0], []int32{2, 3, 4}) ||
+		s.Partitions[tp].Leader != 2 || !slices.Equal(s.Partitions[tp].ISR, []int32{2, 4}) {
 		t.Fatalf("after cancel: %+v, %+v", rec, s.Partitions[tp])
 	}
 	if _, err := n4.AlterPartitionReassignment(ctx, tp, nil); !errors.Is(err, ErrNoReassignmentInProgress) {
@@ -155,11 +186,11 @@ func TestReassignment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.node(2).View().WaitRev(ctx, rev); err != nil {
+	if err := n2.View().WaitRev(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
-	cur, _ := h.partition(h.node(2), tp)
-	if _, err := h.node(2).AlterPartition(ctx, tp, cur, append(slices.Clone(cur.ISR), 1)); err != nil {
+	cur, _ = h.partition(n2, tp)
+	if _, err := n2.AlterPartition(ctx, tp, cur, append(slices.Clone(cur.ISR), 1)); err != nil {
 		t.Fatal(err)
 	}
 	rec = h.waitTopic(n4, "r", "the second reassignment completed", func(r TopicRecord) bool { return len(r.Reassignments) == 0 })
