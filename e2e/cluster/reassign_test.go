@@ -97,6 +97,18 @@ func TestClusterReassignPartition(t *testing.T) {
 	// killed during the move: on its restart).
 	wait.For(t, time.Minute, "broker 3's copy of "+topic+"-0 deleted", func() bool { return logBytes(c.DataDir(2), topic+"-0") == 0 })
 
+	// The preferred replica is the new assignment's first: 4.
+	set := kadm.TopicsSet{}
+	set.Add(topic, 0)
+	wait.For(t, time.Minute, "broker 4 leading "+topic+"-0 after a preferred election", func() bool {
+		res, err := kadm.NewClient(c.Client(t)).ElectLeaders(ctx, kadm.ElectPreferredReplica, set)
+		if err != nil {
+			return false
+		}
+		r := res[topic][0]
+		return (r.Err == nil || r.Err == kerr.ElectionNotNeeded) && leaderOf(t, c, topic, 0) == 3
+	})
+
 	// {4,1,2} -> {4,1,3} with broker 2 down all along: it deletes its copy
 	// when it is back and sees it is no longer a replica.
 	c.Kill9(1)
