@@ -88,6 +88,28 @@ func TestClusterReassignPartition(t *testing.T) {
 		t.Fatal("the removed broker 1 still leads")
 	}
 	wait.For(t, time.Minute, "broker 1's copy of "+topic+"-0 deleted", func() bool { return logBytes(c.DataDir(0), topic+"-0") == 0 })
+	// And it serves it no more: a consumer's Fetch (v11+, which a follower
+	// would serve) is NOT_LEADER_OR_FOLLOWER.
+	// (kgo sends the highest version both sides speak: the topic ID too.)
+	md, err := kadm.NewClient(c.Client(t)).Metadata(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	freq := kmsg.NewPtrFetchRequest()
+	freq.ReplicaID, freq.MaxWaitMillis, freq.MaxBytes = -1, 0, 1<<20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic, ft.TopicID = topic, md.Topics[topic].ID
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes, fp.CurrentLeaderEpoch = 0, 0, 1<<20, -1
+	ft.Partitions = append(ft.Partitions, fp)
+	freq.Topics = append(freq.Topics, ft)
+	var fresp *kmsg.FetchResponse
+	if err := nodeRequest(c, 0, freq, &fresp); err != nil {
+		t.Fatal(err)
+	}
+	if len(fresp.Topics) != 1 || len(fresp.Topics[0].Partitions) != 1 || fresp.Topics[0].Partitions[0].ErrorCode != kerr.NotLeaderForPartition.Code {
+		t.Fatalf("a fetch of %s-0 from the removed broker 1: %+v", topic, fresp.Topics)
+	}
 
 	// {2,3,4} -> {4,1,2}, the controller killed first: the move is written
 	// (and completed) under the next one.
