@@ -44,6 +44,15 @@ func minus(a, b []int32) []int32 {
 	return out
 }
 
+// Assigned is partition p's assignment as it will be once no move is
+// pending: the target of a pending reassignment, else its replicas.
+func (rec TopicRecord) Assigned(p int32) []int32 {
+	if ra, ok := rec.Reassignments[p]; ok {
+		return ra.Target
+	}
+	return rec.Replicas[p]
+}
+
 // cloneRecord copies rec deeply enough to change its replicas and
 // reassignments (a snapshot's record is shared).
 func cloneRecord(rec TopicRecord) TopicRecord {

@@ -88,6 +88,9 @@ func TestReassignment(t *testing.T) {
 	if st.Leader != 1 || st.LeaderEpoch != st0.LeaderEpoch || !slices.Equal(st.ISR, []int32{1, 2, 3}) || st.PartitionEpoch != st0.PartitionEpoch+1 {
 		t.Fatalf("state after the reassignment's write: %+v (before %+v)", st, st0)
 	}
+	if !slices.Equal(rec.Assigned(0), []int32{2, 3, 4}) {
+		t.Fatalf("Assigned(0) = %v during the move", rec.Assigned(0))
+	}
 	if l := s.Reassigning(); len(l) != 1 || l[0].TP != tp {
 		t.Fatalf("Reassigning() = %+v", l)
 	}
