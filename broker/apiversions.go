@@ -40,6 +40,8 @@ var served = map[int16][2]int16{
 	37: {0, 3},  // CreatePartitions
 	43: {0, 2},  // ElectLeaders
 	44: {0, 1},  // IncrementalAlterConfigs
+	45: {0, 0},  // AlterPartitionReassignments
+	46: {0, 0},  // ListPartitionReassignments
 	48: {0, 1},  // DescribeClientQuotas
 	49: {0, 1},  // AlterClientQuotas
 	60: {0, 1},  // DescribeCluster

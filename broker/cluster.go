@@ -6,8 +6,10 @@ package broker
 // partition epoch; each broker mirrors it, level-triggered on every change
 // of its view (reconcile): a topic in etcd and not here is created here with
 // etcd's topic ID (an empty local log for each partition, which a partition
-// this broker does not replicate keeps empty); a topic here and not in etcd
-// (or under another ID) is deleted here the single node's crash-safe way;
+// this broker does not replicate keeps empty, and which a broker removed
+// from a partition's replicas by a reassignment empties: replica.go); a
+// topic here and not in etcd (or under another ID) is deleted here the
+// single node's crash-safe way;
 // partition counts, configs and client quotas follow etcd's; and every
 // partition this broker replicates becomes leader or follower as its state says
 // (replica.go, fetcher.go). Admin requests write to etcd and wait until this

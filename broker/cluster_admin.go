@@ -152,13 +152,15 @@ func (s *Server) clusterGrow(ctx context.Context, t *topic, n int32, assignment 
 	}
 	if assignment == nil {
 		var err error
-		assignment, err = cluster.Assign(liveBrokers(snap), int(n-cur), len(rec.Replicas[0]), int(cur))
+		// (The replication factor is partition 0's, without the
+		// replicas a pending reassignment adds.)
+		assignment, err = cluster.Assign(liveBrokers(snap), int(n-cur), len(rec.Assigned(0)), int(cur))
 		if err != nil {
 			return fmt.Errorf("%w: %v", errInvalidReplicationFactor, err)
 		}
 	} else if len(assignment) != int(n-cur) {
 		return fmt.Errorf("%w: %d assignments for %d new partitions", errInvalidAssignment, len(assignment), n-cur)
-	} else if err := checkAssignment(append(slices.Clone(rec.Replicas[:1]), assignment...), snap); err != nil {
+	} else if err := checkAssignment(append([][]int32{rec.Assigned(0)}, assignment...), snap); err != nil {
 		return err
 	}
 	if validateOnly {

@@ -48,6 +48,10 @@ func (s *Server) handle(c *conn, hdr requestHeader, req kmsg.Request) (kmsg.Resp
 		return s.handleDescribeCluster(ctx, c, r)
 	case *kmsg.ElectLeadersRequest:
 		return s.handleElectLeaders(ctx, c, r)
+	case *kmsg.AlterPartitionAssignmentsRequest:
+		return s.handleAlterPartitionAssignments(ctx, c, r)
+	case *kmsg.ListPartitionReassignmentsRequest:
+		return s.handleListPartitionReassignments(ctx, c, r)
 	case *kmsg.DescribeClientQuotasRequest:
 		return s.handleDescribeClientQuotas(ctx, c, r)
 	case *kmsg.AlterClientQuotasRequest:

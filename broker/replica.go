@@ -105,6 +105,7 @@ func (r *replica) apply(st cluster.PartitionState, replicas []int32) {
 			if slices.Contains(st.ISR, r.adding) {
 				r.adding = -1
 			}
+			r.syncFollowersLocked()
 		}
 		r.advanceHWLocked()
 	case st.Leader >= 0 && st.Leader != r.self && slices.Contains(replicas, r.self):
@@ -128,6 +129,45 @@ func (r *replica) apply(st cluster.PartitionState, replicas []int32) {
 		r.p.log.SetReplicated(true, r.p.log.HighWatermark())
 	}
 	r.s.fetchers.unfollow(r)
+	if len(replicas) > 0 && !slices.Contains(replicas, r.self) {
+		r.dropLocalLocked()
+	}
+}
+
+// syncFollowersLocked tracks the followers of a replica set that changed
+// under the same leader (a reassignment): an adding replica gets a
+// follower state (it joins the ISR once caught up), a removed one loses
+// it. Caller holds mu.
+func (r *replica) syncFollowersLocked() {
+	now := time.Now()
+	for _, id := range r.replicas {
+		if _, ok := r.followers[id]; !ok && id != r.self {
+			r.followers[id] = &followerState{leo: -1, lastCaughtUp: now, lastFetch: now}
+		}
+	}
+	for id := range r.followers {
+		if !slices.Contains(r.replicas, id) {
+			delete(r.followers, id)
+		}
+	}
+}
+
+// dropLocalLocked deletes the local copy of a partition this broker no
+// longer replicates (a reassignment moved it away, perhaps while this
+// broker was down): the log restarts empty, as it is on a broker that
+// never replicated it. Caller holds mu (a fetch response still in flight
+// is dropped: the role is none).
+func (r *replica) dropLocalLocked() {
+	l := r.p.log.Local()
+	if l.LogEndOffset() == 0 && l.LogStartOffset() == 0 {
+		return
+	}
+	if err := l.TruncateFullyAndStartAt(0); err != nil {
+		r.s.log.Error("cannot delete the local copy of a partition this broker no longer replicates", "topic", r.tp.Topic, "partition", r.tp.Partition, "err", err)
+		return
+	}
+	r.p.log.SetReplicated(true, 0)
+	r.s.log.Info("deleted the local copy of a partition this broker no longer replicates", "topic", r.tp.Topic, "partition", r.tp.Partition)
 }
 
 // becomeLeaderLocked starts leading at st.LeaderEpoch. Caller holds mu.

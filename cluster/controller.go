@@ -40,6 +40,9 @@ func (n *Node) controlLoop(sess *session) {
 			if err == nil {
 				err = n.reconcile(s, sess)
 			}
+			if err == nil {
+				err = n.completeReassignments(n.view.Snapshot(), sess)
+			}
 			if err == nil && check {
 				check = false
 				err = n.rebalance(n.view.Snapshot(), sess)

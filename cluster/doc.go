@@ -19,7 +19,8 @@
 //	                             revision is the broker epoch
 //	controller/<id>-<lease>      a candidate, under its lease; the oldest is the
 //	                             controller, its create revision the controller epoch
-//	topics/<name>                TopicRecord (JSON): id, configs, replica assignment
+//	topics/<name>                TopicRecord (JSON): id, configs, replica assignment,
+//	                             pending reassignments (original and target replicas)
 //	partitions/<name>/<p>        PartitionState (JSON): leader, leader epoch, ISR,
 //	                             partition epoch, the leader's broker epoch
 //
@@ -44,10 +45,15 @@
 // replica leads with ISR [it], and records it lacks are lost. Unregistered or
 // shutting-down followers leave ISRs (PartitionEpoch+1). ControlledShutdown
 // returns when this broker leads nothing and is in no ISR but as its last
-// member.
+// member. A pending reassignment whose target replicas are all in the ISR is
+// completed in one transaction fenced by the controller epoch and the topic's
+// and partitions' mod revisions: the replicas become the target, the removing
+// replicas leave the ISR, a leader outside the target is replaced by the
+// first target replica in the ISR and live (LeaderEpoch+1).
 //
-// Topic writes (CreateTopic, CreatePartitions, SetTopicConfigs, DeleteTopic)
-// are compare-and-swap transactions any node may make; AlterPartition is the
+// Topic writes (CreateTopic, CreatePartitions, SetTopicConfigs, DeleteTopic,
+// AlterPartitionReassignment, which writes the partition's state too) are
+// compare-and-swap transactions any node may make; AlterPartition is the
 // leader's ISR change, conditioned on the partition's state and on the
 // leader's own registration. A CreateTopic with more partitions than one
 // transaction holds (128 operations, etcd's default) writes the rest in

@@ -43,6 +43,9 @@ var (
 	ErrElectionNotNeeded           = errors.New("cluster: the partition already has the leader asked for")
 	ErrPreferredLeaderNotAvailable = errors.New("cluster: the preferred replica is not live and in the ISR")
 	ErrEligibleLeadersNotAvailable = errors.New("cluster: no live replica can lead the partition")
+	// ErrNoReassignmentInProgress: a cancel for a partition that is not
+	// being reassigned (Kafka's NO_REASSIGNMENT_IN_PROGRESS).
+	ErrNoReassignmentInProgress = errors.New("cluster: no reassignment of the partition is in progress")
 )
 
 // BrokerInfo is a broker's registration. Epoch is the etcd revision that
@@ -57,12 +60,16 @@ type BrokerInfo struct {
 }
 
 // TopicRecord is a topic as etcd holds it. Replicas[p] lists the replica ids
-// of partition p, the first the preferred leader.
+// of partition p, the first the preferred leader. While partition p is
+// being reassigned (KIP-455), Reassignments[p] holds its original and target
+// replicas and Replicas[p] is their union, the target first: every broker of
+// the union replicates it until the controller completes the move.
 type TopicRecord struct {
-	Name     string
-	ID       [16]byte
-	Configs  map[string]string
-	Replicas [][]int32
+	Name          string
+	ID            [16]byte
+	Configs       map[string]string
+	Replicas      [][]int32
+	Reassignments map[int32]Reassignment `json:",omitempty"`
 }
 
 // PartitionState is a partition's leadership, changed only by

@@ -49,8 +49,8 @@ func (n *Node) CreateTopic(ctx context.Context, rec TopicRecord) (int64, error) 
 	}
 	s := n.view.Snapshot()
 	key := topicKey(rec.Name)
-	val, _ := json.Marshal(TopicRecord{ID: rec.ID, Configs: rec.Configs, Replicas: rec.Replicas})
-	ops := []clientv3.Op{clientv3.OpPut(key, string(val))}
+	val := topicValue(TopicRecord{ID: rec.ID, Configs: rec.Configs, Replicas: rec.Replicas})
+	ops := []clientv3.Op{clientv3.OpPut(key, val)}
 	var rest []clientv3.Op
 	for p, rs := range rec.Replicas {
 		st, _ := json.Marshal(initialState(s, rs))
@@ -126,6 +126,12 @@ func (n *Node) withoutState(ctx context.Context, key string, created int64, ops 
 	return out, nil
 }
 
+// topicValue is rec as the topic key holds it (the name is the key's).
+func topicValue(rec TopicRecord) string {
+	val, _ := json.Marshal(TopicRecord{ID: rec.ID, Configs: rec.Configs, Replicas: rec.Replicas, Reassignments: rec.Reassignments})
+	return string(val)
+}
+
 // getTopic reads the topic record and its mod revision; ErrUnknownTopic when
 // the name holds another id or none.
 func (n *Node) getTopic(ctx context.Context, name string, id [16]byte) (TopicRecord, int64, error) {
@@ -149,8 +155,7 @@ func (n *Node) getTopic(ctx context.Context, name string, id [16]byte) (TopicRec
 
 // updateTopic writes rec (and ops) if the topic is still at modRev.
 func (n *Node) updateTopic(ctx context.Context, rec TopicRecord, modRev int64, ops ...clientv3.Op) (int64, bool, error) {
-	val, _ := json.Marshal(TopicRecord{ID: rec.ID, Configs: rec.Configs, Replicas: rec.Replicas})
-	ops = append([]clientv3.Op{clientv3.OpPut(topicKey(rec.Name), string(val))}, ops...)
+	ops = append([]clientv3.Op{clientv3.OpPut(topicKey(rec.Name), topicValue(rec))}, ops...)
 	resp, err := n.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(topicKey(rec.Name)), "=", modRev)).Then(ops...).Commit()
 	if err != nil {
 		return 0, false, fmt.Errorf("cluster: cannot update topic %q: %w", rec.Name, err)
