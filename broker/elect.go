@@ -22,6 +22,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/stratalog/strata/cluster"
 )
@@ -72,7 +73,7 @@ func (s *Server) handleElectLeaders(ctx context.Context, _ *conn, req *kmsg.Elec
 			default:
 				err = kerr.ElectionNotNeeded
 			}
-			code, msg := electionError(err)
+			code, msg := clusterError(err)
 			if all && code == kerr.ElectionNotNeeded.Code {
 				continue
 			}
@@ -91,8 +92,11 @@ func (s *Server) handleElectLeaders(ctx context.Context, _ *conn, req *kmsg.Elec
 	return resp, nil
 }
 
-// electionError maps an election's outcome to Kafka's error code.
-func electionError(err error) (int16, *string) {
+// clusterError maps the outcome of a partition's election or reassignment
+// in etcd to Kafka's error code: Kafka's own errors as they are, the
+// cluster package's by kind, etcd's timeouts (it is electing a leader: the
+// client may retry) as REQUEST_TIMED_OUT.
+func clusterError(err error) (int16, *string) {
 	var ke *kerr.Error
 	switch {
 	case err == nil:
@@ -107,6 +111,13 @@ func electionError(err error) (int16, *string) {
 		return kerr.EligibleLeadersNotAvailable.Code, strp(err.Error())
 	case errors.Is(err, cluster.ErrUnknownTopic):
 		return kerr.UnknownTopicOrPartition.Code, nil
+	case errors.Is(err, cluster.ErrInvalidAssignment):
+		return kerr.InvalidReplicaAssignment.Code, strp(err.Error())
+	case errors.Is(err, cluster.ErrNoReassignmentInProgress):
+		return kerr.NoReassignmentInProgress.Code, nil
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, rpctypes.ErrTimeout), errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail),
+		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost), errors.Is(err, rpctypes.ErrNoLeader):
+		return kerr.RequestTimedOut.Code, strp(err.Error())
 	}
 	return kerr.UnknownServerError.Code, strp(err.Error())
 }

@@ -18,13 +18,11 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/stratalog/strata/cluster"
 )
@@ -59,7 +57,7 @@ func (s *Server) handleAlterPartitionAssignments(ctx context.Context, _ *conn, r
 			case !slices.Equal(rp.Replicas, []int32{s.cfg.BrokerID}):
 				err = kerr.InvalidReplicaAssignment
 			}
-			sp.ErrorCode, sp.ErrorMessage = reassignmentError(err)
+			sp.ErrorCode, sp.ErrorMessage = clusterError(err)
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -70,28 +68,6 @@ func (s *Server) handleAlterPartitionAssignments(ctx context.Context, _ *conn, r
 		}
 	}
 	return resp, nil
-}
-
-// reassignmentError maps a reassignment's outcome to Kafka's error code.
-func reassignmentError(err error) (int16, *string) {
-	var ke *kerr.Error
-	switch {
-	case err == nil:
-		return 0, nil
-	case errors.As(err, &ke):
-		return ke.Code, nil
-	case errors.Is(err, cluster.ErrUnknownTopic):
-		return kerr.UnknownTopicOrPartition.Code, nil
-	case errors.Is(err, cluster.ErrInvalidAssignment):
-		return kerr.InvalidReplicaAssignment.Code, strp(err.Error())
-	case errors.Is(err, cluster.ErrNoReassignmentInProgress):
-		return kerr.NoReassignmentInProgress.Code, nil
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, rpctypes.ErrTimeout), errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail),
-		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost), errors.Is(err, rpctypes.ErrNoLeader):
-		// etcd is electing a leader: the client may retry.
-		return kerr.RequestTimedOut.Code, strp(err.Error())
-	}
-	return kerr.UnknownServerError.Code, strp(err.Error())
 }
 
 func (s *Server) handleListPartitionReassignments(_ context.Context, _ *conn, req *kmsg.ListPartitionReassignmentsRequest) (kmsg.Response, error) {

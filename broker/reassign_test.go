@@ -72,7 +72,7 @@ func TestReassignmentErrorCodes(t *testing.T) {
 		{cluster.ErrNoReassignmentInProgress, kerr.NoReassignmentInProgress.Code},
 		{cluster.ErrUnknownTopic, kerr.UnknownTopicOrPartition.Code},
 	} {
-		if got, _ := reassignmentError(c.err); got != c.want {
+		if got, _ := clusterError(c.err); got != c.want {
 			t.Errorf("%v: code %d, want %d", c.err, got, c.want)
 		}
 	}

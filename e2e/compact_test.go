@@ -148,10 +148,11 @@ func (kl *keyedLog) produceRound() {
 	}
 }
 
-// check reads the topic from offset 0: each offset at most once, each
-// record the one produced at its offset, the latest record of every key
-// there; with exact, it reports whether nothing else is left.
-func (kl *keyedLog) check(exact bool) bool {
+// read reads the topic from offset 0 up to the last offset produced: each
+// offset at most once, each record the one produced at its offset (it fails
+// the test otherwise). It returns the last offset read of each key and how
+// many records it read.
+func (kl *keyedLog) read() (seen map[string]int64, n int) {
 	t := kl.t
 	c, err := kgo.NewClient(kgo.SeedBrokers(kl.p.addr()), kgo.ConsumeTopics(kl.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -159,8 +160,8 @@ func (kl *keyedLog) check(exact bool) bool {
 	}
 	defer c.Close()
 	ctx := ctxFor(t, time.Minute)
-	seen := map[string]int64{}
-	last, n := int64(-1), 0
+	seen = map[string]int64{}
+	last := int64(-1)
 	for last < kl.end {
 		fs := c.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -179,9 +180,17 @@ func (kl *keyedLog) check(exact bool) bool {
 			n++
 		}
 	}
+	return seen, n
+}
+
+// check reads the topic from offset 0 (read's checks) and fails the test if
+// the latest record of a key is missing; with exact, it reports whether
+// nothing else is left.
+func (kl *keyedLog) check(exact bool) bool {
+	seen, n := kl.read()
 	for k, off := range kl.latest {
 		if seen[k] != off {
-			t.Fatalf("key %s: latest record at %d, consumer's last at %d: a lost record", k, off, seen[k])
+			kl.t.Fatalf("key %s: latest record at %d, consumer's last at %d: a lost record", k, off, seen[k])
 		}
 	}
 	return !exact || n == len(kl.latest)

@@ -87,29 +87,7 @@ func (kl *keyedLog) tail(key string) {
 func (kl *keyedLog) checkTombstonesGone() bool {
 	t := kl.t
 	t.Helper()
-	c, err := kgo.NewClient(kgo.SeedBrokers(kl.p.addr()), kgo.ConsumeTopics(kl.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx := ctxFor(t, time.Minute)
-	seen := map[string]int64{}
-	last, n := int64(-1), 0
-	for last < kl.end {
-		fs := c.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("consumed up to offset %d of %d before the timeout", last, kl.end)
-		}
-		fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
-		for _, r := range fs.Records() {
-			if got := string(r.Key) + "=" + string(r.Value); r.Offset <= last || kl.produced[r.Offset] != got {
-				t.Fatalf("offset %d (after %d) holds %q, produced %q", r.Offset, last, got, kl.produced[r.Offset])
-			}
-			last = r.Offset
-			seen[string(r.Key)] = r.Offset
-			n++
-		}
-	}
+	seen, n := kl.read()
 	live := 0
 	for k, off := range kl.latest {
 		if strings.HasSuffix(kl.produced[off], "=") { // a tombstone

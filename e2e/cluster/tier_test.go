@@ -94,29 +94,8 @@ func TestClusterTiering(t *testing.T) {
 	bucket := mio.NewBucket(t)
 	url := fmt.Sprintf("s3://%s/cluster?endpoint=%s&access_key=%s&secret_key=%s&region=us-east-1",
 		bucket, mio.Endpoint, mio.AccessKey, mio.SecretKey)
-	metrics := []string{}
-	for range 3 {
-		metrics = append(metrics, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-	}
-	c := clustertest.Start(t, clustertest.Options{
-		Brokers:   3,
-		RemoteURL: url,
-		Extra: []string{
-			fmt.Sprintf("broker.session.timeout.ms=%d", sessionMs),
-			"broker.heartbeat.interval.ms=500",
-			"replica.lag.time.max.ms=5000",
-			"replica.fetch.backoff.ms=100",
-			"offsets.topic.num.partitions=3",
-			"log.segment.bytes=4096",
-			"log.local.retention.bytes=0",
-			"remote.log.manager.task.interval.ms=200",
-			"log.retention.check.interval.ms=200",
-			"remote.chunk.bytes=16384",
-			"remote.orphan.grace.ms=1000",
-		},
-		PerNode:   func(i int) []string { return []string{"metrics.listen=" + metrics[i]} },
-		WaitReady: clustertest.MetadataListsAll,
-	})
+	opts, metrics := tieredCluster(t, url, "remote.chunk.bytes=16384", "remote.orphan.grace.ms=1000")
+	c := clustertest.Start(t, opts)
 	const topic = "tiered"
 	ctx := context.Background()
 	cl := checker.Client{Brokers: c.Bootstrap(), Topic: topic, Dial: c.DialContext}
@@ -238,6 +217,34 @@ func bucketOwnedByLeader(t *testing.T, url string, status func() tier.PartitionS
 	if segs[0].BaseOffset != 0 {
 		t.Fatalf("the remote tier starts at %d", segs[0].BaseOffset)
 	}
+}
+
+// tieredCluster is three brokers sharing the object store at url, with
+// 4 KiB segments, local.retention.bytes=0 and fast tiering rounds, each with
+// a metrics listener (metrics[i]) for its tier status; extra --set keys
+// come last.
+func tieredCluster(t *testing.T, url string, extra ...string) (clustertest.Options, []string) {
+	var metrics []string
+	for range 3 {
+		metrics = append(metrics, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	}
+	return clustertest.Options{
+		Brokers:   3,
+		RemoteURL: url,
+		Extra: append([]string{
+			fmt.Sprintf("broker.session.timeout.ms=%d", sessionMs),
+			"broker.heartbeat.interval.ms=500",
+			"replica.lag.time.max.ms=5000",
+			"replica.fetch.backoff.ms=100",
+			"offsets.topic.num.partitions=3",
+			"log.segment.bytes=4096",
+			"log.local.retention.bytes=0",
+			"remote.log.manager.task.interval.ms=200",
+			"log.retention.check.interval.ms=200",
+		}, extra...),
+		PerNode:   func(i int) []string { return []string{"metrics.listen=" + metrics[i]} },
+		WaitReady: clustertest.MetadataListsAll,
+	}, metrics
 }
 
 // keysOf lists the keys the index entries of st own.

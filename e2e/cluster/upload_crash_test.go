@@ -2,7 +2,6 @@ package clustere2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -30,35 +29,16 @@ func TestClusterLeaderDiesMidUpload(t *testing.T) {
 
 func leaderDiesMidUpload(t *testing.T, point string) {
 	url := "file://" + t.TempDir()
-	metrics := []string{}
-	for range 3 {
-		metrics = append(metrics, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	// The reconciler must not be what cleans up.
+	opts, metrics := tieredCluster(t, url, "remote.orphan.grace.ms=600000")
+	// Node 1, the partition's leader, dies at its first upload.
+	opts.PerNodeEnv = func(i int) []string {
+		if i == 0 {
+			return []string{"STRATATEST_CRASH_AT=" + point}
+		}
+		return nil
 	}
-	c := clustertest.Start(t, clustertest.Options{
-		Brokers:   3,
-		RemoteURL: url,
-		Extra: []string{
-			fmt.Sprintf("broker.session.timeout.ms=%d", sessionMs),
-			"broker.heartbeat.interval.ms=500",
-			"replica.lag.time.max.ms=5000",
-			"replica.fetch.backoff.ms=100",
-			"offsets.topic.num.partitions=3",
-			"log.segment.bytes=4096",
-			"log.local.retention.bytes=0",
-			"remote.log.manager.task.interval.ms=200",
-			"log.retention.check.interval.ms=200",
-			"remote.orphan.grace.ms=600000", // the reconciler must not be what cleans up
-		},
-		PerNode: func(i int) []string { return []string{"metrics.listen=" + metrics[i]} },
-		// Node 1, the partition's leader, dies at its first upload.
-		PerNodeEnv: func(i int) []string {
-			if i == 0 {
-				return []string{"STRATATEST_CRASH_AT=" + point}
-			}
-			return nil
-		},
-		WaitReady: clustertest.MetadataListsAll,
-	})
+	c := clustertest.Start(t, opts)
 	const topic = "upcrash"
 	ctx := context.Background()
 	createAssigned(t, c, topic, [][]int32{{1, 2, 3}}, map[string]string{"remote.storage.enable": "true"})

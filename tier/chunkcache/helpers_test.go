@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // fakeStore is an in-memory object store whose Fetch counts calls and can
@@ -30,7 +29,6 @@ type fakeStore struct {
 		errs    []error       // returned by the next calls, in order
 		corrupt int           // the next this many calls flip a byte
 		gate    chan struct{} // when set, calls wait for it to close (or ctx)
-		delay   time.Duration
 		byOff   map[int64]int // calls by offset
 	}
 }
@@ -68,12 +66,6 @@ func (s *fakeStore) hold() (release func()) {
 	})
 }
 
-func (s *fakeStore) setDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.mu.delay = d
-}
-
 func (s *fakeStore) Fetch(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
 	s.calls.Add(1)
 	s.inFlight.Add(1)
@@ -83,7 +75,7 @@ func (s *fakeStore) Fetch(ctx context.Context, key string, off, length int64) (i
 		s.mu.byOff = make(map[int64]int)
 	}
 	s.mu.byOff[off]++
-	gate, delay := s.mu.gate, s.mu.delay
+	gate := s.mu.gate
 	var injected error
 	if len(s.mu.errs) > 0 {
 		injected, s.mu.errs = s.mu.errs[0], s.mu.errs[1:]
@@ -96,13 +88,6 @@ func (s *fakeStore) Fetch(ctx context.Context, key string, off, length int64) (i
 	if gate != nil {
 		select {
 		case <-gate:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	if delay > 0 {
-		select {
-		case <-time.After(delay):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
