@@ -91,7 +91,9 @@ func TestIsolationTiny(t *testing.T) {
 			continue
 		}
 		seen[f.Name] = true
-		if f.Ratio <= 0 || (f.Pass != nil) != targeted || (targeted && f.Target == "") {
+		// LRU's hit rate during the replay may be 0 at tiny sizes (the
+		// replay flushed the whole cache): a ratio of 0, not a missing one.
+		if f.Ratio < 0 || (f.Ratio == 0 && targeted) || (f.Pass != nil) != targeted || (targeted && f.Target == "") {
 			t.Errorf("%s: ratio %v, target %q, pass %v", f.Name, f.Ratio, f.Target, f.Pass)
 		}
 	}

@@ -396,7 +396,11 @@ func (s *Server) readParts(ctx context.Context, parts []fetchPart, maxBytes int6
 				continue
 			}
 			fp.follower = !leader
-			if leader && rackAware {
+			// Only reads of the local log go to a follower: below the
+			// leader's local log start a follower may not know the remote
+			// segment (it learns the remote index lazily), and a consumer
+			// sent back by it would be sent to it again.
+			if leader && rackAware && fp.offset >= fp.p.log.LocalLogStartOffset() {
 				if id := r.preferredReadReplica(fc.rack, fp.offset); id >= 0 {
 					// As Kafka: no read, the consumer goes to the replica.
 					fp.redirect, fp.readReplica = true, id

@@ -167,7 +167,7 @@
 //	remote.chunk.bytes                   4194304 (4 MiB)               1 to 1073741824
 //	remote.readahead.chunks              2                             0 to 9223372036854775807
 //	remote.log.reader.threads            10                            1 to 4096; read-ahead downloads at once, all partitions (Kafka's key)
-//	remote.orphan.grace.ms               3600000                       0 to 9223372036854775807
+//	remote.orphan.grace.ms               3600000                       0 to 9223372036854775807; the reconciler also runs that often (between every minute and every hour)
 //	remote.storage.request.timeout.ms    10000                         1 to 2147483647; one attempt of HEAD, DELETE, a GET until its body starts, a LIST's wait (Strata)
 //	remote.storage.stall.timeout.ms      30000                         1 to 2147483647; an upload or download that moves no byte this long (Strata)
 //	remote.log.manager.fetch.max.bytes.per.second  -1 (unlimited)      -1, or 1 to 9223372036854775807; remote downloads (chunks, sidecars, read-ahead) of all partitions together (KIP-956, Kafka's default Long.MAX); dynamic

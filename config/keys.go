@@ -306,7 +306,7 @@ var brokerSpecs = []*spec{
 		doc: "Size of a ranged read from the object store, and of a cache entry."},
 	longKey("remote.readahead.chunks", 2, 0, "Chunks fetched ahead of a sequential remote reader."),
 	intKey("remote.log.reader.threads", 10, 1, 4096, "Read-ahead downloads from the remote tier running at once, for all partitions together (Kafka's name and default)."),
-	longKey("remote.orphan.grace.ms", 3600000, 0, "Age an object without an index entry must reach before the reconciler deletes it."),
+	longKey("remote.orphan.grace.ms", 3600000, 0, "Age an object without an index entry must reach before the reconciler deletes it; the reconciler runs that often (at least every hour, at most every minute)."),
 	intKey("remote.storage.request.timeout.ms", 10000, 1, maxInt32, "Longest one attempt of a small object-store call (HEAD, DELETE, the start of a GET, a LIST's wait for the store) may take; it is then retried."),
 	intKey("remote.storage.stall.timeout.ms", 30000, 1, maxInt32, "Longest an object-store upload or download may go without moving a byte (an upload's wait for the answer included) before the attempt fails and is retried; never bounds a transfer that keeps moving."),
 	longKey("remote.log.manager.fetch.max.bytes.per.second", -1, -1, "Download bandwidth limit of remote reads (chunks, sidecars, read-ahead), all partitions together (KIP-956); -1: unlimited. Dynamic: AlterConfigs on the broker changes it at once.").

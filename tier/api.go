@@ -80,7 +80,9 @@ type Config struct {
 	// before the reconciler deletes it (remote.orphan.grace.ms; 0: none).
 	OrphanGrace time.Duration
 	// ReconcileInterval is how often the manager reconciles the bucket with
-	// the index (default 1h; < 0: never).
+	// the index (default: OrphanGrace, at least a minute and at most an
+	// hour, so that an orphan is gone within about twice the grace; < 0:
+	// never).
 	ReconcileInterval time.Duration
 	// SidecarCacheBytes bounds the decoded sidecars kept in memory (default 64 MiB).
 	SidecarCacheBytes int64
@@ -141,7 +143,7 @@ func (c Config) withDefaults() Config {
 		c.FetchMaxWait = DefaultFetchMaxWait
 	}
 	if c.ReconcileInterval == 0 {
-		c.ReconcileInterval = DefaultReconcileInterval
+		c.ReconcileInterval = min(max(c.OrphanGrace, time.Minute), DefaultReconcileInterval)
 	}
 	if c.SidecarCacheBytes <= 0 {
 		c.SidecarCacheBytes = DefaultSidecarCacheBytes

@@ -20,6 +20,7 @@ import (
 	"github.com/stratalog/strata/internal/clustertest"
 	"github.com/stratalog/strata/internal/kwire"
 	"github.com/stratalog/strata/internal/wait"
+	"github.com/stratalog/strata/tier"
 )
 
 // recordsBy counts, per broker, the records a consumer read from it.
@@ -205,25 +206,7 @@ func wireChecks(t *testing.T, ctx context.Context, c *clustertest.Cluster, topic
 	}
 	fetch := func(i int, rack string, offset int64, leaderEpoch int32) kmsg.FetchResponseTopicPartition {
 		t.Helper()
-		conn, err := kwire.Dial(ctx, c.Addr(i), "rack-test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		req := kmsg.NewPtrFetchRequest()
-		req.ReplicaID, req.ReplicaState.ID, req.MaxWaitMillis, req.MaxBytes, req.SessionEpoch = -1, -1, 0, 1<<20, -1
-		req.Rack = rack
-		rt := kmsg.NewFetchRequestTopic()
-		rt.Topic, rt.TopicID = topic, id
-		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = 0, offset, leaderEpoch, 1<<20
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		resp, err := conn.Request(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+		return consumerFetch(t, ctx, c.Addr(i), topic, id, rack, offset, leaderEpoch)
 	}
 	if p := fetch(0, "r2", 0, epoch); p.ErrorCode != 0 || p.PreferredReadReplica != 2 || len(p.RecordBatches) != 0 || p.HighWatermark != int64(n) {
 		t.Fatalf("leader, r2 consumer: error %d, preferred %d, %d record bytes, hw %d; want node 2, no records, hw %d", p.ErrorCode, p.PreferredReadReplica, len(p.RecordBatches), p.HighWatermark, n)
@@ -263,4 +246,86 @@ func wireChecks(t *testing.T, ctx context.Context, c *clustertest.Cluster, topic
 	if p := resp.Topics[0].Partitions[0]; p.ErrorCode != kerr.NotLeaderForPartition.Code {
 		t.Fatalf("follower, fetch v10: error %d, want NOT_LEADER_OR_FOLLOWER", p.ErrorCode)
 	}
+}
+
+// consumerFetch sends one consumer Fetch (v11+, with rack) of partition 0
+// of topic to addr and returns its answer for the partition.
+func consumerFetch(t *testing.T, ctx context.Context, addr, topic string, id [16]byte, rack string, offset int64, leaderEpoch int32) kmsg.FetchResponseTopicPartition {
+	t.Helper()
+	conn, err := kwire.Dial(ctx, addr, "rack-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.ReplicaState.ID, req.MaxWaitMillis, req.MaxBytes, req.SessionEpoch = -1, -1, 0, 1<<20, -1
+	req.Rack = rack
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = topic, id
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = 0, offset, leaderEpoch, 1<<20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := conn.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+}
+
+// With tiering, only fetches of the leader's local log go to a follower in
+// the consumer's rack: a replay from offset 0, below the leader's local log
+// start, is served by the leader from the remote tier (a follower learns
+// the remote index lazily), while a fetch at the log's end is sent to the
+// follower.
+func TestClusterColdReadsStayWithLeader(t *testing.T) {
+	opts, metrics := tieredCluster(t, "file://"+t.TempDir(), "replica.selector.class="+config.RackAwareReplicaSelector)
+	opts.PerNode = func(i int) []string {
+		return []string{fmt.Sprintf("broker.rack=r%d", i+1), "metrics.listen=" + metrics[i]}
+	}
+	c := clustertest.Start(t, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const topic = "cold-rack"
+	createAssigned(t, c, topic, [][]int32{{1, 2, 3}}, map[string]string{"remote.storage.enable": "true"})
+	prod := c.Client(t, kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()))
+	for i := range 40 {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprintf("v%04d-%s", i, strings.Repeat("x", 500)))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var localStart int64
+	wait.For(t, 2*time.Minute, "the leader's local log to start past offset 0 (the rest tiered)", func() bool {
+		st, ok := tierStatus(metrics[0], topic)
+		localStart = localStart0(st, ok)
+		return localStart > 0
+	})
+	md, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, c.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id [16]byte
+	epoch := int32(-1)
+	for _, mt := range md.Topics {
+		if mt.Topic != nil && *mt.Topic == topic {
+			id, epoch = mt.TopicID, mt.Partitions[0].LeaderEpoch
+		}
+	}
+	if p := consumerFetch(t, ctx, c.Addr(0), topic, id, "r2", 0, epoch); p.ErrorCode != 0 || p.PreferredReadReplica != -1 || len(p.RecordBatches) == 0 {
+		t.Fatalf("leader, r2 consumer at offset 0 (below the local log start %d): error %d, preferred %d, %d record bytes; want records from the leader",
+			localStart, p.ErrorCode, p.PreferredReadReplica, len(p.RecordBatches))
+	}
+	waitInISR(t, c, topic, 1, 2)
+	wait.For(t, time.Minute, "the leader to send an r2 consumer at the log's end to node 2", func() bool {
+		p := consumerFetch(t, ctx, c.Addr(0), topic, id, "r2", 40, epoch)
+		return p.ErrorCode == 0 && p.PreferredReadReplica == 2
+	})
+}
+
+// localStart0 is localStart for a status that may be missing (-1).
+func localStart0(st tier.PartitionStatus, ok bool) int64 {
+	if !ok {
+		return -1
+	}
+	return localStart(st)
 }
