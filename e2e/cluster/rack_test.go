@@ -193,17 +193,7 @@ func TestClusterFetchFromClosestReplica(t *testing.T) {
 // OFFSET_OUT_OF_RANGE.
 func wireChecks(t *testing.T, ctx context.Context, c *clustertest.Cluster, topic string, n int) {
 	t.Helper()
-	md, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, c.Client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var id [16]byte
-	epoch := int32(-1)
-	for _, mt := range md.Topics {
-		if mt.Topic != nil && *mt.Topic == topic {
-			id, epoch = mt.TopicID, mt.Partitions[0].LeaderEpoch
-		}
-	}
+	id, epoch := topicIDAndEpoch(t, ctx, c, topic)
 	fetch := func(i int, rack string, offset int64, leaderEpoch int32) kmsg.FetchResponseTopicPartition {
 		t.Helper()
 		return consumerFetch(t, ctx, c.Addr(i), topic, id, rack, offset, leaderEpoch)
@@ -300,17 +290,7 @@ func TestClusterColdReadsStayWithLeader(t *testing.T) {
 		localStart = localStart0(st, ok)
 		return localStart > 0
 	})
-	md, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, c.Client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var id [16]byte
-	epoch := int32(-1)
-	for _, mt := range md.Topics {
-		if mt.Topic != nil && *mt.Topic == topic {
-			id, epoch = mt.TopicID, mt.Partitions[0].LeaderEpoch
-		}
-	}
+	id, epoch := topicIDAndEpoch(t, ctx, c, topic)
 	if p := consumerFetch(t, ctx, c.Addr(0), topic, id, "r2", 0, epoch); p.ErrorCode != 0 || p.PreferredReadReplica != -1 || len(p.RecordBatches) == 0 {
 		t.Fatalf("leader, r2 consumer at offset 0 (below the local log start %d): error %d, preferred %d, %d record bytes; want records from the leader",
 			localStart, p.ErrorCode, p.PreferredReadReplica, len(p.RecordBatches))
@@ -328,4 +308,21 @@ func localStart0(st tier.PartitionStatus, ok bool) int64 {
 		return -1
 	}
 	return localStart(st)
+}
+
+// topicIDAndEpoch is topic's ID and its partition 0's leader epoch from
+// Metadata (-1 if Metadata does not list it).
+func topicIDAndEpoch(t *testing.T, ctx context.Context, c *clustertest.Cluster, topic string) (id [16]byte, epoch int32) {
+	t.Helper()
+	md, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, c.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch = -1
+	for _, mt := range md.Topics {
+		if mt.Topic != nil && *mt.Topic == topic {
+			id, epoch = mt.TopicID, mt.Partitions[0].LeaderEpoch
+		}
+	}
+	return id, epoch
 }
