@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/stratalog/strata/internal/clustertest"
 	"github.com/stratalog/strata/internal/minioserver"
 	"github.com/stratalog/strata/internal/wait"
 )
@@ -23,19 +21,7 @@ import (
 // answer).
 func metricValue(t *testing.T, maddr, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + maddr + "/metrics")
-	if err != nil {
-		return -2
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
-	}
-	return -1
+	return clustertest.Metric(maddr, name)
 }
 
 type topicState struct {

@@ -101,6 +101,14 @@ func workload(t *testing.T, c *clustertest.Cluster, topic string, d time.Duratio
 		wait.For(t, time.Minute, "300 acknowledged records", func() bool { return run.Acked() >= 300 })
 		during()
 	}
+	r, prod := finishClean(t, ctx, run, cl, topic)
+	return r, prod
+}
+
+// finishClean ends a checker run with a final read and fails the test unless
+// something was acknowledged and the history has no anomaly.
+func finishClean(t *testing.T, ctx context.Context, run *checker.Run, cl checker.Client, topic string) (checker.Report, checker.History) {
+	t.Helper()
 	prod, cons, final, err := run.Finish(ctx, checker.ReadConfig{Client: cl})
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,8 @@
 package clustere2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -43,24 +40,6 @@ func (h *recordsBy) get() map[int32]int {
 		out[id] = n
 	}
 	return out
-}
-
-// counter reads one unlabelled series from a node's /metrics (-1: absent,
-// -2: no answer).
-func counter(maddr, name string) float64 {
-	resp, err := http.Get("http://" + maddr + "/metrics")
-	if err != nil {
-		return -2
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
-	}
-	return -1
 }
 
 // consumeN reads n more records with cl into got (offsets must follow on).
@@ -153,12 +132,12 @@ func TestClusterFetchFromClosestReplica(t *testing.T) {
 	// The brokers count it too: node 2 served consumers as a follower,
 	// node 1 redirected and served none as a follower.
 	wait.For(t, time.Minute, "node 2 counts the bytes it served as a follower", func() bool {
-		return counter(metrics[1], "strata_broker_fetch_follower_bytes_total") > 0
+		return clustertest.Metric(metrics[1], "strata_broker_fetch_follower_bytes_total") > 0
 	})
-	if v := counter(metrics[0], "strata_broker_fetch_preferred_replica_total"); v <= 0 {
+	if v := clustertest.Metric(metrics[0], "strata_broker_fetch_preferred_replica_total"); v <= 0 {
 		t.Fatalf("node 1 answered %v fetches with a preferred read replica", v)
 	}
-	if v := counter(metrics[0], "strata_broker_fetch_follower_bytes_total"); v != 0 {
+	if v := clustertest.Metric(metrics[0], "strata_broker_fetch_follower_bytes_total"); v != 0 {
 		t.Fatalf("node 1, the leader, served %v bytes as a follower", v)
 	}
 

@@ -64,15 +64,7 @@ func leaderDiesMidUpload(t *testing.T, point string) {
 	c.Restart(0)
 	wait.For(t, 2*time.Minute, "node 1 back in the ISR", func() bool { return inISR(t, c, topic, 1) })
 
-	prod, cons, final, err := run.Finish(ctx, checker.ReadConfig{Client: cl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := checker.Analyze(prod, cons, final)
-	t.Logf("%s", r)
-	if !r.OK() || r.Acknowledged == 0 {
-		t.Fatalf("history has anomalies:\n%s", r)
-	}
+	finishClean(t, ctx, run, cl, topic)
 	bucketOwnedByLeader(t, url, func() tier.PartitionStatus { return status(leaderOf(t, c, topic, 0)) })
 	if point == "upload-log-put" {
 		logged, _ := os.ReadFile(c.LogPath(0))

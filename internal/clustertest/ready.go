@@ -1,8 +1,12 @@
 package clustertest
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,4 +59,23 @@ func MetadataListsAll(t testing.TB, c *Cluster, i int) {
 	if !ok {
 		t.Fatalf("clustertest: node %d's Metadata did not list %d brokers within %v (%s); log:\n%s", i+1, c.Brokers(), startTimeout, last, tail(c.LogPath(i)))
 	}
+}
+
+// Metric reads one unlabelled series from the Prometheus text a node serves
+// at http://addr/metrics (metrics.listen): -1 if it is absent, -2 if the node
+// does not answer.
+func Metric(addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -2
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return -1
 }
