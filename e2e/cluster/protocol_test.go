@@ -81,7 +81,14 @@ func TestClusterProtocolAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lconn.Close()
-	if code := fetch(lconn, epoch+1).Topics[0].Partitions[0].ErrorCode; code != kerr.UnknownLeaderEpoch.Code {
+	// The leader too may apply the topic a moment after the broker that
+	// answered Metadata: UNKNOWN_TOPIC_ID until then.
+	var code int16
+	wait.For(t, time.Minute, "the leader knows the topic", func() bool {
+		code = fetch(lconn, epoch+1).Topics[0].Partitions[0].ErrorCode
+		return code != kerr.UnknownTopicID.Code
+	})
+	if code != kerr.UnknownLeaderEpoch.Code {
 		t.Fatalf("fetch at a future epoch: error %d, want UNKNOWN_LEADER_EPOCH", code)
 	}
 
@@ -115,7 +122,6 @@ func TestClusterProtocolAnswers(t *testing.T) {
 	defer nconn.Close()
 	// Once it has applied its leadership (a moment after etcd has it), the
 	// new leader fences the old epoch; before, it answers as a follower.
-	var code int16
 	wait.For(t, time.Minute, "the new leader fences the old epoch", func() bool {
 		fr = fetch(nconn, epoch)
 		code = fr.Topics[0].Partitions[0].ErrorCode
