@@ -2,6 +2,7 @@ package group
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"strings"
 	"testing"
@@ -366,6 +367,53 @@ func TestStaticMemberRejoin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStaticRejoinPersisted: a static member's replacement is written to the
+// group store before the new incarnation is answered, so a coordinator that
+// loads the group afterwards knows the new member id (and fences the old);
+// if the write fails, the old incarnation stays and the new one is told
+// COORDINATOR_NOT_AVAILABLE, with no rebalance either way.
+func TestStaticRejoinPersisted(t *testing.T) {
+	v := clientVersions[3]
+	store := &groupMemStore{memStore: newMemStore(), groups: map[string]*kmsg.GroupMetadataValue{}}
+	c := New(testConfig(), store, testTopics, nil)
+	t.Cleanup(c.Close)
+	a := newMember(t, c, v, "g", "ca", "t1")
+	b := newMember(t, c, v, "g", "cb", "t1")
+	a.instance, b.instance = kmsg.StringPtr("ia"), kmsg.StringPtr("ib")
+	gen := joinAndSync(t, a, b)
+	leader, follower := a, b
+	if b.isLeader() {
+		leader, follower = b, a
+	}
+
+	// The write fails: the restart is refused and the old incarnation stays.
+	store.setFail(errors.New("offsets log unavailable"))
+	before := *follower
+	follower.id = ""
+	wantErr(t, "static rejoin while the store fails", follower.joinOnce().ErrorCode, kerr.CoordinatorNotAvailable)
+	wantErr(t, "old incarnation after the failed rejoin", before.heartbeat(), nil)
+	wantErr(t, "leader after the failed rejoin", leader.heartbeat(), nil)
+	store.setFail(nil)
+
+	// The write succeeds: the store has the new member id.
+	follower.id = ""
+	resp := follower.joinOnce()
+	wantErr(t, "static rejoin", resp.ErrorCode, nil)
+	if resp.Generation != gen {
+		t.Fatalf("static rejoin at generation %d, want %d", resp.Generation, gen)
+	}
+	// Another coordinator loads the group from the store.
+	c2 := New(testConfig(), newMemStore(), testTopics, nil)
+	t.Cleanup(c2.Close)
+	c2.Restore("g", store.group("g"))
+	for _, m := range []*tmember{&before, follower, leader} {
+		m.c = c2
+	}
+	wantErr(t, "new incarnation at the loading coordinator", follower.heartbeat(), nil)
+	wantErr(t, "old incarnation at the loading coordinator", before.heartbeat(), kerr.FencedInstanceID)
+	wantErr(t, "leader at the loading coordinator", leader.heartbeat(), nil)
 }
 
 // TestJoinErrors covers request validation.

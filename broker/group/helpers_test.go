@@ -231,6 +231,34 @@ func consumerMeta(topics ...string) []byte {
 	return m.AppendTo(nil)
 }
 
+// groupMemStore is a memStore that keeps group metadata too (GroupStore).
+type groupMemStore struct {
+	*memStore
+	groups map[string]*kmsg.GroupMetadataValue
+}
+
+func (s *groupMemStore) StoreGroup(group string, v *kmsg.GroupMetadataValue) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failErr != nil {
+		return s.failErr
+	}
+	s.groups[group] = v
+	return nil
+}
+
+func (s *groupMemStore) group(name string) *kmsg.GroupMetadataValue {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.groups[name]
+}
+
+func (s *memStore) setFail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failErr = err
+}
+
 // tmember drives one group member through Handle.
 type tmember struct {
 	t        testing.TB

@@ -130,12 +130,7 @@ func (j joinArgs) newMember(id string) *member {
 func (g *group) join(j joinArgs) (*kmsg.JoinGroupResponse, chan *kmsg.JoinGroupResponse) {
 	req := j.req
 	fail := func(err *kerr.Error, memberID string) (*kmsg.JoinGroupResponse, chan *kmsg.JoinGroupResponse) {
-		resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
-		resp.ErrorCode = err.Code
-		resp.Generation = -1
-		resp.Protocol = kmsg.StringPtr("")
-		resp.MemberID = memberID
-		return resp, nil
+		return joinError(req, err, memberID), nil
 	}
 	if !g.supportsProtocols(req.ProtocolType, req.Protocols) {
 		return fail(kerr.InconsistentGroupProtocol, req.MemberID)
@@ -202,6 +197,16 @@ func (g *group) join(j joinArgs) (*kmsg.JoinGroupResponse, chan *kmsg.JoinGroupR
 	return fail(kerr.UnknownMemberID, req.MemberID)
 }
 
+// joinError is a JoinGroup's answer with err.
+func joinError(req *kmsg.JoinGroupRequest, err *kerr.Error, memberID string) *kmsg.JoinGroupResponse {
+	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+	resp.ErrorCode = err.Code
+	resp.Generation = -1
+	resp.Protocol = kmsg.StringPtr("")
+	resp.MemberID = memberID
+	return resp
+}
+
 // updateMember records a rejoining member's request and marks it as waiting
 // for the join to complete. Requires g.mu.
 func (g *group) updateMember(m *member, j joinArgs) {
@@ -239,6 +244,19 @@ func (g *group) rejoinStatic(oldID string, j joinArgs) (*kmsg.JoinGroupResponse,
 	switch g.mu.state {
 	case stateStable:
 		if old.matches(j.req.Protocols) {
+			// As in Kafka, the new member id is in the offsets log before
+			// the new incarnation hears of it, so that a coordinator that
+			// loads the group later knows it; if it cannot be written, the
+			// old incarnation stays and the new one is told to retry.
+			if err := g.storeMetadata(); err != nil {
+				g.c.log.Error("group: cannot persist a static member's replacement", "group", g.name, "instance", *j.instanceID, "err", err)
+				delete(g.mu.members, m.id)
+				g.mu.members[oldID] = old
+				g.mu.static[*j.instanceID] = oldID
+				g.mu.leader = previousLeader
+				g.touch(old)
+				return joinError(j.req, kerr.CoordinatorNotAvailable, ""), nil
+			}
 			m.joinCh = nil
 			g.touch(m)
 			isLeader := g.mu.leader == m.id
