@@ -32,10 +32,15 @@ func (n *Node) controlLoop(sess *session) {
 	// is fenced at most that long after its session ran out.
 	tick := time.NewTicker(min(max(n.cfg.SessionTimeout/20, 50*time.Millisecond), 500*time.Millisecond))
 	defer tick.Stop()
+	var active int64 // the controller epoch this node last logged as its own
 	for {
 		ch := n.view.Changed()
 		s := n.view.Snapshot()
 		if s.Controller == n.cfg.NodeID && s.cands[sess.candKey].rev == s.ControllerEpoch && s.ControllerEpoch != 0 {
+			if active != s.ControllerEpoch {
+				active = s.ControllerEpoch
+				n.log.Info("cluster: this node is the controller", "controller_epoch", s.ControllerEpoch)
+			}
 			err := n.fenceSilent(s, sess, beats, time.Now())
 			if err == nil {
 				err = n.reconcile(s, sess)
@@ -175,11 +180,21 @@ func (n *Node) fenceSilent(s *Snapshot, sess *session, beats map[int32]beat, now
 		if !ok || !n.silentFor(beats, id, now) {
 			continue
 		}
+		// Its candidacies go too: a dead node's would otherwise stay as long
+		// as its lease, and could become the oldest (the controller) when
+		// this one goes, with no heartbeat left to stop and so nobody to
+		// depose it (see runForController).
+		ops := []clientv3.Op{clientv3.OpDelete(brokerKey(id)), clientv3.OpDelete(heartbeatKey(id))}
+		for k, c := range s.cands {
+			if c.id == id && k != sess.candKey {
+				ops = append(ops, clientv3.OpDelete(k))
+			}
+		}
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 		resp, err := n.client.Txn(ctx).If(
 			clientv3.Compare(clientv3.CreateRevision(sess.candKey), "=", s.ControllerEpoch),
 			clientv3.Compare(clientv3.ModRevision(brokerKey(id)), "=", s.brokerRev[id]),
-		).Then(clientv3.OpDelete(brokerKey(id)), clientv3.OpDelete(heartbeatKey(id))).Commit()
+		).Then(ops...).Commit()
 		cancel()
 		if err != nil {
 			return err

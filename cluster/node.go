@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -210,7 +211,7 @@ func (n *Node) startEtcd(ctx context.Context, dataDir string) error {
 	e.InitialClusterToken = "strata"
 	e.ClusterState = embed.ClusterStateFlagNew // ignored when the data dir already holds a member: it rejoins
 	e.MaxTxnOps = 4096
-	e.LogLevel = "error"
+	e.LogLevel = cmp.Or(n.cfg.EtcdLogLevel, "error") // etcd.log.level
 	e.LogOutputs = []string{filepath.Join(dataDir, "etcd.log")}
 	e.AutoCompactionMode, e.AutoCompactionRetention = "periodic", "1h"
 	srv, err := embed.StartEtcd(e)
@@ -241,7 +242,7 @@ func (n *Node) grantLease(ctx context.Context, sess *session) error {
 	sess.lease = resp.ID
 	if n.campaign {
 		// Named now, before anything reads the session.
-		sess.candKey = fmt.Sprintf("%s%d-%x", controllerPrefix, n.cfg.NodeID, int64(sess.lease))
+		sess.candKey = fmt.Sprintf("%s%x", candPrefix(n.cfg.NodeID), int64(sess.lease))
 	}
 	n.wg.Go(func() { n.keepAlive(sess) })
 	return nil
@@ -391,14 +392,36 @@ func (n *Node) register(ctx context.Context) error {
 }
 
 // campaign puts this node's candidacy under its lease; the oldest candidate
-// is the controller, its key's create revision the controller epoch.
+// is the controller, its key's create revision the controller epoch. It
+// first deletes the candidacies of this node.id's earlier incarnations (a
+// process killed and restarted), which live as long as their leases: left
+// there, one of them could be the oldest candidate when the controller
+// goes, and it would hold the role, with nobody to run it and nobody able
+// to depose it (the node.id's heartbeats come from this incarnation), until
+// its lease expired: a whole session after etcd's next raft election, which
+// restarts every lease's TTL.
 func (n *Node) runForController(ctx context.Context, sess *session) error {
-	_, err := n.client.Put(ctx, sess.candKey, strconv.Itoa(int(n.cfg.NodeID)), clientv3.WithLease(sess.lease))
+	resp, err := n.client.Get(ctx, candPrefix(n.cfg.NodeID), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
+		return fmt.Errorf("cluster: cannot campaign to be the controller: %w", err)
+	}
+	for _, kv := range resp.Kvs {
+		if k := string(kv.Key); k != sess.candKey {
+			if _, err := n.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", kv.CreateRevision)).
+				Then(clientv3.OpDelete(k)).Commit(); err != nil {
+				return fmt.Errorf("cluster: cannot remove an earlier incarnation's candidacy %s: %w", k, err)
+			}
+			n.log.Info("cluster: removed an earlier incarnation's candidacy", "key", k)
+		}
+	}
+	if _, err := n.client.Put(ctx, sess.candKey, strconv.Itoa(int(n.cfg.NodeID)), clientv3.WithLease(sess.lease)); err != nil {
 		return fmt.Errorf("cluster: cannot campaign to be the controller: %w", err)
 	}
 	return nil
 }
+
+// candPrefix is the prefix of node id's candidacies, controller/<id>-<lease>.
+func candPrefix(id int32) string { return fmt.Sprintf("%s%d-", controllerPrefix, id) }
 
 // View is the node's view of the cluster.
 func (n *Node) View() *View { return n.view }

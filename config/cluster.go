@@ -20,6 +20,7 @@ type Cluster struct {
 	Bootstrap         []string // controller.quorum.bootstrap.servers, host:port
 	EtcdEndpoints     []string // the etcd client URLs to dial: etcd.endpoints, else each voter's (or bootstrap server's) host:port+1
 	Rack              string   // broker.rack
+	EtcdLogLevel      string   // etcd.log.level: the embedded etcd member's log, <metadata.log.dir or log.dirs>/etcd.log
 	SessionTimeout    time.Duration
 	HeartbeatInterval time.Duration
 	// UncleanLeaderElection is the broker's unclean.leader.election.enable;
@@ -57,6 +58,7 @@ func (b *Broker) Cluster() (Cluster, error) {
 	c := Cluster{
 		NodeID:                b.BrokerID,
 		Rack:                  strings.TrimSpace(b.BrokerRack),
+		EtcdLogLevel:          b.EtcdLogLevel,
 		SessionTimeout:        time.Duration(b.BrokerSessionTimeoutMs) * time.Millisecond,
 		HeartbeatInterval:     time.Duration(b.BrokerHeartbeatIntervalMs) * time.Millisecond,
 		UncleanLeaderElection: b.UncleanLeaderElectionEnable,

@@ -109,6 +109,7 @@ type Broker struct {
 	MetadataLogDir                      string // metadata.log.dir (default: log.dirs)
 	BrokerRack                          string // broker.rack ("")
 	ReplicaSelectorClass                string // replica.selector.class ("": consumers read from the leader)
+	EtcdLogLevel                        string // etcd.log.level (error)
 	BrokerSessionTimeoutMs              int64  // broker.session.timeout.ms (9000)
 	BrokerHeartbeatIntervalMs           int64  // broker.heartbeat.interval.ms (2000)
 	OffsetsTopicReplicationFactor       int16  // offsets.topic.replication.factor (3)
@@ -214,6 +215,7 @@ var brokerFields = map[string]func(b *Broker) string{
 	"metadata.log.dir":                    func(b *Broker) string { return b.MetadataLogDir },
 	"broker.rack":                         func(b *Broker) string { return b.BrokerRack },
 	"replica.selector.class":              func(b *Broker) string { return b.ReplicaSelectorClass },
+	"etcd.log.level":                      func(b *Broker) string { return b.EtcdLogLevel },
 	"broker.session.timeout.ms":           func(b *Broker) string { return i64(b.BrokerSessionTimeoutMs) },
 	"broker.heartbeat.interval.ms":        func(b *Broker) string { return i64(b.BrokerHeartbeatIntervalMs) },
 	"offsets.topic.replication.factor":    func(b *Broker) string { return i64(int64(b.OffsetsTopicReplicationFactor)) },
@@ -518,6 +520,7 @@ func (l *loader) build() (*Broker, error) {
 		MetadataLogDir:                      get("metadata.log.dir"),
 		BrokerRack:                          get("broker.rack"),
 		ReplicaSelectorClass:                get("replica.selector.class"),
+		EtcdLogLevel:                        get("etcd.log.level"),
 		BrokerSessionTimeoutMs:              num("broker.session.timeout.ms"),
 		BrokerHeartbeatIntervalMs:           num("broker.heartbeat.interval.ms"),
 		OffsetsTopicReplicationFactor:       int16(num("offsets.topic.replication.factor")),

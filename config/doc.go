@@ -104,6 +104,7 @@
 //	controller.quorum.bootstrap.servers  ""                            host:port,... of controller listeners
 //	controller.listener.names            CONTROLLER                    listener names (not PLAINTEXT)
 //	etcd.endpoints                       "" (Strata)                   http(s)://host:port,... of an external etcd
+//	etcd.log.level                       error                         debug, info, warn, error (the embedded member's etcd.log)
 //	metadata.log.dir                     "" (log.dirs)                 a directory for the etcd member's data
 //	broker.rack                          ""                            any string
 //	replica.selector.class               "" (the leader)               org.apache.kafka.common.replica.RackAwareReplicaSelector (or RackAwareReplicaSelector)
