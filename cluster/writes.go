@@ -95,7 +95,7 @@ func (n *Node) CreateTopic(ctx context.Context, rec TopicRecord) (int64, error) 
 		}
 		// The topic is gone, or the controller wrote some of these
 		// partitions' states: drop those and go on.
-		if rest, err = n.withoutState(ctx, key, created, rest); err != nil {
+		if rest, err = n.withoutState(ctx, rec.Name, created, rest); err != nil {
 			return 0, err
 		}
 	}
@@ -103,9 +103,10 @@ func (n *Node) CreateTopic(ctx context.Context, rec TopicRecord) (int64, error) 
 }
 
 // withoutState keeps the partition puts of ops whose keys have no state
-// yet; ErrUnknownTopic when the topic is no longer the one created at
-// created.
-func (n *Node) withoutState(ctx context.Context, key string, created int64, ops []clientv3.Op) ([]clientv3.Op, error) {
+// yet (one keys-only read of the topic's partitions); ErrUnknownTopic when
+// the topic is no longer the one created at created.
+func (n *Node) withoutState(ctx context.Context, name string, created int64, ops []clientv3.Op) ([]clientv3.Op, error) {
+	key := topicKey(name)
 	tresp, err := n.client.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: cannot read %s: %w", key, err)
@@ -113,13 +114,17 @@ func (n *Node) withoutState(ctx context.Context, key string, created int64, ops 
 	if len(tresp.Kvs) == 0 || tresp.Kvs[0].CreateRevision != created {
 		return nil, ErrUnknownTopic
 	}
+	presp, err := n.client.Get(ctx, partitionsOf(name), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: cannot read the partitions of %q: %w", name, err)
+	}
+	has := make(map[string]bool, len(presp.Kvs))
+	for _, kv := range presp.Kvs {
+		has[string(kv.Key)] = true
+	}
 	out := ops[:0:0]
 	for _, op := range ops {
-		presp, err := n.client.Get(ctx, string(op.KeyBytes()), clientv3.WithKeysOnly())
-		if err != nil {
-			return nil, fmt.Errorf("cluster: cannot read %s: %w", op.KeyBytes(), err)
-		}
-		if len(presp.Kvs) == 0 {
+		if !has[string(op.KeyBytes())] {
 			out = append(out, op)
 		}
 	}
