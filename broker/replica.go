@@ -438,24 +438,31 @@ func (r *replica) alterLocked(isr []int32) {
 		ctx, cancel := context.WithTimeout(r.s.ctx, 30*time.Second)
 		defer cancel()
 		st, err := r.s.cl.AlterPartition(ctx, r.tp, cur, isr)
+		if err != nil && !errors.Is(err, cluster.ErrStalePartitionEpoch) && r.s.ctx.Err() == nil {
+			r.s.log.Warn("ISR change failed", "topic", r.tp.Topic, "partition", r.tp.Partition, "isr", isr, "err", err)
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.altering = false
-		if err != nil {
-			r.adding = -1
-			if !errors.Is(err, cluster.ErrStalePartitionEpoch) && r.s.ctx.Err() == nil {
-				r.s.log.Warn("ISR change failed", "topic", r.tp.Topic, "partition", r.tp.Partition, "isr", isr, "err", err)
-			}
-			return
-		}
-		if r.role == roleLeader && st.LeaderEpoch == r.st.LeaderEpoch && st.PartitionEpoch > r.st.PartitionEpoch {
-			r.st = st
-			if slices.Contains(st.ISR, r.adding) {
-				r.adding = -1
-			}
-			r.advanceHWLocked()
-		}
+		r.alterDoneLocked(st, err)
 	}()
+}
+
+// alterDoneLocked takes the result of the AlterPartition in flight. The
+// proposal is decided either way, so no follower stays "being added": its
+// state is taken if it is newer than the one applied, and a follower it
+// proposed that is not in the ISR applied (the change failed, or a later
+// state the view delivered first, the controller's removal of it, say,
+// superseded it) is proposed again at its next fetch if still caught up.
+// (Before, a follower whose addition was superseded that way stayed
+// "adding" for the rest of the leader epoch, and no follower could join
+// the partition's ISR again.) Caller holds mu.
+func (r *replica) alterDoneLocked(st cluster.PartitionState, err error) {
+	r.altering = false
+	if err == nil && r.role == roleLeader && st.LeaderEpoch == r.st.LeaderEpoch && st.PartitionEpoch > r.st.PartitionEpoch {
+		r.st = st
+	}
+	r.adding = -1
+	r.advanceHWLocked()
 }
 
 // waitHW waits until the high watermark reaches target (acks=all). It fails
