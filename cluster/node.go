@@ -407,11 +407,14 @@ func (n *Node) runForController(ctx context.Context, sess *session) error {
 	}
 	for _, kv := range resp.Kvs {
 		if k := string(kv.Key); k != sess.candKey {
-			if _, err := n.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", kv.CreateRevision)).
-				Then(clientv3.OpDelete(k)).Commit(); err != nil {
+			tr, err := n.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", kv.CreateRevision)).
+				Then(clientv3.OpDelete(k)).Commit()
+			if err != nil {
 				return fmt.Errorf("cluster: cannot remove an earlier incarnation's candidacy %s: %w", k, err)
 			}
-			n.log.Info("cluster: removed an earlier incarnation's candidacy", "key", k)
+			if tr.Succeeded {
+				n.log.Info("cluster: removed an earlier incarnation's candidacy", "key", k)
+			}
 		}
 	}
 	if _, err := n.client.Put(ctx, sess.candKey, strconv.Itoa(int(n.cfg.NodeID)), clientv3.WithLease(sess.lease)); err != nil {

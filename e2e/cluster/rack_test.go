@@ -82,9 +82,7 @@ func TestClusterFetchFromClosestReplica(t *testing.T) {
 	for range 3 {
 		metrics = append(metrics, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	}
-	opts.PerNode = func(i int) []string {
-		return []string{fmt.Sprintf("broker.rack=r%d", i+1), "metrics.listen=" + metrics[i]}
-	}
+	opts.PerNode = racks(metrics)
 	c := clustertest.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -217,6 +215,13 @@ func wireChecks(t *testing.T, ctx context.Context, c *clustertest.Cluster, topic
 	}
 }
 
+// racks puts node i in rack r<i+1> with its metrics at metrics[i].
+func racks(metrics []string) func(i int) []string {
+	return func(i int) []string {
+		return []string{fmt.Sprintf("broker.rack=r%d", i+1), "metrics.listen=" + metrics[i]}
+	}
+}
+
 // consumerFetch sends one consumer Fetch (v11+, with rack) of partition 0
 // of topic to addr and returns its answer for the partition.
 func consumerFetch(t *testing.T, ctx context.Context, addr, topic string, id [16]byte, rack string, offset int64, leaderEpoch int32) kmsg.FetchResponseTopicPartition {
@@ -249,9 +254,7 @@ func consumerFetch(t *testing.T, ctx context.Context, addr, topic string, id [16
 // follower.
 func TestClusterColdReadsStayWithLeader(t *testing.T) {
 	opts, metrics := tieredCluster(t, "file://"+t.TempDir(), "replica.selector.class="+config.RackAwareReplicaSelector)
-	opts.PerNode = func(i int) []string {
-		return []string{fmt.Sprintf("broker.rack=r%d", i+1), "metrics.listen=" + metrics[i]}
-	}
+	opts.PerNode = racks(metrics)
 	c := clustertest.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
